@@ -1,0 +1,28 @@
+"""The ``armor-ab`` command line (Typer). Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="armor-ab",
+    help="armor-ab: A/B tests of ARMOR-generated interleaved catalog content, from engine to ROI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app); imported here so `armor-ab --help` lists everything.
+_MODULES = (
+    "experiment",  # experiment apply|start|stop|list|show
+    "assign",  # assign --experiment-file --user-id/--users-file
+    "keys",  # keys create|list|revoke
+    "events",  # events import
+    "serve",  # serve
+    "simulate",  # simulate
+    "analyze",  # analyze, power
+    "generate",  # generate (ARMOR model)
+)
+for _name in _MODULES:
+    importlib.import_module(f"armor_ab.cli.{_name}").register(app)

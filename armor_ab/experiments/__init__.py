@@ -1,0 +1,1 @@
+"""Experiments as code: the YAML model, its loader and deterministic assignment."""

@@ -1,0 +1,152 @@
+"""The experiment definition product managers write as YAML, validated by pydantic.
+
+``ExperimentSpec`` is the one schema for an experiment: the YAML file, the admin API body
+(``ExperimentCreate`` is an alias) and the ``spec`` column in DuckDB all hold it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from armor_ab.roi.assumptions import RoiAssumptions
+
+METRICS = (
+    "dwell_time_per_view",
+    "dwell_time_per_visitor",
+    "inquiry_rate",
+    "inquiries_per_visitor",
+    "inquiry_value_per_visitor",
+)
+MetricName = Literal[
+    "dwell_time_per_view",
+    "dwell_time_per_visitor",
+    "inquiry_rate",
+    "inquiries_per_visitor",
+    "inquiry_value_per_visitor",
+]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContentSpec(_Strict):
+    """Where a variant's page copy comes from: the catalog's own text or the ARMOR model."""
+
+    source: Literal["catalog", "armor"]
+    prompt: str | None = None
+    model: str = "armor-demo"
+    max_images: int = Field(default=2, ge=0, le=8)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _armor_needs_prompt(self) -> ContentSpec:
+        if self.source == "armor" and not self.prompt:
+            raise ValueError("an 'armor' content source needs a prompt template")
+        return self
+
+
+class Variant(_Strict):
+    key: Slug
+    weight: float = Field(ge=0.0, le=1.0)
+    name: str | None = None
+    content: ContentSpec = ContentSpec(source="catalog")
+
+
+class Guardrail(_Strict):
+    """A metric that must not get worse than ``margin`` (relative, e.g. 0.02 = 2%)."""
+
+    metric: MetricName
+    margin: float = Field(default=0.02, ge=0.0, lt=1.0)
+
+
+class MetricsSpec(_Strict):
+    primary: MetricName
+    secondary: list[MetricName] = []
+    guardrails: list[Guardrail] = []
+
+    @field_validator("guardrails", mode="before")
+    @classmethod
+    def _guardrail_shorthand(cls, value: object) -> object:
+        # "guardrails: [inquiry_rate]" is shorthand for the default margin.
+        if isinstance(value, list):
+            return [{"metric": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def all(self) -> list[str]:
+        """Every metric named, primary first, without repeats."""
+        seen: dict[str, None] = {self.primary: None}
+        for name in [*self.secondary, *(g.metric for g in self.guardrails)]:
+            seen.setdefault(name, None)
+        return list(seen)
+
+
+class AnalysisSpec(_Strict):
+    """Settings of the statistics engine; every field has a sensible default."""
+
+    dwell_cap_percentile: float = Field(default=0.99, gt=0.5, le=1.0)
+    cuped: bool = True
+    cuped_pre_days: int = Field(default=14, ge=1, le=365)
+    sequential_tuning: float = Field(default=5000.0, gt=0)
+    prior_mean: float = 0.0
+    prior_stddev: float = Field(default=0.3, gt=0)
+    correction: Literal["holm", "fdr_bh", "none"] = "holm"
+    power: float = Field(default=0.8, gt=0.0, lt=1.0)
+
+
+class ExperimentSpec(_Strict):
+    key: Slug
+    name: str = Field(min_length=1, max_length=200)
+    hypothesis: str = ""
+    owner: str = ""
+    coverage: float = Field(default=1.0, ge=0.0, le=1.0)
+    hash_seed: str | None = None
+    hash_version: Literal[1, 2] = 2
+    variants: list[Variant] = Field(min_length=2, max_length=20)
+    control: str | None = None
+    metrics: MetricsSpec
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    mde: float = Field(default=0.05, gt=0.0)
+    segments: list[str] = []
+    roi: RoiAssumptions | None = None
+    analysis: AnalysisSpec = AnalysisSpec()
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ExperimentSpec:
+        keys = [v.key for v in self.variants]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"variant keys must be unique, got {keys}")
+        total = math.fsum(v.weight for v in self.variants)
+        if abs(total - 1.0) > 0.01:
+            raise ValueError(f"variant weights must sum to 1, got {total:g}")
+        if self.control is not None and self.control not in keys:
+            raise ValueError(f"control {self.control!r} is not one of the variants {keys}")
+        return self
+
+    @property
+    def seed(self) -> str:
+        """The hashing seed: ``hash_seed`` when given, else the key."""
+        return self.hash_seed or self.key
+
+    @property
+    def control_key(self) -> str:
+        """The baseline variant: ``control`` when given, else the first variant."""
+        return self.control or self.variants[0].key
+
+    @property
+    def weights(self) -> list[float]:
+        return [v.weight for v in self.variants]
+
+    def variant(self, key: str) -> Variant | None:
+        return next((v for v in self.variants if v.key == key), None)
+
+    def assignment_fields(self) -> tuple:
+        """What decides who sees what; changing it on a running experiment needs a new bucket version."""
+        return (self.seed, self.hash_version, tuple((v.key, v.weight) for v in self.variants))
+
+
+ExperimentCreate = ExperimentSpec

@@ -1,0 +1,1 @@
+"""Return on investment of shipping the ARMOR variant, with its uncertainty."""
