@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import duckdb
 import typer
 
 DbOption = Annotated[
@@ -17,3 +20,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error to stderr and exit non-zero, without a traceback."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def open_db(db: Path | None, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The database for one command; a lock held by a running server is a clean error."""
+    from armor_ab.store.db import DatabaseLockedError, connect
+
+    try:
+        con = connect(db, read_only=read_only)
+    except DatabaseLockedError as exc:
+        fail(str(exc))
+    except duckdb.Error as exc:
+        fail(f"cannot open database: {exc}")
+    try:
+        yield con
+    finally:
+        con.close()

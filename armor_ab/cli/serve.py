@@ -1,9 +1,37 @@
-"""`armor-ab` commands: serve (to be filled in)."""
+"""`armor-ab serve`: the HTTP API over the DuckDB file (the one process that owns it)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from armor_ab.cli._common import DbOption, fail
+
+
+def serve_command(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="allowed origin for client endpoints (repeatable)")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    from dataclasses import replace
+
+    from armor_ab.api.app import serve, settings_from_env
+    from armor_ab.store.db import DatabaseLockedError
+
+    settings = settings_from_env(db)
+    if cors_origin:
+        settings = replace(settings, cors_origins=tuple(cors_origin))
+    try:
+        serve(settings, host=host, port=port, log_level=log_level)
+    except DatabaseLockedError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
+    app.command("serve")(serve_command)

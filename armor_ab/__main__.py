@@ -1,0 +1,3 @@
+from armor_ab.cli import app
+
+app(prog_name="armor-ab")

@@ -1,0 +1,77 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; ``serve`` runs it on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from armor_ab.api.errors import install_error_handlers
+from armor_ab.api.middleware import RequestContextMiddleware
+from armor_ab.api.routes import admin, client, ops
+from armor_ab.api.state import AppState, Settings
+from armor_ab.config import resolve_db_path
+
+log = logging.getLogger("armor_ab.api")
+CORS_ENV = "ARMOR_AB_CORS_ORIGINS"
+
+
+def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> Settings:
+    origins = tuple(o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip())
+    return Settings(db_path=resolve_db_path(db), cors_origins=origins, **overrides)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API over one DuckDB file, which this process owns for as long as it runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("api starting", extra={"db": str(settings.db_path)})
+        yield
+        app.state.armor.close()
+        log.info("api stopped")
+
+    app = FastAPI(
+        title="armor-ab",
+        version="0.1.0",
+        summary="A/B tests of ARMOR-generated interleaved catalog content",
+        lifespan=lifespan,
+    )
+    # Opened here, not in lifespan: the DB lock is taken (or refused) when the app is built.
+    state = AppState.open(settings)
+    app.state.armor = state
+    install_error_handlers(app)
+    app.include_router(client.router)
+    app.include_router(admin.router)
+    app.include_router(ops.router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the API on uvicorn with uvloop and httptools until interrupted."""
+    import uvicorn
+
+    from armor_ab.logs import setup_logging
+
+    setup_logging(log_level.upper())
+    app = create_app(settings)
+    uvicorn.run(
+        app, host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_config=None,
+        log_level=log_level, timeout_graceful_shutdown=10,
+    )
+
+
+__all__ = ["Path", "Settings", "create_app", "serve", "settings_from_env"]

@@ -1,0 +1,102 @@
+"""The one place errors become responses: ``{"error": {"code", "message", "field"}}``.
+
+``tests/test_api_errors.py`` pins this shape. An unexpected exception answers 500 with a
+request id (rendered by ``internal_error``, called from the request middleware, which is the
+layer that knows the request id); its traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("armor_ab.api")
+
+
+class ApiError(Exception):
+    """Raise from a route to answer ``status`` with a stable ``code``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: object) -> dict:
+    err: dict = {"code": code, "message": message, "field": field}
+    err.update(extra)
+    return {"error": err}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None, **extra
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, field, **extra), status_code=status, headers=headers)
+
+
+def _loc_to_field(loc: tuple) -> str | None:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or None
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+        if first.get("type") == "json_invalid":
+            return error_response(400, "invalid_json", f"request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+        msg = first["msg"]
+        if len(errors) > 1:
+            msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return error_response(422, "validation_error", msg, _loc_to_field(tuple(first["loc"])))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+def internal_error(request_id: str, exc: BaseException, path: str) -> tuple[int, bytes]:
+    """Log an unexpected exception with its traceback; the client gets only the request id."""
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id, "path": path})
+    body = error_body("internal_error", f"internal error; quote request id {request_id} when reporting it",
+                      request_id=request_id)
+    return 500, json.dumps(body).encode()

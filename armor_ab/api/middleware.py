@@ -1,0 +1,118 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request on the hot path).
+
+One pass per request: a request id, the 1 MiB body limit, and the Prometheus request metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from armor_ab.api.errors import error_body, internal_error
+from armor_ab.api.state import Metrics
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        too_large = False  # set when a chunked body passes the limit mid-stream
+        replaced = False
+        status_sent = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, replaced
+            if too_large:
+                # Whatever the app answers to a body cut short, the client gets the 413.
+                if not replaced:
+                    replaced = True
+                    status = 413
+                    await self._too_large(send, request_id)
+                return
+            if message["type"] == "http.response.start":
+                nonlocal status_sent
+                status_sent = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        length = _content_length(scope)
+        if length is not None and length > self.max_body:
+            status = 413
+            await self._too_large(send, request_id)
+        else:
+            received = 0
+
+            async def receive_wrapper() -> Message:
+                nonlocal received, too_large
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:  # chunked bodies carry no Content-Length
+                        too_large = True
+                        raise BodyTooLargeError
+                return message
+
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except BodyTooLargeError:
+                if not replaced:
+                    status = 413
+                    await self._too_large(send, request_id)
+            except Exception as exc:
+                if status_sent:
+                    raise  # the response is under way; nothing sane left to send
+                status, body = internal_error(request_id, exc, scope.get("path", ""))
+                await self._send_json(send, status, body, request_id)
+        route = scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        self.metrics.requests.labels(scope["method"], label, str(status)).inc()
+        self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        body = json.dumps(
+            error_body("payload_too_large", f"request body is over {self.max_body} bytes")
+        ).encode()
+        await self._send_json(send, 413, body, request_id)
+
+    @staticmethod
+    async def _send_json(send: Send, status: int, body: bytes, request_id: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

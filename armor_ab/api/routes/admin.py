@@ -1,0 +1,154 @@
+"""Admin and read endpoints: experiments, their lifecycle, API keys, results."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from armor_ab.api.deps import AdminKey, ReadKey, State
+from armor_ab.api.errors import ApiError
+from armor_ab.api.routes.client import live_experiment
+from armor_ab.api.schemas import ERRORS, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ExperimentPublic
+from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
+from armor_ab.experiments.models import ExperimentSpec
+from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
+from armor_ab.store.keys import create_key, list_keys, revoke_key
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ExperimentSpec.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _spec_from_request(request: Request) -> ExperimentSpec:
+    """An ExperimentSpec from a JSON or YAML body, with the field at fault on error."""
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        if ctype in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
+            return parse_experiment_yaml(raw.decode("utf-8", errors="replace"), "request body")
+        if ctype not in ("application/json", ""):
+            raise ApiError(415, "unsupported_media_type", f"send application/json or application/yaml, not {ctype}")
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+        return spec_from_mapping(data, "request body")
+    except ExperimentFileError as exc:
+        code = "invalid_yaml" if exc.field is None and "YAML" in exc.message else "validation_error"
+        raise ApiError(422 if code == "validation_error" else 400, code, exc.message, exc.field) from None
+
+
+async def _upsert(state, spec: ExperimentSpec, new_bucket_version: bool) -> JSONResponse:
+    try:
+        rec, action = await state.write(lambda con: upsert_experiment(con, spec, new_bucket_version=new_bucket_version))
+    except ExperimentError as exc:
+        raise ApiError(409, exc.code, exc.message, exc.field) from None
+    return JSONResponse(rec.public(), status_code=201 if action == "create" else 200,
+                        headers={"X-Armor-Action": action})
+
+
+NewBucket = Annotated[bool, Query(description="re-seed a running experiment whose variants or weights change")]
+
+
+@router.post("/experiments", tags=["admin"], response_model=ExperimentPublic, status_code=201, openapi_extra=_SPEC_BODY)
+async def create_experiment(request: Request, state: State, principal: AdminKey, new_bucket_version: NewBucket = False):
+    """Create or update an experiment from its spec (JSON or the YAML file as is)."""
+    spec = await _spec_from_request(request)
+    return await _upsert(state, spec, new_bucket_version)
+
+
+@router.put("/experiments/{key}", tags=["admin"], response_model=ExperimentPublic, openapi_extra=_SPEC_BODY)
+async def update_experiment(
+    key: str, request: Request, state: State, principal: AdminKey, new_bucket_version: NewBucket = False
+):
+    """Replace an experiment's spec; the body's key must match the path."""
+    spec = await _spec_from_request(request)
+    if spec.key != key:
+        raise ApiError(422, "key_mismatch", f"body key {spec.key!r} does not match path key {key!r}", field="key")
+    return await _upsert(state, spec, new_bucket_version)
+
+
+@router.get("/experiments", tags=["read"], response_model=list[ExperimentPublic])
+async def get_experiments(state: State, principal: ReadKey):
+    """Every experiment with its status."""
+    return JSONResponse([e.record.public() for e in state.experiments.values()])
+
+
+@router.get("/experiments/{key}", tags=["read"], response_model=ExperimentPublic)
+async def get_experiment(key: str, state: State, principal: ReadKey):
+    """One experiment with its spec and status."""
+    return JSONResponse(live_experiment(state, key).record.public())
+
+
+async def _transition(state, key: str, status: str) -> JSONResponse:
+    live_experiment(state, key)
+    try:
+        rec = await state.write(lambda con: set_status(con, key, status))
+    except ExperimentError as exc:
+        raise ApiError(409, exc.code, exc.message, exc.field) from None
+    return JSONResponse(rec.public())
+
+
+@router.post("/experiments/{key}/start", tags=["admin"], response_model=ExperimentPublic)
+async def start_experiment(key: str, state: State, principal: AdminKey):
+    """Start assigning visitors (draft or stopped → running)."""
+    return await _transition(state, key, "running")
+
+
+@router.post("/experiments/{key}/stop", tags=["admin"], response_model=ExperimentPublic)
+async def stop_experiment(key: str, state: State, principal: AdminKey):
+    """Stop assigning visitors (running → stopped); everyone sees control."""
+    return await _transition(state, key, "stopped")
+
+
+@router.get("/experiments/{key}/results", tags=["read"])
+async def get_results(
+    key: str, state: State, principal: ReadKey,
+    cuped: Annotated[bool | None, Query(description="override the experiment's CUPED setting")] = None,
+):
+    """Statistics, SRM, ROI and the verdict of an experiment, as `armor-ab analyze --json` prints them."""
+    from armor_ab.stats.report import experiment_report
+
+    record = live_experiment(state, key).record
+
+    def compute() -> dict:
+        with state.reader() as cur:
+            return experiment_report(cur, record, cuped=cuped)
+
+    return JSONResponse(await run_in_threadpool(compute))
+
+
+@router.post("/keys", tags=["admin"], response_model=ApiKeyCreated, status_code=201)
+async def post_key(body: ApiKeyCreate, state: State, principal: AdminKey):
+    """Create an API key; its secret is in this answer only."""
+    secret, key = await state.write(lambda con: create_key(con, body.scope, body.name))
+    return JSONResponse({**key.public(), "key": secret}, status_code=201)
+
+
+@router.get("/keys", tags=["admin"], response_model=list[ApiKeyPublic])
+async def get_keys(state: State, principal: AdminKey):
+    """Every API key's public id, scope and state (never the secret)."""
+    with state.reader() as cur:
+        return JSONResponse([k.public() for k in list_keys(cur)])
+
+
+@router.delete("/keys/{key_id}", tags=["admin"], status_code=204)
+async def delete_key(key_id: str, state: State, principal: AdminKey):
+    """Revoke a key at once."""
+    if key_id == principal.key_id:
+        raise ApiError(409, "revoking_own_key", "an admin key cannot revoke itself", field="key_id")
+    if not await state.write(lambda con: revoke_key(con, key_id)):
+        raise ApiError(404, "key_not_found", f"no active key {key_id!r}", field="key_id")
+    return JSONResponse(None, status_code=204)

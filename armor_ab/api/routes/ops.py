@@ -1,0 +1,28 @@
+"""Operations: liveness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from armor_ab.api.deps import State
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz(state: State):
+    """Liveness: the writer thread is alive and the queue depth."""
+    alive = state.writer.alive
+    return JSONResponse(
+        {"status": "ok" if alive else "degraded", "writer_alive": alive, "writer_queue": state.writer.depth,
+         "experiments": len(state.experiments)},
+        status_code=200 if alive else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics(state: State):
+    """Prometheus text: request counts and latency, writer queue depth, events committed."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

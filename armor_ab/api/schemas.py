@@ -1,0 +1,55 @@
+"""Response and request schemas named by role (``…Public``, ``…Create``) for the OpenAPI docs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail
+
+
+class AssignmentPublic(BaseModel):
+    experiment: str
+    variant: str | None = Field(description="null when the visitor is outside coverage or the experiment is not running")
+    in_experiment: bool
+
+
+class ExperimentPublic(BaseModel):
+    key: str
+    status: Literal["draft", "running", "stopped"]
+    bucket_version: int
+    effective_seed: str
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None
+    spec: dict
+
+
+class ApiKeyCreate(BaseModel):
+    scope: Literal["client", "read", "admin"]
+    name: str | None = Field(default=None, max_length=100)
+
+
+class ApiKeyPublic(BaseModel):
+    key_id: str
+    scope: str
+    name: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the secret; shown once, never stored")
+
+
+ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 503)}

@@ -1,0 +1,146 @@
+"""Process-wide API state: the writer, the read side, and in-memory caches of small tables.
+
+The API process is the one owner of the DuckDB file. Experiments and key hashes are small and
+read on every request, so they live in memory and are refreshed by the writes that change them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.store.db import connect
+from armor_ab.store.experiments import ExperimentRecord, list_experiments
+from armor_ab.store.keys import active_key_hashes
+from armor_ab.store.writer import EventWriter
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    writer_queue: int = 2000
+    exposure_cache_size: int = 200_000
+    read_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class LiveExperiment:
+    record: ExperimentRecord
+    assigner: Assigner
+    variants: frozenset[str]
+
+
+class Metrics:
+    """Prometheus metrics of one app instance (own registry, so tests can build many apps)."""
+
+    def __init__(self, writer_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "armor_ab_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "armor_ab_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("armor_ab_writer_queue_depth", "items waiting for the writer", registry=self.registry)
+        self.queue_depth.set_function(writer_depth)
+        self.events_committed = Counter(
+            "armor_ab_events_committed_total", "new events committed to DuckDB", registry=self.registry
+        )
+        self.commit_seconds = Histogram(
+            "armor_ab_writer_commit_seconds", "duration of one writer transaction", registry=self.registry
+        )
+        self.queue_full = Counter(
+            "armor_ab_writer_queue_full_total", "requests refused with 503 because the queue was full",
+            registry=self.registry,
+        )
+        self.content_fallback = Counter(
+            "armor_ab_content_fallback_total", "content requests served control copy instead",
+            ["reason"], registry=self.registry,
+        )
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    writer: EventWriter
+    metrics: Metrics
+    experiments: dict[str, LiveExperiment] = field(default_factory=dict)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    variants: dict[str, frozenset[str]] = field(default_factory=dict)
+    exposures_seen: set[str] = field(default_factory=set)
+    _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+
+    @classmethod
+    def open(cls, settings: Settings) -> AppState:
+        con = connect(settings.db_path)
+        holder: dict[str, Metrics] = {}
+
+        def on_commit(batches: int, inserted: int, seconds: float) -> None:
+            holder["m"].commit_seconds.observe(seconds)
+            holder["m"].events_committed.inc(inserted)
+
+        writer = EventWriter(con, max_queue=settings.writer_queue, on_commit=on_commit)
+        metrics = Metrics(lambda: writer.depth)
+        holder["m"] = metrics
+        state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency))
+        state.reload(con)
+        writer.start()
+        return state
+
+    def close(self) -> None:
+        self.writer.close()
+        self.con.close()
+
+    # -- caches ----------------------------------------------------------------------------------
+    def reload(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Re-read experiments and keys (on the writer thread after a write, or at start-up)."""
+        con = con or self.con
+        self.experiments = {rec.key: self._live(rec) for rec in list_experiments(con)}
+        self.variants = {k: e.variants for k, e in self.experiments.items()}
+        self.keys = active_key_hashes(con)
+
+    @staticmethod
+    def _live(rec: ExperimentRecord) -> LiveExperiment:
+        return LiveExperiment(rec, Assigner.from_experiment(rec), frozenset(v.key for v in rec.spec.variants))
+
+    def variants_of(self) -> dict[str, frozenset[str]]:
+        return self.variants
+
+    # -- reads and writes --------------------------------------------------------------------------
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one read; at most ``read_concurrency`` run at once."""
+        with self._reads:
+            cur = self.con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    async def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run a write on the writer thread, then refresh the caches it may have changed."""
+
+        def job(con: duckdb.DuckDBPyConnection) -> T:
+            result = fn(con)
+            self.reload(con)
+            return result
+
+        return await asyncio.wrap_future(self.writer.call(job))

@@ -1,0 +1,213 @@
+"""The one writer thread that owns the DuckDB write connection.
+
+Requests never touch the write connection. They enqueue event batches (Arrow tables) or write
+jobs and wait on a future. The writer drains whatever is queued, appends all event batches in
+one transaction with ``INSERT OR IGNORE ... RETURNING`` (the ``event_id`` primary key turns a
+retried batch into a no-op), commits, and only then resolves the futures: acknowledged means
+durable. A full queue raises ``QueueFullError`` at once (the API answers 503), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import duckdb
+import pyarrow as pa
+
+log = logging.getLogger("armor_ab.writer")
+T = TypeVar("T")
+
+_INSERT = (
+    "INSERT OR IGNORE INTO events SELECT event_id::UUID, experiment, variant, user_id, item_id, type, "
+    "value, ts, received_at, properties::JSON FROM incoming RETURNING event_id::VARCHAR"
+)
+
+
+def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> set[str]:
+    """Insert rows whose event_id is new (inside the caller's transaction); returns their ids.
+
+    ``table`` must not repeat an event_id (the primary key would refuse the whole statement).
+    """
+    con.register("incoming", table)
+    try:
+        return {row[0] for row in con.execute(_INSERT).fetchall()}
+    finally:
+        con.unregister("incoming")
+
+
+class QueueFullError(RuntimeError):
+    """The writer is behind; the caller should retry after ``retry_after`` seconds."""
+
+    retry_after = 1
+
+
+class WriterClosedError(RuntimeError):
+    """The writer has stopped and takes no more work."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass
+class _Batch:
+    table: pa.Table
+    future: Future
+
+
+@dataclass
+class _Job:
+    fn: Callable[[duckdb.DuckDBPyConnection], Any]
+    future: Future
+
+
+_STOP = object()
+
+
+class EventWriter:
+    """Owns ``con`` on a background thread; everything that writes goes through it."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        max_queue: int = 2000,
+        max_rows_per_txn: int = 20_000,
+        on_commit: Callable[[int, int, float], None] | None = None,  # (batches, new events, seconds)
+    ) -> None:
+        self._con = con
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._max_rows = max_rows_per_txn
+        self._on_commit = on_commit
+        self._thread = threading.Thread(target=self._run, name="armor-ab-writer", daemon=True)
+        self._closed = False
+        self.committed_events = 0
+
+    # -- producer side -------------------------------------------------------------------------
+    def start(self) -> EventWriter:
+        self._thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def depth(self) -> int:
+        """Items waiting to be written (exported as a gauge)."""
+        return self._queue.qsize()
+
+    def submit(self, table: pa.Table) -> Future[WriteResult]:
+        """Queue a batch of events; the future resolves after the commit that holds them."""
+        return self._put(_Batch(table, Future()))
+
+    def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Run ``fn(con)`` on the writer thread (admin writes: experiments, keys)."""
+        return self._put(_Job(fn, Future()))
+
+    def _put(self, item: _Batch | _Job) -> Future:
+        if self._closed:
+            raise WriterClosedError("the event writer is shut down")
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            raise QueueFullError("the event writer queue is full") from None
+        return item.future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything already queued, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batches: list[_Batch] = []
+            rows = 0
+            stop = False
+            # Drain what is already queued: many requests share one transaction and one commit.
+            while True:
+                if isinstance(item, _Job):
+                    self._flush(batches)
+                    batches, rows = [], 0
+                    self._run_job(item)
+                elif item is _STOP:
+                    stop = True
+                    break
+                else:
+                    batches.append(item)
+                    rows += item.table.num_rows
+                if rows >= self._max_rows:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._flush(batches)
+            if stop:
+                return
+
+    def _run_job(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            job.future.set_result(job.fn(self._con))
+        except BaseException as exc:  # the caller gets the error; the writer lives on
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            job.future.set_exception(exc)
+
+    def _flush(self, batches: list[_Batch]) -> None:
+        if not batches:
+            return
+        started = time.perf_counter()
+        # The same event_id twice in one transaction (two concurrent retries): first one wins.
+        seen: set[str] = set()
+        keep_tables = []
+        for b in batches:
+            ids = b.table.column("event_id").to_pylist()
+            mask = [i not in seen and not seen.add(i) for i in ids]
+            keep_tables.append(b.table.filter(pa.array(mask)) if not all(mask) else b.table)
+        incoming = pa.concat_tables(keep_tables)
+        try:
+            self._con.execute("BEGIN")
+            inserted = append_events(self._con, incoming)
+            self._con.execute("COMMIT")
+        except BaseException as exc:
+            log.exception("event batch write failed", extra={"batches": len(batches)})
+            try:
+                self._con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            for b in batches:
+                b.future.set_exception(exc)
+            return
+        elapsed = time.perf_counter() - started
+        n_inserted = len(inserted)
+        self.committed_events += n_inserted
+        for b in batches:
+            accepted = 0
+            for event_id in b.table.column("event_id").to_pylist():
+                if event_id in inserted:  # counted once, for the first batch that carried it
+                    inserted.discard(event_id)
+                    accepted += 1
+            b.future.set_result(WriteResult(accepted=accepted, duplicates=b.table.num_rows - accepted))
+        if self._on_commit:
+            self._on_commit(len(batches), n_inserted, elapsed)

@@ -1,0 +1,182 @@
+"""The HTTP API end to end: a real server process on loopback over a real DuckDB file."""
+
+from __future__ import annotations
+
+import uuid
+
+import duckdb
+import httpx
+import pytest
+
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.experiments.loader import load_experiment_file
+from tests.conftest import DEMO_EXPERIMENT, Platform, Server, seed_database
+
+EXP = "catalog-interleaved"
+
+
+def event(**overrides) -> dict:
+    base = {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "u-1",
+            "item_id": "pump-01", "type": "page_view"}
+    return {**base, **overrides}
+
+
+def test_assignment_matches_the_pure_function_and_is_stable(platform: Platform) -> None:
+    spec = load_experiment_file(DEMO_EXPERIMENT)
+    assigner = Assigner.from_experiment(spec)
+    with platform.client() as c:
+        for i in range(40):
+            user = f"visitor-{i}"
+            body = c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": user, "item_id": "x"}).json()
+            assert body == {"experiment": EXP, "variant": assigner.assign(user).variant, "in_experiment": True}
+            again = c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": user}).json()
+            assert again == body
+
+
+def test_first_exposure_is_logged_once(platform: Platform) -> None:
+    user = f"exposed-{uuid.uuid4()}"
+    with platform.client() as c:
+        for _ in range(3):
+            assert c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": user, "item_id": "a"}).status_code == 200
+        # A retry of the same exposure through the events endpoint is also a no-op by id.
+    metrics = httpx.get(f"{platform.url}/metrics").text
+    assert "armor_ab_events_committed_total" in metrics
+    platform.server.stop()
+    try:
+        con = duckdb.connect(str(platform.db), read_only=True)
+        rows = con.execute(
+            "SELECT type, variant, item_id FROM events WHERE user_id = ? AND experiment = ?", [user, EXP]
+        ).fetchall()
+        con.close()
+    finally:
+        platform.server.start()
+    assert len(rows) == 1 and rows[0][0] == "exposure" and rows[0][2] == "a"
+
+
+def test_events_accepted_then_duplicates_on_retry(platform: Platform) -> None:
+    batch = {"events": [event(), event(type="dwell", value=1234.5), event(type="inquiry", value=99.0),
+                        event(type="inquiry")]}
+    with platform.client() as c:
+        first = c.post("/v1/events", json=batch)
+        assert first.status_code == 200, first.text
+        assert first.json() == {"accepted": 4, "duplicates": 0}
+        retry = c.post("/v1/events", json=batch)
+        assert retry.json() == {"accepted": 0, "duplicates": 4}
+        mixed = c.post("/v1/events", json={"events": [batch["events"][0], event()]})
+        assert mixed.json() == {"accepted": 1, "duplicates": 1}
+        same_twice = event()
+        inside = c.post("/v1/events", json={"events": [same_twice, same_twice]})
+        assert inside.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_scopes_and_keys(platform: Platform) -> None:
+    path = f"/v1/experiments/{EXP}/assignment"
+    assert httpx.get(platform.url + path, params={"user_id": "u"}).status_code == 401
+    bad = httpx.get(platform.url + path, params={"user_id": "u"}, headers={"Authorization": "Bearer aab_nope"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
+    with platform.client("read") as c:  # a dashboard key cannot write events
+        r = c.post("/v1/events", json={"events": [event()]})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    with platform.client("client") as c:  # a publishable key cannot read results or administer
+        assert c.get("/v1/experiments").status_code == 403
+        assert c.post("/v1/keys", json={"scope": "admin"}).status_code == 403
+    with platform.client("admin") as c:
+        created = c.post("/v1/keys", json={"scope": "client", "name": "shop"})
+        assert created.status_code == 201
+        secret, key_id = created.json()["key"], created.json()["key_id"]
+        assert secret.startswith(f"aab_{key_id}_")
+        listed = c.get("/v1/keys").json()
+        assert key_id in {k["key_id"] for k in listed} and all("key" not in k for k in listed)
+        ok = httpx.get(platform.url + path, params={"user_id": "u"}, headers={"Authorization": f"Bearer {secret}"})
+        assert ok.status_code == 200
+        assert c.delete(f"/v1/keys/{key_id}").status_code == 204
+        gone = httpx.get(platform.url + path, params={"user_id": "u"}, headers={"Authorization": f"Bearer {secret}"})
+        assert gone.status_code == 401
+
+
+def test_forced_variant_needs_admin_and_logs_nothing(platform: Platform) -> None:
+    path = f"/v1/experiments/{EXP}/assignment"
+    with platform.client("client") as c:
+        r = c.get(path, params={"user_id": "qa", "force_variant": "armor"})
+        assert r.status_code == 403 and r.json()["error"]["field"] == "force_variant"
+    with platform.client("admin") as c:
+        r = c.get(path, params={"user_id": "qa", "force_variant": "armor"})
+        assert r.json() == {"experiment": EXP, "variant": "armor", "in_experiment": True}
+        r = c.get(path, params={"user_id": "qa", "force_variant": "nope"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_variant"
+
+
+def test_lifecycle_and_rebucketing_through_the_api(platform: Platform) -> None:
+    yaml_text = DEMO_EXPERIMENT.read_text().replace("key: catalog-interleaved", "key: api-made").replace(
+        "hash_seed: catalog-interleaved", "hash_seed: api-made")
+    with platform.client("admin") as c:
+        created = c.post("/v1/experiments", content=yaml_text, headers={"Content-Type": "application/yaml"})
+        assert created.status_code == 201, created.text
+        assert created.json()["status"] == "draft"
+        # Not running: nobody is in it, and nothing is logged.
+        r = c.get("/v1/experiments/api-made/assignment", params={"user_id": "u1"}).json()
+        assert r == {"experiment": "api-made", "variant": None, "in_experiment": False}
+        assert c.post("/v1/experiments/api-made/start").json()["status"] == "running"
+        assert c.post("/v1/experiments/api-made/start").status_code == 409
+        before = {u: c.get("/v1/experiments/api-made/assignment", params={"user_id": u}).json()["variant"]
+                  for u in (f"u{i}" for i in range(200))}
+        changed = yaml_text.replace("weight: 0.5, content: {source: catalog}", "weight: 0.2, content: {source: catalog}")
+        changed = changed.replace("{key: armor, weight: 0.5", "{key: armor, weight: 0.8")
+        refused = c.put("/v1/experiments/api-made", content=changed, headers={"Content-Type": "application/yaml"})
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "running_experiment_reassignment"
+        rebucketed = c.put("/v1/experiments/api-made", params={"new_bucket_version": "true"}, content=changed,
+                           headers={"Content-Type": "application/yaml"})
+        assert rebucketed.status_code == 200 and rebucketed.json()["bucket_version"] == 1
+        after = {u: c.get("/v1/experiments/api-made/assignment", params={"user_id": u}).json()["variant"]
+                 for u in before}
+        assert before != after  # re-seeded
+        assert sum(v == "armor" for v in after.values()) > sum(v == "armor" for v in before.values())
+        assert c.post("/v1/experiments/api-made/stop").json()["status"] == "stopped"
+        r = c.get("/v1/experiments/api-made/assignment", params={"user_id": "u1"}).json()
+        assert r["variant"] is None
+
+
+def test_cors_allow_list(platform: Platform) -> None:
+    path = f"{platform.url}/v1/experiments/{EXP}/assignment"
+    pre = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    ok = httpx.options(path, headers={"Origin": "https://shop.example.com", **pre})
+    assert ok.headers.get("access-control-allow-origin") == "https://shop.example.com"
+    other = httpx.options(path, headers={"Origin": "https://evil.example.net", **pre})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_metrics_and_health(platform: Platform) -> None:
+    with platform.client() as c:
+        c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": "m"})
+    text = httpx.get(f"{platform.url}/metrics").text
+    for name in ("armor_ab_requests_total", "armor_ab_request_duration_seconds_bucket",
+                 "armor_ab_writer_queue_depth", "armor_ab_events_committed_total"):
+        assert name in text
+    assert 'route="/v1/experiments/{key}/assignment"' in text
+    health = httpx.get(f"{platform.url}/healthz").json()
+    assert health["status"] == "ok" and health["writer_alive"] is True
+
+
+def test_second_server_on_the_same_file_is_refused(platform: Platform) -> None:
+    with pytest.raises(RuntimeError, match="in use by another process"):
+        Server(platform.db).start(timeout=30)
+
+
+def test_outside_coverage_gets_no_variant_and_no_exposure(tmp_path) -> None:
+    narrow = tmp_path / "narrow.yaml"
+    narrow.write_text(DEMO_EXPERIMENT.read_text().replace("coverage: 1.0", "coverage: 0.3"))
+    db = tmp_path / "n.duckdb"
+    keys = seed_database(db, narrow)
+    server = Server(db).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['client']}"}) as c:
+            answers = [c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": f"v{i}"}).json()
+                       for i in range(300)]
+    finally:
+        server.stop()
+    outside = [a for a in answers if not a["in_experiment"]]
+    assert 150 < len(outside) < 270 and all(a["variant"] is None for a in outside)
+    con = duckdb.connect(str(db), read_only=True)
+    exposures = con.execute("SELECT count(*) FROM events WHERE type = 'exposure'").fetchone()[0]
+    con.close()
+    assert exposures == 300 - len(outside)
