@@ -8,6 +8,7 @@ import duckdb
 import httpx
 import pytest
 
+from armor_ab.events import exposure_event_id
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.loader import load_experiment_file
 from tests.conftest import DEMO_EXPERIMENT, Platform, Server, seed_database
@@ -28,7 +29,8 @@ def test_assignment_matches_the_pure_function_and_is_stable(platform: Platform) 
         for i in range(40):
             user = f"visitor-{i}"
             body = c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": user, "item_id": "x"}).json()
-            assert body == {"experiment": EXP, "variant": assigner.assign(user).variant, "in_experiment": True}
+            assert body == {"experiment": EXP, "variant": assigner.assign(user).variant, "in_experiment": True,
+                            "exposure_id": str(exposure_event_id(EXP, 0, user))}
             again = c.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": user}).json()
             assert again == body
 
@@ -101,7 +103,7 @@ def test_forced_variant_needs_admin_and_logs_nothing(platform: Platform) -> None
         assert r.status_code == 403 and r.json()["error"]["field"] == "force_variant"
     with platform.client("admin") as c:
         r = c.get(path, params={"user_id": "qa", "force_variant": "armor"})
-        assert r.json() == {"experiment": EXP, "variant": "armor", "in_experiment": True}
+        assert r.json() == {"experiment": EXP, "variant": "armor", "in_experiment": True, "exposure_id": None}
         r = c.get(path, params={"user_id": "qa", "force_variant": "nope"})
         assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_variant"
 
@@ -115,7 +117,7 @@ def test_lifecycle_and_rebucketing_through_the_api(platform: Platform) -> None:
         assert created.json()["status"] == "draft"
         # Not running: nobody is in it, and nothing is logged.
         r = c.get("/v1/experiments/api-made/assignment", params={"user_id": "u1"}).json()
-        assert r == {"experiment": "api-made", "variant": None, "in_experiment": False}
+        assert r == {"experiment": "api-made", "variant": None, "in_experiment": False, "exposure_id": None}
         assert c.post("/v1/experiments/api-made/start").json()["status"] == "running"
         assert c.post("/v1/experiments/api-made/start").status_code == 409
         before = {u: c.get("/v1/experiments/api-made/assignment", params={"user_id": u}).json()["variant"]
@@ -180,3 +182,42 @@ def test_outside_coverage_gets_no_variant_and_no_exposure(tmp_path) -> None:
     exposures = con.execute("SELECT count(*) FROM events WHERE type = 'exposure'").fetchone()[0]
     con.close()
     assert exposures == 300 - len(outside)
+
+
+def test_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
+    """The ASGI fast path and the documented FastAPI route share every rule."""
+    from fastapi.testclient import TestClient
+
+    from armor_ab.api.app import create_app
+    from armor_ab.api.state import Settings
+
+    db = tmp_path / "fp.duckdb"
+    keys = seed_database(db)
+    auth = {"client": {"Authorization": f"Bearer {keys['client']}"},
+            "admin": {"Authorization": f"Bearer {keys['admin']}"}, "none": {},
+            "bad": {"Authorization": "Bearer aab_000000000000_x"}, "read": {"Authorization": f"Bearer {keys['read']}"}}
+    cases = [
+        ("client", EXP, {"user_id": "a"}), ("client", EXP, {"user_id": "b", "item_id": "i"}),
+        ("none", EXP, {"user_id": "a"}), ("bad", EXP, {"user_id": "a"}), ("read", EXP, {"user_id": "a"}),
+        ("client", "nope", {"user_id": "a"}), ("client", EXP, {}), ("client", EXP, {"user_id": "x" * 201}),
+        ("client", EXP, {"user_id": "a", "force_variant": "armor"}),
+        ("admin", EXP, {"user_id": "a", "force_variant": "armor"}),
+        ("admin", EXP, {"user_id": "a", "force_variant": "zzz"}),
+    ]
+    answers = {}
+    for fast in (True, False):
+        app = create_app(Settings(db_path=db, fast_path=fast))
+        with TestClient(app) as client:
+            answers[fast] = [
+                (r.status_code, r.json())
+                for who, key, params in cases
+                for r in [client.get(f"/v1/experiments/{key}/assignment", params=params, headers=auth[who])]
+            ]
+    for fast_answer, slow_answer in zip(answers[True], answers[False], strict=True):
+        assert fast_answer[0] == slow_answer[0]
+        if fast_answer[0] >= 400:
+            assert fast_answer[1]["error"]["code"] == slow_answer[1]["error"]["code"]
+            assert fast_answer[1]["error"]["field"] == slow_answer[1]["error"]["field"]
+        else:
+            assert fast_answer[1] == slow_answer[1]
+    assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 403, 404, 422, 422, 403, 200, 422]

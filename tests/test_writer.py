@@ -16,7 +16,7 @@ from armor_ab.store.writer import EventWriter, QueueFullError
 
 
 def events(n: int, **kw) -> list[EventIn]:
-    return [EventIn(event_id=uuid.uuid4(), experiment="e", variant="a", user_id=f"u{i}", type="page_view", **kw)
+    return [EventIn(event_id=str(uuid.uuid4()), experiment="e", variant="a", user_id=f"u{i}", type="page_view", **kw)
             for i in range(n)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,6 +50,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(client.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
+    # The last added is the outermost: CORS wraps everything, the assignment fast path included.
+    app.add_middleware(RequestContextMiddleware, state=state)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
@@ -56,7 +59,6 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
-    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
 
@@ -67,6 +69,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_lev
     from armor_ab.logs import setup_logging
 
     setup_logging(log_level.upper())
+    # The writer thread and the event loop share the GIL; the default 5 ms switch interval makes
+    # every GIL hand-off of the writer wait behind request parsing (a convoy), so hand off sooner.
+    sys.setswitchinterval(0.0005)
     app = create_app(settings)
     uvicorn.run(
         app, host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_config=None,

@@ -72,6 +72,18 @@ _HTTP_CODES = {
 }
 
 
+def validation_error(errors: list) -> ApiError:
+    """The first pydantic error as our 422 (or 400 for a body that is not JSON at all)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", first["msg"])
+        return ApiError(400, "invalid_json", f"request body is not valid JSON: {detail}")
+    msg = first["msg"]
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return ApiError(422, "validation_error", msg, _loc_to_field(tuple(first["loc"])))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -79,14 +91,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-        if first.get("type") == "json_invalid":
-            return error_response(400, "invalid_json", f"request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
-        msg = first["msg"]
-        if len(errors) > 1:
-            msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        return error_response(422, "validation_error", msg, _loc_to_field(tuple(first["loc"])))
+        err = validation_error(list(exc.errors()))
+        return error_response(err.status, err.code, err.message, err.field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

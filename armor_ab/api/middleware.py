@@ -5,14 +5,16 @@ One pass per request: a request id, the 1 MiB body limit, and the Prometheus req
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from armor_ab.api import fastpath
 from armor_ab.api.errors import error_body, internal_error
-from armor_ab.api.state import Metrics
+from armor_ab.api.state import AppState
 
 
 class BodyTooLargeError(Exception):
@@ -20,18 +22,32 @@ class BodyTooLargeError(Exception):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
-        self.metrics = metrics
-        self.max_body = max_body_bytes
+        self.state = state
+        self.metrics = state.metrics
+        self.max_body = state.settings.max_body_bytes
+        self.fast_path = state.settings.fast_path
+        # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
+        self._prefix = os.urandom(4).hex()
+        self._counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex[:16]
+        request_id = f"{self._prefix}-{next(self._counter):x}"
         scope.setdefault("state", {})["request_id"] = request_id
+        key = fastpath.match(scope) if self.fast_path else None
+        if key is not None:
+            try:
+                status = await fastpath.serve_assignment(self.state, key, scope, send, request_id)
+            except Exception as exc:
+                status, body = internal_error(request_id, exc, scope["path"])
+                await self._send_json(send, status, body, request_id)
+            self._observe(scope["method"], fastpath.ROUTE, status, started)
+            return
         status = 500
         too_large = False  # set when a chunked body passes the limit mid-stream
         replaced = False
@@ -81,10 +97,11 @@ class RequestContextMiddleware:
                     raise  # the response is under way; nothing sane left to send
                 status, body = internal_error(request_id, exc, scope.get("path", ""))
                 await self._send_json(send, status, body, request_id)
-        route = scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        self.metrics.requests.labels(scope["method"], label, str(status)).inc()
-        self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+        self._observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status, started)
+
+    def _observe(self, method: str, route: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
     async def _too_large(self, send: Send, request_id: str) -> None:
         body = json.dumps(

@@ -21,6 +21,11 @@ class AssignmentPublic(BaseModel):
     experiment: str
     variant: str | None = Field(description="null when the visitor is outside coverage or the experiment is not running")
     in_experiment: bool
+    exposure_id: str | None = Field(
+        default=None,
+        description="the fixed event id of this visitor's exposure; clients put it in their event batches "
+        "(type exposure) so the exposure is durable even if the server's own log of it is lost",
+    )
 
 
 class ExperimentPublic(BaseModel):

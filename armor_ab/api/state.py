@@ -31,9 +31,10 @@ class Settings:
     db_path: Path
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
-    writer_queue: int = 2000
+    writer_queue: int = 20_000
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
+    fast_path: bool = True  # serve GET …/assignment below FastAPI (see api/fastpath.py)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class Metrics:
             "armor_ab_writer_queue_full_total", "requests refused with 503 because the queue was full",
             registry=self.registry,
         )
+        self.exposures_deferred = Counter(
+            "armor_ab_exposures_deferred_total",
+            "exposures not queued (writer queue full) or not committed; logged again on the visitor's next request",
+            registry=self.registry,
+        )
         self.content_fallback = Counter(
             "armor_ab_content_fallback_total", "content requests served control copy instead",
             ["reason"], registry=self.registry,
@@ -85,7 +91,8 @@ class AppState:
     experiments: dict[str, LiveExperiment] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     variants: dict[str, frozenset[str]] = field(default_factory=dict)
-    exposures_seen: set[str] = field(default_factory=set)
+    exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
+    exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
 
     @classmethod
@@ -97,10 +104,23 @@ class AppState:
             holder["m"].commit_seconds.observe(seconds)
             holder["m"].events_committed.inc(inserted)
 
-        writer = EventWriter(con, max_queue=settings.writer_queue, on_commit=on_commit)
+        def rows_committed(ids: list[str]) -> None:
+            seen, pending = holder["s"].exposures_seen, holder["s"].exposures_pending
+            if len(seen) + len(ids) > settings.exposure_cache_size:
+                seen.clear()  # bounded memory; a forgotten id costs one no-op insert
+            seen.update(ids)
+            pending.difference_update(ids)
+
+        def rows_failed(ids: list[str]) -> None:
+            holder["s"].exposures_pending.difference_update(ids)  # logged again on the next request
+            holder["m"].exposures_deferred.inc(len(ids))
+
+        writer = EventWriter(con, max_queue=settings.writer_queue, on_commit=on_commit,
+                             on_rows_committed=rows_committed, on_rows_failed=rows_failed)
         metrics = Metrics(lambda: writer.depth)
         holder["m"] = metrics
         state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency))
+        holder["s"] = state
         state.reload(con)
         writer.start()
         return state

@@ -1,9 +1,105 @@
-"""`armor-ab` commands: generate (to be filled in)."""
+"""`armor-ab generate`: run ARMOR on one prompt (optionally with an input image) and write the content.
+
+    armor-ab generate --model armor-tiny --prompt "a red running shoe" --out out/shoe
+    armor-ab generate --model runs/armor-demo --prompt "What is this?" --image shoe.png --out out/qa
+
+``--model`` is a named configuration (random weights, a warning says so) or a directory written by
+``armor_ab.model.save_model``. The output directory gets content.json and one <sha256>.png per image.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ._common import fail
+
+
+def generate(
+    model: Annotated[
+        str, typer.Option("--model", help="Named config (armor-tiny, armor-demo) or model directory")
+    ],
+    prompt: Annotated[str, typer.Option("--prompt", help="The user prompt")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for content.json and the PNGs")],
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Input image for the understanding path")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Text tokens (images not counted)")
+    ] = 128,
+    max_images: Annotated[int, typer.Option("--max-images")] = 1,
+    guidance: Annotated[float, typer.Option("--guidance", help="CFG scale on image codes (1 = none)")] = 5.0,
+    temperature: Annotated[float, typer.Option("--temperature", help="Text temperature (0 = greedy)")] = 0.8,
+    top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
+    top_k: Annotated[int, typer.Option("--top-k")] = 0,
+    image_temperature: Annotated[float, typer.Option("--image-temperature")] = 1.0,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads")] = None,
+) -> None:
+    """Generate interleaved text and images with an ARMOR model."""
+    # Heavy imports here, so that the rest of the CLI starts without torch.
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    from tqdm import tqdm
+
+    from armor_ab.model import InterleavedGenerator, SamplingConfig, load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    input_image = None
+    if image is not None:
+        try:
+            input_image = Image.open(image).convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            fail(f"--image {image}: cannot read the image ({exc})")
+    try:
+        loaded = load_model(model)
+    except (ValueError, OSError) as exc:
+        fail(f"--model {model}: {exc}")
+    if loaded.random_weights:
+        typer.echo(
+            f"warning: {model} is a named configuration: the weights are RANDOM, the output is noise",
+            err=True,
+        )
+
+    settings = SamplingConfig(
+        max_new_tokens=max_new_tokens,
+        max_images=max_images,
+        guidance_scale=guidance,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        image_temperature=image_temperature,
+        seed=seed,
+    )
+    config = loaded.model.config
+    total = max_new_tokens + max_images * (config.codes_per_image + 1)  # upper bound on steps
+    generator = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
+    with tqdm(total=total, desc="generating", unit="tok", file=sys.stderr, leave=False) as bar:
+
+        def on_segment(_row: int, segment) -> None:
+            bar.set_postfix_str(f"{segment.type} segment done")
+
+        try:
+            result = generator.generate(
+                [prompt],
+                [input_image] if input_image is not None else None,
+                settings,
+                on_segment=on_segment,
+                on_step=lambda n: bar.update(n - bar.n),
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    content = result.contents[0]
+    path = content.save(out)
+    typer.echo(f"wrote {path} ({len(content.segments)} segments, {len(content.images)} images)")
+    for img in content.images:
+        typer.echo(f"  {out / img.filename}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("generate")(generate)

@@ -94,6 +94,7 @@ class AnalysisSpec(_Strict):
     sequential_tuning: float = Field(default=5000.0, gt=0)
     prior_mean: float = 0.0
     prior_stddev: float = Field(default=0.3, gt=0)
+    prior_proper: bool = False  # False: flat prior (gbstats' default); True: Normal(prior_mean, prior_stddev) on the relative lift
     correction: Literal["holm", "fdr_bh", "none"] = "holm"
     power: float = Field(default=0.8, gt=0.0, lt=1.0)
 

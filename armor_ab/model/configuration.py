@@ -133,10 +133,7 @@ class ArmorConfig(InternVLConfig):
 
     def config_hash(self) -> str:
         """A short, stable hash of everything that shapes the model (recorded in content metadata)."""
-        payload = self.to_dict()
-        for volatile in ("transformers_version", "_name_or_path", "architectures", "dtype"):
-            payload.pop(volatile, None)
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        blob = json.dumps(_without_volatile(self.to_dict()), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def validate_armor(self) -> None:
@@ -151,3 +148,13 @@ class ArmorConfig(InternVLConfig):
                 raise ValueError(f"{name} must be a text token id (< {self.text_vocab_size})")
         if self.vq_config.resolution % self.vq_config.downsample_factor:
             raise ValueError("vq_config.resolution must be a multiple of the VQGAN's downsampling factor")
+
+
+# Keys that record how a config was saved or loaded, not what the model is.
+_VOLATILE = frozenset({"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"})
+
+
+def _without_volatile(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_volatile(v) for k, v in value.items() if k not in _VOLATILE}
+    return value

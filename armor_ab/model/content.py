@@ -46,7 +46,9 @@ class ImageSegment:
     def from_png(cls, png: bytes, codes: list[int] | tuple[int, ...] = ()) -> ImageSegment:
         with Image.open(io.BytesIO(png)) as img:
             width, height = img.size
-        return cls(png=png, codes=tuple(int(c) for c in codes), sha256=sha256_hex(png), width=width, height=height)
+        return cls(
+            png=png, codes=tuple(int(c) for c in codes), sha256=sha256_hex(png), width=width, height=height
+        )
 
     @classmethod
     def from_pil(cls, image: Image.Image, codes: list[int] | tuple[int, ...] = ()) -> ImageSegment:

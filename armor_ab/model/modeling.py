@@ -70,8 +70,13 @@ class ArmorAdapter(nn.Module):
     ) -> torch.Tensor:
         position_embeddings = self.rotary_emb(h, position_ids)  # cos, sin: (R, T, D)
         for layer in self.layers:
-            h = layer(h, attention_mask=mask, position_ids=position_ids, cache=cache,
-                      position_embeddings=position_embeddings)  # (R, T, C)
+            h = layer(
+                h,
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=cache,
+                position_embeddings=position_embeddings,
+            )  # (R, T, C)
         return self.norm(h)
 
 
@@ -116,7 +121,9 @@ class ArmorForInterleavedGeneration(ArmorPreTrainedModel):
             "text_head": [self.lm_head.weight, self.imgbos_head.weight],
             "adapter": list(self.adapter.parameters()),
             "visual_head": list(self.visual_head.parameters()),
-            "vqgan": list(self.vqgan.parameters()),  # trained on its own (reconstruction), never by the LM loss
+            "vqgan": list(
+                self.vqgan.parameters()
+            ),  # trained on its own (reconstruction), never by the LM loss
         }
 
     def parameter_counts(self) -> dict[str, int]:
@@ -159,8 +166,10 @@ class ArmorForInterleavedGeneration(ArmorPreTrainedModel):
             features = self.image_features(pixel_values).to(embeds.dtype)  # (N, T_img, C)
             slots = ids == self.config.image_token_id  # (R, T)
             if int(slots.sum()) != features.shape[0] * features.shape[1]:
-                raise ValueError(f"{int(slots.sum())} image placeholders for {features.shape[0]} image(s) "
-                                 f"of {features.shape[1]} tokens")
+                raise ValueError(
+                    f"{int(slots.sum())} image placeholders for {features.shape[0]} image(s) "
+                    f"of {features.shape[1]} tokens"
+                )
             embeds = embeds.masked_scatter(slots[..., None], features)
         return embeds
 
@@ -176,7 +185,9 @@ class ArmorForInterleavedGeneration(ArmorPreTrainedModel):
         """(B, codes_per_image) code indices (0..N-1) -> (B, 3, H, W) pixels in [-1, 1]."""
         return self.vqgan.decode(codes)
 
-    def load_chameleon_vqgan(self, state_dict: dict[str, torch.Tensor], strict: bool = True) -> VQGANLoadReport:
+    def load_chameleon_vqgan(
+        self, state_dict: dict[str, torch.Tensor], strict: bool = True
+    ) -> VQGANLoadReport:
         """Load Chameleon's vqgan.ckpt weights into the VQGAN (see ``vqgan.py`` for the key mapping)."""
         return load_chameleon_vqgan(self.vqgan, state_dict, strict=strict)
 
@@ -205,8 +216,9 @@ class ArmorForInterleavedGeneration(ArmorPreTrainedModel):
         a = self.adapter(h, positions, mask)  # (B, T, C)
         text_logits = self.text_logits(h)  # (B, T, V + 1)
         visual_logits = self.visual_logits(a)  # (B, T, N + 2)
-        out = ArmorOutput(text_logits=text_logits, visual_logits=visual_logits, hidden_states=h,
-                          adapter_hidden_states=a)
+        out = ArmorOutput(
+            text_logits=text_logits, visual_logits=visual_logits, hidden_states=h, adapter_hidden_states=a
+        )
         if labels is not None:
             out.text_loss, out.image_loss = self.losses(text_logits, visual_logits, labels)
             out.loss = text_loss_weight * out.text_loss + image_loss_weight * out.image_loss
@@ -239,4 +251,6 @@ def _masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over targets != -100; 0 (still differentiable) when there are none."""
     if not bool((target != -100).any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100
+    )

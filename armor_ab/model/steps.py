@@ -38,7 +38,12 @@ class StepBackend(Protocol):
     def embed(self, ids: torch.Tensor) -> torch.Tensor: ...
 
     def prefill(
-        self, embeds: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+        self,
+        embeds: torch.Tensor,
+        position_ids: torch.Tensor,
+        key_valid: torch.Tensor,
+        rows: slice,
+        start: int,
     ) -> torch.Tensor: ...
 
     def decode_step(
@@ -76,11 +81,22 @@ class TorchBackend:
     def allocate(self, rows: int, max_len: int) -> None:
         text = self.config.text_config
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        reuse = self.lm_cache is not None and self.lm_cache.k.shape[1] == rows and self.lm_cache.max_len >= max_len
-        if reuse:  # same batch, enough room: keep the buffers (stale slots are masked out)
+        reuse = (
+            self.lm_cache is not None
+            and self.lm_cache.k.shape[1] == rows
+            and self.lm_cache.max_len >= max_len
+            and self.lm_cache.k.dtype == self.dtype
+        )
+        if reuse:  # same batch, enough room: keep the buffers (stale slots are never read)
             return
-        kw = dict(rows=rows, num_kv_heads=text.num_key_value_heads, max_len=max_len, head_dim=head_dim,
-                  dtype=self.dtype, device=self.device)
+        kw = dict(
+            rows=rows,
+            num_kv_heads=text.num_key_value_heads,
+            max_len=max_len,
+            head_dim=head_dim,
+            dtype=self.dtype,
+            device=self.device,
+        )
         self.lm_cache = FixedKVCache(num_layers=text.num_hidden_layers, **kw)
         self.adapter_cache = FixedKVCache(num_layers=self.config.adapter_num_layers, **kw)
 
@@ -91,7 +107,12 @@ class TorchBackend:
         return self.model.embed_tokens(ids)  # (R, T, C)
 
     def prefill(
-        self, embeds: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+        self,
+        embeds: torch.Tensor,
+        position_ids: torch.Tensor,
+        key_valid: torch.Tensor,
+        rows: slice,
+        start: int,
     ) -> torch.Tensor:
         mask = attention_mask(key_valid, start, embeds.shape[1])  # (R, 1, T, end)
         out = self.model.model.language_model(

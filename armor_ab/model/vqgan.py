@@ -46,7 +46,9 @@ class ArmorVQGAN(nn.Module):
         wanted = set(config.attn_resolutions or []) if config.attn_type == "vanilla" else set()
         lowest_res = config.resolution // 2 ** (levels - 1)
         if wanted - {lowest_res}:
-            raise ValueError(f"decoder attention is only supported at the lowest resolution ({lowest_res} px)")
+            raise ValueError(
+                f"decoder attention is only supported at the lowest resolution ({lowest_res} px)"
+            )
         if lowest_res not in wanted:
             self.decoder.up[0].attn = nn.ModuleList()
 
@@ -142,6 +144,8 @@ def load_chameleon_vqgan(
     report.missing = [name for name in own if name not in mapped]
     needed = [n for n in report.missing if not n.startswith(("encoder.", "quant_conv."))]
     if strict and (needed or report.unexpected):
-        raise ValueError(f"VQGAN state dict mismatch: missing {needed[:8]}, unexpected {report.unexpected[:8]}")
+        raise ValueError(
+            f"VQGAN state dict mismatch: missing {needed[:8]}, unexpected {report.unexpected[:8]}"
+        )
     vqgan.load_state_dict(mapped, strict=False)
     return report

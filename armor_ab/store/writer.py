@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
+from armor_ab.events import ARROW_SCHEMA as ROW_SCHEMA
+
 log = logging.getLogger("armor_ab.writer")
 T = TypeVar("T")
 
@@ -65,6 +67,13 @@ class _Batch:
 
 
 @dataclass
+class _Row:
+    """One fire-and-forget row (an exposure): no Arrow table, no future, for the hot path."""
+
+    values: tuple
+
+
+@dataclass
 class _Job:
     fn: Callable[[duckdb.DuckDBPyConnection], Any]
     future: Future
@@ -82,12 +91,23 @@ class EventWriter:
         *,
         max_queue: int = 2000,
         max_rows_per_txn: int = 20_000,
+        linger_s: float = 0.005,
+        row_linger_s: float = 0.05,
         on_commit: Callable[[int, int, float], None] | None = None,  # (batches, new events, seconds)
+        on_rows_committed: Callable[[list[str]], None] | None = None,  # event ids of committed _Rows
+        on_rows_failed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._con = con
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._max_rows = max_rows_per_txn
+        # A DuckDB transaction costs milliseconds whatever its size, so a small batch waits this
+        # long for company: fewer, bigger commits (the Kafka producer's linger.ms).
+        self._linger = linger_s
+        # Fire-and-forget rows (exposures) have nobody waiting, so they wait longer for company.
+        self._row_linger = row_linger_s
         self._on_commit = on_commit
+        self._on_rows_committed = on_rows_committed
+        self._on_rows_failed = on_rows_failed
         self._thread = threading.Thread(target=self._run, name="armor-ab-writer", daemon=True)
         self._closed = False
         self.committed_events = 0
@@ -110,18 +130,26 @@ class EventWriter:
         """Queue a batch of events; the future resolves after the commit that holds them."""
         return self._put(_Batch(table, Future()))
 
+    def log_row(self, values: tuple) -> None:
+        """Queue one event row (``events`` column order, event_id as str) without waiting.
+
+        Raises ``QueueFullError`` like ``submit``. The ``on_rows_committed`` callback reports the
+        ids once committed, so the caller can tell logged from merely queued.
+        """
+        self._put(_Row(values))
+
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
         """Run ``fn(con)`` on the writer thread (admin writes: experiments, keys)."""
         return self._put(_Job(fn, Future()))
 
-    def _put(self, item: _Batch | _Job) -> Future:
+    def _put(self, item: _Batch | _Job | _Row) -> Future | None:
         if self._closed:
             raise WriterClosedError("the event writer is shut down")
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             raise QueueFullError("the event writer queue is full") from None
-        return item.future
+        return getattr(item, "future", None)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything already queued, then stop the thread."""
@@ -138,18 +166,26 @@ class EventWriter:
             if item is _STOP:
                 return
             batches: list[_Batch] = []
+            row_items: list[tuple] = []
             rows = 0
             stop = False
-            # Drain what is already queued: many requests share one transaction and one commit.
+            started = time.monotonic()
+            deadline = started + (self._row_linger if isinstance(item, _Row) else self._linger)
+            # Drain what is queued, lingering briefly: many requests share one transaction.
             while True:
-                if isinstance(item, _Job):
-                    self._flush(batches)
-                    batches, rows = [], 0
+                if isinstance(item, _Row):
+                    row_items.append(item.values)
+                    rows += 1
+                elif isinstance(item, _Job):
+                    self._flush(batches, row_items)
+                    batches, row_items, rows = [], [], 0
                     self._run_job(item)
                 elif item is _STOP:
                     stop = True
                     break
                 else:
+                    if not batches:  # someone is waiting now: do not keep them for the rows' linger
+                        deadline = min(deadline, time.monotonic() + self._linger)
                     batches.append(item)
                     rows += item.table.num_rows
                 if rows >= self._max_rows:
@@ -157,8 +193,14 @@ class EventWriter:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
-            self._flush(batches)
+                    wait = deadline - time.monotonic()
+                    if wait <= 0 or not (batches or row_items):
+                        break
+                    try:
+                        item = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
+            self._flush(batches, row_items)
             if stop:
                 return
 
@@ -174,13 +216,18 @@ class EventWriter:
                 pass
             job.future.set_exception(exc)
 
-    def _flush(self, batches: list[_Batch]) -> None:
-        if not batches:
+    def _flush(self, batches: list[_Batch], row_items: list[tuple] | None = None) -> None:
+        if not batches and not row_items:
             return
         started = time.perf_counter()
         # The same event_id twice in one transaction (two concurrent retries): first one wins.
         seen: set[str] = set()
         keep_tables = []
+        row_ids: list[str] = []
+        if row_items:
+            unique = [r for r in row_items if r[0] not in seen and not seen.add(r[0])]
+            row_ids = [r[0] for r in unique]
+            keep_tables.append(pa.table(list(zip(*unique, strict=True)), schema=ROW_SCHEMA))
         for b in batches:
             ids = b.table.column("event_id").to_pylist()
             mask = [i not in seen and not seen.add(i) for i in ids]
@@ -198,6 +245,8 @@ class EventWriter:
                 pass
             for b in batches:
                 b.future.set_exception(exc)
+            if row_ids and self._on_rows_failed:
+                self._on_rows_failed(row_ids)
             return
         elapsed = time.perf_counter() - started
         n_inserted = len(inserted)
@@ -209,5 +258,7 @@ class EventWriter:
                     inserted.discard(event_id)
                     accepted += 1
             b.future.set_result(WriteResult(accepted=accepted, duplicates=b.table.num_rows - accepted))
+        if row_ids and self._on_rows_committed:
+            self._on_rows_committed(row_ids)
         if self._on_commit:
             self._on_commit(len(batches), n_inserted, elapsed)

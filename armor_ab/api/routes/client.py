@@ -1,26 +1,60 @@
-"""Endpoints for web pages (``client`` scope): assignment with exposure logging, and events."""
+"""Endpoints for web pages (``client`` scope): assignment with exposure logging, and events.
+
+These are the hot paths (every page view calls them), so they take the raw ``Request`` and do
+their own parsing: FastAPI's dependency solver costs several times the rest of the request.
+Their parameters and security are declared in ``openapi_extra`` so /docs still shows them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from armor_ab.api.deps import ClientKey, State
-from armor_ab.api.errors import ApiError
+from armor_ab.api.deps import Principal, authorize
+from armor_ab.api.errors import ApiError, validation_error
 from armor_ab.api.schemas import ERRORS, AssignmentPublic
 from armor_ab.api.state import AppState, LiveExperiment
-from armor_ab.events import EventBatch, EventsAccepted, UnknownReferenceError, check_references, exposure_event_id, to_arrow
-from armor_ab.events import EventIn
+from armor_ab.events import (
+    EventBatch,
+    EventsAccepted,
+    UnknownReferenceError,
+    check_references,
+    exposure_event_id,
+    to_arrow,
+)
 from armor_ab.store.writer import QueueFullError, WriterClosedError
 
 router = APIRouter(prefix="/v1", tags=["client"], responses=ERRORS)
 
-UserId = Annotated[str, Query(min_length=1, max_length=200, description="the visitor's stable id")]
-ItemId = Annotated[str | None, Query(max_length=200, description="the catalog item on the page")]
+MAX_ID = 200
+
+
+def _query_param(name: str, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", "minLength": 1 if required else 0, "maxLength": MAX_ID}}
+
+
+ASSIGNMENT_PARAMS = [
+    _query_param("user_id", "the visitor's stable id", required=True),
+    _query_param("item_id", "the catalog item on the page"),
+    _query_param("force_variant", "QA only, admin key: force this variant (logs no exposure)"),
+]
+BEARER = [{"HTTPBearer": []}]
+
+
+def id_param(request: Request, name: str, required: bool = False) -> str | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(422, "validation_error", f"query parameter {name} is required", field=name)
+        return None
+    if len(value) > MAX_ID:
+        raise ApiError(422, "validation_error", f"{name} must be at most {MAX_ID} characters", field=name)
+    return value
 
 
 def live_experiment(state: AppState, key: str) -> LiveExperiment:
@@ -45,24 +79,34 @@ async def commit(state: AppState, table) -> EventsAccepted:
     return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
 
 
-async def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None) -> None:
-    """Log a visitor's first exposure once: a fixed event id makes repeats no-ops."""
-    event_id = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
-    key = str(event_id)
-    if key in state.exposures_seen:
-        return
-    event = EventIn(event_id=event_id, experiment=exp.record.key, variant=variant, user_id=user_id,
-                    item_id=item_id, type="exposure")
-    await commit(state, to_arrow([event]))
-    if len(state.exposures_seen) >= state.settings.exposure_cache_size:
-        state.exposures_seen.clear()  # bounded memory; a forgotten id only costs one no-op insert
-    state.exposures_seen.add(key)
+def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None) -> str:
+    """Queue a visitor's first exposure; returns its fixed event id.
+
+    The assignment answer does not wait for this commit: a DuckDB commit costs milliseconds and a
+    page must not. The writer commits queued exposures in group transactions within one flush.
+    Durability comes from two places: an id is only marked "seen" once committed, so a visitor
+    whose exposure was still queued in a crash logs it again on the next request; and clients
+    (armor-ab.js) put the same ``exposure_id`` in their acknowledged event batches, where the fixed
+    id makes it a no-op when the server already has it. A full queue is counted, never hidden.
+    """
+    key = str(exposure_event_id(exp.record.key, exp.record.bucket_version, user_id))
+    if key in state.exposures_seen or key in state.exposures_pending:
+        return key
+    now = datetime.now(UTC)
+    row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, None)
+    try:
+        state.writer.log_row(row)
+    except (QueueFullError, WriterClosedError):
+        state.metrics.exposures_deferred.inc()
+        return key
+    state.exposures_pending.add(key)
+    return key
 
 
-async def resolve_assignment(
-    state: AppState, principal, key: str, user_id: str, item_id: str | None, force_variant: str | None
-) -> tuple[LiveExperiment, str | None, bool]:
-    """The visitor's variant (None outside coverage or when not running), logging exposure."""
+def resolve_assignment(
+    state: AppState, principal: Principal, key: str, user_id: str, item_id: str | None, force_variant: str | None
+) -> tuple[LiveExperiment, str | None, bool, str | None]:
+    """(experiment, variant or None, in_experiment, exposure id), logging the first exposure."""
     exp = live_experiment(state, key)
     if force_variant is not None:
         if not principal.may("admin"):
@@ -70,37 +114,53 @@ async def resolve_assignment(
         if force_variant not in exp.variants:
             raise ApiError(422, "unknown_variant", f"experiment {key!r} has no variant {force_variant!r}",
                            field="force_variant")
-        return exp, force_variant, True  # QA views log no exposure
+        return exp, force_variant, True, None  # QA views log no exposure
     if exp.record.status != "running":
-        return exp, None, False
+        return exp, None, False, None
     assignment = exp.assigner.assign(user_id)
     if not assignment.in_experiment:
-        return exp, None, False
-    await log_exposure(state, exp, user_id, assignment.variant, item_id)
-    return exp, assignment.variant, True
+        return exp, None, False, None
+    exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id)
+    return exp, assignment.variant, True, exposure_id
 
 
-@router.get("/experiments/{key}/assignment", response_model=AssignmentPublic)
-async def get_assignment(
-    key: str,
-    user_id: UserId,
-    state: State,
-    principal: ClientKey,
-    item_id: ItemId = None,
-    force_variant: Annotated[str | None, Query(description="QA only, admin key: force this variant")] = None,
-):
-    """The visitor's variant; logs the visitor's first exposure before answering."""
-    exp, variant, in_experiment = await resolve_assignment(state, principal, key, user_id, item_id, force_variant)
-    # A plain JSONResponse skips re-validating our own output on the hot path.
-    return JSONResponse({"experiment": exp.record.key, "variant": variant, "in_experiment": in_experiment})
+@router.get(
+    "/experiments/{key}/assignment",
+    response_model=AssignmentPublic,
+    openapi_extra={"parameters": ASSIGNMENT_PARAMS, "security": BEARER},
+)
+async def get_assignment(key: str, request: Request):
+    """The visitor's variant; queues the visitor's first exposure for the event log."""
+    state: AppState = request.app.state.armor
+    principal = authorize(request, "client")
+    user_id = id_param(request, "user_id", required=True)
+    exp, variant, in_exp, exposure_id = resolve_assignment(
+        state, principal, key, user_id, id_param(request, "item_id"), id_param(request, "force_variant")
+    )
+    return JSONResponse({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
+                         "exposure_id": exposure_id})
 
 
-@router.post("/events", response_model=EventsAccepted)
-async def post_events(batch: EventBatch, state: State, principal: ClientKey):
+@router.post(
+    "/events",
+    response_model=EventsAccepted,
+    openapi_extra={
+        "security": BEARER,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}}},
+    },
+)
+async def post_events(request: Request):
     """Append a batch of at most 1000 events; 2xx only after the commit that holds them."""
+    state: AppState = request.app.state.armor
+    authorize(request, "client")
+    raw = await request.body()
     try:
-        check_references(batch.events, state.variants_of())
+        batch = EventBatch.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+    try:
+        check_references(batch.events, state.variants)
     except UnknownReferenceError as exc:
         raise ApiError(422, "unknown_reference", exc.message, field=exc.field) from None
     accepted = await commit(state, to_arrow(batch.events, datetime.now(UTC)))
-    return JSONResponse(accepted.model_dump())
+    return JSONResponse({"accepted": accepted.accepted, "duplicates": accepted.duplicates})

@@ -1,0 +1,297 @@
+"""The experiment report: every number the dashboard, the CLI and ``GET /v1/experiments/{key}/results`` show.
+
+One SQL query (``armor_ab.stats.sql``) returns the sufficient statistics per variant, per variant
+and day, and per segment value; everything else here is arithmetic on a few hundred numbers, so a
+request costs one scan of the experiment's events plus a few milliseconds of Python.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import duckdb
+
+from armor_ab.stats.analysis import Comparison, Settings, compare, entry
+from armor_ab.stats.bayesian import Prior
+from armor_ab.stats.frequentist import non_inferiority
+from armor_ab.stats.multiple import adjust
+from armor_ab.stats.power import sample_size
+from armor_ab.stats.sql import ExperimentSums, load_sums
+from armor_ab.stats.srm import srm_test
+from armor_ab.stats.status import Status
+from armor_ab.stats.suffstats import VisitorSums
+from armor_ab.store.experiments import ExperimentRecord
+
+try:  # the ROI and verdict live in armor_ab.roi; the statistics do not need them to run
+    from armor_ab.roi.engine import EffectInput, compute_roi
+    from armor_ab.roi.verdict import decide
+except ImportError:  # pragma: no cover - only while that package is being written
+    EffectInput = compute_roi = decide = None  # type: ignore[assignment,misc]
+
+DEFAULT_SEGMENTS = ("device", "category")
+MAX_SEGMENT_VALUES = 20  # per segment key, by visitors: keeps the report (and the work) bounded
+MAX_TIMESERIES_DAYS = 400
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def _window(record: ExperimentRecord, now: datetime) -> tuple[datetime | None, datetime]:
+    end = now if record.stopped_at is None else min(record.stopped_at, now)
+    start = record.started_at
+    if start is not None and start > end:  # asked about a time before the start: an empty window
+        end = start
+    return start, end
+
+
+def _settings(record: ExperimentRecord, cuped: bool | None) -> Settings:
+    spec, a = record.spec, record.spec.analysis
+    return Settings(
+        alpha=spec.alpha,
+        cuped=a.cuped if cuped is None else cuped,
+        sequential_tuning=a.sequential_tuning,
+        prior=Prior(a.prior_mean, a.prior_stddev, a.prior_proper),
+    )
+
+
+def _results(record: ExperimentRecord, sums: ExperimentSums, settings: Settings) -> tuple[list[dict], dict]:
+    """Entries per metric x treatment, with adjusted p-values and guardrail tests; also the comparisons."""
+    spec = record.spec
+    control = spec.control_key
+    treatments = [v.key for v in spec.variants if v.key != control]
+    zero = VisitorSums.zero()
+    margins = {g.metric: g.margin for g in spec.metrics.guardrails}
+    results, comps = [], {}
+    for metric in spec.metrics.all():
+        for variant in treatments:
+            comp = compare(sums.totals.get(control, zero), sums.totals.get(variant, zero), metric, settings)
+            comps[(metric, variant)] = comp
+            item = entry(comp, variant=variant, baseline=control)
+            if metric in margins:
+                item["guardrail"] = non_inferiority(comp.fixed, margins[metric], spec.alpha).to_dict()
+            results.append(item)
+    adjusted = adjust([r["p_value"] for r in results], spec.analysis.correction)
+    for item, p in zip(results, adjusted, strict=True):
+        item["p_value_adjusted"] = p
+    return results, comps
+
+
+def _primary_variant(record: ExperimentRecord, comps: dict[tuple[str, str], Comparison]) -> str | None:
+    """The treatment the verdict and ROI speak about: the best usable primary lift, else the first."""
+    spec = record.spec
+    treatments = [v.key for v in spec.variants if v.key != spec.control_key]
+    usable = [
+        (comps[(spec.metrics.primary, v)].fixed.lift_rel, v)
+        for v in treatments
+        if comps[(spec.metrics.primary, v)].fixed.lift_rel is not None
+    ]
+    if usable:
+        return max(usable)[1]
+    return treatments[0] if treatments else None
+
+
+def _timeseries(record: ExperimentRecord, sums: ExperimentSums, settings: Settings) -> list[dict]:
+    spec = record.spec
+    control = spec.control_key
+    base = sums.cumulative(control)[-MAX_TIMESERIES_DAYS:]
+    out = []
+    for variant in (v.key for v in spec.variants if v.key != control):
+        cum = sums.cumulative(variant)[-MAX_TIMESERIES_DAYS:]
+        for metric in spec.metrics.all():
+            points = []
+            for (day, c), (_, t) in zip(base, cum, strict=True):
+                comp = compare(c, t, metric, settings, with_bayes=False)
+                points.append(
+                    {
+                        "date": day.isoformat(),
+                        "n": comp.pair.treatment.n,
+                        "baseline_n": comp.pair.control.n,
+                        "lift_rel": comp.fixed.lift_rel,
+                        "ci_rel": list(comp.fixed.ci_rel) if comp.fixed.ci_rel else None,
+                        "sequential_ci_rel": list(comp.sequential.ci_rel) if comp.sequential.ci_rel else None,
+                        "p_value": comp.fixed.p_value,
+                        "sequential_p_value": comp.sequential.p_value,
+                        "status": comp.status.value,
+                    }
+                )
+            out.append({"metric": metric, "variant": variant, "points": points})
+    return out
+
+
+def _segments(record: ExperimentRecord, sums: ExperimentSums, settings: Settings) -> list[dict]:
+    """Per segment value: lift and CI per metric x treatment (exploratory: not multiplicity-adjusted)."""
+    spec = record.spec
+    control = spec.control_key
+    treatments = [v.key for v in spec.variants if v.key != control]
+    zero = VisitorSums.zero()
+    out = []
+    for key, values in sums.segments.items():
+        ranked = sorted(values.items(), key=lambda kv: (-sum(s.n for s in kv[1].values()), kv[0]))
+        for value, by_variant in ranked[:MAX_SEGMENT_VALUES]:
+            rows = []
+            for metric in spec.metrics.all():
+                for variant in treatments:
+                    comp = compare(by_variant.get(control, zero), by_variant.get(variant, zero), metric, settings,
+                                   with_bayes=False)
+                    rows.append(
+                        {
+                            "metric": metric,
+                            "variant": variant,
+                            "n": comp.pair.treatment.n,
+                            "baseline_n": comp.pair.control.n,
+                            "lift_abs": comp.fixed.lift_abs,
+                            "lift_rel": comp.fixed.lift_rel,
+                            "ci_rel": list(comp.fixed.ci_rel) if comp.fixed.ci_rel else None,
+                            "p_value": comp.fixed.p_value,
+                            "status": comp.status.value,
+                        }
+                    )
+            out.append(
+                {
+                    "segment": key,
+                    "value": value,
+                    "visitors": {v: s.n for v, s in sorted(by_variant.items())},
+                    "results": rows,
+                }
+            )
+        if len(ranked) > MAX_SEGMENT_VALUES:
+            out.append({"segment": key, "value": None, "omitted_values": len(ranked) - MAX_SEGMENT_VALUES})
+    return out
+
+
+def _power(record: ExperimentRecord, sums: ExperimentSums, comps: dict, primary_variant: str | None,
+           start: datetime | None, end: datetime) -> dict:
+    """Planned sample size from the control's primary-metric mean and variance, and days left at current traffic."""
+    spec = record.spec
+    weights = {v.key: v.weight for v in spec.variants}
+    out: dict = {"mde": spec.mde, "alpha": spec.alpha, "power": spec.analysis.power, "metric": spec.metrics.primary}
+    total_now = sum(s.n for v, s in sums.totals.items() if v in weights)
+    if start is not None:
+        elapsed = max((end - start).total_seconds() / 86_400.0, 0.0)
+    else:
+        elapsed = float(len(sums.days()))
+    out.update(days_elapsed=elapsed, visitors=total_now)
+    if primary_variant is None:
+        return {**out, "status": Status.TOO_FEW_UNITS.value, "days_remaining": None}
+    pair = comps[(spec.metrics.primary, primary_variant)].pair
+    if pair.status is not Status.OK:
+        return {**out, "status": pair.status.value, "days_remaining": None}
+    c = pair.control
+    sd = math.sqrt(c.var * c.n)  # per-visitor sd of the (CUPED-adjusted, delta-method) estimate
+    traffic = total_now / elapsed if elapsed > 0 else None
+    w_c, w_t = weights[spec.control_key], weights[primary_variant]
+    if w_c <= 0 or w_t <= 0:
+        return {**out, "status": Status.TOO_FEW_UNITS.value, "days_remaining": None}
+    plan = sample_size(c.mean, sd, spec.mde, alpha=spec.alpha, power=spec.analysis.power,
+                       variants=len(spec.variants), visitors_per_day=traffic, control_share=w_c, ratio=w_t / w_c)
+    out.update(baseline_mean=c.mean, baseline_sd=sd, visitors_per_day=traffic, **plan.to_dict())
+    out["planned_days"] = out.pop("days")
+    remaining = None
+    if plan.total_visitors is not None and traffic:
+        remaining = max(0.0, (plan.total_visitors - total_now) / traffic)
+    out["days_remaining"] = remaining
+    return out
+
+
+def _roi(
+    record: ExperimentRecord, sums: ExperimentSums, settings: Settings, variant: str | None
+) -> tuple[dict | None, bool]:
+    """(the ROI block, whether it came from compute_roi); None when the spec has no roi block."""
+    spec = record.spec
+    if spec.roi is None:
+        return None, False
+    if compute_roi is None or EffectInput is None:
+        return {"status": "unavailable", "reason": "armor_ab.roi.engine is not installed"}, False
+    if variant is None:
+        return {"status": Status.TOO_FEW_UNITS.value, "reason": "no treatment variant"}, False
+    zero = VisitorSums.zero()
+    comp = compare(sums.totals.get(spec.control_key, zero), sums.totals.get(variant, zero), "inquiries_per_visitor",
+                   settings, with_bayes=False)
+    f = comp.fixed
+    if f.lift_abs is None or f.se_abs is None:
+        return {"status": comp.status.value, "reason": "no estimate of the effect on inquiries per visitor yet"}, False
+    effect = EffectInput(
+        baseline_inquiries_per_visitor=max(comp.pair.control.raw_mean, 0.0), lift_abs=f.lift_abs, lift_abs_se=f.se_abs
+    )
+    return {"variant": variant, **compute_roi(spec.roi, effect)}, True
+
+
+def experiment_report(
+    con: duckdb.DuckDBPyConnection,
+    record: ExperimentRecord,
+    *,
+    cuped: bool | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """The whole analysis of one experiment as JSON-able data (no NaN: undefined is None plus a status)."""
+    now = now or datetime.now(UTC)
+    spec = record.spec
+    a = spec.analysis
+    start, end = _window(record, now)
+    settings = _settings(record, cuped)
+    segments = list(dict.fromkeys([*DEFAULT_SEGMENTS, *spec.segments]))
+    sums = load_sums(
+        con, spec.key, start=start, end=end, cap_percentile=a.dwell_cap_percentile, pre_days=a.cuped_pre_days,
+        segments=segments,
+    )
+
+    weights = {v.key: v.weight for v in spec.variants}
+    visitors = {k: sums.totals[k].n if k in sums.totals else 0 for k in weights}
+    unknown = {k: s.n for k, s in sums.totals.items() if k not in weights}
+    srm = srm_test({**visitors, **unknown}, weights)
+
+    results, comps = _results(record, sums, settings)
+    primary_variant = _primary_variant(record, comps)
+    power = _power(record, sums, comps, primary_variant, start, end)
+    roi, roi_computed = _roi(record, sums, settings, primary_variant)
+
+    verdict: dict | None
+    primary = next(
+        (r for r in results if r["metric"] == spec.metrics.primary and r["variant"] == primary_variant), None
+    )
+    if decide is None:
+        verdict = {"status": "unavailable", "reason": "armor_ab.roi.verdict is not installed"}
+    elif primary is None:
+        verdict = None
+    else:
+        guardrails = [r for r in results if "guardrail" in r and r["variant"] == primary_variant]
+        verdict = decide(
+            primary=primary,
+            guardrails=guardrails,
+            srm=srm,
+            roi=roi if roi_computed else None,
+            days_remaining=power.get("days_remaining"),
+            alpha=spec.alpha,
+        )
+
+    return {
+        "experiment": spec.key,
+        "name": spec.name,
+        "status": record.status,
+        "generated_at": now.isoformat(),
+        "window": {"start": _iso(start), "end": _iso(end)},
+        "alpha": spec.alpha,
+        "control": spec.control_key,
+        "primary_metric": spec.metrics.primary,
+        "primary_variant": primary_variant,
+        "cuped_requested": settings.cuped,
+        "correction": a.correction,
+        "data": {
+            "dwell_cap_ms": sums.cap,
+            "dwell_cap_percentile": a.dwell_cap_percentile,
+            "multi_variant_visitors": sums.multi_variant_visitors,
+            "unknown_variant_visitors": unknown,
+            "deduplicated_in_sql": sums.deduplicated_in_sql,
+            "days": len(sums.days()),
+        },
+        "visitors": visitors,
+        "srm": srm,
+        "results": results,
+        "timeseries": _timeseries(record, sums, settings),
+        "segments": _segments(record, sums, settings),
+        "power": power,
+        "roi": roi,
+        "verdict": verdict,
+    }
