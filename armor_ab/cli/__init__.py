@@ -23,6 +23,10 @@ _MODULES = (
     "simulate",  # simulate
     "analyze",  # analyze, power
     "generate",  # generate (ARMOR model)
+    "engine",  # engine build (ONNX / TensorRT)
+    "content",  # content generate|approve|list
+    "train",  # train (WoHG stages)
+    "eval",  # eval (demo model figures)
 )
 for _name in _MODULES:
     importlib.import_module(f"armor_ab.cli.{_name}").register(app)
