@@ -221,3 +221,33 @@ def test_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
         else:
             assert fast_answer[1] == slow_answer[1]
     assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 403, 404, 422, 422, 403, 200, 422]
+
+
+def test_openapi_documents_every_route_and_schema(platform: Platform) -> None:
+    spec = httpx.get(f"{platform.url}/openapi.json").json()
+    paths = spec["paths"]
+    for path, method in [("/v1/experiments/{key}/assignment", "get"), ("/v1/events", "post"),
+                         ("/v1/experiments", "post"), ("/v1/experiments/{key}/start", "post"),
+                         ("/v1/experiments/{key}/results", "get"), ("/v1/keys", "post"), ("/healthz", "get"),
+                         ("/metrics", "get")]:
+        op = paths[path][method]
+        assert op.get("description") or op.get("summary"), f"{method} {path} has no description"
+    assert {p["name"] for p in paths["/v1/experiments/{key}/assignment"]["get"]["parameters"]} >= {
+        "key", "user_id", "item_id", "force_variant"}
+    schemas = spec["components"]["schemas"]
+    assert {"EventBatch", "EventIn", "ExperimentSpec", "Variant", "ErrorPublic"} <= set(schemas)
+
+    def refs(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "$ref":
+                    yield v
+                else:
+                    yield from refs(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from refs(v)
+
+    for ref in refs(spec):
+        assert ref.split("/")[-1] in schemas, f"dangling {ref}"
+    assert httpx.get(f"{platform.url}/docs").status_code == 200

@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(client.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
+    app.openapi = lambda: _openapi(app)
     # The last added is the outermost: CORS wraps everything, the assignment fast path included.
     app.add_middleware(RequestContextMiddleware, state=state)
     app.add_middleware(
@@ -60,6 +61,26 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=600,
     )
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """OpenAPI with the body schemas of the hand-parsed routes (they declare no body parameter)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    from armor_ab.events import EventBatch
+    from armor_ab.experiments.models import ExperimentSpec
+
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (EventBatch, ExperimentSpec):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    schema["components"].setdefault("securitySchemes", {})["HTTPBearer"] = {"type": "http", "scheme": "bearer"}
+    app.openapi_schema = schema
+    return schema
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

@@ -10,7 +10,13 @@ import typer
 
 from armor_ab.cli._common import DbOption, fail, open_db
 from armor_ab.experiments.loader import ExperimentFileError, load_experiment_file
-from armor_ab.store.experiments import ExperimentError, get_experiment, list_experiments, set_status, upsert_experiment
+from armor_ab.store.experiments import (
+    ExperimentError,
+    get_experiment,
+    list_experiments,
+    set_status,
+    upsert_experiment,
+)
 
 group = typer.Typer(help="Define experiments as code and move them through draft → running → stopped.",
                     no_args_is_help=True)

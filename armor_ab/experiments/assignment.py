@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -162,7 +163,7 @@ def assign(
 # FNV-1a's low k bits after a step depend only on the low k bits before it (xor touches only the
 # low bits of the state, and multiplication never carries downwards). So for a fixed string x of
 # units below 2**k, fnv(h, x) = h * P**len(x) + D[h mod 2**k] (mod 2**32), with a table D of
-# 2**k entries. That turns a known suffix (version 1's seed) or a 2-digit chunk of version 2's
+# 2**k entries. That turns a known suffix (version 1's seed) or a 3-digit chunk of version 2's
 # decimal string into one multiply-add.
 
 
@@ -177,32 +178,40 @@ def _suffix_table(units: Sequence[int], bits: int) -> tuple[int, list[int]]:
     return mult, d.tolist()
 
 
-def _pair_table() -> list[int]:
-    """D for every 2-digit string "00".."99", indexed by low_byte * 100 + value."""
+_UINT32 = "I" if array("I").itemsize == 4 else "L"
+
+
+def _digit_chunk_table(width: int) -> array:
+    """D for every zero-padded ``width``-digit string, indexed by low_byte * 10**width + value."""
+    values = np.arange(10**width, dtype=np.uint32)
     lo = np.arange(256, dtype=np.uint32)[:, None]
-    tens, ones = np.divmod(np.arange(100, dtype=np.uint32), np.uint32(10))
-    h = (lo ^ (tens + np.uint32(48))) * np.uint32(FNV_PRIME)
-    h = (h ^ (ones + np.uint32(48))) * np.uint32(FNV_PRIME)
-    return (h - lo * np.uint32(pow(FNV_PRIME, 2, 1 << 32))).ravel().tolist()
+    h = lo.copy()
+    for place in range(width - 1, -1, -1):
+        digit = values // np.uint32(10**place) % np.uint32(10)
+        h = (h ^ (digit + np.uint32(48))) * np.uint32(FNV_PRIME)
+    d = h - lo * np.uint32(pow(FNV_PRIME, width, 1 << 32))
+    # array, not list: 256,000 list entries would be 256,000 int objects scattered over 8 MB,
+    # and the cache misses would cost more than the table saves.
+    return array(_UINT32, d.ravel().tobytes())
 
 
-_P2 = pow(FNV_PRIME, 2, 1 << 32)
-_PAIRS = _pair_table()
-# fnv1a32(str(a)) for every leading part a = h // 10**6 of a 32-bit hash (at most 4294).
+_P3 = pow(FNV_PRIME, 3, 1 << 32)
+_TRIPLES = _digit_chunk_table(3)
+# For each leading part a = h // 10**6 of a 32-bit hash (at most 4294): the state after
+# hashing str(a), already multiplied for the next 3-digit step, and its low byte as a row offset.
 _LEADS = [fnv1a32(str(a)) for a in range(_MASK // 1_000_000 + 1)]
+_LEADS_P3 = [(lead * _P3) & _MASK for lead in _LEADS]
+_LEADS_ROW = [(lead & 255) * 1000 for lead in _LEADS]
 
 
 def _second_hash(h: int) -> int:
-    """fnv1a32(str(h)) for version 2: one lookup and three pair steps instead of ten loop turns."""
+    """fnv1a32(str(h)) for version 2: two table steps instead of ten loop turns."""
     if h < 1_000_000:  # one hash in 4295: not worth a table
         return _fnv_continue(FNV_OFFSET, str(h).encode("ascii"))
     a, r = divmod(h, 1_000_000)
-    b, r = divmod(r, 10_000)
-    c, d = divmod(r, 100)
-    h = _LEADS[a]
-    h = (h * _P2 + _PAIRS[(h & 255) * 100 + b]) & _MASK
-    h = (h * _P2 + _PAIRS[(h & 255) * 100 + c]) & _MASK
-    return (h * _P2 + _PAIRS[(h & 255) * 100 + d]) & _MASK
+    b, c = divmod(r, 1000)
+    h = (_LEADS_P3[a] + _TRIPLES[_LEADS_ROW[a] + b]) & _MASK
+    return (h * _P3 + _TRIPLES[(h & 255) * 1000 + c]) & _MASK
 
 
 # Assignment is frozen; its generated __init__ pays for the frozen check on every field. The
@@ -244,6 +253,8 @@ class Assigner:
         index = [choose_variation(k / buckets, self.ranges) for k in range(buckets)]
         self._variant_at = [self.variants[i] if i >= 0 else None for i in index]
         self._hash_at = [k / buckets for k in range(buckets)]  # the same float gb_hash returns
+        self._bucket_info = list(zip(self._variant_at, self._hash_at, strict=True))
+        self._inline = hash_version == 2  # assign() has the version 2 hash inlined
         self._index_table = np.array(index, dtype=np.int64)
         self._hash_table = np.array(self._hash_at, dtype=np.float64)
         seed_units = list(_code_units(seed))
@@ -280,43 +291,45 @@ class Assigner:
         h = (h * self._suffix_mult + self._suffix_add[h & self._suffix_mask]) & _MASK
         return h % 1000
 
+    def _assign_any(self, user_id: str) -> Assignment:
+        """Any id and hash version; :meth:`assign` is this, specialised for its common case."""
+        k = self._bucket(user_id)
+        variant = self._variant_at[k] if user_id else None
+        return Assignment(user_id, variant, variant is not None, self._hash_at[k])
+
     def assign(self, user_id: str) -> Assignment:
         """Assign one visitor: the same answer as :func:`assign`, several times faster.
 
-        The hash loop is the whole cost, so this is :meth:`_bucket` inlined for the common case
-        (version 2, ASCII id): four bytes a turn with one mask, literal constants (FNV prime,
-        2**32 - 1) and :func:`_second_hash` inlined.
+        The hash loop is nearly the whole cost, so for the common case (version 2, a non-empty
+        ASCII id) :meth:`_bucket` and :func:`_second_hash` are inlined here: four bytes a turn
+        with one mask, literal constants (FNV prime, 2**32 - 1), no call the id doesn't need.
         """
-        if self.hash_version != 2 or not user_id.isascii():
-            k = self._bucket(user_id)
+        if not (self._inline and user_id and user_id.isascii()):
+            return self._assign_any(user_id)
+        h = self._start
+        data = user_id.encode("ascii")
+        rest = len(data) & 3
+        if rest:
+            for u in data[:rest]:
+                h = ((h ^ u) * 16777619) & 4294967295
+            data = data[rest:]
+        it = iter(data)
+        for a, b, c, d in zip(it, it, it, it):  # noqa: B905 - strict=True costs 10%; len % 4 == 0 here
+            # Masking once per four bytes is exact: xor and multiply only ever carry upwards.
+            h = ((((((h ^ a) * 16777619 ^ b) * 16777619) ^ c) * 16777619 ^ d) * 16777619) & 4294967295
+        if h >= 1_000_000:
+            a, rest = divmod(h, 1_000_000)
+            b, c = divmod(rest, 1000)
+            h = (_LEADS_P3[a] + _TRIPLES[_LEADS_ROW[a] + b]) & 4294967295
+            k = ((h * _P3 + _TRIPLES[(h & 255) * 1000 + c]) & 4294967295) % 10000
         else:
-            h = self._start
-            data = user_id.encode("ascii")
-            rest = len(data) & 3
-            if rest:
-                for u in data[:rest]:
-                    h = ((h ^ u) * 16777619) & 4294967295
-                data = data[rest:]
-            it = iter(data)
-            for a, b, c, d in zip(it, it, it, it, strict=True):
-                # Masking once per four bytes is exact: xor and multiply only ever carry upwards.
-                h = ((((((h ^ a) * 16777619 ^ b) * 16777619) ^ c) * 16777619 ^ d) * 16777619) & 4294967295
-            if h >= 1_000_000:
-                a, rest = divmod(h, 1_000_000)
-                b, rest = divmod(rest, 10_000)
-                c, d = divmod(rest, 100)
-                h = _LEADS[a]
-                h = (h * _P2 + _PAIRS[(h & 255) * 100 + b]) & 4294967295
-                h = (h * _P2 + _PAIRS[(h & 255) * 100 + c]) & 4294967295
-                k = ((h * _P2 + _PAIRS[(h & 255) * 100 + d]) & 4294967295) % 10000
-            else:
-                k = _second_hash(h) % 10000
-        variant = self._variant_at[k] if user_id else None
+            k = _second_hash(h) % 10000
+        variant, hash_ = self._bucket_info[k]
         out = _new(Assignment)
         _set_user_id(out, user_id)
         _set_variant(out, variant)
         _set_in_experiment(out, variant is not None)
-        _set_hash(out, self._hash_at[k])
+        _set_hash(out, hash_)
         return out
 
     def assign_many(self, user_ids: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -161,38 +161,70 @@ def _segments(record: ExperimentRecord, sums: ExperimentSums, settings: Settings
     return out
 
 
-def _power(record: ExperimentRecord, sums: ExperimentSums, comps: dict, primary_variant: str | None,
-           start: datetime | None, end: datetime) -> dict:
-    """Planned sample size from the control's primary-metric mean and variance, and days left at current traffic."""
-    spec = record.spec
-    weights = {v.key: v.weight for v in spec.variants}
-    out: dict = {"mde": spec.mde, "alpha": spec.alpha, "power": spec.analysis.power, "metric": spec.metrics.primary}
-    total_now = sum(s.n for v, s in sums.totals.items() if v in weights)
+def _traffic(record: ExperimentRecord, sums: ExperimentSums, start: datetime | None, end: datetime) -> dict:
+    """Visitors so far (configured variants), days elapsed and visitors per day."""
+    weights = {v.key: v.weight for v in record.spec.variants}
+    total = sum(s.n for v, s in sums.totals.items() if v in weights)
     if start is not None:
         elapsed = max((end - start).total_seconds() / 86_400.0, 0.0)
     else:
         elapsed = float(len(sums.days()))
-    out.update(days_elapsed=elapsed, visitors=total_now)
-    if primary_variant is None:
-        return {**out, "status": Status.TOO_FEW_UNITS.value, "days_remaining": None}
-    pair = comps[(spec.metrics.primary, primary_variant)].pair
+    return {"visitors": total, "days_elapsed": elapsed, "visitors_per_day": total / elapsed if elapsed > 0 else None}
+
+
+def _baseline(record: ExperimentRecord, comps: dict, variant: str | None) -> dict:
+    """Control mean and per-visitor sd of the primary metric, as the analysis estimates them."""
+    metric = record.spec.metrics.primary
+    if variant is None:
+        return {"status": Status.TOO_FEW_UNITS.value, "metric": metric, "variant": None}
+    pair = comps[(metric, variant)].pair
     if pair.status is not Status.OK:
-        return {**out, "status": pair.status.value, "days_remaining": None}
+        return {"status": pair.status.value, "metric": metric, "variant": variant}
     c = pair.control
-    sd = math.sqrt(c.var * c.n)  # per-visitor sd of the (CUPED-adjusted, delta-method) estimate
-    traffic = total_now / elapsed if elapsed > 0 else None
-    w_c, w_t = weights[spec.control_key], weights[primary_variant]
+    # Per-visitor sd of the (CUPED-adjusted, delta-method) estimate: what the test's variance scales with.
+    sd = math.sqrt(c.var * c.n)
+    return {"status": Status.OK.value, "metric": metric, "variant": variant, "baseline_mean": c.mean, "baseline_sd": sd}
+
+
+def _power(record: ExperimentRecord, baseline: dict, traffic: dict) -> dict:
+    """Planned sample size from the baseline, and days left at the current traffic."""
+    spec = record.spec
+    out = {"mde": spec.mde, "alpha": spec.alpha, "power": spec.analysis.power, **baseline, **traffic}
+    out.update(n_per_variant=None, total_visitors=None, planned_days=None, days_remaining=None)
+    if baseline["status"] != Status.OK.value:
+        return out
+    weights = {v.key: v.weight for v in spec.variants}
+    w_c, w_t = weights[spec.control_key], weights[baseline["variant"]]
     if w_c <= 0 or w_t <= 0:
-        return {**out, "status": Status.TOO_FEW_UNITS.value, "days_remaining": None}
-    plan = sample_size(c.mean, sd, spec.mde, alpha=spec.alpha, power=spec.analysis.power,
-                       variants=len(spec.variants), visitors_per_day=traffic, control_share=w_c, ratio=w_t / w_c)
-    out.update(baseline_mean=c.mean, baseline_sd=sd, visitors_per_day=traffic, **plan.to_dict())
-    out["planned_days"] = out.pop("days")
-    remaining = None
-    if plan.total_visitors is not None and traffic:
-        remaining = max(0.0, (plan.total_visitors - total_now) / traffic)
-    out["days_remaining"] = remaining
+        return {**out, "status": Status.TOO_FEW_UNITS.value}
+    plan = sample_size(
+        baseline["baseline_mean"], baseline["baseline_sd"], spec.mde, alpha=spec.alpha, power=spec.analysis.power,
+        variants=len(spec.variants), visitors_per_day=traffic["visitors_per_day"], control_share=w_c, ratio=w_t / w_c,
+    )
+    out.update(status=plan.status.value, n_per_variant=plan.n_per_variant, total_visitors=plan.total_visitors,
+               planned_days=plan.days, effect_size=plan.effect_size)
+    if plan.total_visitors is not None and traffic["visitors_per_day"]:
+        out["days_remaining"] = max(0.0, (plan.total_visitors - traffic["visitors"]) / traffic["visitors_per_day"])
     return out
+
+
+def primary_baseline(
+    con: duckdb.DuckDBPyConnection, record: ExperimentRecord, *, cuped: bool | None = None, now: datetime | None = None
+) -> dict:
+    """The primary metric's baseline (control mean, per-visitor sd) and traffic, for power planning."""
+    now = now or datetime.now(UTC)
+    spec = record.spec
+    start, end = _window(record, now)
+    settings = _settings(record, cuped)
+    sums = load_sums(con, spec.key, start=start, end=end, cap_percentile=spec.analysis.dwell_cap_percentile,
+                     pre_days=spec.analysis.cuped_pre_days)
+    zero = VisitorSums.zero()
+    comps = {
+        (spec.metrics.primary, v.key): compare(sums.totals.get(spec.control_key, zero), sums.totals.get(v.key, zero),
+                                               spec.metrics.primary, settings, with_bayes=False)
+        for v in spec.variants if v.key != spec.control_key
+    }
+    return {**_baseline(record, comps, _primary_variant(record, comps)), **_traffic(record, sums, start, end)}
 
 
 def _roi(
@@ -225,17 +257,35 @@ def experiment_report(
     cuped: bool | None = None,
     now: datetime | None = None,
 ) -> dict:
-    """The whole analysis of one experiment as JSON-able data (no NaN: undefined is None plus a status)."""
+    """The whole analysis of one experiment as JSON-able data (no NaN: undefined is None plus a status).
+
+    The window is [started_at, stopped_at or ``now``]; ``cuped`` overrides the spec's setting.
+    """
+    now = now or datetime.now(UTC)
+    spec = record.spec
+    a = spec.analysis
+    start, end = _window(record, now)
+    sums = load_sums(
+        con, spec.key, start=start, end=end, cap_percentile=a.dwell_cap_percentile, pre_days=a.cuped_pre_days,
+        segments=report_segments(record),
+    )
+    return report_from_sums(record, sums, cuped=cuped, now=now)
+
+
+def report_segments(record: ExperimentRecord) -> list[str]:
+    """The segment keys reported: device and category always, then the spec's own."""
+    return list(dict.fromkeys([*DEFAULT_SEGMENTS, *record.spec.segments]))
+
+
+def report_from_sums(
+    record: ExperimentRecord, sums: ExperimentSums, *, cuped: bool | None = None, now: datetime | None = None
+) -> dict:
+    """The report from sufficient statistics computed elsewhere (the SQL query, or a benchmark's baseline)."""
     now = now or datetime.now(UTC)
     spec = record.spec
     a = spec.analysis
     start, end = _window(record, now)
     settings = _settings(record, cuped)
-    segments = list(dict.fromkeys([*DEFAULT_SEGMENTS, *spec.segments]))
-    sums = load_sums(
-        con, spec.key, start=start, end=end, cap_percentile=a.dwell_cap_percentile, pre_days=a.cuped_pre_days,
-        segments=segments,
-    )
 
     weights = {v.key: v.weight for v in spec.variants}
     visitors = {k: sums.totals[k].n if k in sums.totals else 0 for k in weights}
@@ -244,7 +294,7 @@ def experiment_report(
 
     results, comps = _results(record, sums, settings)
     primary_variant = _primary_variant(record, comps)
-    power = _power(record, sums, comps, primary_variant, start, end)
+    power = _power(record, _baseline(record, comps, primary_variant), _traffic(record, sums, start, end))
     roi, roi_computed = _roi(record, sums, settings, primary_variant)
 
     verdict: dict | None

@@ -92,7 +92,7 @@ class EventWriter:
         max_queue: int = 2000,
         max_rows_per_txn: int = 20_000,
         linger_s: float = 0.005,
-        row_linger_s: float = 0.05,
+        row_linger_s: float = 0.2,
         on_commit: Callable[[int, int, float], None] | None = None,  # (batches, new events, seconds)
         on_rows_committed: Callable[[list[str]], None] | None = None,  # event ids of committed _Rows
         on_rows_failed: Callable[[list[str]], None] | None = None,

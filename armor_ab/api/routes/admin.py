@@ -24,7 +24,7 @@ _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": ExperimentSpec.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentSpec"}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }

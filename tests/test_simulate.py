@@ -1,0 +1,57 @@
+"""The traffic simulator drives the real API; the data it leaves carries the effect it was given."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from armor_ab.cli import app
+from armor_ab.simulate import Effects
+from tests.conftest import Server, seed_database
+
+runner = CliRunner()
+
+
+def test_effect_parsing() -> None:
+    assert Effects.parse("dwell=+8%,inquiry=+15%") == Effects(dwell=0.08, inquiry=0.15)
+    assert Effects.parse("dwell=-0.1") == Effects(dwell=-0.1)
+    assert Effects.parse("") == Effects()
+    with pytest.raises(ValueError, match="cannot read effect"):
+        Effects.parse("clicks=+3%")
+
+
+def test_simulated_visitors_land_once_with_the_true_effect(tmp_path) -> None:
+    db = tmp_path / "sim.duckdb"
+    keys = seed_database(db)
+    server = Server(db).start()
+    try:
+        r = runner.invoke(app, ["simulate", "--experiment", "catalog-interleaved", "--visitors", "1500",
+                                "--effect", "dwell=+30%", "--seed", "3", "--days", "7", "--api", server.url,
+                                "--key", keys["client"]])
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        bad = runner.invoke(app, ["simulate", "--experiment", "catalog-interleaved", "--visitors", "1",
+                                  "--api", server.url, "--key", "aab_000000000000_nope"])
+        assert bad.exit_code == 2 and "401" in bad.output
+    finally:
+        server.stop()
+    assert summary["visitors"] == summary["in_experiment"] == 1500
+    assert summary["duplicates"] > 0  # the simulated client retries were all recognised
+    assert summary["accepted"] == summary["events_sent"]
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT count(*) FROM events WHERE type <> 'exposure' OR ts < received_at - INTERVAL 1 MINUTE"
+                         ).fetchone()[0]
+    per_variant = dict(con.execute("""
+        SELECT variant, avg(value) FILTER (WHERE type = 'dwell') FROM events GROUP BY variant""").fetchall())
+    server_exposures = con.execute(
+        "SELECT count(DISTINCT user_id) FROM events WHERE type = 'exposure'").fetchone()[0]
+    span_days = con.execute("SELECT date_diff('day', min(ts), max(ts)) FROM events").fetchone()[0]
+    con.close()
+    assert stored == summary["events_sent"]
+    assert server_exposures == 1500
+    assert span_days >= 5
+    ratio = per_variant["armor"] / per_variant["control"]
+    assert 1.15 < ratio < 1.45  # +30% dwell, within sampling noise
