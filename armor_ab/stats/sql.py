@@ -131,7 +131,7 @@ def build_query(segments: Sequence[str], *, dedup: bool, source: str = "events")
         f",\n        json_extract_string(arg_min(properties, tu), '$.\"{name}\"') AS g{i}" for i, name in enumerate(segments)
     )
     carry = "".join(f", {c}" for c in seg_cols)
-    fe_carry = "".join(f", fe.{c}" for c in seg_cols)
+    cell_match = "".join(f" AND fe0.{c} IS NOT DISTINCT FROM cells.{c}" for c in seg_cols)
     exposure = "type = 'exposure' AND variant IS NOT NULL AND tu >= $start"
     per_type = """count(*) FILTER (type = 'page_view')::DOUBLE AS views,
         coalesce(sum(CASE WHEN value > cap.c THEN cap.c ELSE value END) FILTER (type = 'dwell'), 0) AS dwell,
@@ -163,7 +163,15 @@ fe0 AS (
     FROM src WHERE {exposure}
     GROUP BY user_id
 ),
-fe AS (SELECT *, row_number() OVER () AS uid FROM fe0),
+-- The few distinct (variant, segment values, multi) combinations, numbered: the wide strings
+-- then travel through the per-visitor-day steps as one integer.
+cells AS (
+    SELECT *, row_number() OVER () AS cell FROM (SELECT DISTINCT variant, multi{carry} FROM fe0)
+),
+fe AS (
+    SELECT fe0.user_id, fe0.t0, fe0.day0, cells.cell, row_number() OVER () AS uid
+    FROM fe0 JOIN cells ON fe0.variant = cells.variant AND fe0.multi = cells.multi{cell_match}
+),
 s1 AS (
     SELECT user_id, tu // {DAY_US} AS day,
         min(tu) AS mt,
@@ -174,7 +182,7 @@ s1 AS (
 ),
 j AS (
     SELECT s1.user_id, s1.day, s1.views, s1.dwell, s1.inq, s1.inqv,
-        fe.uid, fe.t0, fe.day0, fe.variant, fe.multi{fe_carry},
+        fe.uid, fe.t0, fe.day0, fe.cell,
         CASE
             WHEN s1.day > fe.day0 THEN 1
             WHEN s1.day = fe.day0 THEN CASE WHEN s1.mt IS NULL OR s1.mt >= fe.t0 THEN 1 ELSE 2 END
@@ -187,9 +195,9 @@ j AS (
         END AS part
     FROM s1 JOIN fe USING (user_id)
 ),
-mixed AS (SELECT user_id, uid, day, t0, day0, variant, multi{carry} FROM j WHERE part = 2),
+mixed AS (SELECT user_id, uid, day, t0, day0, cell FROM j WHERE part = 2),
 fix AS (
-    SELECT m.uid, m.day, (e.tu >= m.t0)::INTEGER AS part, m.t0, m.day0, m.variant, m.multi{"".join(f", m.{c}" for c in seg_cols)},
+    SELECT m.uid, m.day, (e.tu >= m.t0)::INTEGER AS part, m.t0, m.day0, m.cell,
         count(*) FILTER (e.type = 'page_view')::DOUBLE AS views,
         coalesce(sum(CASE WHEN e.value > cap.c THEN cap.c ELSE e.value END) FILTER (e.type = 'dwell'), 0) AS dwell,
         count(*) FILTER (e.type = 'inquiry')::DOUBLE AS inq,
@@ -199,9 +207,9 @@ fix AS (
     GROUP BY ALL
 ),
 rows AS (
-    SELECT uid, day, part, views, dwell, inq, inqv, t0, day0, variant, multi{carry} FROM j WHERE part IN (0, 1)
+    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM j WHERE part IN (0, 1)
     UNION ALL
-    SELECT uid, day, part, views, dwell, inq, inqv, t0, day0, variant, multi{carry} FROM fix
+    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM fix
 ),
 pre AS (
     SELECT uid, sum(views) AS q_views, sum(dwell) AS q_dwell, sum(inq) AS q_inq,
@@ -209,13 +217,13 @@ pre AS (
     FROM rows WHERE part = 0 GROUP BY uid
 ),
 cum AS (
-    SELECT uid, day, day0, variant, multi{carry}, views, dwell, inq, inqv,
+    SELECT uid, day, day0, cell, views, dwell, inq, inqv,
         {cum_cols}
     FROM rows WHERE part = 1
     WINDOW w AS (PARTITION BY uid ORDER BY day ROWS UNBOUNDED PRECEDING)
 ),
 d AS (
-    SELECT c.variant, c.day{"".join(f", c.{x}" for x in seg_cols)}, (c.day = c.day0)::DOUBLE AS entry, c.multi,
+    SELECT c.cell, c.day, (c.day = c.day0)::DOUBLE AS entry,
         c.views AS d_views, c.dwell AS d_dwell, c.inq AS d_inq, c.inqv AS d_inqv,
         c.c_views, c.c_dwell, c.c_inq, c.c_inqv,
         (c.c_inq > 0)::DOUBLE AS c_any, (c.c_inq > 0)::DOUBLE - (c.c_inq - c.inq > 0)::DOUBLE AS d_any,
@@ -224,13 +232,14 @@ d AS (
     FROM cum c LEFT JOIN pre p USING (uid)
 ),
 fine AS (
-    SELECT variant, day{carry}, sum(entry * multi) AS multi_n,
+    SELECT cell, day, sum(entry) AS entered,
         {fine_sums}
     FROM d GROUP BY ALL
 )
-SELECT GROUPING(day) AS grp_day{grouping_flags}, variant, day{carry}, any_value(cap.c) AS cap, sum(multi_n) AS multi_n,
+SELECT GROUPING(day) AS grp_day{grouping_flags}, variant, day{carry}, any_value(cap.c) AS cap,
+    sum(entered * multi) AS multi_n,
     {final_sums}
-FROM fine CROSS JOIN cap
+FROM fine JOIN cells USING (cell) CROSS JOIN cap
 GROUP BY GROUPING SETS ({grouping_sets})
 """
 

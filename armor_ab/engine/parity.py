@@ -1,0 +1,166 @@
+"""Parity of an engine backend against PyTorch eager, through the step interface both implement.
+
+``step_parity`` drives the reference ``TorchBackend`` and the candidate with the same inputs, step by step as
+the generation loop does (left-padded prompt, prefill, decode steps on all rows and on a subset of rows,
+adapter chunk and steps with their own cache, both heads, the ViT, the VQ decoder), and returns the largest
+absolute difference per graph plus the top-1 agreement of the logits. Inputs of each step are the
+reference's outputs, so differences do not compound. ``greedy_parity`` runs a whole greedy interleaved
+generation (images forced by a logit bias, classifier-free guidance on, a prompt with an input image) on both
+and compares the tokens and image codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from armor_ab.model.cache import position_ids_from_valid
+from armor_ab.model.generate import InterleavedGenerator, SamplingConfig
+from armor_ab.model.modeling import ArmorForInterleavedGeneration
+from armor_ab.model.steps import StepBackend, TorchBackend
+from armor_ab.model.tokenizer import ByteTokenizer
+
+PROMPTS = ("a red running shoe", "a blue ceramic mug, handmade")
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # graph -> max |candidate - torch|
+    top1_agreement: dict[str, float] = field(default_factory=dict)  # logits graphs: share of equal argmax
+    max_abs_ref: dict[str, float] = field(default_factory=dict)  # graph -> max |torch| (scale of the outputs)
+
+    def add(self, graph: str, ref: torch.Tensor, got: torch.Tensor, logits: bool = False) -> None:
+        ref, got = ref.detach().float().cpu(), got.detach().float().cpu()
+        if ref.shape != got.shape:
+            raise AssertionError(f"{graph}: shape {tuple(got.shape)} != reference {tuple(ref.shape)}")
+        diff = float((ref - got).abs().max()) if ref.numel() else 0.0
+        self.max_abs_diff[graph] = max(self.max_abs_diff.get(graph, 0.0), diff)
+        self.max_abs_ref[graph] = max(self.max_abs_ref.get(graph, 0.0), float(ref.abs().max()))
+        if logits:
+            agree = float((ref.argmax(-1) == got.argmax(-1)).float().mean())
+            self.top1_agreement[graph] = min(self.top1_agreement.get(graph, 1.0), agree)
+
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values())
+
+    def failures(self, tolerance: float, relative: bool = False) -> dict[str, float]:
+        """Graphs over the tolerance (``relative``: tolerance x max(1, max |reference|), for fp16/bf16)."""
+        out = {}
+        for graph, diff in self.max_abs_diff.items():
+            bound = tolerance * (max(1.0, self.max_abs_ref[graph]) if relative else 1.0)
+            if diff > bound:
+                out[graph] = diff
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "top1_agreement": self.top1_agreement,
+            "max_abs_reference": self.max_abs_ref,
+        }
+
+
+@torch.inference_mode()
+def step_parity(model: ArmorForInterleavedGeneration, candidate: StepBackend, seed: int = 0) -> ParityReport:
+    cfg = model.config
+    ref = TorchBackend(model)
+    g = torch.Generator().manual_seed(seed)
+    report = ParityReport()
+    rows, t0, max_len = 3, 9, 24
+    text_ids = lambda *shape: torch.randint(0, cfg.text_vocab_size, shape, generator=g)  # noqa: E731
+
+    # Understanding path and VQ decoder.
+    pixels = torch.rand((2, 3, cfg.input_image_size, cfg.input_image_size), generator=g) * 2 - 1
+    report.add("vision", ref.image_features(pixels), candidate.image_features(pixels))
+    codes = torch.randint(0, cfg.num_image_codes, (2, cfg.codes_per_image), generator=g)
+    report.add("vq_decode", ref.vq_decode(codes), candidate.vq_decode(codes))
+
+    # Left-padded prompt: row 1 has 3 padding slots, row 2 has 1.
+    valid = torch.ones((rows, max_len), dtype=torch.bool)
+    valid[1, :3] = False
+    valid[2, :1] = False
+    ids = text_ids(rows, max_len)
+    ids[:, t0:] = cfg.code_offset + torch.randint(0, cfg.num_image_codes, (rows, max_len - t0), generator=g)
+    ref_embeds = ref.embed(ids[:, :t0])
+    report.add("embed", ref_embeds, candidate.embed(ids[:, :t0]))
+    for be in (ref, candidate):
+        be.allocate(rows, max_len)
+    key_valid = valid[:, :t0]
+    positions = position_ids_from_valid(key_valid)
+    h_ref = ref.prefill(ref_embeds, positions, key_valid, slice(0, rows), 0)
+    report.add("prefill", h_ref, candidate.prefill(ref_embeds, positions, key_valid, slice(0, rows), 0))
+    report.add("text_head", ref.text_head(h_ref[:, -1]), candidate.text_head(h_ref[:, -1]), logits=True)
+
+    # Decode steps: all rows, then the first row alone (a slice of the cache), then the rest.
+    hidden = [h_ref]  # LM outputs, in position order
+    per_t: dict[int, list[torch.Tensor]] = {}
+    for t, sel in [(t0, slice(0, rows)), (t0 + 1, slice(0, 1)), (t0 + 1, slice(1, rows)), (t0 + 2, slice(0, rows))]:
+        kv = valid[sel, : t + 1]
+        pos = position_ids_from_valid(kv)[:, t]
+        h_r = ref.decode_step(ids[sel, t], pos, kv, sel, t)
+        h_c = candidate.decode_step(ids[sel, t], pos, kv, sel, t)
+        report.add("decode", h_r, h_c)
+        report.add("decode", ref.text_head(h_r), candidate.text_head(h_c), logits=True)
+        per_t.setdefault(t, []).append(h_r)
+    hidden += [torch.cat(per_t[t], dim=0)[:, None] for t in sorted(per_t)]
+
+    # Adapter: one chunk over everything so far (lazy catch-up), then one step; then the visual head.
+    h_all = torch.cat(hidden, dim=1)  # (rows, t0 + steps, C)
+    t1 = h_all.shape[1]
+    kv = valid[:, :t1]
+    pos = position_ids_from_valid(kv)
+    a_ref = ref.adapter(h_all[:, : t1 - 1], pos[:, : t1 - 1], valid[:, : t1 - 1], slice(0, rows), 0)
+    a_got = candidate.adapter(h_all[:, : t1 - 1], pos[:, : t1 - 1], valid[:, : t1 - 1], slice(0, rows), 0)
+    report.add("adapter", a_ref, a_got)
+    report.add("adapter", ref.visual_head(a_ref[:, -1]), candidate.visual_head(a_got[:, -1]), logits=True)
+    a_ref = ref.adapter(h_all[:, t1 - 1 :], pos[:, t1 - 1 :], kv, slice(0, rows), t1 - 1)
+    a_got = candidate.adapter(h_all[:, t1 - 1 :], pos[:, t1 - 1 :], kv, slice(0, rows), t1 - 1)
+    report.add("adapter", a_ref, a_got)
+    report.add("visual_head", ref.visual_head(a_ref[:, -1]), candidate.visual_head(a_ref[:, -1]), logits=True)
+    report.add("adapter", ref.visual_head(a_ref[:, -1]), candidate.visual_head(a_got[:, -1]), logits=True)
+    return report
+
+
+def greedy_settings(config, **overrides: Any) -> SamplingConfig:
+    """Greedy text and codes, two images forced by a large <imgbos> bias, guidance 3."""
+    kw: dict[str, Any] = dict(
+        temperature=0.0,
+        image_temperature=0.0,
+        max_new_tokens=8,
+        max_images=2,
+        guidance_scale=3.0,
+        text_logit_bias={config.imgbos_id: 30.0},
+    )
+    return SamplingConfig(**(kw | overrides))
+
+
+@torch.inference_mode()
+def greedy_parity(
+    model: ArmorForInterleavedGeneration,
+    tokenizer: ByteTokenizer,
+    candidate: StepBackend,
+    settings: SamplingConfig | None = None,
+) -> dict[str, Any]:
+    """Greedy interleaved generation on both backends; returns the tokens, codes and whether they agree."""
+    cfg = model.config
+    settings = settings or greedy_settings(cfg)
+    image = Image.new("RGB", (cfg.input_image_size, cfg.input_image_size), (200, 40, 40))
+    images = [None, image]
+    ref = InterleavedGenerator(TorchBackend(model), tokenizer).generate(list(PROMPTS), images, settings)
+    got = InterleavedGenerator(candidate, tokenizer).generate(list(PROMPTS), images, settings)
+    codes = lambda result: [[list(i.codes) for i in c.images] for c in result.contents]  # noqa: E731
+    flat_r = [t for row in ref.tokens for t in row]
+    flat_g = [t for row in got.tokens for t in row]
+    same = sum(a == b for a, b in zip(flat_r, flat_g, strict=False))
+    return {
+        "identical_tokens": ref.tokens == got.tokens,
+        "identical_codes": codes(ref) == codes(got),
+        "token_agreement": same / max(len(flat_r), len(flat_g), 1),
+        "images": sum(len(c.images) for c in ref.contents),
+        "tokens": sum(len(t) for t in ref.tokens),
+        "reference_tokens": ref.tokens,
+        "candidate_tokens": got.tokens,
+    }

@@ -1,0 +1,108 @@
+"""Engine recipes (``engine/recipes/NAME.yaml``): which model, and how to build its engines.
+
+    name: armor-demo
+    model: armor-demo                    # named config (random weights) ...
+    model_dir: engine/models/armor-demo  # ... unless this directory exists (trained weights), relative to the repo
+    opset: 18
+    precision: {onnx: fp32, tensorrt: fp16}
+    max_batch: 4                         # prompts per request; classifier-free guidance doubles the rows
+    max_seq_len: 512                     # KV cache positions: prompt + text + images * (codes + 1)
+    profiles:                            # TensorRT optimisation profile per dynamic axis: [min, opt, max]
+      rows: [1, 2, 8]
+      tokens: [1, 32, 512]
+      cache: [1, 256, 512]
+      images: [1, 1, 4]
+    tolerance: {fp32: 1.0e-4, fp16: 2.0e-2, bf16: 5.0e-2}   # max abs logit difference vs PyTorch fp32
+    tensorrt_optimization_level: 3
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PRECISIONS = ("fp32", "fp16", "bf16")
+AXES = ("rows", "tokens", "cache", "images")
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used (the message names the file and the field)."""
+
+
+@dataclass
+class Recipe:
+    name: str
+    model: str
+    model_dir: str | None = None
+    opset: int = 18
+    precision: dict[str, str] = field(default_factory=lambda: {"onnx": "fp32", "tensorrt": "fp16"})
+    max_batch: int = 4
+    max_seq_len: int = 512
+    profiles: dict[str, list[int]] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=lambda: {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2})
+    tensorrt_optimization_level: int = 3
+    path: str | None = None  # where it was read from (not a field of the file)
+
+    def model_source(self) -> tuple[str, bool]:
+        """(name or directory to load, whether it is the trained directory)."""
+        if self.model_dir:
+            directory = Path(self.model_dir)
+            directory = directory if directory.is_absolute() else ROOT / directory
+            if (directory / "config.json").is_file():
+                return str(directory), True
+        return self.model, False
+
+    def profile(self, axis: str) -> list[int]:
+        if axis in self.profiles:
+            return list(self.profiles[axis])
+        rows = 2 * self.max_batch
+        defaults = {
+            "rows": [1, 2, rows],
+            "tokens": [1, 32, self.max_seq_len],
+            "cache": [1, self.max_seq_len // 2, self.max_seq_len],
+            "images": [1, 1, self.max_batch],
+        }
+        return defaults[axis]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["profiles"] = {axis: self.profile(axis) for axis in AXES}
+        return d
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of fields")
+    known = set(Recipe.__dataclass_fields__) - {"path"}
+    unknown = set(data) - known
+    if unknown:
+        raise RecipeError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    for required in ("name", "model"):
+        if not data.get(required):
+            raise RecipeError(f"{path}: field {required!r} is required")
+    try:
+        recipe = Recipe(**data, path=str(path))
+    except TypeError as exc:
+        raise RecipeError(f"{path}: {exc}") from exc
+    for backend, precision in recipe.precision.items():
+        if precision not in PRECISIONS:
+            raise RecipeError(f"{path}: precision.{backend} = {precision!r}, expected one of {PRECISIONS}")
+    for axis, prof in recipe.profiles.items():
+        if axis not in AXES:
+            raise RecipeError(f"{path}: profiles.{axis}: unknown axis (known: {', '.join(AXES)})")
+        if len(prof) != 3 or not (1 <= prof[0] <= prof[1] <= prof[2]):
+            raise RecipeError(f"{path}: profiles.{axis} must be [min, opt, max] with 1 <= min <= opt <= max")
+    if recipe.max_batch < 1 or recipe.max_seq_len < 2:
+        raise RecipeError(f"{path}: max_batch >= 1 and max_seq_len >= 2 are required")
+    return recipe

@@ -1,0 +1,333 @@
+"""One runtime over exported graphs: ``StepBackend`` on ONNX Runtime (and, in ``tensorrt_backend.py``, TensorRT).
+
+``GraphBackend`` implements the step protocol of ``armor_ab.model.steps`` once, on top of a single primitive,
+``_run(graph, inputs) -> outputs`` (dicts of torch tensors); the ONNX Runtime and TensorRT backends only
+implement that primitive. So ``InterleavedGenerator`` runs unchanged on PyTorch, ONNX Runtime or TensorRT.
+
+KV cache. Two buffers (LM, adapter) of shape ``(rows, layers, 2, kv_heads, S, head_dim)`` are allocated once
+per generation by ``allocate`` (and reused while they are big enough), on the compute device, together with a
+``(rows, S)`` validity mask per stack. A step binds ``kv[rows]`` - a contiguous block, rows come first - as the
+graph's ``past_kv`` input by pointer (``io_binding`` on ONNX Runtime, tensor addresses on TensorRT): no copy.
+The graph returns only the new tokens' keys/values, which are written into ``kv[rows, ..., start:start+T]``.
+
+Fewer calls per token. The ``decode`` graph is the LM step fused with the embedding and the text head, and
+the ``adapter`` graph ends with the visual head at the last position; their logits are kept, and the following
+``text_head`` / ``visual_head`` call returns them when its input is exactly the hidden state they came from
+(checked with ``torch.equal``), so a text token is one graph call and an image code two (LM + adapter).
+
+The generation loop keeps its own buffers on the CPU (``device``); graph I/O moves to and from the compute
+device (a no-op on the CPU; a few KB per step on CUDA, while the KV cache stays on the GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from armor_ab.model.configuration import ArmorConfig
+
+from .graphs import TORCH_DTYPES, Dims, GraphSpec
+from .manifest import EngineError, Manifest, check_session_io, verify_engine_dir
+
+RUNTIME_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+@dataclass
+class _Memo:
+    """Logits a fused graph already computed for the hidden states it returned."""
+
+    row0: int
+    hidden: torch.Tensor  # (R, C)
+    logits: torch.Tensor  # (R, K)
+
+    def lookup(self, h: torch.Tensor) -> torch.Tensor | None:
+        n = h.shape[0]
+        if self.row0 != 0 or h.dim() != 2 or n > self.hidden.shape[0] or h.dtype != self.hidden.dtype:
+            return None
+        return self.logits[:n] if torch.equal(h, self.hidden[:n]) else None
+
+
+class GraphBackend:
+    """``StepBackend`` over exported graphs; subclasses provide ``_run``."""
+
+    kind = "graphs"
+
+    def __init__(self, manifest: Manifest, config: ArmorConfig, directory: Path, compute_device: torch.device) -> None:
+        self.manifest = manifest
+        self.config = config
+        self.directory = directory
+        self.specs: dict[str, GraphSpec] = {name: g.spec for name, g in manifest.graphs.items()}
+        self.dims = Dims.of(config)
+        self.compute_device = compute_device
+        self.device = torch.device("cpu")  # where the generation loop keeps its buffers
+        self.dtype = torch.float32  # graph I/O is fp32 (TensorRT runs fp16/bf16 inside)
+        self.lm_kv: torch.Tensor | None = None
+        self.ad_kv: torch.Tensor | None = None
+        self.lm_valid: torch.Tensor | None = None
+        self.ad_valid: torch.Tensor | None = None
+        self._text_memo: _Memo | None = None
+        self._visual_memo: _Memo | None = None
+        self.calls: dict[str, int] = dict.fromkeys(self.specs, 0)  # graph calls, for benchmarks and tests
+
+    # --- the primitive ---
+    def _run(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _output_buffers(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Fresh output tensors on the compute device, shaped from the inputs' dynamic axes."""
+        spec = self.specs[graph]
+        sizes: dict[str, int] = {}
+        for t in spec.inputs:
+            x = inputs[t.name]
+            if x.dim() != len(t.shape):
+                raise EngineError(self.directory / self.manifest.graphs[graph].file,
+                                  f"input {t.name} has shape {tuple(x.shape)}, the graph takes {list(t.shape)}")
+            for dim, s in zip(x.shape, t.shape, strict=True):
+                if isinstance(s, str):
+                    sizes.setdefault(s, int(dim))
+                elif int(dim) != s:
+                    raise EngineError(self.directory / self.manifest.graphs[graph].file,
+                                      f"input {t.name} has shape {tuple(x.shape)}, the graph takes {list(t.shape)}")
+        return {
+            t.name: torch.empty(
+                tuple(sizes[s] if isinstance(s, str) else s for s in t.shape),
+                dtype=TORCH_DTYPES[t.dtype],
+                device=self.compute_device,
+            )
+            for t in spec.outputs
+        }
+
+    def _prepare(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inputs as contiguous tensors of the graph's dtypes on the compute device."""
+        spec = self.specs[graph]
+        return {
+            t.name: inputs[t.name].to(self.compute_device, TORCH_DTYPES[t.dtype]).contiguous() for t in spec.inputs
+        }
+
+    # --- KV state ---
+    def allocate(self, rows: int, max_len: int) -> None:
+        self.check_capacity(rows, max_len)
+        self._text_memo = self._visual_memo = None
+        if self.lm_kv is not None and self.lm_kv.shape[0] == rows and self.lm_kv.shape[4] >= max_len:
+            return  # same batch, enough room: keep the buffers (stale slots are masked by past_valid)
+        d, dev = self.dims, self.compute_device
+        self.lm_kv = torch.zeros((rows, d.layers, 2, d.kv_heads, max_len, d.head_dim), device=dev)
+        self.ad_kv = torch.zeros((rows, d.adapter_layers, 2, d.kv_heads, max_len, d.head_dim), device=dev)
+        self.lm_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
+        self.ad_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
+
+    def check_capacity(self, rows: int, max_len: int) -> None:
+        """Engines with fixed limits (TensorRT profiles) refuse a request here, before it starts."""
+
+    @staticmethod
+    def _past_valid(buf: torch.Tensor, rows: slice, key_valid: torch.Tensor, start: int) -> torch.Tensor:
+        v = buf[rows]  # (r, S) view, contiguous
+        v[:, :start] = key_valid[:, :start].to(v.device)
+        v[:, start:] = False  # the chunk's own slots and beyond: stale, never visible as "past"
+        return v
+
+    def _chunk(
+        self,
+        graph: str,
+        kv: torch.Tensor,
+        valid: torch.Tensor,
+        inputs: dict[str, torch.Tensor],
+        key_valid: torch.Tensor,
+        rows: slice,
+        start: int,
+        t: int,
+    ) -> dict[str, torch.Tensor]:
+        if start + t > kv.shape[4]:
+            raise RuntimeError(f"KV cache full: writing up to {start + t} > max_len {kv.shape[4]}")
+        inputs["past_valid"] = self._past_valid(valid, rows, key_valid, start)
+        inputs["past_kv"] = kv[rows]  # (r, L, 2, H, S, D) view: bound by pointer, not copied
+        out = self._run(graph, inputs)
+        kv[rows, :, :, :, start : start + t] = out["new_kv"]  # (r, L, 2, H, T, D): the only KV write
+        return out
+
+    # --- StepBackend ---
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._run("vision", {"pixel_values": pixel_values})["image_features"].to(self.device)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._run("embed", {"ids": ids})["embeds"].to(self.device)  # (R, T, C)
+
+    def prefill(
+        self, embeds: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+    ) -> torch.Tensor:
+        t = embeds.shape[1]
+        inputs = {"embeds": embeds, "position_ids": position_ids, "new_valid": key_valid[:, start : start + t]}
+        out = self._chunk("prefill", self.lm_kv, self.lm_valid, inputs, key_valid, rows, start, t)
+        return out["hidden"].to(self.device)  # (r, T, C)
+
+    def decode_step(
+        self, ids: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+    ) -> torch.Tensor:
+        inputs = {"ids": ids, "position_ids": position_ids}
+        out = self._chunk("decode", self.lm_kv, self.lm_valid, inputs, key_valid, rows, start, 1)
+        h = out["hidden"].to(self.device)  # (r, C)
+        self._text_memo = _Memo(rows.start or 0, h, out["text_logits"].to(self.device))
+        return h
+
+    def text_head(self, h: torch.Tensor) -> torch.Tensor:
+        if self._text_memo is not None and (logits := self._text_memo.lookup(h)) is not None:
+            return logits  # computed by the fused decode graph for exactly this h
+        return self._run("text_head", {"hidden": h})["text_logits"].to(self.device)  # (r, V + 1)
+
+    def adapter(
+        self, h: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+    ) -> torch.Tensor:
+        t = h.shape[1]
+        inputs = {"hidden": h, "position_ids": position_ids, "new_valid": key_valid[:, start : start + t]}
+        out = self._chunk("adapter", self.ad_kv, self.ad_valid, inputs, key_valid, rows, start, t)
+        a = out["adapter_hidden"].to(self.device)  # (r, T, C)
+        self._visual_memo = _Memo(rows.start or 0, a[:, -1], out["visual_logits"].to(self.device))
+        return a
+
+    def visual_head(self, h: torch.Tensor) -> torch.Tensor:
+        if self._visual_memo is not None and (logits := self._visual_memo.lookup(h)) is not None:
+            return logits  # computed by the fused adapter graph for exactly this h
+        return self._run("visual_head", {"adapter_hidden": h})["visual_logits"].to(self.device)  # (r, N + 2)
+
+    def vq_decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._run("vq_decode", {"codes": codes})["pixels"].to(self.device)  # (B, 3, H, W)
+
+    def close(self) -> None:
+        self.lm_kv = self.ad_kv = self.lm_valid = self.ad_valid = None
+
+
+# --- ONNX Runtime ------------------------------------------------------------------------------------------
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "bool": np.bool_}
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+def ort_session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
+    """Session options for small-batch decoding: all graph optimisations, sequential execution, one inter-op
+    thread; ``threads`` intra-op threads (default: $ARMOR_ORT_THREADS or ONNX Runtime's choice). Spinning is off
+    by default: between two graph calls the Python loop runs, and spinning workers would only steal its core."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    env_threads = os.environ.get("ARMOR_ORT_THREADS")
+    threads = threads or (int(env_threads) if env_threads else None)
+    if threads:
+        so.intra_op_num_threads = threads
+    if spinning is None:
+        spinning = os.environ.get("ARMOR_ORT_SPINNING", "0") == "1"
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxRuntimeBackend(GraphBackend):
+    """ONNX Runtime sessions (CPU EP here; CUDA EP first when it is available), run through I/O binding."""
+
+    kind = "onnxruntime"
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        config: ArmorConfig,
+        directory: Path,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        spinning: bool | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        use_cuda = providers[0] == "CUDAExecutionProvider"
+        if use_cuda and not torch.cuda.is_available():
+            raise EngineError(directory, "CUDAExecutionProvider requested, but torch sees no CUDA device")
+        super().__init__(manifest, config, directory, torch.device("cuda" if use_cuda else "cpu"))
+        self.providers = providers
+        self._device_type, self._device_id = ("cuda", 0) if use_cuda else ("cpu", 0)
+        so = ort_session_options(threads, spinning)
+        self.sessions: dict[str, Any] = {}
+        self.bindings: dict[str, Any] = {}
+        for name, entry in manifest.graphs.items():
+            path = directory / entry.file
+            try:
+                session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own hierarchy; all mean "bad file"
+                raise EngineError(path, f"ONNX Runtime cannot load this graph ({_first_line(exc)})") from exc
+            check_session_io(
+                path,
+                entry,
+                [(i.name, _ORT_TYPES.get(i.type, i.type), tuple(i.shape)) for i in session.get_inputs()],
+                [(o.name, _ORT_TYPES.get(o.type, o.type), tuple(o.shape)) for o in session.get_outputs()],
+            )
+            self.sessions[name] = session
+            self.bindings[name] = session.io_binding()
+
+    def _run(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        spec = self.specs[graph]
+        inputs = self._prepare(graph, inputs)  # keeps the tensors alive while ORT reads them
+        outputs = self._output_buffers(graph, inputs)
+        binding = self.bindings[graph]
+        dev, dev_id = self._device_type, self._device_id
+        for t in spec.inputs:
+            x = inputs[t.name]
+            binding.bind_input(t.name, dev, dev_id, _NP_DTYPES[t.dtype], tuple(x.shape), x.data_ptr())
+        for t in spec.outputs:
+            y = outputs[t.name]
+            binding.bind_output(t.name, dev, dev_id, _NP_DTYPES[t.dtype], tuple(y.shape), y.data_ptr())
+        if dev == "cuda":
+            torch.cuda.synchronize()  # inputs written on torch's stream before ORT's stream reads them
+        self.sessions[graph].run_with_iobinding(binding)
+        self.calls[graph] += 1
+        return outputs
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+# --- loading ----------------------------------------------------------------------------------------------
+
+def load_backend(
+    engine_dir: Path | str,
+    backend: str = "onnxruntime",
+    expected_config: ArmorConfig | None = None,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+) -> GraphBackend:
+    """Verify an engine directory (manifest, config, hashes, shapes) and open it; errors are ``EngineError``."""
+    directory = Path(engine_dir)
+    if backend == "onnxruntime":
+        manifest, config = verify_engine_dir(directory, expected_config, backend="onnx")
+        return OnnxRuntimeBackend(manifest, config, directory, threads=threads, providers=providers)
+    if backend == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend, require_tensorrt
+
+        require_tensorrt()
+        manifest, config = verify_engine_dir(directory, expected_config, backend="tensorrt")
+        return TensorRTBackend(manifest, config, directory)
+    raise ValueError(f"unknown engine backend {backend!r} (engines: onnxruntime, tensorrt)")
+
+
+def load_generator(
+    engine_dir: Path | str,
+    backend: str = "onnxruntime",
+    expected_config: ArmorConfig | None = None,
+    threads: int | None = None,
+):
+    """An ``InterleavedGenerator`` over an engine; its ``generate(prompts, ...)`` batches several prompts."""
+    from armor_ab.model.generate import InterleavedGenerator
+    from armor_ab.model.tokenizer import load_tokenizer
+
+    be = load_backend(engine_dir, backend, expected_config, threads=threads)
+    tokenizer = load_tokenizer(Path(engine_dir), be.config.tokenizer_kind)
+    return InterleavedGenerator(be, tokenizer, be.manifest.model.get("model_name") or be.config.model_name)
