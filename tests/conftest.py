@@ -39,6 +39,7 @@ class Server:
     proc: subprocess.Popen | None = None
     log: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -50,7 +51,7 @@ class Server:
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "armor_ab", "serve", "--db", str(self.db), "--port", str(self.port),
-                 "--log-level", "warning"],
+                 "--log-level", "warning", *self.extra_args],
                 stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout

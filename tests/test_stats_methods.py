@@ -351,6 +351,10 @@ def test_power_matches_statsmodels_and_the_closed_form() -> None:
 def test_status_zero_variance() -> None:
     got = welch(estimate_pair(sample([3.0] * 10), sample([3.0] * 12)))
     assert got.status is Status.ZERO_VARIANCE and got.p_value is None and got.ci_rel is None
+    # A constant that floating point cannot represent exactly: sum_sq - sum^2/n is not exactly 0.
+    s = sample([0.1] * 1000)
+    assert s.sum_sq - s.sum**2 / s.n != 0.0
+    assert welch(estimate_pair(s, sample([0.1] * 999))).status is Status.ZERO_VARIANCE
     assert sequential(got, 22).ci_abs is None
     assert bayesian(got).chance_to_win is None
 

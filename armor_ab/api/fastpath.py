@@ -1,8 +1,8 @@
-"""The assignment hot path at the ASGI level, below FastAPI's routing and dependency solver.
+"""The page-view hot paths at the ASGI level, below FastAPI's routing and dependency solver.
 
-Every page view asks for its visitor's variant, so this one route is served straight from the
-ASGI scope: it costs about a third of the FastAPI route it shadows. The FastAPI route with the
-same path stays registered: it documents the endpoint in OpenAPI, serves it when the fast path
+Every page view asks for its visitor's variant (``…/assignment``) or content (``…/content``), so
+these two routes are served straight from the ASGI scope: about a third of the cost of the
+FastAPI routes they shadow. The FastAPI routes with the same paths stay registered: it documents the endpoint in OpenAPI, serves it when the fast path
 is switched off (``Settings.fast_path``), and shares every rule with this path
 (``resolve_assignment``, ``key_principal``, the error shape); ``tests/test_api.py`` checks that
 both answer every case alike.
@@ -17,24 +17,27 @@ from starlette.types import Scope, Send
 
 from armor_ab.api.deps import key_principal
 from armor_ab.api.errors import ApiError, error_body
-from armor_ab.api.routes.client import MAX_ID, resolve_assignment
-from armor_ab.api.state import AppState
+from armor_ab.api.routes.client import MAX_ID, content_body, resolve_assignment
+from armor_ab.api.state import AppState, json_bytes
 
-ROUTE = "/v1/experiments/{key}/assignment"  # the metrics label, as for the FastAPI route
 PREFIX = "/v1/experiments/"
-SUFFIX = "/assignment"
+ROUTES = {"/assignment": "/v1/experiments/{key}/assignment", "/content": "/v1/experiments/{key}/content"}
 _JSON = [(b"content-type", b"application/json")]
 
 
-def match(scope: Scope) -> str | None:
-    """The experiment key when this request is ``GET /v1/experiments/{key}/assignment``."""
+def match(scope: Scope) -> tuple[str, str] | None:
+    """(metrics route label, experiment key) for ``GET /v1/experiments/{key}/assignment|content``."""
     if scope["method"] != "GET":
         return None
     path: str = scope["path"]
-    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+    if not path.startswith(PREFIX):
         return None
-    key = path[len(PREFIX) : -len(SUFFIX)]
-    return key if key and "/" not in key else None
+    rest = path[len(PREFIX) :]
+    key, slash, tail = rest.rpartition("/")
+    route = ROUTES.get(slash + tail)
+    if route is None or not key or "/" in key:
+        return None
+    return route, key
 
 
 def _params(scope: Scope) -> dict[str, str]:
@@ -58,9 +61,10 @@ def _token(scope: Scope) -> str | None:
     return None
 
 
-async def serve_assignment(state: AppState, key: str, scope: Scope, send: Send, request_id: str) -> int:
-    """Answer the request; returns the HTTP status sent."""
+async def serve(state: AppState, route: str, key: str, scope: Scope, send: Send, request_id: str) -> int:
+    """Answer an assignment or content request; returns the HTTP status sent."""
     headers = [*_JSON, (b"x-request-id", request_id.encode())]
+    content = route.endswith("/content")
     try:
         token = _token(scope)
         if token is None:
@@ -68,18 +72,20 @@ async def serve_assignment(state: AppState, key: str, scope: Scope, send: Send, 
                            headers={"WWW-Authenticate": "Bearer"})
         principal = key_principal(state, token, "client")
         params = _params(scope)
+        user_id = _id(params, "user_id", True)
+        item_id = _id(params, "item_id", content)
         exp, variant, in_exp, exposure_id = resolve_assignment(
-            state, principal, unquote(key), _id(params, "user_id", True), _id(params, "item_id"),
-            _id(params, "force_variant"),
-        )
+            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"))
         status = 200
-        body = {"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
-                "exposure_id": exposure_id}
+        if content:
+            payload = content_body(state, exp, variant, in_exp, exposure_id, item_id)
+        else:
+            payload = json_bytes({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
+                                  "exposure_id": exposure_id})
     except ApiError as exc:
         status = exc.status
-        body = error_body(exc.code, exc.message, exc.field)
+        payload = json.dumps(error_body(exc.code, exc.message, exc.field)).encode()
         headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    payload = json.dumps(body, separators=(",", ":")).encode()
     headers.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -39,14 +39,15 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = f"{self._prefix}-{next(self._counter):x}"
         scope.setdefault("state", {})["request_id"] = request_id
-        key = fastpath.match(scope) if self.fast_path else None
-        if key is not None:
+        hot = fastpath.match(scope) if self.fast_path else None
+        if hot is not None:
+            route, key = hot
             try:
-                status = await fastpath.serve_assignment(self.state, key, scope, send, request_id)
+                status = await fastpath.serve(self.state, route, key, scope, send, request_id)
             except Exception as exc:
                 status, body = internal_error(request_id, exc, scope["path"])
                 await self._send_json(send, status, body, request_id)
-            self._observe(scope["method"], fastpath.ROUTE, status, started)
+            self._observe(scope["method"], route, status, started)
             return
         status = 500
         too_large = False  # set when a chunked body passes the limit mid-stream

@@ -28,6 +28,23 @@ class AssignmentPublic(BaseModel):
     )
 
 
+class ContentPublic(AssignmentPublic):
+    item_id: str
+    source: Literal["armor", "catalog"] = Field(description="armor: generated page; catalog: control's copy")
+    fallback: Literal["missing", "unapproved", "unknown_item"] | None = Field(
+        description="why the visitor's variant page was not served, when it was not")
+    content: dict | None = Field(
+        description="InterleavedContent JSON (format armor-interleaved/1): ordered text and image segments, "
+        "images with a url under /v1/images/; null when the item is unknown (keep the page's own copy)")
+
+
+class ContentReview(BaseModel):
+    status: Literal["approved", "rejected", "pending"]
+    item_id: str | None = Field(default=None, max_length=200)
+    variant: str | None = Field(default=None, max_length=200)
+    all: bool = False
+
+
 class ExperimentPublic(BaseModel):
     key: str
     status: Literal["draft", "running", "stopped"]

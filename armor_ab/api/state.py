@@ -7,6 +7,7 @@ read on every request, so they live in memory and are refreshed by the writes th
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from typing import TypeVar
 import duckdb
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from armor_ab.content.control import control_content, load_products
+from armor_ab.content.store import approved, statuses
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, list_experiments
@@ -24,6 +27,10 @@ from armor_ab.store.keys import active_key_hashes
 from armor_ab.store.writer import EventWriter
 
 T = TypeVar("T")
+
+
+def json_bytes(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,15 @@ class Settings:
     writer_queue: int = 20_000
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
-    fast_path: bool = True  # serve GET …/assignment below FastAPI (see api/fastpath.py)
+    fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
+    images_dir: Path | None = None  # default: images/ beside the database
+    catalog_dir: Path | None = None  # default: the demo catalog
+
+    @property
+    def images(self) -> Path:
+        from armor_ab.content.store import images_dir_for
+
+        return self.images_dir or images_dir_for(self.db_path)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,10 @@ class AppState:
     experiments: dict[str, LiveExperiment] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     variants: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Content serving caches: approved pages and control copy, pre-serialised to JSON bytes.
+    content: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    control: dict[str, bytes] = field(default_factory=dict)
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
@@ -125,6 +144,7 @@ class AppState:
         state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency))
         holder["s"] = state
         state.reload(con)
+        state.load_catalog()
         writer.start()
         return state
 
@@ -139,6 +159,13 @@ class AppState:
         self.experiments = {rec.key: self._live(rec) for rec in list_experiments(con)}
         self.variants = {k: e.variants for k, e in self.experiments.items()}
         self.keys = active_key_hashes(con)
+        self.content = {k: json_bytes(v) for k, v in approved(con).items()}
+        self.content_status = statuses(con)
+
+    def load_catalog(self) -> None:
+        """Control copy per catalog item (the page's text-only content)."""
+        products = load_products(self.settings.catalog_dir)
+        self.control = {item: json_bytes(control_content(p)) for item, p in products.items()}
 
     @staticmethod
     def _live(rec: ExperimentRecord) -> LiveExperiment:

@@ -1,9 +1,98 @@
-"""`armor-ab` commands: content (to be filled in)."""
+"""`armor-ab content ...`: generate each catalog item's ARMOR pages, review them, list them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from armor_ab.cli._common import DbOption, fail, open_db
+
+group = typer.Typer(help="Generate, approve and list the ARMOR variants' catalog content.", no_args_is_help=True)
+
+
+def _record(con, key: str):
+    from armor_ab.store.experiments import get_experiment
+
+    rec = get_experiment(con, key)
+    if rec is None:
+        fail(f"no experiment {key!r} (apply its YAML first: armor-ab experiment apply FILE)")
+    return rec
+
+
+@group.command("generate")
+def generate(
+    experiment: Annotated[str, typer.Option("--experiment", help="experiment key")],
+    items: Annotated[Path | None, typer.Option("--items", help="catalog directory (default: the demo catalog)")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model dir or name (default: the variant's)")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
+    engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=64)] = 4,
+    db: DbOption = None,
+) -> None:
+    """Generate the missing pages of every ARMOR variant (stored as pending; reruns skip what exists)."""
+    from armor_ab.config import resolve_db_path
+    from armor_ab.content.control import load_products
+    from armor_ab.content.generate import ContentError, generate_content
+    from armor_ab.content.store import images_dir_for
+
+    products = load_products(items)
+    if not products:
+        fail(f"no catalog at {items or 'experiments/catalog'} (expected catalog.json)")
+    with open_db(db) as con:
+        rec = _record(con, experiment)
+        try:
+            report = generate_content(con, rec, list(products.values()), images_dir_for(resolve_db_path(db)),
+                                      model=model, backend=backend, engine_dir=engine, batch_size=batch_size)
+        except ContentError as exc:
+            fail(str(exc))
+    typer.echo(f"{experiment}: {report.generated} generated, {report.skipped} already there "
+               f"{report.by_variant or ''}".rstrip())
+
+
+def _review(key: str, status: str, item: str | None, variant: str | None, all_: bool, db: Path | None) -> None:
+    from armor_ab.content.store import set_review
+
+    if not (item or all_):
+        fail("name the content: --item ID, or --all")
+    with open_db(db) as con:
+        _record(con, key)
+        n = set_review(con, key, status, item_id=item, variant=variant)
+    if n == 0:
+        fail(f"no content of {key!r} matched (generate it first: armor-ab content generate --experiment {key})")
+    typer.echo(f"{key}: {n} {status}")
+
+
+ItemOpt = Annotated[str | None, typer.Option("--item", help="one catalog item id")]
+VariantOpt = Annotated[str | None, typer.Option("--variant", help="one variant")]
+AllOpt = Annotated[bool, typer.Option("--all", help="every item")]
+
+
+@group.command("approve")
+def approve(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False, db: DbOption = None) -> None:
+    """Approve generated content so the API serves it."""
+    _review(key, "approved", item, variant, all_, db)
+
+
+@group.command("reject")
+def reject(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False, db: DbOption = None) -> None:
+    """Reject generated content; visitors of that variant see the control copy instead."""
+    _review(key, "rejected", item, variant, all_, db)
+
+
+@group.command("list")
+def list_(key: str, status: Annotated[str | None, typer.Option("--status")] = None, db: DbOption = None) -> None:
+    """Stored content of an experiment with its review status."""
+    from armor_ab.content.store import list_content
+
+    with open_db(db) as con:
+        _record(con, key)
+        for row in list_content(con, key, status=status):
+            first = next((s["text"] for s in row.content["segments"] if s["type"] == "text"), "")
+            images = sum(s["type"] == "image" for s in row.content["segments"])
+            typer.echo(f"{row.item_id}\t{row.variant}\t{row.status}\t{images} image(s)\t{first[:60]!r}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
+    app.add_typer(group, name="content")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,8 @@ def serve_command(
         list[str] | None, typer.Option("--cors-origin", help="allowed origin for client endpoints (repeatable)")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+    catalog: Annotated[Path | None, typer.Option("--catalog", envvar="ARMOR_AB_CATALOG",
+                                                 help="catalog directory for control copy (default: the demo catalog)")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from dataclasses import replace
@@ -27,6 +30,8 @@ def serve_command(
     settings = settings_from_env(db)
     if cors_origin:
         settings = replace(settings, cors_origins=tuple(cors_origin))
+    if catalog:
+        settings = replace(settings, catalog_dir=catalog)
     try:
         serve(settings, host=host, port=port, log_level=log_level)
     except DatabaseLockedError as exc:

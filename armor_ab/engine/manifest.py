@@ -28,20 +28,14 @@ from typing import Any
 
 from armor_ab.model.configuration import ArmorConfig
 
+from .errors import EngineError
 from .graphs import GRAPH_NAMES, GraphSpec, TensorSpec, graph_specs
+
+__all__ = ["EngineError", "Manifest", "GraphEntry", "verify_engine_dir"]
 
 FORMAT = "armor-engine/1"
 MANIFEST_FILE = "manifest.json"
 BACKEND_DIRS = ("onnx", "tensorrt")
-
-
-class EngineError(RuntimeError):
-    """A missing, truncated, corrupt or mismatched engine file (the message names the file)."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass

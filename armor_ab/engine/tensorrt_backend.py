@@ -22,13 +22,10 @@ import torch
 
 from armor_ab.model.configuration import ArmorConfig
 
+from .errors import BackendUnavailable
 from .graphs import GraphSpec
 from .manifest import EngineError, GraphEntry, Manifest, check_session_io
 from .runtime import GraphBackend
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot run on this machine (no CUDA, no tensorrt package)."""
 
 
 def tensorrt_missing_reason() -> str | None:

@@ -1,13 +1,46 @@
 """ARMOR (arXiv 2503.06542) in PyTorch on transformers' InternVL: model, named configs, generation, content."""
 
-from .configs import get_config
-from .configuration import ArmorConfig, ArmorVQConfig
-from .content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
-from .generate import GenerationResult, InterleavedGenerator, SamplingConfig
-from .loading import LoadedModel, load_model, save_model
-from .modeling import ArmorForInterleavedGeneration
-from .steps import StepBackend, TorchBackend
-from .tokenizer import ByteTokenizer
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+# Names resolve on first use (PEP 562), so ``armor_ab.model.content`` can be imported without
+# torch: the API process serves InterleavedContent and must stay small.
+_EXPORTS = {
+    "get_config": "configs",
+    "ArmorConfig": "configuration",
+    "ArmorVQConfig": "configuration",
+    "ContentMetadata": "content",
+    "ImageSegment": "content",
+    "InterleavedContent": "content",
+    "TextSegment": "content",
+    "GenerationResult": "generate",
+    "InterleavedGenerator": "generate",
+    "SamplingConfig": "generate",
+    "LoadedModel": "loading",
+    "load_model": "loading",
+    "save_model": "loading",
+    "ArmorForInterleavedGeneration": "modeling",
+    "StepBackend": "steps",
+    "TorchBackend": "steps",
+    "ByteTokenizer": "tokenizer",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from .configs import get_config
+    from .configuration import ArmorConfig, ArmorVQConfig
+    from .content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from .generate import GenerationResult, InterleavedGenerator, SamplingConfig
+    from .loading import LoadedModel, load_model, save_model
+    from .modeling import ArmorForInterleavedGeneration
+    from .steps import StepBackend, TorchBackend
+    from .tokenizer import ByteTokenizer
 
 __all__ = [
     "ArmorConfig",

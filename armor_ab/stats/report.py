@@ -39,6 +39,8 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def _window(record: ExperimentRecord, now: datetime) -> tuple[datetime | None, datetime]:
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got {now!r}")
     end = now if record.stopped_at is None else min(record.stopped_at, now)
     start = record.started_at
     if start is not None and start > end:  # asked about a time before the start: an empty window

@@ -148,9 +148,12 @@ def _moments(n: int, sums: list[float], cross: list[list[float]]) -> tuple[int, 
     if n < 2:
         return n, mean, np.zeros((len(s), len(s)))
     cov = (np.asarray(cross, dtype=float) - np.outer(s, s) / n) / (n - 1)
-    # Rounding can leave a variance a hair below zero when it is really zero.
-    diag = np.clip(np.diag(cov), 0.0, None)
-    np.fill_diagonal(cov, diag)
+    # sum_sq - sum^2 / n cancels: a constant variable (say 0.1 for everyone) comes out with a
+    # variance of ~1e-16 x mean^2 of either sign, not 0. Far below any real spread, treat it as 0
+    # so a constant metric reports ZERO_VARIANCE instead of a spurious, infinitely precise test.
+    for i in np.flatnonzero(np.diag(cov) <= 1e-12 * mean**2):
+        cov[i, :] = 0.0
+        cov[:, i] = 0.0
     return n, mean, cov
 
 

@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS experiment_history (
     changed_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (key, revision)
 );
+CREATE TABLE IF NOT EXISTS content (
+    experiment VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,                  -- pending | approved | rejected
+    content JSON NOT NULL,                    -- InterleavedContent.to_json(): images by SHA-256
+    digest VARCHAR NOT NULL,                  -- SHA-256 of that JSON
+    prompt VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    generated_at TIMESTAMPTZ NOT NULL,
+    reviewed_at TIMESTAMPTZ,
+    PRIMARY KEY (experiment, variant, item_id)
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id VARCHAR PRIMARY KEY,               -- public prefix shown in listings
     key_hash VARCHAR NOT NULL,                -- sha256 of the secret; the secret is never stored

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse
 from armor_ab.api.deps import AdminKey, ReadKey, State
 from armor_ab.api.errors import ApiError
 from armor_ab.api.routes.client import live_experiment
-from armor_ab.api.schemas import ERRORS, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ExperimentPublic
+from armor_ab.api.schemas import (
+    ERRORS,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    ContentReview,
+    ExperimentPublic,
+)
+from armor_ab.content.store import list_content, set_review
 from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
@@ -128,6 +136,32 @@ async def get_results(
             return experiment_report(cur, record, cuped=cuped)
 
     return JSONResponse(await run_in_threadpool(compute))
+
+
+@router.get("/experiments/{key}/content/review", tags=["read"])
+async def get_content_review(
+    key: str, state: State, principal: ReadKey,
+    status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
+    item_id: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """Stored content of an experiment with its review status (for the Content dashboard)."""
+    live_experiment(state, key)
+    with state.reader() as cur:
+        rows = list_content(cur, key, status=status, item_id=item_id)
+    return JSONResponse([r.public() for r in rows])
+
+
+@router.post("/experiments/{key}/content/review", tags=["admin"])
+async def post_content_review(key: str, body: ContentReview, state: State, principal: AdminKey):
+    """Approve or reject content (one item, one variant, or all); changes what …/content serves at once."""
+    live_experiment(state, key)
+    if not (body.item_id or body.all):
+        raise ApiError(422, "validation_error", "name the content: item_id, or all=true", field="item_id")
+    changed = await state.write(
+        lambda con: set_review(con, key, body.status, item_id=body.item_id, variant=body.variant))
+    if changed == 0:
+        raise ApiError(404, "content_not_found", f"no content of {key!r} matched", field="item_id")
+    return JSONResponse({"changed": changed, "status": body.status})
 
 
 @router.post("/keys", tags=["admin"], response_model=ApiKeyCreated, status_code=201)

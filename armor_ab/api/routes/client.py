@@ -11,13 +11,14 @@ import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from armor_ab.api.deps import Principal, authorize
 from armor_ab.api.errors import ApiError, validation_error
-from armor_ab.api.schemas import ERRORS, AssignmentPublic
-from armor_ab.api.state import AppState, LiveExperiment
+from armor_ab.api.schemas import ERRORS, AssignmentPublic, ContentPublic
+from armor_ab.api.state import AppState, LiveExperiment, json_bytes
+from armor_ab.content.store import SHA256
 from armor_ab.events import (
     EventBatch,
     EventsAccepted,
@@ -124,6 +125,36 @@ def resolve_assignment(
     return exp, assignment.variant, True, exposure_id
 
 
+def content_body(
+    state: AppState, exp: LiveExperiment, variant: str | None, in_exp: bool, exposure_id: str | None,
+    item_id: str,
+) -> bytes:
+    """The ``GET …/content`` answer as JSON bytes, from pre-serialised pieces (the cached path).
+
+    The visitor's variant gets its approved page; a variant whose page is missing or not approved
+    falls back to control's copy (counted by reason in /metrics), and so does a visitor outside
+    the experiment. ``content`` is null when the item is not in the catalog either: the page then
+    keeps its own copy.
+    """
+    source, fallback, body = "catalog", None, None
+    spec_variant = exp.record.spec.variant(variant) if variant else None
+    if spec_variant is not None and spec_variant.content.source == "armor":
+        cache_key = (exp.record.key, variant, item_id)
+        body = state.content.get(cache_key)
+        if body is not None:
+            source = "armor"
+        else:
+            fallback = "unapproved" if cache_key in state.content_status else "missing"
+            state.metrics.content_fallback.labels(fallback).inc()
+    if body is None:
+        body = state.control.get(item_id)
+        if body is None:
+            fallback = fallback or "unknown_item"
+    head = json_bytes({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
+                       "exposure_id": exposure_id, "item_id": item_id, "source": source, "fallback": fallback})
+    return head[:-1] + b',"content":' + (body if body is not None else b"null") + b"}"
+
+
 @router.get(
     "/experiments/{key}/assignment",
     response_model=AssignmentPublic,
@@ -139,6 +170,46 @@ async def get_assignment(key: str, request: Request):
     )
     return JSONResponse({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
                          "exposure_id": exposure_id})
+
+
+CONTENT_PARAMS = [
+    _query_param("user_id", "the visitor's stable id", required=True),
+    _query_param("item_id", "the catalog item on the page", required=True),
+    _query_param("force_variant", "QA only, admin key: force this variant (logs no exposure)"),
+]
+
+
+@router.get(
+    "/experiments/{key}/content",
+    response_model=ContentPublic,
+    openapi_extra={"parameters": CONTENT_PARAMS, "security": BEARER},
+)
+async def get_content(key: str, request: Request):
+    """The visitor's variant and its approved content (control's copy as fallback); logs the exposure."""
+    state: AppState = request.app.state.armor
+    principal = authorize(request, "client")
+    user_id = id_param(request, "user_id", required=True)
+    item_id = id_param(request, "item_id", required=True)
+    exp, variant, in_exp, exposure_id = resolve_assignment(
+        state, principal, key, user_id, item_id, id_param(request, "force_variant")
+    )
+    return Response(content_body(state, exp, variant, in_exp, exposure_id, item_id), media_type="application/json")
+
+
+@router.get("/images/{sha256}", responses={200: {"content": {"image/png": {}}}, 304: {}})
+async def get_image(sha256: str, request: Request):
+    """A generated image by its SHA-256 (public, immutable: cached for a year)."""
+    state: AppState = request.app.state.armor
+    if not SHA256.match(sha256):
+        raise ApiError(404, "image_not_found", "images are named by the SHA-256 of their PNG", field="sha256")
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    path = state.settings.images / f"{sha256}.png"
+    if not path.is_file():
+        raise ApiError(404, "image_not_found", f"no image {sha256}", field="sha256")
+    return Response(path.read_bytes(), media_type="image/png", headers=headers)
 
 
 @router.post(

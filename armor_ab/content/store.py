@@ -1,0 +1,148 @@
+"""Generated content in DuckDB (metadata and segments) and images as content-addressed PNG files.
+
+Images are written first (temp file, then rename), the row last: a row never points at a
+missing file, and a crash leaves at worst an unreferenced PNG that a rerun reuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from armor_ab.model.content import InterleavedContent
+
+STATUSES = ("pending", "approved", "rejected")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def images_dir_for(db_path: Path) -> Path:
+    """Where a database's images live: ``images/`` beside the DuckDB file."""
+    return Path(db_path).parent / "images"
+
+
+def write_image(images_dir: Path, sha256: str, png: bytes) -> Path:
+    """Store a PNG under its hash (atomically; an existing file already holds these bytes)."""
+    path = images_dir / f"{sha256}.png"
+    if path.exists():
+        return path
+    images_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=images_dir, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(png)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass(frozen=True)
+class ContentRow:
+    experiment: str
+    variant: str
+    item_id: str
+    status: str
+    content: dict
+    digest: str
+    prompt: str
+    model: str
+    generated_at: datetime
+    reviewed_at: datetime | None
+
+    def public(self) -> dict:
+        return {
+            "experiment": self.experiment, "variant": self.variant, "item_id": self.item_id,
+            "status": self.status, "digest": self.digest, "prompt": self.prompt, "model": self.model,
+            "generated_at": self.generated_at.isoformat(),
+            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+            "content": with_image_urls(self.content),
+        }
+
+
+def with_image_urls(content: dict) -> dict:
+    """The stored JSON with each image segment's URL on this API (relative: ``/v1/images/<sha>``)."""
+    segments = []
+    for seg in content["segments"]:
+        if seg["type"] == "image":
+            seg = {k: v for k, v in seg.items() if k not in ("file", "codes")}
+            seg["url"] = f"/v1/images/{seg['sha256']}"
+        segments.append(seg)
+    return {**content, "segments": segments}
+
+
+_COLUMNS = "experiment, variant, item_id, status, content, digest, prompt, model, generated_at, reviewed_at"
+
+
+def _row(r: tuple) -> ContentRow:
+    return ContentRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
+
+
+def exists(con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_id: str) -> bool:
+    return con.execute(
+        "SELECT 1 FROM content WHERE experiment = ? AND variant = ? AND item_id = ?", [experiment, variant, item_id]
+    ).fetchone() is not None
+
+
+def save_generated(
+    con: duckdb.DuckDBPyConnection, images_dir: Path, experiment: str, variant: str, item_id: str,
+    content: InterleavedContent, prompt: str,
+) -> ContentRow:
+    """Store freshly generated content as ``pending`` (images first, then the row)."""
+    for image in content.images:
+        write_image(images_dir, image.sha256, image.png)
+    now = datetime.now(UTC)
+    data = content.to_json()
+    con.execute(
+        f"INSERT OR REPLACE INTO content ({_COLUMNS}) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, NULL)",
+        [experiment, variant, item_id, json.dumps(data), content.digest(), prompt, content.metadata.model, now],
+    )
+    return ContentRow(experiment, variant, item_id, "pending", data, content.digest(), prompt,
+                      content.metadata.model, now, None)
+
+
+def list_content(
+    con: duckdb.DuckDBPyConnection, experiment: str, *, status: str | None = None, item_id: str | None = None
+) -> list[ContentRow]:
+    sql = f"SELECT {_COLUMNS} FROM content WHERE experiment = ?"
+    params: list = [experiment]
+    if status:
+        sql += " AND status = ?"
+        params.append(status)
+    if item_id:
+        sql += " AND item_id = ?"
+        params.append(item_id)
+    return [_row(r) for r in con.execute(sql + " ORDER BY item_id, variant", params).fetchall()]
+
+
+def set_review(
+    con: duckdb.DuckDBPyConnection, experiment: str, status: str, *, item_id: str | None = None,
+    variant: str | None = None,
+) -> int:
+    """Approve or reject content (one item, one variant, or all of an experiment); returns rows changed."""
+    if status not in ("approved", "rejected", "pending"):
+        raise ValueError(f"status must be approved, rejected or pending, got {status!r}")
+    sql = "UPDATE content SET status = ?, reviewed_at = ? WHERE experiment = ?"
+    params: list = [status, datetime.now(UTC), experiment]
+    if item_id:
+        sql += " AND item_id = ?"
+        params.append(item_id)
+    if variant:
+        sql += " AND variant = ?"
+        params.append(variant)
+    return len(con.execute(sql + " RETURNING item_id", params).fetchall())
+
+
+def approved(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], dict]:
+    """(experiment, variant, item) -> serving JSON of every approved piece: the API's cache."""
+    rows = con.execute(f"SELECT {_COLUMNS} FROM content WHERE status = 'approved'").fetchall()
+    return {(r[0], r[1], r[2]): with_image_urls(json.loads(r[4])) for r in rows}
+
+
+def statuses(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
+    """(experiment, variant, item) -> status of every stored piece (to tell missing from unapproved)."""
+    rows = con.execute("SELECT experiment, variant, item_id, status FROM content").fetchall()
+    return {(e, v, i): s for e, v, i, s in rows}

@@ -1,0 +1,301 @@
+"""Build engines: export every graph to ONNX (dynamo exporter), check it, measure parity, write the manifest;
+and build TensorRT engines from those ONNX files where CUDA is present.
+
+    build_onnx(recipe)      -> engine/build/NAME/onnx/{manifest.json, <graph>.onnx, armor_tokenizer.json}
+    build_tensorrt(recipe)  -> engine/build/NAME/tensorrt/{manifest.json, <graph>.plan, armor_tokenizer.json}
+
+Building is separate from loading (``runtime.load_backend``): a build writes files and a manifest that
+describes them; a load verifies the manifest against the files before it runs anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from armor_ab.model.loading import LoadedModel, load_model
+from armor_ab.model.modeling import ArmorForInterleavedGeneration
+
+from .graphs import GRAPH_MODULES, GRAPH_NAMES, example_inputs, graph_specs
+from .manifest import EngineError, GraphEntry, Manifest, file_record, tool_versions, verify_engine_dir
+from .recipe import ROOT, Recipe
+
+log = logging.getLogger("armor_ab.engine")
+
+DEFAULT_BUILD_ROOT = ROOT / "engine" / "build"
+KV_LAYOUT = {
+    "layout": "(rows, layers, 2, kv_heads, cache, head_dim); index 2 = key, value",
+    "protocol": "graphs read past_kv (whole buffer, masked by past_valid) and return new_kv for their tokens; "
+    "the runtime writes new_kv into kv[rows, ..., start:start+T]",
+}
+
+Progress = Callable[[str], None]  # called once per finished step with its name
+
+
+class BuildError(RuntimeError):
+    """A build that cannot produce a valid engine (parity over tolerance, exporter failure)."""
+
+
+def engine_dir(recipe: Recipe, backend: str, root: Path | None = None) -> Path:
+    return (root or DEFAULT_BUILD_ROOT) / recipe.name / backend
+
+
+def load_recipe_model(recipe: Recipe, model: str | None = None) -> LoadedModel:
+    """The model a recipe names (its trained directory if present), or ``model`` if given, in fp32 eval mode."""
+    source = model if model is not None else recipe.model_source()[0]
+    loaded = load_model(source, dtype=torch.float32)
+    loaded.model.eval()
+    return loaded
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter prints progress and warnings of its own; the build shows one progress bar instead."""
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+
+
+def export_graph(model: ArmorForInterleavedGeneration, name: str, path: Path, opset: int) -> None:
+    """``torch.onnx.export(..., dynamo=True)`` of one graph with named dynamic axes, then ``onnx.checker``."""
+    import onnx
+    from torch.export import Dim
+
+    config = model.config
+    spec = graph_specs(config)[name]
+    module = GRAPH_MODULES[name](model).eval()
+    example = example_inputs(spec, config)
+    dims = {axis: Dim(axis) for axis in ("rows", "tokens", "cache", "images")}
+    dynamic = {
+        t.name: {i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs
+    }
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(
+                module,
+                tuple(example.values()),
+                input_names=[t.name for t in spec.inputs],
+                output_names=[t.name for t in spec.outputs],
+                dynamic_shapes=dynamic,
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the build reports which graph
+        raise BuildError(f"graph {name!r}: the dynamo exporter failed: {exc}") from exc
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise BuildError(f"{path}: onnx.checker rejected the exported graph: {exc}") from exc
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=False)
+
+
+def build_onnx(
+    recipe: Recipe,
+    model: str | None = None,
+    out_root: Path | None = None,
+    progress: bool = True,
+    check_parity: bool = True,
+) -> Path:
+    """Export all graphs of the recipe's model to ``out_root/NAME/onnx`` and write the manifest."""
+    from .parity import greedy_parity, step_parity
+    from .runtime import OnnxRuntimeBackend
+
+    precision = recipe.precision.get("onnx", "fp32")
+    if precision != "fp32":
+        raise BuildError(f"{recipe.path}: the ONNX engine is exported in fp32 (precision.onnx = {precision!r})")
+    started = time.perf_counter()
+    loaded = load_recipe_model(recipe, model)
+    config = loaded.model.config
+    out = engine_dir(recipe, "onnx", out_root)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    log.info("engine build started", extra={"recipe": recipe.name, "backend": "onnx", "model": loaded.name})
+
+    specs = graph_specs(config)
+    graphs: dict[str, GraphEntry] = {}
+    steps = len(GRAPH_NAMES) + (2 if check_parity else 0)
+    with _progress_bar(steps, f"{recipe.name}: onnx", progress) as bar:
+        for name in GRAPH_NAMES:
+            bar.set_postfix_str(f"export {name}")
+            t = time.perf_counter()
+            export_graph(loaded.model, name, staging / f"{name}.onnx", recipe.opset)
+            graphs[name] = GraphEntry(name, f"{name}.onnx", specs[name].inputs, specs[name].outputs)
+            log.info("graph exported", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)})
+            bar.update(1)
+        loaded.tokenizer.save_pretrained(staging)
+        manifest = _manifest(recipe, "onnx", precision, loaded, graphs, staging)
+        manifest.save(staging)
+
+        parity: dict[str, Any] = {"reference": "PyTorch eager fp32 (TorchBackend)", "tolerance": recipe.tolerance["fp32"]}
+        if check_parity:
+            bar.set_postfix_str("parity: steps")
+            backend = OnnxRuntimeBackend(manifest, config, staging, threads=None)
+            report = step_parity(loaded.model, backend)
+            parity.update(report.to_json())
+            bar.update(1)
+            bar.set_postfix_str("parity: greedy generation")
+            greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
+            parity["greedy_generation"] = {k: greedy[k] for k in ("identical_tokens", "identical_codes", "tokens", "images")}
+            bar.update(1)
+            failures = report.failures(recipe.tolerance["fp32"])
+            if failures or not (greedy["identical_tokens"] and greedy["identical_codes"]):
+                raise BuildError(
+                    f"{recipe.name}: ONNX Runtime does not match PyTorch (over {recipe.tolerance['fp32']}: "
+                    f"{failures}; greedy tokens identical: {greedy['identical_tokens']}); engine left in {staging}"
+                )
+    manifest.parity = parity
+    manifest.build["seconds"] = round(time.perf_counter() - started, 1)
+    manifest.save(staging)
+    _replace(staging, out)
+    verify_engine_dir(out, config, backend="onnx")
+    log.info("engine build done", extra={"dir": str(out), "seconds": manifest.build["seconds"]})
+    return out
+
+
+def build_tensorrt(
+    recipe: Recipe,
+    model: str | None = None,
+    out_root: Path | None = None,
+    progress: bool = True,
+    check_parity: bool = True,
+) -> Path:
+    """TensorRT engines from the recipe's ONNX engine (built first if missing or stale)."""
+    from .parity import greedy_parity, step_parity
+    from .tensorrt_backend import TensorRTBackend, build_plan, require_tensorrt
+
+    require_tensorrt()  # BackendUnavailable before any work when there is no CUDA / tensorrt
+    precision = recipe.precision.get("tensorrt", "fp16")
+    started = time.perf_counter()
+    loaded = load_recipe_model(recipe, model)
+    config = loaded.model.config
+    onnx_dir = engine_dir(recipe, "onnx", out_root)
+    try:
+        onnx_manifest, _ = verify_engine_dir(onnx_dir, config, backend="onnx")
+    except EngineError:
+        build_onnx(recipe, model, out_root, progress=progress, check_parity=check_parity)
+        onnx_manifest, _ = verify_engine_dir(onnx_dir, config, backend="onnx")
+
+    out = engine_dir(recipe, "tensorrt", out_root)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    profiles = {axis: recipe.profile(axis) for axis in ("rows", "tokens", "cache", "images")}
+    graphs: dict[str, GraphEntry] = {}
+    with _progress_bar(len(GRAPH_NAMES) + (2 if check_parity else 0), f"{recipe.name}: tensorrt", progress) as bar:
+        for name, entry in onnx_manifest.graphs.items():
+            bar.set_postfix_str(f"build {name}")
+            t = time.perf_counter()
+            build_plan(
+                onnx_dir / entry.file,
+                staging / f"{name}.plan",
+                entry.spec,
+                profiles,
+                precision,
+                recipe.tensorrt_optimization_level,
+            )
+            graphs[name] = GraphEntry(name, f"{name}.plan", entry.inputs, entry.outputs)
+            log.info("tensorrt engine built", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)})
+            bar.update(1)
+        loaded.tokenizer.save_pretrained(staging)
+        manifest = _manifest(recipe, "tensorrt", precision, loaded, graphs, staging)
+        manifest.profiles = profiles
+        manifest.build["onnx_manifest_sha256"] = file_record(onnx_dir / "manifest.json")["sha256"]
+        manifest.save(staging)
+        tolerance = recipe.tolerance[precision]
+        parity: dict[str, Any] = {
+            "reference": "PyTorch eager fp32 (TorchBackend)",
+            "tolerance": tolerance,
+            "tolerance_rule": "max |trt - torch| <= tolerance * max(1, max |torch|) per graph; top-1 agreement reported",
+        }
+        if check_parity:
+            backend = TensorRTBackend(manifest, config, staging)
+            report = step_parity(loaded.model, backend)
+            parity.update(report.to_json())
+            parity["within_tolerance"] = not report.failures(tolerance, relative=True)
+            bar.update(1)
+            greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
+            parity["greedy_generation"] = {
+                k: greedy[k] for k in ("identical_tokens", "identical_codes", "token_agreement", "tokens", "images")
+            }
+            bar.update(1)
+    manifest.parity = parity
+    manifest.build["seconds"] = round(time.perf_counter() - started, 1)
+    manifest.save(staging)
+    _replace(staging, out)
+    verify_engine_dir(out, config, backend="tensorrt")
+    return out
+
+
+def _manifest(
+    recipe: Recipe,
+    backend: str,
+    precision: str,
+    loaded: LoadedModel,
+    graphs: dict[str, GraphEntry],
+    directory: Path,
+) -> Manifest:
+    config = loaded.model.config
+    files = {p.name: file_record(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != "manifest.json"}
+    tokenizer_file = next((n for n in files if n.endswith("tokenizer.json")), None)
+    return Manifest(
+        name=recipe.name,
+        backend=backend,
+        precision=precision,
+        opset=recipe.opset,
+        config=config.to_dict(),
+        config_hash=config.config_hash(),
+        model={
+            "source": loaded.name,
+            "model_name": config.model_name,
+            "random_weights": loaded.random_weights,
+            "note": "named configuration with RANDOM weights (seed 0): the output is noise"
+            if loaded.random_weights
+            else "trained weights",
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        },
+        graphs=graphs,
+        files=files,
+        tokenizer={"kind": config.tokenizer_kind, "file": tokenizer_file},
+        recipe=recipe.to_json(),
+        profiles={axis: recipe.profile(axis) for axis in ("rows", "tokens", "cache", "images")},
+        kv_cache=KV_LAYOUT,
+        versions=tool_versions(),
+        build={
+            "exporter": "torch.onnx.export(dynamo=True) + onnx.checker.check_model(full_check=True)",
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Swap the finished build in (a failed build never leaves a half-written engine under the real name)."""
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)

@@ -1,0 +1,150 @@
+"""Variant content end to end: generate (armor-tiny), review, and serve through the real API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from armor_ab.cli import app
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.experiments.loader import load_experiment_file
+from tests.conftest import DEMO_EXPERIMENT, ROOT, Server, seed_database
+
+runner = CliRunner()
+EXP = "catalog-interleaved"
+
+
+def small_catalog(directory: Path, ids: list[str]) -> Path:
+    data = json.loads((ROOT / "experiments" / "catalog" / "catalog.json").read_text())
+    data["products"] = [p for p in data["products"] if p["id"] in ids]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "catalog.json").write_text(json.dumps(data))
+    return directory
+
+
+def users_by_variant(spec) -> dict[str, str]:
+    assigner = Assigner.from_experiment(spec)
+    found: dict[str, str] = {}
+    for i in range(1000):
+        found.setdefault(assigner.assign(f"visitor-{i}").variant, f"visitor-{i}")
+        if len(found) == 2:
+            return found
+    raise AssertionError("no split")
+
+
+@pytest.fixture(scope="module")
+def content_platform(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("content")
+    yaml_file = tmp / "exp.yaml"
+    yaml_file.write_text(DEMO_EXPERIMENT.read_text().replace(
+        'prompt: "Describe {name} for our catalog, with pictures."',
+        'prompt: "Describe {name} ({specs}) for our catalog, with pictures.", model: armor-tiny, max_images: 1'))
+    db = tmp / "armor_ab.duckdb"
+    keys = seed_database(db, yaml_file)
+    catalog = small_catalog(tmp / "catalog", ["pumps-01", "valves-02", "motors-03"])
+    r = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", str(catalog), "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    assert "3 generated, 0 already there" in r.output
+    again = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", str(catalog), "--db", str(db)])
+    assert "0 generated, 3 already there" in again.output
+    assert runner.invoke(app, ["content", "approve", EXP, "--item", "pumps-01", "--db", str(db)]).exit_code == 0
+    assert runner.invoke(app, ["content", "reject", EXP, "--item", "valves-02", "--db", str(db)]).exit_code == 0
+    listed = runner.invoke(app, ["content", "list", EXP, "--db", str(db)]).output
+    assert "pumps-01\tarmor\tapproved" in listed and "motors-03\tarmor\tpending" in listed
+    # An item added to the catalog after generation has no page yet: "missing".
+    small_catalog(catalog, ["pumps-01", "valves-02", "motors-03", "bearings-04"])
+    server = Server(db, extra_args=["--catalog", str(catalog)]).start()
+    yield server, keys, load_experiment_file(yaml_file), db
+    server.stop()
+
+
+def get_content(server, keys, user, item, scope="client") -> dict:
+    r = httpx.get(f"{server.url}/v1/experiments/{EXP}/content", params={"user_id": user, "item_id": item},
+                  headers={"Authorization": f"Bearer {keys[scope]}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_approved_content_is_served_with_images(content_platform) -> None:
+    server, keys, spec, db = content_platform
+    users = users_by_variant(spec)
+    body = get_content(server, keys, users["armor"], "pumps-01")
+    assert body["variant"] == "armor" and body["source"] == "armor" and body["fallback"] is None
+    assert body["content"]["format"] == "armor-interleaved/1"
+    assert body["content"]["metadata"]["model"] == "armor-tiny"
+    assert "Pump P-01" in body["content"]["metadata"]["prompt"]
+    assert body["exposure_id"]
+    for seg in body["content"]["segments"]:
+        if seg["type"] == "image":
+            img = httpx.get(server.url + seg["url"])
+            assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+            assert img.headers["etag"] == f'"{seg["sha256"]}"' and "immutable" in img.headers["cache-control"]
+            import hashlib
+
+            assert hashlib.sha256(img.content).hexdigest() == seg["sha256"]
+            cached = httpx.get(server.url + seg["url"], headers={"If-None-Match": img.headers["etag"]})
+            assert cached.status_code == 304
+
+
+def test_fallbacks_to_control_copy(content_platform) -> None:
+    server, keys, spec, db = content_platform
+    users = users_by_variant(spec)
+    control = get_content(server, keys, users["control"], "pumps-01")
+    assert control["source"] == "catalog" and control["fallback"] is None
+    assert control["content"]["segments"] == [{"type": "text", "text": control["content"]["segments"][0]["text"]}]
+    assert control["content"]["segments"][0]["text"].startswith("Pump P-01.")
+    rejected = get_content(server, keys, users["armor"], "valves-02")
+    assert (rejected["source"], rejected["fallback"]) == ("catalog", "unapproved")
+    pending = get_content(server, keys, users["armor"], "motors-03")
+    assert (pending["source"], pending["fallback"]) == ("catalog", "unapproved")
+    missing = get_content(server, keys, users["armor"], "bearings-04")
+    assert (missing["source"], missing["fallback"]) == ("catalog", "missing")
+    assert missing["content"]["segments"][0]["text"].startswith("Bearing")
+    unknown = get_content(server, keys, users["armor"], "no-such-item")
+    assert unknown["content"] is None and unknown["fallback"] == "missing"  # no page, and no control copy
+    unknown_control = get_content(server, keys, users["control"], "no-such-item")
+    assert unknown_control["content"] is None and unknown_control["fallback"] == "unknown_item"
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'armor_ab_content_fallback_total{reason="unapproved"} 2.0' in metrics
+    assert 'armor_ab_content_fallback_total{reason="missing"} 2.0' in metrics  # bearings-04 and the unknown item
+
+
+def test_approving_through_the_api_changes_what_is_served(content_platform) -> None:
+    server, keys, spec, db = content_platform
+    user = users_by_variant(spec)["armor"]
+    assert get_content(server, keys, user, "motors-03")["source"] == "catalog"
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    review = httpx.get(f"{server.url}/v1/experiments/{EXP}/content/review", params={"status": "pending"},
+                       headers={"Authorization": f"Bearer {keys['read']}"}).json()
+    assert [r["item_id"] for r in review] == ["motors-03"]
+    r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review", json={"status": "approved", "item_id": "motors-03"},
+                   headers=admin)
+    assert r.status_code == 200 and r.json()["changed"] == 1
+    assert get_content(server, keys, user, "motors-03")["source"] == "armor"
+    bad = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review", json={"status": "approved"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "item_id"
+    none = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",
+                      json={"status": "approved", "item_id": "zzz"}, headers=admin)
+    assert none.status_code == 404
+
+
+def test_content_errors(content_platform) -> None:
+    server, keys, spec, db = content_platform
+    h = {"Authorization": f"Bearer {keys['client']}"}
+    r = httpx.get(f"{server.url}/v1/experiments/{EXP}/content", params={"user_id": "u"}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "item_id"
+    assert httpx.get(f"{server.url}/v1/images/../../etc/passwd").status_code == 404
+    assert httpx.get(f"{server.url}/v1/images/{'0' * 64}").json()["error"]["code"] == "image_not_found"
+
+
+def test_bad_prompt_template_names_the_field(tmp_path) -> None:
+    yaml_file = tmp_path / "exp.yaml"
+    yaml_file.write_text(DEMO_EXPERIMENT.read_text().replace("Describe {name}", "Describe {colour_code}"))
+    db = tmp_path / "b.duckdb"
+    seed_database(db, yaml_file)
+    r = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--db", str(db)])
+    assert r.exit_code == 2 and "variants[1].content.prompt" in r.output and "{colour_code}" in r.output
