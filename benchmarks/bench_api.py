@@ -4,7 +4,9 @@
    every request also commits an exposure), against a hello-world FastAPI endpoint served the
    same way (uvicorn, uvloop, httptools, one process). Goals: >= 70% of hello-world throughput,
    p99 < 25 ms.
-2. ``POST /v1/events`` with 100-event batches: events/s sustained (goal >= 50,000), zero loss
+2. ``GET /v1/experiments/{key}/content`` on the cached path (approved pages in memory), new
+   visitor each request, same goals.
+3. ``POST /v1/events`` with 100-event batches: events/s sustained (goal >= 50,000), zero loss
    (every acknowledged event is in DuckDB afterwards), peak API process RSS (goal <= 300 MB).
 
 Run: ``.venv/bin/python benchmarks/bench_api.py [--runs 5] [--seconds 8] [--json]``
@@ -36,6 +38,18 @@ request = function()
 end
 """
 
+CONTENT_LUA = """
+counter = 0
+local threads = 0
+local items = {%(items)s}
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/v1/experiments/catalog-interleaved/content?user_id=bench-%(run)s-"
+    .. tid .. "-" .. counter .. "&item_id=" .. items[(counter %% #items) + 1])
+end
+"""
+
 EVENTS_LUA = """
 counter = 0
 local threads = 0
@@ -55,6 +69,28 @@ end
 """
 
 
+def seed_content(db: Path) -> list[str]:
+    """An approved page (text, picture, text) for every catalog item: the cached serving path."""
+    from PIL import Image
+
+    from armor_ab.content.control import load_products
+    from armor_ab.content.store import images_dir_for, save_generated, set_review
+    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.store.db import connect
+
+    con = connect(db)
+    products = load_products()
+    for i, p in enumerate(products.values()):
+        page = InterleavedContent(
+            [TextSegment(f"{p.spec_line()} "), ImageSegment.from_pil(Image.new("RGB", (64, 64), (i, 90, 120))),
+             TextSegment(p.description)],
+            ContentMetadata(model="bench", config_hash="-", seed=i, prompt=f"Describe {p.name}"))
+        save_generated(con, images_dir_for(db), "catalog-interleaved", "armor", p.id, page, f"Describe {p.name}")
+    set_review(con, "catalog-interleaved", "approved")
+    con.close()
+    return list(products)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -67,6 +103,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="armor-bench-"))
     db = tmp / "bench.duckdb"
     keys = seed_database(db)
+    items = seed_content(db)
     auth = {"Authorization": f"Bearer {keys['client']}"}
 
     hello_port, api_port = free_port(), free_port()
@@ -79,11 +116,14 @@ def main() -> None:
         # Warm-up, not counted.
         wrk(hello_url, connections=c, seconds=2)
         wrk(api_url, connections=c, seconds=2, script=ASSIGN_LUA % {"run": "warm"}, headers=auth)
-        hello_runs, assign_runs, event_runs = [], [], []
-        for i in range(args.runs):  # interleaved, so drift on a shared machine hits both alike
+        hello_runs, assign_runs, content_runs, event_runs = [], [], [], []
+        item_list = ",".join(f'"{i}"' for i in items)
+        for i in range(args.runs):  # interleaved, so drift on a shared machine hits all alike
             hello_runs.append(wrk(hello_url, connections=c, seconds=args.seconds))
             assign_runs.append(wrk(api_url, connections=c, seconds=args.seconds,
                                    script=ASSIGN_LUA % {"run": f"r{i}"}, headers=auth))
+            content_runs.append(wrk(api_url, connections=c, seconds=args.seconds,
+                                    script=CONTENT_LUA % {"run": f"c{i}", "items": item_list}, headers=auth))
         run_ids = []
         for _ in range(args.runs):
             run_id = random.randrange(1, 2**31)
@@ -107,11 +147,15 @@ def main() -> None:
     assign_rps = median([r["rps"] for r in assign_runs])
     assign_p99 = median([r["p99_ms"] for r in assign_runs])
     events_per_s = median([(r["rps"]) * 100 for r in event_runs])
+    content_rps = median([r["rps"] for r in content_runs])
+    content_p99 = median([r["p99_ms"] for r in content_runs])
     result = {
         "hello_rps": hello_rps, "assign_rps": assign_rps, "assign_ratio": assign_rps / hello_rps,
         "assign_p50_ms": median([r["p50_ms"] for r in assign_runs]), "assign_p99_ms": assign_p99,
         "hello_p99_ms": median([r["p99_ms"] for r in hello_runs]),
         "assign_non2xx": sum(r["non2xx"] for r in assign_runs), "exposures_committed": exposures,
+        "content_rps": content_rps, "content_ratio": content_rps / hello_rps, "content_p99_ms": content_p99,
+        "content_non2xx": sum(r["non2xx"] for r in content_runs),
         "events_per_s": events_per_s, "events_p99_ms": median([r["p99_ms"] for r in event_runs]),
         "events_acked": acked_events, "events_stored": stored, "events_distinct": distinct,
         "events_non2xx": sum(r["non2xx"] for r in event_runs),
@@ -120,6 +164,8 @@ def main() -> None:
     goals = {
         "assignment >= 70% of hello world": result["assign_ratio"] >= 0.70,
         "assignment p99 < 25 ms": assign_p99 < 25,
+        "content >= 70% of hello world": result["content_ratio"] >= 0.70,
+        "content p99 < 25 ms": content_p99 < 25,
         "events >= 50,000/s": events_per_s >= 50_000,
         "zero loss (stored >= acknowledged, no duplicates)": stored >= acked_events and stored == distinct,
         "API peak RSS <= 300 MB": rss_peak <= 300,
@@ -133,6 +179,9 @@ def main() -> None:
     print(f"| GET assignment (new visitor each, exposure committed), 32 conns | {assign_rps:,.0f} req/s |")
     print(f"| ratio assignment / hello | {result['assign_ratio']:.2f} |")
     print(f"| assignment p50 / p99 | {result['assign_p50_ms']:.1f} / {assign_p99:.1f} ms |")
+    print(f"| GET content (cached path, new visitor each), 32 conns | {content_rps:,.0f} req/s |")
+    print(f"| ratio content / hello | {result['content_ratio']:.2f} |")
+    print(f"| content p99 | {content_p99:.1f} ms |")
     print(f"| POST /v1/events, 100-event batches, 8 conns | {events_per_s:,.0f} events/s (p99 {result['events_p99_ms']:.1f} ms) |")
     print(f"| events acknowledged / stored / distinct | {acked_events:,} / {stored:,} / {distinct:,} |")
     print(f"| API process RSS now / peak | {rss_now:.0f} / {rss_peak:.0f} MB |")

@@ -55,8 +55,23 @@ def content_platform(tmp_path_factory):
     assert runner.invoke(app, ["content", "reject", EXP, "--item", "valves-02", "--db", str(db)]).exit_code == 0
     listed = runner.invoke(app, ["content", "list", EXP, "--db", str(db)]).output
     assert "pumps-01\tarmor\tapproved" in listed and "motors-03\tarmor\tpending" in listed
+    # A page with a picture, as the trained model writes them (armor-tiny's random weights rarely draw).
+    from PIL import Image
+
+    from armor_ab.content.store import images_dir_for, save_generated, set_review
+    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.store.db import connect
+
+    page = InterleavedContent(
+        [TextSegment("Gearbox G-05: ratio 10:1."), ImageSegment.from_pil(Image.new("RGB", (64, 64), "teal")),
+         TextSegment(" Quiet and compact.")],
+        ContentMetadata(model="hand-made", config_hash="-", seed=0, prompt="Describe Gearbox G-05"))
+    con = connect(db)
+    save_generated(con, images_dir_for(db), EXP, "armor", "gearboxes-05", page, "Describe Gearbox G-05")
+    set_review(con, EXP, "approved", item_id="gearboxes-05")
+    con.close()
     # An item added to the catalog after generation has no page yet: "missing".
-    small_catalog(catalog, ["pumps-01", "valves-02", "motors-03", "bearings-04"])
+    small_catalog(catalog, ["pumps-01", "valves-02", "motors-03", "bearings-04", "gearboxes-05"])
     server = Server(db, extra_args=["--catalog", str(catalog)]).start()
     yield server, keys, load_experiment_file(yaml_file), db
     server.stop()
@@ -78,8 +93,11 @@ def test_approved_content_is_served_with_images(content_platform) -> None:
     assert body["content"]["metadata"]["model"] == "armor-tiny"
     assert "Pump P-01" in body["content"]["metadata"]["prompt"]
     assert body["exposure_id"]
-    for seg in body["content"]["segments"]:
+    drawn = get_content(server, keys, users["armor"], "gearboxes-05")
+    assert [s["type"] for s in drawn["content"]["segments"]] == ["text", "image", "text"]
+    for seg in drawn["content"]["segments"]:
         if seg["type"] == "image":
+            assert seg["url"] == f"/v1/images/{seg['sha256']}" and (seg["width"], seg["height"]) == (64, 64)
             img = httpx.get(server.url + seg["url"])
             assert img.status_code == 200 and img.headers["content-type"] == "image/png"
             assert img.headers["etag"] == f'"{seg["sha256"]}"' and "immutable" in img.headers["cache-control"]

@@ -34,9 +34,10 @@ log = logging.getLogger("armor_ab.engine")
 
 DEFAULT_BUILD_ROOT = ROOT / "engine" / "build"
 KV_LAYOUT = {
-    "layout": "(rows, layers, 2, kv_heads, cache, head_dim); index 2 = key, value",
-    "protocol": "graphs read past_kv (whole buffer, masked by past_valid) and return new_kv for their tokens; "
-    "the runtime writes new_kv into kv[rows, ..., start:start+T]",
+    "layout": "(layers, 2, rows, kv_heads, cache, head_dim); dim 1: 0 = key, 1 = value",
+    "inputs": "past_key_i / past_value_i = kv[i, 0 / 1, rows] (contiguous, bound by pointer), masked by past_valid",
+    "outputs": "new_kv (layers, 2, rows, kv_heads, tokens, head_dim), written by the runtime to "
+    "kv[:, :, rows, :, start:start+tokens]",
 }
 
 Progress = Callable[[str], None]  # called once per finished step with its name
@@ -84,9 +85,10 @@ def export_graph(model: ArmorForInterleavedGeneration, name: str, path: Path, op
     module = GRAPH_MODULES[name](model).eval()
     example = example_inputs(spec, config)
     dims = {axis: Dim(axis) for axis in ("rows", "tokens", "cache", "images")}
-    dynamic = {
-        t.name: {i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs
-    }
+    per_input = [{i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs]
+    n_fixed = sum(1 for t in spec.inputs if not t.name.startswith("past_"))
+    # The KV inputs are the graph's *past varargs: one nested tuple in export's view of the arguments.
+    dynamic = tuple(per_input[:n_fixed]) + ((tuple(per_input[n_fixed:]),) if len(per_input) > n_fixed else ())
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(

@@ -1,33 +1,40 @@
 """The exportable graphs of ARMOR: plain ``nn.Module`` wrappers with tensor-only I/O and explicit KV state.
 
-Every graph the generation loop needs, each a pure function of its inputs (no Python state, no dynamic cache
-object), so that ``torch.onnx.export(..., dynamo=True)`` captures it and ONNX Runtime / TensorRT run it:
+Every graph the generation loop needs, each a pure function of its inputs (no Python state, no cache object),
+so that ``torch.onnx.export(..., dynamo=True)`` captures it and ONNX Runtime / TensorRT run it:
 
-    graph        inputs                                                   outputs
-    vision       pixel_values (N, 3, H, W)                                image_features (N, T_img, C)
-    embed        ids (R, T)                                               embeds (R, T, C)
-    prefill      embeds (R, T, C), position_ids (R, T),                   hidden (R, T, C),
-                 past_valid (R, S), new_valid (R, T), past_kv (R, L, 2, H, S, D)    new_kv (R, L, 2, H, T, D)
-    decode       ids (R,), position_ids (R,), past_valid (R, S),          hidden (R, C), text_logits (R, V + 1),
-                 past_kv (R, L, 2, H, S, D)                               new_kv (R, L, 2, H, 1, D)
-    text_head    hidden (R, C)                                            text_logits (R, V + 1)
-    adapter      hidden (R, T, C), position_ids (R, T), past_valid (R, S),  adapter_hidden (R, T, C),
-                 new_valid (R, T), past_kv (R, La, 2, H, S, D)            visual_logits (R, N + 2)  (last position),
-                                                                          new_kv (R, La, 2, H, T, D)
-    visual_head  adapter_hidden (R, C)                                    visual_logits (R, N + 2)
-    vq_decode    codes (B, n_codes)                                       pixels (B, 3, H_out, W_out)
+    graph        inputs                                              outputs
+    vision       pixel_values (N, 3, H, W)                           image_features (N, T_img, C)
+    embed        ids (R, T)                                          embeds (R, T, C)
+    prefill      embeds (R, T, C), position_ids (R, T),              hidden (R, T, C),
+                 past_valid (R, S), new_valid (R, T), PAST(L)        new_kv (L, 2, R, H, T, D)
+    decode       ids (R,), position_ids (R,), past_valid (R, S),     hidden (R, C), text_logits (R, V + 1),
+                 PAST(L)                                             new_kv (L, 2, R, H, 1, D)
+    text_head    hidden (R, C)                                       text_logits (R, V + 1)
+    adapter      hidden (R, T, C), position_ids (R, T),              adapter_hidden (R, T, C),
+                 past_valid (R, S), new_valid (R, T), PAST(La)       visual_logits (R, N + 2) (last position),
+                                                                     new_kv (La, 2, R, H, T, D)
+    visual_head  adapter_hidden (R, C)                               visual_logits (R, N + 2)
+    vq_decode    codes (B, n_codes)                                  pixels (B, 3, H_out, W_out)
 
-KV cache protocol (the same for every backend). The cache is one fixed-size buffer per stack,
-``(rows, layers, 2, kv_heads, S, head_dim)`` with rows first, so any contiguous range of rows (conditional,
-unconditional, or both) is one contiguous block that can be bound as a graph input without a copy. A graph
-*reads* the whole past buffer (static size S; slots that are not valid are masked by ``past_valid``) and
-*returns only the keys/values of its new tokens* (``new_kv``); the backend writes those into the buffer at
-``[start, start + T)``. So a decode step moves (R, L, 2, H, 1, D) numbers, never the whole cache, and no graph
-aliases an input with an output (which ONNX does not define).
+    PAST(L) = past_key_0, past_value_0, ..., past_key_{L-1}, past_value_{L-1}, each (R, H, S, D)
 
-Attention inside a graph runs over ``S + T`` keys: the past buffer followed by the new tokens. A query sees the
-valid past slots, the valid new tokens at or before itself, and always itself - the same mask as
-``armor_ab.model.cache.attention_mask`` (the keys are merely in another order, which softmax ignores).
+Dynamic axes: R = ``rows``, T = ``tokens``, S = ``cache``, N/B = ``images``; every other dim is fixed by the
+config. ``decode`` is the LM step fused with the embedding and the text head; ``adapter`` ends with the
+visual head at the chunk's last position (the runtime skips the separate head calls when it can).
+
+KV cache protocol (the same for every backend). The runtime owns one fixed-size buffer per stack,
+``(layers, 2, rows, kv_heads, S, head_dim)``: for one layer, K or V, and any contiguous range of rows
+(conditional, unconditional or both) it is one contiguous block, bound as ``past_key_i`` / ``past_value_i``
+by pointer - no copy. A graph *reads* the whole past buffer (static size S; slots that are not valid are
+masked by ``past_valid``) and *returns only its new tokens' keys/values* (``new_kv``), which the runtime writes
+into the buffer at ``[start, start + T)``. A decode step therefore moves (L, 2, R, H, 1, D) numbers, never the
+whole cache, and no graph aliases an input with an output (which ONNX does not define).
+
+Attention (``decoder_block``) runs over [past buffer | new tokens] without concatenating them: scores against
+the past keys where they lie, scores against the new keys, one softmax over both parts. A query sees the valid
+past slots, the valid new tokens at or before itself and always itself - the mask of
+``armor_ab.model.cache.attention_mask``; grouped-query heads read their KV head without ``repeat_kv`` copies.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
 
 from armor_ab.model.configuration import ArmorConfig
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
@@ -52,34 +60,59 @@ GRAPH_NAMES = (
 )
 
 
-class GraphKV:
-    """A cache object transformers' attention layers accept: reads a static past buffer, collects new K/V."""
-
-    def __init__(self, past_kv: torch.Tensor) -> None:
-        self.past = past_kv  # (R, L, 2, H, S, D)
-        self.new: list[torch.Tensor] = []
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.new.append(torch.stack([key_states, value_states], dim=1))  # (R, 2, H, T, D)
-        past_k = self.past[:, layer_idx, 0]  # (R, H, S, D)
-        past_v = self.past[:, layer_idx, 1]  # (R, H, S, D)
-        return torch.cat([past_k, key_states], dim=2), torch.cat([past_v, value_states], dim=2)  # (R, H, S+T, D)
-
-    def new_kv(self) -> torch.Tensor:
-        return torch.stack(self.new, dim=1)  # (R, L, 2, H, T, D)
+NEG_INF = float("-inf")
 
 
-def step_mask(past_valid: torch.Tensor, new_valid: torch.Tensor) -> torch.Tensor:
-    """Boolean mask (R, 1, T, S + T) over [past buffer | new tokens]."""
+def step_masks(past_valid: torch.Tensor, new_valid: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks for the grouped query rows ``g * T + t`` (g: query head within its KV group, t: token):
+    over the past buffer (R, 1, G*T, S) and over the chunk's own tokens (R, 1, G*T, T)."""
     t = new_valid.shape[1]
     idx = torch.arange(t, device=new_valid.device)  # (T,)
     causal = idx[None, :] <= idx[:, None]  # (T, T)
     itself = idx[None, :] == idx[:, None]  # (T, T)
     new = (causal[None] & new_valid[:, None, :]) | itself[None]  # (R, T, T)
     past = past_valid[:, None, :].expand(-1, t, -1)  # (R, T, S)
-    return torch.cat([past, new], dim=-1)[:, None]  # (R, 1, T, S + T)
+    new = new[:, None].expand(-1, groups, -1, -1).reshape(new.shape[0], 1, groups * t, t)  # (R, 1, G*T, T)
+    past = past[:, None].expand(-1, groups, -1, -1).reshape(past.shape[0], 1, groups * t, -1)  # (R, 1, G*T, S)
+    return past, new
+
+
+def decoder_block(
+    layer: LlamaDecoderLayer,
+    x: torch.Tensor,  # (R, T, C)
+    cos: torch.Tensor,  # (R, T, D)
+    sin: torch.Tensor,  # (R, T, D)
+    past_k: torch.Tensor,  # (R, Hkv, S, D)
+    past_v: torch.Tensor,  # (R, Hkv, S, D)
+    mask_past: torch.Tensor,  # (R, 1, G*T, S) bool
+    mask_new: torch.Tensor,  # (R, 1, G*T, T) bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """transformers' ``LlamaDecoderLayer`` (same weights, same maths) with attention written for a static KV
+    buffer: the past keys are read where they lie - no concatenation with the new keys, no ``repeat_kv``
+    copies for grouped-query attention - and the softmax runs over [past | new] in two parts."""
+    attn = layer.self_attn
+    r, t, _ = x.shape
+    d = attn.head_dim
+    hkv = past_k.shape[1]
+    g = attn.num_key_value_groups
+    h = layer.input_layernorm(x)
+    q = attn.q_proj(h).view(r, t, hkv * g, d).transpose(1, 2)  # (R, Hq, T, D)
+    k = attn.k_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
+    v = attn.v_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    q = q.reshape(r, hkv, g * t, d)  # (R, Hkv, G*T, D): query head kv * G + g reads KV head kv
+    s_past = (q @ past_k.transpose(-1, -2)) * attn.scaling  # (R, Hkv, G*T, S)
+    s_new = (q @ k.transpose(-1, -2)) * attn.scaling  # (R, Hkv, G*T, T)
+    s_past = s_past.masked_fill(~mask_past, NEG_INF)
+    s_new = s_new.masked_fill(~mask_new, NEG_INF)
+    m = torch.maximum(s_past.amax(-1, keepdim=True), s_new.amax(-1, keepdim=True))  # finite: itself is visible
+    e_past, e_new = torch.exp(s_past - m), torch.exp(s_new - m)
+    denom = e_past.sum(-1, keepdim=True) + e_new.sum(-1, keepdim=True)  # (R, Hkv, G*T, 1)
+    o = (e_past @ past_v + e_new @ v) / denom  # (R, Hkv, G*T, D)
+    o = o.reshape(r, hkv * g, t, d).transpose(1, 2).reshape(r, t, hkv * g * d)  # (R, T, Hq*D)
+    x = x + attn.o_proj(o)
+    x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return x, k, v  # (R, T, C), new keys and values (R, Hkv, T, D)
 
 
 def run_blocks(
@@ -88,19 +121,18 @@ def run_blocks(
     rotary_emb: nn.Module,
     h: torch.Tensor,  # (R, T, C)
     position_ids: torch.Tensor,  # (R, T)
-    mask: torch.Tensor,  # (R, 1, T, S + T)
-    kv: GraphKV,
-) -> torch.Tensor:
-    position_embeddings = rotary_emb(h, position_ids)  # cos, sin: (R, T, D)
-    for layer in layers:
-        h = layer(
-            h,
-            attention_mask=mask,
-            position_ids=position_ids,
-            cache=kv,
-            position_embeddings=position_embeddings,
-        )  # (R, T, C)
-    return norm(h)  # (R, T, C)
+    past_valid: torch.Tensor,  # (R, S)
+    new_valid: torch.Tensor,  # (R, T)
+    past: list[torch.Tensor],  # [k_0, v_0, k_1, v_1, ...], each (R, Hkv, S, D)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    cos, sin = rotary_emb(h, position_ids)  # (R, T, D) each
+    groups = layers[0].self_attn.num_key_value_groups
+    mask_past, mask_new = step_masks(past_valid, new_valid, groups)
+    new = []
+    for i, layer in enumerate(layers):
+        h, k, v = decoder_block(layer, h, cos, sin, past[2 * i], past[2 * i + 1], mask_past, mask_new)
+        new.append(torch.stack([k, v]))  # (2, R, Hkv, T, D)
+    return norm(h), torch.stack(new)  # (R, T, C), (L, 2, R, Hkv, T, D)
 
 
 class VisionGraph(nn.Module):
@@ -134,12 +166,10 @@ class PrefillGraph(nn.Module):
         position_ids: torch.Tensor,  # (R, T)
         past_valid: torch.Tensor,  # (R, S)
         new_valid: torch.Tensor,  # (R, T)
-        past_kv: torch.Tensor,  # (R, L, 2, H, S, D)
+        *past: torch.Tensor,  # past_key_0, past_value_0, ...: (R, H, S, D) each
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        kv = GraphKV(past_kv)
-        mask = step_mask(past_valid, new_valid)
-        h = run_blocks(self.lm.layers, self.lm.norm, self.lm.rotary_emb, embeds, position_ids, mask, kv)
-        return h, kv.new_kv()  # (R, T, C), (R, L, 2, H, T, D)
+        lm = self.lm
+        return run_blocks(lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids, past_valid, new_valid, list(past))
 
 
 class DecodeGraph(nn.Module):
@@ -155,16 +185,16 @@ class DecodeGraph(nn.Module):
         ids: torch.Tensor,  # (R,)
         position_ids: torch.Tensor,  # (R,)
         past_valid: torch.Tensor,  # (R, S)
-        past_kv: torch.Tensor,  # (R, L, 2, H, S, D)
+        *past: torch.Tensor,  # past_key_0, past_value_0, ...: (R, H, S, D) each
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        kv = GraphKV(past_kv)
+        lm = self.lm
         embeds = self.model.embed_tokens(ids[:, None])  # (R, 1, C)
         new_valid = torch.ones_like(ids, dtype=torch.bool)[:, None]  # (R, 1): a query always sees itself
-        mask = step_mask(past_valid, new_valid)  # (R, 1, 1, S + 1)
-        h = run_blocks(
-            self.lm.layers, self.lm.norm, self.lm.rotary_emb, embeds, position_ids[:, None], mask, kv
-        )[:, 0]  # (R, C)
-        return h, self.model.text_logits(h), kv.new_kv()  # (R, C), (R, V + 1), (R, L, 2, H, 1, D)
+        h, new_kv = run_blocks(
+            lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids[:, None], past_valid, new_valid, list(past)
+        )
+        h = h[:, 0]  # (R, C)
+        return h, self.model.text_logits(h), new_kv  # (R, C), (R, V + 1), (L, 2, R, H, 1, D)
 
 
 class TextHeadGraph(nn.Module):
@@ -190,13 +220,13 @@ class AdapterGraph(nn.Module):
         position_ids: torch.Tensor,  # (R, T)
         past_valid: torch.Tensor,  # (R, S)
         new_valid: torch.Tensor,  # (R, T)
-        past_kv: torch.Tensor,  # (R, La, 2, H, S, D)
+        *past: torch.Tensor,  # past_key_0, past_value_0, ...: (R, H, S, D) each
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        kv = GraphKV(past_kv)
-        mask = step_mask(past_valid, new_valid)
         ad = self.adapter
-        a = run_blocks(ad.layers, ad.norm, ad.rotary_emb, hidden, position_ids, mask, kv)  # (R, T, C)
-        return a, self.model.visual_logits(a[:, -1]), kv.new_kv()  # (R, T, C), (R, N + 2), (R, La, 2, H, T, D)
+        a, new_kv = run_blocks(
+            ad.layers, ad.norm, ad.rotary_emb, hidden, position_ids, past_valid, new_valid, list(past)
+        )  # (R, T, C), (La, 2, R, H, T, D)
+        return a, self.model.visual_logits(a[:, -1]), new_kv  # (R, T, C), (R, N + 2), (La, 2, R, H, T, D)
 
 
 class VisualHeadGraph(nn.Module):
@@ -281,8 +311,15 @@ def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
     """Names, dtypes and shapes of every graph's inputs and outputs (dynamic axes by name)."""
     d = Dims.of(config)
     f, i, b = "float32", "int64", "bool"
-    kv = lambda layers, t: (("rows", layers, 2, d.kv_heads, t, d.head_dim))  # noqa: E731
     T = TensorSpec
+
+    def past(layers: int) -> tuple[TensorSpec, ...]:
+        shape = ("rows", d.kv_heads, "cache", d.head_dim)
+        return tuple(T(f"past_{kind}_{i}", f, shape) for i in range(layers) for kind in ("key", "value"))
+
+    def new_kv(layers: int, t: int | str) -> TensorSpec:
+        return T("new_kv", f, (layers, 2, "rows", d.kv_heads, t, d.head_dim))
+
     return {
         "vision": GraphSpec(
             "vision",
@@ -299,9 +336,9 @@ def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
                 T("position_ids", i, ("rows", "tokens")),
                 T("past_valid", b, ("rows", "cache")),
                 T("new_valid", b, ("rows", "tokens")),
-                T("past_kv", f, kv(d.layers, "cache")),
+                *past(d.layers),
             ),
-            (T("hidden", f, ("rows", "tokens", d.hidden)), T("new_kv", f, kv(d.layers, "tokens"))),
+            (T("hidden", f, ("rows", "tokens", d.hidden)), new_kv(d.layers, "tokens")),
         ),
         "decode": GraphSpec(
             "decode",
@@ -309,12 +346,12 @@ def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
                 T("ids", i, ("rows",)),
                 T("position_ids", i, ("rows",)),
                 T("past_valid", b, ("rows", "cache")),
-                T("past_kv", f, kv(d.layers, "cache")),
+                *past(d.layers),
             ),
             (
                 T("hidden", f, ("rows", d.hidden)),
                 T("text_logits", f, ("rows", d.text_logits)),
-                T("new_kv", f, kv(d.layers, 1)),
+                new_kv(d.layers, 1),
             ),
         ),
         "text_head": GraphSpec(
@@ -327,12 +364,12 @@ def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
                 T("position_ids", i, ("rows", "tokens")),
                 T("past_valid", b, ("rows", "cache")),
                 T("new_valid", b, ("rows", "tokens")),
-                T("past_kv", f, kv(d.adapter_layers, "cache")),
+                *past(d.adapter_layers),
             ),
             (
                 T("adapter_hidden", f, ("rows", "tokens", d.hidden)),
                 T("visual_logits", f, ("rows", d.visual_logits)),
-                T("new_kv", f, kv(d.adapter_layers, "tokens")),
+                new_kv(d.adapter_layers, "tokens"),
             ),
         ),
         "visual_head": GraphSpec(

@@ -4,11 +4,12 @@
 ``_run(graph, inputs) -> outputs`` (dicts of torch tensors); the ONNX Runtime and TensorRT backends only
 implement that primitive. So ``InterleavedGenerator`` runs unchanged on PyTorch, ONNX Runtime or TensorRT.
 
-KV cache. Two buffers (LM, adapter) of shape ``(rows, layers, 2, kv_heads, S, head_dim)`` are allocated once
+KV cache. Two buffers (LM, adapter) of shape ``(layers, 2, rows, kv_heads, S, head_dim)`` are allocated once
 per generation by ``allocate`` (and reused while they are big enough), on the compute device, together with a
-``(rows, S)`` validity mask per stack. A step binds ``kv[rows]`` - a contiguous block, rows come first - as the
-graph's ``past_kv`` input by pointer (``io_binding`` on ONNX Runtime, tensor addresses on TensorRT): no copy.
-The graph returns only the new tokens' keys/values, which are written into ``kv[rows, ..., start:start+T]``.
+``(rows, S)`` validity mask per stack. A step binds ``kv[layer, k_or_v, rows]`` - each a contiguous block - as
+the graph's ``past_key_i`` / ``past_value_i`` inputs by pointer (``io_binding`` on ONNX Runtime, tensor
+addresses on TensorRT): no copy. The graph returns only the new tokens' keys/values (``new_kv``), which are
+written into ``kv[:, :, rows, :, start:start+T]``.
 
 Fewer calls per token. The ``decode`` graph is the LM step fused with the embedding and the text head, and
 the ``adapter`` graph ends with the visual head at the last position; their logits are kept, and the following
@@ -113,11 +114,11 @@ class GraphBackend:
     def allocate(self, rows: int, max_len: int) -> None:
         self.check_capacity(rows, max_len)
         self._text_memo = self._visual_memo = None
-        if self.lm_kv is not None and self.lm_kv.shape[0] == rows and self.lm_kv.shape[4] >= max_len:
+        if self.lm_kv is not None and self.lm_kv.shape[2] == rows and self.lm_kv.shape[4] >= max_len:
             return  # same batch, enough room: keep the buffers (stale slots are masked by past_valid)
         d, dev = self.dims, self.compute_device
-        self.lm_kv = torch.zeros((rows, d.layers, 2, d.kv_heads, max_len, d.head_dim), device=dev)
-        self.ad_kv = torch.zeros((rows, d.adapter_layers, 2, d.kv_heads, max_len, d.head_dim), device=dev)
+        self.lm_kv = torch.zeros((d.layers, 2, rows, d.kv_heads, max_len, d.head_dim), device=dev)
+        self.ad_kv = torch.zeros((d.adapter_layers, 2, rows, d.kv_heads, max_len, d.head_dim), device=dev)
         self.lm_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
         self.ad_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
 
@@ -145,9 +146,11 @@ class GraphBackend:
         if start + t > kv.shape[4]:
             raise RuntimeError(f"KV cache full: writing up to {start + t} > max_len {kv.shape[4]}")
         inputs["past_valid"] = self._past_valid(valid, rows, key_valid, start)
-        inputs["past_kv"] = kv[rows]  # (r, L, 2, H, S, D) view: bound by pointer, not copied
+        for i in range(kv.shape[0]):  # (r, H, S, D) views, contiguous: bound by pointer, not copied
+            inputs[f"past_key_{i}"] = kv[i, 0, rows]
+            inputs[f"past_value_{i}"] = kv[i, 1, rows]
         out = self._run(graph, inputs)
-        kv[rows, :, :, :, start : start + t] = out["new_kv"]  # (r, L, 2, H, T, D): the only KV write
+        kv[:, :, rows, :, start : start + t] = out["new_kv"]  # (L, 2, r, H, T, D): the only KV write
         return out
 
     # --- StepBackend ---
