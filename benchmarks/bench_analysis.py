@@ -231,14 +231,16 @@ def worker(side: str, db: Path, runs: int) -> None:
     else:
         def once() -> dict:
             return report_from_sums(record, pandas_sums(con, record))
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         report = once()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)  # all threads of this process: DuckDB's included
     summary = {
         "times": times,
         "median": statistics.median(times),
+        "cpu_median": statistics.median(cpu),
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "visitors": report["visitors"],
         "results": [[r["metric"], r["lift_rel"], r["p_value"], r["cuped"]] for r in report["results"]],
@@ -284,13 +286,17 @@ def main() -> None:
                   f"{gen['checkpoint_s']:.1f} s; file {gen['file_mb']:.0f} MB")
         else:
             print(f"reusing {db}")
-        print(f"machine: {os.cpu_count()} cores")
+        # The machine may be shared: wall times rise with its load, CPU seconds much less.
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
         duck = run_worker("duckdb", db, args.runs)
         print(f"duckdb  report: median {duck['median']:.3f} s over {len(duck['times'])} runs "
-              f"{[round(t, 3) for t in duck['times']]}; peak RSS {duck['rss_mb']:.0f} MB")
+              f"{[round(t, 3) for t in duck['times']]} (median CPU {duck['cpu_median']:.2f} s); "
+              f"peak RSS {duck['rss_mb']:.0f} MB")
         pandas = run_worker("pandas", db, args.pandas_runs or args.runs)
         print(f"pandas  report: median {pandas['median']:.3f} s over {len(pandas['times'])} runs "
-              f"{[round(t, 3) for t in pandas['times']]}; peak RSS {pandas['rss_mb']:.0f} MB")
+              f"{[round(t, 3) for t in pandas['times']]} (median CPU {pandas['cpu_median']:.2f} s); "
+              f"peak RSS {pandas['rss_mb']:.0f} MB")
+        print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
         ratio = pandas["median"] / duck["median"]
         print(f"speed-up: {ratio:.1f}x (pandas median / duckdb median, same invocation)")
 

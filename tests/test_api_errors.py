@@ -179,3 +179,46 @@ def test_fuzz_assignment_never_5xx(platform: Platform, key: str, params: dict) -
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         assert_error_shape(r, r.status_code)
+
+
+def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
+    """Back-pressure is an answer, never a silent drop: the batch was not stored and can be retried."""
+    import threading
+
+    from tests.conftest import seed_database
+
+    db = tmp_path / "q.duckdb"
+    keys = seed_database(db)
+    app = create_app(Settings(db_path=db, writer_queue=1))
+    gate = threading.Event()
+    with TestClient(app) as client:
+        writer = app.state.armor.writer
+        running = threading.Event()
+        blocker = writer.call(lambda con: (running.set(), gate.wait(20)))  # the writer is busy
+        assert running.wait(10)
+        writer.call(lambda con: None)  # and its queue is full
+        headers = {"Authorization": f"Bearer {keys['client']}"}
+        batch = {"events": [ev()]}
+        r = client.post("/v1/events", json=batch, headers=headers)
+        err = assert_error_shape(r, 503, "queue_full")
+        assert r.headers["retry-after"] == "1" and "retry" in err["message"]
+        metrics = client.get("/metrics").text
+        assert "armor_ab_writer_queue_full_total 1.0" in metrics
+        gate.set()
+        blocker.result(10)
+        retry = client.post("/v1/events", json=batch, headers=headers)
+        assert retry.status_code == 200 and retry.json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_logs_never_carry_key_secrets(capsys) -> None:
+    import logging
+
+    from armor_ab.logs import JsonFormatter, mask_secrets
+
+    secret = "aab_0123456789ab_SuperSecretPart-xyz"
+    assert mask_secrets(f"Bearer {secret}") == "Bearer aab_0123456789ab_***"
+    record = logging.LogRecord("armor_ab.api", logging.INFO, __file__, 1, "auth with %s", (secret,), None)
+    record.header = f"Authorization: Bearer {secret}"
+    line = JsonFormatter().format(record)
+    assert "SuperSecretPart" not in line and "aab_0123456789ab_***" in line
+    assert json.loads(line)["logger"] == "armor_ab.api"

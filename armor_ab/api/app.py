@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import RequestContextMiddleware
-from armor_ab.api.routes import admin, client, ops
+from armor_ab.api.routes import admin, analysis, client, ops
 from armor_ab.api.state import AppState, Settings
 from armor_ab.config import resolve_db_path
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(client.router)
     app.include_router(admin.router)
+    app.include_router(analysis.router)
     app.include_router(ops.router)
     app.openapi = lambda: _openapi(app)
     # The last added is the outermost: CORS wraps everything, the assignment fast path included.

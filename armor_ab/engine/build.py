@@ -85,10 +85,12 @@ def export_graph(model: ArmorForInterleavedGeneration, name: str, path: Path, op
     module = GRAPH_MODULES[name](model).eval()
     example = example_inputs(spec, config)
     dims = {axis: Dim(axis) for axis in ("rows", "tokens", "cache", "images")}
-    per_input = [{i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs]
-    n_fixed = sum(1 for t in spec.inputs if not t.name.startswith("past_"))
-    # The KV inputs are the graph's *past varargs: one nested tuple in export's view of the arguments.
-    dynamic = tuple(per_input[:n_fixed]) + ((tuple(per_input[n_fixed:]),) if len(per_input) > n_fixed else ())
+    per_input = {t.name: {i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs}
+    # The KV inputs are the graph's ``*past`` varargs: one nested tuple in export's view of the arguments.
+    dynamic = {k: v for k, v in per_input.items() if not _is_kv(k)}
+    past = tuple(v for k, v in per_input.items() if _is_kv(k))
+    if past:
+        dynamic["past"] = past
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(
@@ -301,3 +303,7 @@ def _replace(staging: Path, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+
+
+def _is_kv(name: str) -> bool:
+    return name.startswith(("past_key_", "past_value_"))
