@@ -6,6 +6,7 @@ refused with the field at fault, never half-written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -167,6 +168,18 @@ def check_references(events: list[EventIn], variants_of: Mapping[str, frozenset[
             )
 
 
-def exposure_event_id(experiment: str, bucket_version: int, user_id: str) -> uuid.UUID:
-    """A visitor's first exposure has a fixed id, so logging it again is a no-op."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"armor-ab:exposure:{experiment}:{bucket_version}:{user_id}")
+_NS = uuid.NAMESPACE_URL.bytes
+
+
+def exposure_event_id(experiment: str, bucket_version: int, user_id: str) -> str:
+    """A visitor's first exposure has a fixed id (a UUIDv5), so logging it again is a no-op.
+
+    Equal to ``str(uuid.uuid5(uuid.NAMESPACE_URL, name))``, computed without building UUID objects
+    (this runs on every assignment request).
+    """
+    name = f"armor-ab:exposure:{experiment}:{bucket_version}:{user_id}".encode()
+    h = bytearray(hashlib.sha1(_NS + name).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

@@ -71,3 +71,11 @@ def test_a_failing_job_does_not_kill_the_writer(db_path) -> None:
         bad.result(10)
     assert writer.submit(to_arrow(events(2), datetime.now(UTC))).result(10).accepted == 2
     writer.close()
+
+
+def test_exposure_ids_are_uuid5() -> None:
+    from armor_ab.events import exposure_event_id
+
+    for user in ("visitor-42", "ünïcødé", "x" * 199, ""):
+        name = f"armor-ab:exposure:catalog-interleaved:2:{user}"
+        assert exposure_event_id("catalog-interleaved", 2, user) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))

@@ -41,7 +41,15 @@ def match(scope: Scope) -> tuple[str, str] | None:
 
 
 def _params(scope: Scope) -> dict[str, str]:
-    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    query = scope["query_string"].decode("latin-1")
+    if "%" in query or "+" in query:  # escaped: the standard parser
+        return dict(parse_qsl(query, keep_blank_values=True))
+    out: dict[str, str] = {}  # plain ids (the usual case): a split is a third of parse_qsl's cost
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name:
+            out[name] = value  # the last one wins, as with parse_qsl
+    return out
 
 
 def _id(params: dict[str, str], name: str, required: bool = False) -> str | None:

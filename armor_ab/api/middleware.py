@@ -31,6 +31,7 @@ class RequestContextMiddleware:
         # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
         self._prefix = os.urandom(4).hex()
         self._counter = itertools.count(1)
+        self._children: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +102,13 @@ class RequestContextMiddleware:
         self._observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status, started)
 
     def _observe(self, method: str, route: str, status: int, started: float) -> None:
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        # Label lookups take a lock and hash the labels; the children are cached per label set.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (self.metrics.requests.labels(method, route, str(status)), self.metrics.latency.labels(route))
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     async def _too_large(self, send: Send, request_id: str) -> None:
         body = json.dumps(

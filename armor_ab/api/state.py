@@ -29,8 +29,11 @@ from armor_ab.store.writer import EventWriter
 T = TypeVar("T")
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one per call
+
+
 def json_bytes(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(value).encode()
 
 
 @dataclass(frozen=True)

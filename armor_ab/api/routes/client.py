@@ -90,7 +90,7 @@ def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: st
     (armor-ab.js) put the same ``exposure_id`` in their acknowledged event batches, where the fixed
     id makes it a no-op when the server already has it. A full queue is counted, never hidden.
     """
-    key = str(exposure_event_id(exp.record.key, exp.record.bucket_version, user_id))
+    key = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
     if key in state.exposures_seen or key in state.exposures_pending:
         return key
     now = datetime.now(UTC)
