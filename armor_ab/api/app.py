@@ -17,6 +17,7 @@ from armor_ab.api.middleware import RequestContextMiddleware
 from armor_ab.api.routes import admin, analysis, client, ops
 from armor_ab.api.state import AppState, Settings
 from armor_ab.config import resolve_db_path
+from armor_ab.web import routes as web
 
 log = logging.getLogger("armor_ab.api")
 CORS_ENV = "ARMOR_AB_CORS_ORIGINS"
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(analysis.router)
     app.include_router(ops.router)
+    app.include_router(web.router)
     app.openapi = lambda: _openapi(app)
     # The last added is the outermost: CORS wraps everything, the assignment fast path included.
     app.add_middleware(RequestContextMiddleware, state=state)

@@ -5,6 +5,10 @@
 
 ``--model`` is a named configuration (random weights, a warning says so) or a directory written by
 ``armor_ab.model.save_model``. The output directory gets content.json and one <sha256>.png per image.
+
+``--backend onnxruntime|tensorrt --engine DIR`` runs the same generation loop over an engine built by
+``armor-ab engine build`` (docs/engine.md); ``--model`` is then optional and, if given, must match the
+engine's config. A bad engine (missing/corrupt file, config or shape mismatch) fails before generating.
 """
 
 from __future__ import annotations
@@ -19,9 +23,6 @@ from ._common import fail
 
 
 def generate(
-    model: Annotated[
-        str, typer.Option("--model", help="Named config (armor-tiny, armor-demo) or model directory")
-    ],
     prompt: Annotated[str, typer.Option("--prompt", help="The user prompt")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for content.json and the PNGs")],
     image: Annotated[
@@ -37,7 +38,19 @@ def generate(
     top_p: Annotated[float, typer.Option("--top-p")] = 0.95,
     top_k: Annotated[int, typer.Option("--top-k")] = 0,
     image_temperature: Annotated[float, typer.Option("--image-temperature")] = 1.0,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads (and ONNX Runtime intra-op threads)")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Named config (armor-tiny, armor-demo) or model directory"),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="torch | onnxruntime | tensorrt (the last two need --engine)")
+    ] = "torch",
+    engine: Annotated[
+        Path | None, typer.Option("--engine", help="Engine directory, e.g. engine/build/armor-tiny/onnx")
+    ] = None,
 ) -> None:
     """Generate interleaved text and images with an ARMOR model."""
     # Heavy imports here, so that the rest of the CLI starts without torch.
@@ -55,15 +68,25 @@ def generate(
             input_image = Image.open(image).convert("RGB")
         except (OSError, UnidentifiedImageError) as exc:
             fail(f"--image {image}: cannot read the image ({exc})")
-    try:
-        loaded = load_model(model)
-    except (ValueError, OSError) as exc:
-        fail(f"--model {model}: {exc}")
-    if loaded.random_weights:
-        typer.echo(
-            f"warning: {model} is a named configuration: the weights are RANDOM, the output is noise",
-            err=True,
-        )
+    if backend == "torch":
+        if model is None:
+            fail("--model is required with --backend torch")
+        if engine is not None:
+            fail("--engine runs with --backend onnxruntime or tensorrt, not torch")
+        try:
+            loaded = load_model(model)
+        except (ValueError, OSError) as exc:
+            fail(f"--model {model}: {exc}")
+        if loaded.random_weights:
+            typer.echo(
+                f"warning: {model} is a named configuration: the weights are RANDOM, the output is noise",
+                err=True,
+            )
+        config = loaded.model.config
+        generator = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
+    else:
+        generator = _engine_generator(backend, engine, model, threads)
+        config = generator.backend.config
 
     settings = SamplingConfig(
         max_new_tokens=max_new_tokens,
@@ -75,9 +98,7 @@ def generate(
         image_temperature=image_temperature,
         seed=seed,
     )
-    config = loaded.model.config
     total = max_new_tokens + max_images * (config.codes_per_image + 1)  # upper bound on steps
-    generator = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
     with tqdm(total=total, desc="generating", unit="tok", file=sys.stderr, leave=False) as bar:
 
         def on_segment(_row: int, segment) -> None:
@@ -98,6 +119,40 @@ def generate(
     typer.echo(f"wrote {path} ({len(content.segments)} segments, {len(content.images)} images)")
     for img in content.images:
         typer.echo(f"  {out / img.filename}")
+
+
+def _engine_generator(backend: str, engine: Path | None, model: str | None, threads: int | None):
+    """An ``InterleavedGenerator`` over an engine; every load-time check fails here, before generating."""
+    from armor_ab.engine.errors import BackendUnavailable, EngineError
+    from armor_ab.engine.runtime import RUNTIME_BACKENDS, load_generator
+
+    if backend not in RUNTIME_BACKENDS:
+        fail(f"--backend {backend!r}: expected one of {', '.join(RUNTIME_BACKENDS)}")
+    if engine is None:
+        fail(f"--backend {backend} needs --engine DIR (build one with `armor-ab engine build`)")
+    expected = None
+    if model is not None:
+        from armor_ab.model import get_config
+        from armor_ab.model.configuration import ArmorConfig
+
+        try:
+            expected = ArmorConfig.from_pretrained(model) if Path(model).is_dir() else get_config(model)
+        except (KeyError, OSError, ValueError) as exc:
+            fail(f"--model {model}: {exc}")
+    try:
+        generator = load_generator(engine, backend, expected, threads=threads)
+    except EngineError as exc:
+        fail(f"--engine: {exc}")
+    except BackendUnavailable as exc:
+        fail(f"--backend {backend}: CUDA/TensorRT is missing: {exc}")
+    info = generator.backend.manifest.model
+    if info.get("random_weights"):
+        typer.echo(
+            f"warning: engine {engine} was built from {info.get('source')}: the weights are RANDOM, "
+            "the output is noise",
+            err=True,
+        )
+    return generator
 
 
 def register(app: typer.Typer) -> None:

@@ -77,6 +77,13 @@ def step_masks(past_valid: torch.Tensor, new_valid: torch.Tensor, groups: int) -
     return past, new
 
 
+def rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """``LlamaRMSNorm`` written as x / sqrt(mean(x^2) + eps) * w: the pattern ONNX Runtime fuses into one
+    SimplifiedLayerNormalization kernel (transformers' x * rsqrt(...) form stays seven nodes)."""
+    variance = x.pow(2).mean(-1, keepdim=True)  # (..., 1)
+    return norm.weight * (x / torch.sqrt(variance + norm.variance_epsilon))
+
+
 def decoder_block(
     layer: LlamaDecoderLayer,
     x: torch.Tensor,  # (R, T, C)
@@ -95,7 +102,7 @@ def decoder_block(
     d = attn.head_dim
     hkv = past_k.shape[1]
     g = attn.num_key_value_groups
-    h = layer.input_layernorm(x)
+    h = rms_norm(x, layer.input_layernorm)
     q = attn.q_proj(h).view(r, t, hkv * g, d).transpose(1, 2)  # (R, Hq, T, D)
     k = attn.k_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
     v = attn.v_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
@@ -111,7 +118,7 @@ def decoder_block(
     o = (e_past @ past_v + e_new @ v) / denom  # (R, Hkv, G*T, D)
     o = o.reshape(r, hkv * g, t, d).transpose(1, 2).reshape(r, t, hkv * g * d)  # (R, T, Hq*D)
     x = x + attn.o_proj(o)
-    x = x + layer.mlp(layer.post_attention_layernorm(x))
+    x = x + layer.mlp(rms_norm(x, layer.post_attention_layernorm))
     return x, k, v  # (R, T, C), new keys and values (R, Hkv, T, D)
 
 
@@ -132,7 +139,7 @@ def run_blocks(
     for i, layer in enumerate(layers):
         h, k, v = decoder_block(layer, h, cos, sin, past[2 * i], past[2 * i + 1], mask_past, mask_new)
         new.append(torch.stack([k, v]))  # (2, R, Hkv, T, D)
-    return norm(h), torch.stack(new)  # (R, T, C), (L, 2, R, Hkv, T, D)
+    return rms_norm(h, norm), torch.stack(new)  # (R, T, C), (L, 2, R, Hkv, T, D)
 
 
 class VisionGraph(nn.Module):

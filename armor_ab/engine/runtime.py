@@ -333,4 +333,5 @@ def load_generator(
 
     be = load_backend(engine_dir, backend, expected_config, threads=threads)
     tokenizer = load_tokenizer(Path(engine_dir), be.config.tokenizer_kind)
-    return InterleavedGenerator(be, tokenizer, be.manifest.model.get("model_name") or be.config.model_name)
+    # Content metadata names the model as the PyTorch path does: the named config or directory it came from.
+    return InterleavedGenerator(be, tokenizer, be.manifest.model.get("source") or be.config.model_name)

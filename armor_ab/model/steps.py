@@ -12,6 +12,10 @@ implement the same protocol from exported graphs:
     visual_head     codes + <imgend> + <imgpad>              (R, C)              -> (R, N + 2)
     vq_decode       VQGAN decoder                            (B, n_codes)        -> (B, 3, H, W)
 
+Backends: ``TorchBackend`` here; ``armor_ab.engine`` implements the same protocol over exported graphs on
+ONNX Runtime and TensorRT (``armor_ab.engine.runtime.load_backend``), so the loop runs unchanged on any of them.
+``device`` is where the loop keeps its token buffers (the engines keep it on the CPU and move graph I/O).
+
 KV state lives in the backend, allocated once by ``allocate(rows, max_len)``. Every call that writes KV names
 the rows (a slice of the allocated rows: the conditional rows, the unconditional rows or both) and the first
 position it writes; ``key_valid`` (rows, end) marks real tokens (False = left padding) up to the chunk's end.
@@ -30,6 +34,9 @@ from .modeling import ArmorForInterleavedGeneration
 
 class StepBackend(Protocol):
     config: ArmorConfig
+
+    @property
+    def device(self) -> torch.device: ...
 
     def allocate(self, rows: int, max_len: int) -> None: ...
 

@@ -1,0 +1,1 @@
+"""The browser side: the armor-ab.js snippet, the events beacon, and an example catalog site."""

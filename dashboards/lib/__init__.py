@@ -1,0 +1,1 @@
+"""Importable, unit-tested logic behind the dashboard pages (the pages stay thin)."""

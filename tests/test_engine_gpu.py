@@ -1,0 +1,64 @@
+"""GPU engines (marked ``gpu``; skipped where CUDA / TensorRT / the CUDA execution provider are absent).
+
+TensorRT fp16 vs PyTorch fp32: max |diff| <= 2e-2 x max(1, max |reference|) per graph, and top-1 agreement of
+every logits graph >= 0.99 (docs/engine.md). ONNX Runtime's CUDA EP: the fp32 1e-4 bound of the CPU EP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from armor_ab.engine.tensorrt_backend import tensorrt_missing_reason
+
+pytestmark = pytest.mark.gpu
+
+FP16_TOLERANCE = 2e-2
+TOP1 = 0.99
+
+
+def _cuda_ep() -> bool:
+    import onnxruntime as ort
+
+    return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from armor_ab.model import load_model
+
+    return load_model("armor-tiny", seed=0)
+
+
+@pytest.mark.skipif(tensorrt_missing_reason() is not None, reason=str(tensorrt_missing_reason()))
+def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) -> None:
+    from armor_ab.engine.build import build_tensorrt
+    from armor_ab.engine.parity import greedy_parity, step_parity
+    from armor_ab.engine.recipe import load_recipe
+    from armor_ab.engine.runtime import load_backend
+
+    from .test_engine_parity import TINY_RECIPE
+
+    root = tmp_path_factory.mktemp("trt")
+    directory: Path = build_tensorrt(load_recipe(TINY_RECIPE), out_root=root, progress=False)
+    be = load_backend(directory, "tensorrt", loaded.model.config)
+    report = step_parity(loaded.model, be)  # reference: PyTorch fp32 on the CPU
+    assert report.failures(FP16_TOLERANCE, relative=True) == {}, report.max_abs_diff
+    assert min(report.top1_agreement.values()) >= TOP1, report.top1_agreement
+    greedy = greedy_parity(loaded.model, loaded.tokenizer, be)
+    assert greedy["token_agreement"] >= 0.9
+
+
+@pytest.mark.skipif(not _cuda_ep(), reason="needs CUDA and onnxruntime-gpu (CUDAExecutionProvider)")
+def test_onnxruntime_cuda_ep_parity(tmp_path_factory: pytest.TempPathFactory, loaded) -> None:
+    from armor_ab.engine.parity import step_parity
+    from armor_ab.engine.runtime import load_backend
+
+    from .test_engine_parity import tiny_engine_dir
+
+    be = load_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", loaded.model.config)
+    assert be.compute_device.type == "cuda"
+    report = step_parity(loaded.model, be)
+    assert report.failures(1e-4) == {}, report.max_abs_diff
