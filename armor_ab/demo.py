@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"[demo] {exc}") from None
     url = f"http://{host}:{args.port}"
     log(f"starting the API on {url} over {db}")
+    # The example site publishes the client key to its pages, as a customer's site would.
+    env = {**os.environ, "ARMOR_AB_DEMO_CLIENT_KEY": keys["client"]}
     server = subprocess.Popen(
         [sys.executable, "-m", "armor_ab", "serve", "--db", str(db), "--port", str(args.port), "--log-level", "warning"],
-        start_new_session=True,
+        start_new_session=True, env=env,
     )
     try:
         wait_healthy(url, server)
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"[demo] simulation failed: {sim.stderr.strip()}")
         log(f"simulation: {sim.stdout.strip()}")
         log("where to look:")
+        log(f"  catalog site:    {url}/demo/")
         log(f"  API docs:        {url}/docs")
         log(f"  experiment:      curl -H 'Authorization: Bearer <read key>' {url}/v1/experiments/catalog-interleaved")
         log(f"  metrics:         {url}/metrics")
