@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -47,14 +48,16 @@ def _keys(db: Path) -> dict[str, str]:
     return keys
 
 
-def prepare(db: Path) -> dict[str, str]:
+def prepare(db: Path, days: int) -> dict[str, str]:
     spec = load_experiment_file(EXPERIMENT)
     con = connect(db)
     try:
         rec, action = upsert_experiment(con, spec)
         log(f"experiment {rec.key}: {action}")
         if rec.status != "running":
-            set_status(con, rec.key, "running")
+            # The simulated visits spread over the past `days`: the experiment started then.
+            at = datetime.now(UTC) - timedelta(days=days, hours=1) if rec.started_at is None else None
+            set_status(con, rec.key, "running", at=at)
             log(f"experiment {rec.key}: started")
     finally:
         con.close()
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if not port_free(host, args.port):
         raise SystemExit(f"[demo] port {args.port} is in use; set ARMOR_AB_PORT or --port")
     try:
-        keys = prepare(db)
+        keys = prepare(db, args.days)
     except DatabaseLockedError as exc:
         raise SystemExit(f"[demo] {exc}") from None
     url = f"http://{host}:{args.port}"

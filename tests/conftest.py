@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -100,13 +101,16 @@ class Platform:
         return httpx.Client(base_url=self.url, headers=self.headers(scope), timeout=30.0)
 
 
-def seed_database(db: Path, experiment_file: Path = DEMO_EXPERIMENT, start: bool = True) -> dict[str, str]:
+def seed_database(
+    db: Path, experiment_file: Path = DEMO_EXPERIMENT, start: bool = True, started_days_ago: float = 0
+) -> dict[str, str]:
     con = connect(db)
     try:
         spec = load_experiment_file(experiment_file)
         upsert_experiment(con, spec)
         if start:
-            set_status(con, spec.key, "running")
+            at = datetime.now(UTC) - timedelta(days=started_days_ago) if started_days_ago else None
+            set_status(con, spec.key, "running", at=at)
         return {scope: create_key(con, scope, f"test-{scope}")[0] for scope in ("admin", "read", "client")}
     finally:
         con.close()

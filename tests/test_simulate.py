@@ -25,7 +25,7 @@ def test_effect_parsing() -> None:
 
 def test_simulated_visitors_land_once_with_the_true_effect(tmp_path) -> None:
     db = tmp_path / "sim.duckdb"
-    keys = seed_database(db)
+    keys = seed_database(db, started_days_ago=8)
     server = Server(db).start()
     try:
         r = runner.invoke(app, ["simulate", "--experiment", "catalog-interleaved", "--visitors", "1500",

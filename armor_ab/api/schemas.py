@@ -33,6 +33,7 @@ class ContentPublic(AssignmentPublic):
     source: Literal["armor", "catalog"] = Field(description="armor: generated page; catalog: control's copy")
     fallback: Literal["missing", "unapproved", "unknown_item"] | None = Field(
         description="why the visitor's variant page was not served, when it was not")
+    server_time: str = Field(description="the server's clock (ISO 8601): clients stamp events on it")
     content: dict | None = Field(
         description="InterleavedContent JSON (format armor-interleaved/1): ordered text and image segments, "
         "images with a url under /v1/images/; null when the item is unknown (keep the page's own copy)")

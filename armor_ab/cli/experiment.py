@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -54,19 +56,37 @@ def apply(
     typer.echo(f"{rec.key}: {action} (status {rec.status}, bucket version {rec.bucket_version})")
 
 
-def _transition(key: str, status: str, db: Path | None) -> None:
+def _transition(key: str, status: str, db: Path | None, at: datetime | None = None) -> None:
     with open_db(db) as con:
         try:
-            rec = set_status(con, key, status)
+            rec = set_status(con, key, status, at=at)
         except ExperimentError as exc:
             fail(exc.message)
     typer.echo(f"{rec.key}: {rec.status}")
 
 
 @group.command("start")
-def start(key: str, db: DbOption = None) -> None:
+def start(
+    key: str,
+    db: DbOption = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="back-date the first start (ISO 8601 with zone, or '-14d'), for imported or simulated history")] = None,
+) -> None:
     """Start assigning visitors."""
-    _transition(key, "running", db)
+    _transition(key, "running", db, _parse_at(at) if at else None)
+
+
+def _parse_at(text: str) -> datetime:
+    m = re.fullmatch(r"-(\d+(?:\.\d+)?)d", text.strip())
+    if m:
+        return datetime.now(UTC) - timedelta(days=float(m.group(1)))
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at: cannot read {text!r}; use ISO 8601 with a zone (2026-11-01T00:00:00+00:00) or -14d")
+    if at.tzinfo is None:
+        fail("--at: give a timezone (e.g. +00:00)")
+    return at
 
 
 @group.command("stop")

@@ -143,8 +143,14 @@ def upsert_experiment(
     return _save(con, rec, action), action
 
 
-def set_status(con: duckdb.DuckDBPyConnection, key: str, status: str) -> ExperimentRecord:
-    """Move along draft -> running -> stopped (a stopped experiment may be restarted)."""
+def set_status(
+    con: duckdb.DuckDBPyConnection, key: str, status: str, *, at: datetime | None = None
+) -> ExperimentRecord:
+    """Move along draft -> running -> stopped (a stopped experiment may be restarted).
+
+    ``at`` back-dates a first start, for experiments whose earlier traffic is imported or
+    simulated (``events import``, ``simulate --days``): the analysis window opens there.
+    """
     old = get_experiment(con, key)
     if old is None:
         raise ExperimentError("experiment_not_found", f"no experiment {key!r}", field="key")
@@ -154,9 +160,15 @@ def set_status(con: duckdb.DuckDBPyConnection, key: str, status: str) -> Experim
             "invalid_transition", f"experiment {key!r} is {old.status}; it cannot go to {status}", field="status"
         )
     now = datetime.now(UTC)
+    if at is not None:
+        if at.tzinfo is None or at > now:
+            raise ExperimentError("invalid_start", "a start time needs a timezone and cannot be in the future",
+                                  field="at")
+        if status != "running" or old.started_at is not None:
+            raise ExperimentError("invalid_start", "only a first start can be back-dated", field="at")
     rec = ExperimentRecord(
         old.spec, status, old.bucket_version, old.created_at, now,
-        now if status == "running" and old.started_at is None else old.started_at,
+        (at or now) if status == "running" and old.started_at is None else old.started_at,
         now if status == "stopped" else None,
     )
     return _save(con, rec, "start" if status == "running" else "stop")

@@ -151,7 +151,8 @@ def content_body(
         if body is None:
             fallback = fallback or "unknown_item"
     head = json_bytes({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
-                       "exposure_id": exposure_id, "item_id": item_id, "source": source, "fallback": fallback})
+                       "exposure_id": exposure_id, "item_id": item_id, "source": source, "fallback": fallback,
+                       "server_time": datetime.now(UTC).isoformat(timespec="milliseconds")})
     return head[:-1] + b',"content":' + (body if body is not None else b"null") + b"}"
 
 

@@ -100,9 +100,11 @@
     } catch (e) {}
   }
 
+  var skew = 0; // server clock minus this browser's clock, from the last content answer
+
   function event(v, type, value, props) {
     var e = { event_id: uuid(), experiment: v.experiment, variant: v.variant, user_id: cfg.uid,
-      item_id: v.item, type: type, ts: new Date().toISOString() };
+      item_id: v.item, type: type, ts: new Date(Date.now() + skew).toISOString() };
     if (value != null) e.value = value;
     if (props) e.properties = props;
     return e;
@@ -186,6 +188,10 @@
         return r.json();
       })
       .then(function (b) {
+        // Event times on the server's clock: the server stamps the exposure, and analysis counts
+        // only what follows it, so a visitor's slow clock must not push its first view before it.
+        var st = Date.parse(b.server_time);
+        if (st) skew = st - Date.now();
         var v = { experiment: x, item: item, variant: b.variant, source: "catalog" }, evs = [];
         var c = b.content;
         // Control (and every fallback) keeps the page's own copy: it is today's page.
