@@ -251,3 +251,28 @@ def test_openapi_documents_every_route_and_schema(platform: Platform) -> None:
     for ref in refs(spec):
         assert ref.split("/")[-1] in schemas, f"dangling {ref}"
     assert httpx.get(f"{platform.url}/docs").status_code == 200
+
+
+def test_server_exposures_carry_segments(tmp_path) -> None:
+    """Analysis reads segments from the first exposure, so the server's own exposure row has them."""
+    db = tmp_path / "seg.duckdb"
+    keys = seed_database(db)
+    server = Server(db).start()
+    try:
+        h = {"Authorization": f"Bearer {keys['client']}"}
+        phone = {**h, "User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148"}
+        httpx.get(f"{server.url}/v1/experiments/{EXP}/assignment", params={"user_id": "p", "item_id": "pumps-01"},
+                  headers=phone)
+        httpx.get(f"{server.url}/v1/experiments/{EXP}/content", params={"user_id": "d", "item_id": "valves-02"},
+                  headers={**h, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+        httpx.get(f"{server.url}/v1/experiments/{EXP}/assignment", params={"user_id": "n"}, headers=h)
+    finally:
+        server.stop()
+    con = duckdb.connect(str(db), read_only=True)
+    props = dict(con.execute("SELECT user_id, properties::VARCHAR FROM events WHERE type = 'exposure'").fetchall())
+    con.close()
+    import json as _json
+
+    assert _json.loads(props["p"]) == {"category": "pumps", "device": "mobile"}
+    assert _json.loads(props["d"]) == {"category": "valves", "device": "desktop"}
+    assert _json.loads(props["n"]) == {"device": "desktop"}  # httpx's own agent; no item, no category

@@ -17,7 +17,7 @@ from starlette.types import Scope, Send
 
 from armor_ab.api.deps import key_principal
 from armor_ab.api.errors import ApiError, error_body
-from armor_ab.api.routes.client import MAX_ID, content_body, resolve_assignment
+from armor_ab.api.routes.client import MAX_ID, content_body, device_of, resolve_assignment
 from armor_ab.api.state import AppState, json_bytes
 
 PREFIX = "/v1/experiments/"
@@ -61,12 +61,16 @@ def _id(params: dict[str, str], name: str, required: bool = False) -> str | None
     return value
 
 
-def _token(scope: Scope) -> str | None:
+def _headers(scope: Scope) -> tuple[str | None, str | None]:
+    """(bearer token, User-Agent) in one pass over the headers."""
+    token = agent = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
+            scheme, _, rest = value.decode("latin-1").partition(" ")
+            token = rest.strip() if scheme.lower() == "bearer" and rest.strip() else None
+        elif name == b"user-agent":
+            agent = value.decode("latin-1")
+    return token, agent
 
 
 async def serve(state: AppState, route: str, key: str, scope: Scope, send: Send, request_id: str) -> int:
@@ -74,7 +78,7 @@ async def serve(state: AppState, route: str, key: str, scope: Scope, send: Send,
     headers = [*_JSON, (b"x-request-id", request_id.encode())]
     content = route.endswith("/content")
     try:
-        token = _token(scope)
+        token, agent = _headers(scope)
         if token is None:
             raise ApiError(401, "unauthorized", "missing API key: send `Authorization: Bearer <key>`",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -83,7 +87,7 @@ async def serve(state: AppState, route: str, key: str, scope: Scope, send: Send,
         user_id = _id(params, "user_id", True)
         item_id = _id(params, "item_id", content)
         exp, variant, in_exp, exposure_id = resolve_assignment(
-            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"))
+            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"), device_of(agent))
         status = 200
         if content:
             payload = content_body(state, exp, variant, in_exp, exposure_id, item_id)

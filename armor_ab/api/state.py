@@ -113,6 +113,7 @@ class AppState:
     content: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
     control: dict[str, bytes] = field(default_factory=dict)
+    categories: dict[str, str] = field(default_factory=dict)  # item -> category, for exposure segments
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
@@ -169,6 +170,7 @@ class AppState:
         """Control copy per catalog item (the page's text-only content)."""
         products = load_products(self.settings.catalog_dir)
         self.control = {item: json_bytes(control_content(p)) for item, p in products.items()}
+        self.categories = {item: p.category for item, p in products.items()}
 
     @staticmethod
     def _live(rec: ExperimentRecord) -> LiveExperiment:

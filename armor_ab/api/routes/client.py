@@ -80,7 +80,17 @@ async def commit(state: AppState, table) -> EventsAccepted:
     return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
 
 
-def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None) -> str:
+def device_of(user_agent: str | None) -> str | None:
+    """The segment a visitor's browser falls in, the usual way: "Mobi" in the User-Agent."""
+    if not user_agent:
+        return None
+    return "mobile" if "Mobi" in user_agent else "desktop"
+
+
+def log_exposure(
+    state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None,
+    device: str | None = None,
+) -> str:
     """Queue a visitor's first exposure; returns its fixed event id.
 
     The assignment answer does not wait for this commit: a DuckDB commit costs milliseconds and a
@@ -94,7 +104,10 @@ def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: st
     if key in state.exposures_seen or key in state.exposures_pending:
         return key
     now = datetime.now(UTC)
-    row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, None)
+    # The exposure carries the visitor's segments (analysis reads them from the first exposure).
+    props = {"category": state.categories.get(item_id) if item_id else None, "device": device}
+    props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
+    row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, props_json)
     try:
         state.writer.log_row(row)
     except (QueueFullError, WriterClosedError):
@@ -105,7 +118,8 @@ def log_exposure(state: AppState, exp: LiveExperiment, user_id: str, variant: st
 
 
 def resolve_assignment(
-    state: AppState, principal: Principal, key: str, user_id: str, item_id: str | None, force_variant: str | None
+    state: AppState, principal: Principal, key: str, user_id: str, item_id: str | None, force_variant: str | None,
+    device: str | None = None,
 ) -> tuple[LiveExperiment, str | None, bool, str | None]:
     """(experiment, variant or None, in_experiment, exposure id), logging the first exposure."""
     exp = live_experiment(state, key)
@@ -121,7 +135,7 @@ def resolve_assignment(
     assignment = exp.assigner.assign(user_id)
     if not assignment.in_experiment:
         return exp, None, False, None
-    exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id)
+    exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id, device)
     return exp, assignment.variant, True, exposure_id
 
 
@@ -167,7 +181,8 @@ async def get_assignment(key: str, request: Request):
     principal = authorize(request, "client")
     user_id = id_param(request, "user_id", required=True)
     exp, variant, in_exp, exposure_id = resolve_assignment(
-        state, principal, key, user_id, id_param(request, "item_id"), id_param(request, "force_variant")
+        state, principal, key, user_id, id_param(request, "item_id"), id_param(request, "force_variant"),
+        device_of(request.headers.get("user-agent")),
     )
     return JSONResponse({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
                          "exposure_id": exposure_id})
@@ -192,7 +207,8 @@ async def get_content(key: str, request: Request):
     user_id = id_param(request, "user_id", required=True)
     item_id = id_param(request, "item_id", required=True)
     exp, variant, in_exp, exposure_id = resolve_assignment(
-        state, principal, key, user_id, item_id, id_param(request, "force_variant")
+        state, principal, key, user_id, item_id, id_param(request, "force_variant"),
+        device_of(request.headers.get("user-agent")),
     )
     return Response(content_body(state, exp, variant, in_exp, exposure_id, item_id), media_type="application/json")
 
