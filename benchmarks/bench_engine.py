@@ -54,22 +54,29 @@ def _settings(cfg, kind: str, text_tokens: int, guidance: float = 5.0):
 
 
 def _generators(args, which: list[str]):
-    """name -> (InterleavedGenerator, description) for the requested backends."""
+    """name -> InterleavedGenerator for the requested backends, and (model source, random weights, config).
+
+    The PyTorch model is only loaded when the torch baseline is requested (or an engine must be built), so an
+    engine-only process holds no PyTorch weights."""
     import torch
 
     from armor_ab.engine.build import build_onnx, load_recipe_model
     from armor_ab.engine.manifest import verify_engine_dir
     from armor_ab.engine.recipe import load_recipe
     from armor_ab.engine.runtime import load_generator
-    from armor_ab.model import InterleavedGenerator
+    from armor_ab.model import InterleavedGenerator, get_config
+    from armor_ab.model.configuration import ArmorConfig
 
     recipe = load_recipe(args.recipe)
-    loaded = load_recipe_model(recipe)
-    cfg = loaded.model.config
+    source, trained = recipe.model_source()
+    cfg = ArmorConfig.from_pretrained(source) if trained else get_config(source)
     gens = {}
     if "torch" in which:
+        loaded = load_recipe_model(recipe)
         device = torch.device(args.device)
-        gens["torch"] = InterleavedGenerator.from_model(loaded.model.to(device), loaded.tokenizer, loaded.name)
+        gens["torch"] = InterleavedGenerator.from_model(
+            loaded.model.to(device), loaded.tokenizer, loaded.name
+        )
     for backend, sub in (("onnxruntime", "onnx"), ("tensorrt", "tensorrt")):
         if backend not in which:
             continue
@@ -85,7 +92,7 @@ def _generators(args, which: list[str]):
 
                 build_tensorrt(recipe, out_root=Path(args.engine_root))
         gens[backend] = load_generator(engine, backend, cfg, threads=args.threads)
-    return gens, loaded
+    return gens, (source, not trained, cfg)
 
 
 def timed_alternating(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
@@ -105,21 +112,39 @@ def rss_child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    gens, loaded = _generators(args, [args.rss_child])
-    if args.rss_child != "torch":
-        del loaded  # the engine process does not keep the PyTorch model
+    gens, _ = _generators(args, [args.rss_child])
     gen = next(iter(gens.values()))
     cfg = gen.backend.config
     gen.generate([PROMPT], settings=_settings(cfg, "text", args.text_tokens))
     gen.generate([PROMPT], settings=_settings(cfg, "image", args.text_tokens))
     status = Path("/proc/self/status").read_text()
-    mem = {line.split(":")[0]: int(line.split()[1]) // 1024 for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))}
-    print(json.dumps({"backend": args.rss_child, "rss_mib": mem.get("VmRSS"), "peak_rss_mib": mem.get("VmHWM")}))
+    mem = {
+        line.split(":")[0]: int(line.split()[1]) // 1024
+        for line in status.splitlines()
+        if line.startswith(("VmRSS", "VmHWM"))
+    }
+    print(
+        json.dumps({"backend": args.rss_child, "rss_mib": mem.get("VmRSS"), "peak_rss_mib": mem.get("VmHWM")})
+    )
 
 
 def measure_rss(args, backend: str) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", backend, "--recipe", args.recipe, "--threads", str(args.threads),
-           "--engine-root", args.engine_root, "--device", args.device, "--text-tokens", str(args.text_tokens)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--rss-child",
+        backend,
+        "--recipe",
+        args.recipe,
+        "--threads",
+        str(args.threads),
+        "--engine-root",
+        args.engine_root,
+        "--device",
+        args.device,
+        "--text-tokens",
+        str(args.text_tokens),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     if out.returncode != 0:
         return {"backend": backend, "error": out.stderr.strip().splitlines()[-1:]}
@@ -131,10 +156,14 @@ def main() -> None:
     parser.add_argument("--recipe", default=str(ROOT / "engine" / "recipes" / "armor-demo.yaml"))
     parser.add_argument("--engine-root", default=str(ROOT / "engine" / "build"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads = ONNX Runtime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads = ONNX Runtime intra-op threads"
+    )
     parser.add_argument("--text-tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4, help="prompts in the batched text row (info only)")
-    parser.add_argument("--backends", default="torch,onnxruntime", help="comma list: torch,onnxruntime,tensorrt")
+    parser.add_argument(
+        "--backends", default="torch,onnxruntime", help="comma list: torch,onnxruntime,tensorrt"
+    )
     parser.add_argument("--device", default="cpu", help="PyTorch device for the eager baseline")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--no-rss", action="store_true")
@@ -148,10 +177,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     which = [b.strip() for b in args.backends.split(",") if b.strip()]
-    gens, loaded = _generators(args, which)
-    cfg = loaded.model.config
+    gens, (source, random_weights, cfg) = _generators(args, which)
     n = cfg.codes_per_image
-    weights = "trained" if not loaded.random_weights else "RANDOM (engine/models/armor-demo absent)"
+    weights = "RANDOM (no trained engine/models/armor-demo)" if random_weights else "trained"
 
     # Same tokens on every backend (greedy), checked once before timing.
     outputs = {}
@@ -179,7 +207,7 @@ def main() -> None:
 
     med = lambda ts: statistics.median(ts)  # noqa: E731
     figures = {
-        "model": loaded.name,
+        "model": source,
         "weights": weights,
         "threads": args.threads,
         "runs": args.runs,
@@ -210,14 +238,19 @@ def main() -> None:
             ratio = vals[engine] / vals["torch"] if higher else vals["torch"] / vals[engine]
             verdict = "info" if goal is None else ("PASS" if ratio >= goal else "FAIL")
             goal_txt = "-" if goal is None else f">= {goal}x"
-            rows.append(f"| {label} ({engine}) | " + " | ".join(cells) + f" | {ratio:.2f}x | {goal_txt} | {verdict} |")
+            rows.append(
+                f"| {label} ({engine}) | " + " | ".join(cells) + f" | {ratio:.2f}x | {goal_txt} | {verdict} |"
+            )
             figures.setdefault("ratios", {})[f"{key}:{engine}"] = ratio
     rss_cells = [
-        f"{rss[k].get('rss_mib', '?')} MiB (peak {rss[k].get('peak_rss_mib', '?')})" if k in rss else "-" for k in gens
+        f"{rss[k].get('rss_mib', '?')} MiB (peak {rss[k].get('peak_rss_mib', '?')})" if k in rss else "-"
+        for k in gens
     ]
     rows.append("| process RSS after load + 1 text + 1 image | " + " | ".join(rss_cells) + " | | | info |")
-    print(f"model: {loaded.name} - weights: {weights}; threads: {args.threads}; medians of {args.runs} runs; "
-          f"{figures['machine']}")
+    print(
+        f"model: {source} - weights: {weights}; threads: {args.threads}; medians of {args.runs} runs; "
+        f"{figures['machine']}"
+    )
     print(f"identical greedy tokens vs torch: {same}; graph calls per text token: {calls}")
     print()
     print("\n".join(rows))

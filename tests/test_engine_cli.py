@@ -28,7 +28,8 @@ def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_generate_over_onnxruntime_equals_the_torch_path(engine_dir: Path, tmp_path: Path) -> None:
     common = ["generate", "--prompt", "a blue mug", "--seed", "3", *GREEDY, "--threads", "1"]
     ort = CliRunner().invoke(
-        app, [*common, "--backend", "onnxruntime", "--engine", str(engine_dir), "--out", str(tmp_path / "ort")]
+        app,
+        [*common, "--backend", "onnxruntime", "--engine", str(engine_dir), "--out", str(tmp_path / "ort")],
     )
     assert ort.exit_code == 0, ort.output
     assert "RANDOM" in ort.output  # the engine's manifest says its weights are random
@@ -53,7 +54,9 @@ def test_generate_refuses_a_bad_engine_before_generating(engine_dir: Path, tmp_p
 
 
 def test_generate_backend_options_are_checked(engine_dir: Path, tmp_path: Path) -> None:
-    no_engine = CliRunner().invoke(app, ["generate", "--prompt", "x", "--backend", "onnxruntime", "--out", str(tmp_path)])
+    no_engine = CliRunner().invoke(
+        app, ["generate", "--prompt", "x", "--backend", "onnxruntime", "--out", str(tmp_path)]
+    )
     assert no_engine.exit_code == 2 and "--engine" in no_engine.output
     no_model = CliRunner().invoke(app, ["generate", "--prompt", "x", "--out", str(tmp_path)])
     assert no_model.exit_code == 2 and "--model" in no_model.output
@@ -78,7 +81,18 @@ def test_tensorrt_refuses_cleanly_without_cuda(engine_dir: Path, tmp_path: Path)
     assert "CUDA/TensorRT is missing" in result.output and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())  # refused before doing any work
     gen = CliRunner().invoke(
-        app, ["generate", "--prompt", "x", "--backend", "tensorrt", "--engine", str(engine_dir), "--out", str(tmp_path)]
+        app,
+        [
+            "generate",
+            "--prompt",
+            "x",
+            "--backend",
+            "tensorrt",
+            "--engine",
+            str(engine_dir),
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert gen.exit_code == 2 and "CUDA" in gen.output
     from armor_ab.engine.runtime import load_backend
@@ -94,7 +108,9 @@ def test_gpu_check_script_refuses_cleanly_without_cuda(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(root / "engine" / "gpu_check.sh")], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        ["bash", str(root / "engine" / "gpu_check.sh")], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 3, done.stderr
     assert "no CUDA" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "gpu_check.json").exists()

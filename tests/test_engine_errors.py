@@ -82,7 +82,9 @@ def test_manifest_config_edited_after_the_build(engine: Path) -> None:
 def test_graph_file_with_the_wrong_shapes(engine: Path) -> None:
     # A valid ONNX file, hashed in the manifest, but the wrong graph: text_head's I/O where visual_head's belongs.
     shutil.copyfile(engine / "text_head.onnx", engine / "visual_head.onnx")
-    _edit_manifest(engine, lambda d: d["files"].update({"visual_head.onnx": file_record(engine / "visual_head.onnx")}))
+    _edit_manifest(
+        engine, lambda d: d["files"].update({"visual_head.onnx": file_record(engine / "visual_head.onnx")})
+    )
     err = _load_error(engine)
     assert err.path == engine / "visual_head.onnx" and "shape mismatch" in str(err)
 

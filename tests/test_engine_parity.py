@@ -71,7 +71,10 @@ def test_build_writes_every_graph_and_a_self_describing_manifest(engine_dir: Pat
         onnx.checker.check_model(model)
         assert model.opset_import[0].version == 18
         # Named dynamic axes in the file itself, as the manifest lists them.
-        dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        dims = {
+            i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input
+        }
         for t in spec.inputs:
             assert dims[t.name] == list(t.shape), (name, t.name)
     decode = data["graphs"]["decode"]
@@ -115,7 +118,12 @@ def test_sampled_generation_with_guidance_matches_and_is_batched(engine_dir: Pat
     ref = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, "armor-tiny")
     cfg = loaded.model.config
     s = SamplingConfig(
-        max_new_tokens=10, max_images=1, seed=5, top_k=40, guidance_scale=4.0, text_logit_bias={cfg.imgbos_id: 3.0}
+        max_new_tokens=10,
+        max_images=1,
+        seed=5,
+        top_k=40,
+        guidance_scale=4.0,
+        text_logit_bias={cfg.imgbos_id: 3.0},
     )
     prompts = ["a red running shoe", "a mug", "a lamp"]
     a, b = gen.generate(prompts, settings=s), ref.generate(prompts, settings=s)
@@ -134,4 +142,5 @@ def test_one_graph_call_per_text_token_and_kv_buffers_allocated_once(loaded, ort
     calls = {k: v - before[k] for k, v in ort_backend.calls.items() if v != before[k]}
     # prompt: embed + prefill + text head; then 11 tokens, each one fused decode + text head graph call.
     assert calls == {"embed": 1, "prefill": 1, "text_head": 1, "decode": 11}
-    assert ort_backend.lm_kv.data_ptr() == kv_ptr  # same size request: the buffers are reused, not reallocated
+    # A request of the same size reuses the KV buffers instead of reallocating them.
+    assert ort_backend.lm_kv.data_ptr() == kv_ptr

@@ -133,7 +133,10 @@ def _summary(directory: Path, manifest: dict, verified: bool = False) -> None:
             f"greedy tokens identical: {greedy.get('identical_tokens')}, codes identical: {greedy.get('identical_codes')}"
         )
     if manifest["model"].get("random_weights"):
-        typer.echo(f"  warning: {manifest['model']['source']} has RANDOM weights (no trained model directory)", err=True)
+        typer.echo(
+            f"  warning: {manifest['model']['source']} has RANDOM weights (no trained model directory)",
+            err=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -124,8 +124,13 @@ def _generator(loaded, backend: str, engine_dir: Path | None):
 
     if backend == "torch":
         return InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
+    from armor_ab.engine.errors import BackendUnavailable, EngineError
     from armor_ab.engine.runtime import load_backend  # ONNX Runtime / TensorRT
 
     if engine_dir is None:
         raise ContentError(f"--backend {backend} needs --engine DIR (built by `armor-ab engine build`)")
-    return InterleavedGenerator(load_backend(backend, engine_dir, loaded), loaded.tokenizer, loaded.name)
+    try:
+        engine = load_backend(engine_dir, backend, expected_config=loaded.model.config)
+    except (EngineError, BackendUnavailable, ValueError) as exc:
+        raise ContentError(f"--engine {engine_dir}: {exc}") from None
+    return InterleavedGenerator(engine, loaded.tokenizer, loaded.name)

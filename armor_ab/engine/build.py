@@ -85,7 +85,9 @@ def export_graph(model: ArmorForInterleavedGeneration, name: str, path: Path, op
     module = GRAPH_MODULES[name](model).eval()
     example = example_inputs(spec, config)
     dims = {axis: Dim(axis) for axis in ("rows", "tokens", "cache", "images")}
-    per_input = {t.name: {i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs}
+    per_input = {
+        t.name: {i: dims[s] for i, s in enumerate(t.shape) if isinstance(s, str)} for t in spec.inputs
+    }
     # The KV inputs are the graph's ``*past`` varargs: one nested tuple in export's view of the arguments.
     dynamic = {k: v for k, v in per_input.items() if not _is_kv(k)}
     past = tuple(v for k, v in per_input.items() if _is_kv(k))
@@ -132,7 +134,9 @@ def build_onnx(
 
     precision = recipe.precision.get("onnx", "fp32")
     if precision != "fp32":
-        raise BuildError(f"{recipe.path}: the ONNX engine is exported in fp32 (precision.onnx = {precision!r})")
+        raise BuildError(
+            f"{recipe.path}: the ONNX engine is exported in fp32 (precision.onnx = {precision!r})"
+        )
     started = time.perf_counter()
     loaded = load_recipe_model(recipe, model)
     config = loaded.model.config
@@ -157,7 +161,10 @@ def build_onnx(
         manifest = _manifest(recipe, "onnx", precision, loaded, graphs, staging)
         manifest.save(staging)
 
-        parity: dict[str, Any] = {"reference": "PyTorch eager fp32 (TorchBackend)", "tolerance": recipe.tolerance["fp32"]}
+        parity: dict[str, Any] = {
+            "reference": "PyTorch eager fp32 (TorchBackend)",
+            "tolerance": recipe.tolerance["fp32"],
+        }
         if check_parity:
             bar.set_postfix_str("parity: steps")
             backend = OnnxRuntimeBackend(manifest, config, staging, threads=None)
@@ -166,7 +173,9 @@ def build_onnx(
             bar.update(1)
             bar.set_postfix_str("parity: greedy generation")
             greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
-            parity["greedy_generation"] = {k: greedy[k] for k in ("identical_tokens", "identical_codes", "tokens", "images")}
+            parity["greedy_generation"] = {
+                k: greedy[k] for k in ("identical_tokens", "identical_codes", "tokens", "images")
+            }
             bar.update(1)
             failures = report.failures(recipe.tolerance["fp32"])
             if failures or not (greedy["identical_tokens"] and greedy["identical_codes"]):
@@ -212,7 +221,9 @@ def build_tensorrt(
     staging.mkdir(parents=True)
     profiles = {axis: recipe.profile(axis) for axis in ("rows", "tokens", "cache", "images")}
     graphs: dict[str, GraphEntry] = {}
-    with _progress_bar(len(GRAPH_NAMES) + (2 if check_parity else 0), f"{recipe.name}: tensorrt", progress) as bar:
+    with _progress_bar(
+        len(GRAPH_NAMES) + (2 if check_parity else 0), f"{recipe.name}: tensorrt", progress
+    ) as bar:
         for name, entry in onnx_manifest.graphs.items():
             bar.set_postfix_str(f"build {name}")
             t = time.perf_counter()
@@ -225,7 +236,9 @@ def build_tensorrt(
                 recipe.tensorrt_optimization_level,
             )
             graphs[name] = GraphEntry(name, f"{name}.plan", entry.inputs, entry.outputs)
-            log.info("tensorrt engine built", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)})
+            log.info(
+                "tensorrt engine built", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)}
+            )
             bar.update(1)
         loaded.tokenizer.save_pretrained(staging)
         manifest = _manifest(recipe, "tensorrt", precision, loaded, graphs, staging)
@@ -246,7 +259,8 @@ def build_tensorrt(
             bar.update(1)
             greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
             parity["greedy_generation"] = {
-                k: greedy[k] for k in ("identical_tokens", "identical_codes", "token_agreement", "tokens", "images")
+                k: greedy[k]
+                for k in ("identical_tokens", "identical_codes", "token_agreement", "tokens", "images")
             }
             bar.update(1)
     manifest.parity = parity
@@ -266,7 +280,11 @@ def _manifest(
     directory: Path,
 ) -> Manifest:
     config = loaded.model.config
-    files = {p.name: file_record(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != "manifest.json"}
+    files = {
+        p.name: file_record(p)
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
     tokenizer_file = next((n for n in files if n.endswith("tokenizer.json")), None)
     return Manifest(
         name=recipe.name,

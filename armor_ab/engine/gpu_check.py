@@ -76,10 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_recipe_model(recipe)
         entry["model"] = {"source": loaded.name, "random_weights": loaded.random_weights}
         try:
-            onnx_manifest, config = verify_engine_dir(root / name / "onnx", loaded.model.config, backend="onnx")
+            onnx_manifest, config = verify_engine_dir(
+                root / name / "onnx", loaded.model.config, backend="onnx"
+            )
         except Exception:  # noqa: BLE001 - missing or stale: build
             build_onnx(recipe, out_root=root, progress=False)
-            onnx_manifest, config = verify_engine_dir(root / name / "onnx", loaded.model.config, backend="onnx")
+            onnx_manifest, config = verify_engine_dir(
+                root / name / "onnx", loaded.model.config, backend="onnx"
+            )
         entry["onnx_build_parity"] = onnx_manifest.parity
         trt_dir = build_tensorrt(recipe, out_root=root, progress=False)
         trt = json.loads((trt_dir / "manifest.json").read_text())

@@ -63,7 +63,9 @@ GRAPH_NAMES = (
 NEG_INF = float("-inf")
 
 
-def step_masks(past_valid: torch.Tensor, new_valid: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+def step_masks(
+    past_valid: torch.Tensor, new_valid: torch.Tensor, groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean masks for the grouped query rows ``g * T + t`` (g: query head within its KV group, t: token):
     over the past buffer (R, 1, G*T, S) and over the chunk's own tokens (R, 1, G*T, T)."""
     t = new_valid.shape[1]
@@ -72,8 +74,9 @@ def step_masks(past_valid: torch.Tensor, new_valid: torch.Tensor, groups: int) -
     itself = idx[None, :] == idx[:, None]  # (T, T)
     new = (causal[None] & new_valid[:, None, :]) | itself[None]  # (R, T, T)
     past = past_valid[:, None, :].expand(-1, t, -1)  # (R, T, S)
-    new = new[:, None].expand(-1, groups, -1, -1).reshape(new.shape[0], 1, groups * t, t)  # (R, 1, G*T, T)
-    past = past[:, None].expand(-1, groups, -1, -1).reshape(past.shape[0], 1, groups * t, -1)  # (R, 1, G*T, S)
+    new = new[:, None].expand(-1, groups, -1, -1).reshape(-1, 1, groups * t, t)  # (R, 1, G*T, T)
+    r = past.shape[0]
+    past = past[:, None].expand(-1, groups, -1, -1).reshape(r, 1, groups * t, -1)  # (R, 1, G*T, S)
     return past, new
 
 
@@ -112,7 +115,8 @@ def decoder_block(
     s_new = (q @ k.transpose(-1, -2)) * attn.scaling  # (R, Hkv, G*T, T)
     s_past = s_past.masked_fill(~mask_past, NEG_INF)
     s_new = s_new.masked_fill(~mask_new, NEG_INF)
-    m = torch.maximum(s_past.amax(-1, keepdim=True), s_new.amax(-1, keepdim=True))  # finite: itself is visible
+    # Row max over both parts; finite, because every query sees itself.
+    m = torch.maximum(s_past.amax(-1, keepdim=True), s_new.amax(-1, keepdim=True))  # (R, Hkv, G*T, 1)
     e_past, e_new = torch.exp(s_past - m), torch.exp(s_new - m)
     denom = e_past.sum(-1, keepdim=True) + e_new.sum(-1, keepdim=True)  # (R, Hkv, G*T, 1)
     o = (e_past @ past_v + e_new @ v) / denom  # (R, Hkv, G*T, D)
@@ -176,7 +180,9 @@ class PrefillGraph(nn.Module):
         *past: torch.Tensor,  # past_key_0, past_value_0, ...: (R, H, S, D) each
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lm = self.lm
-        return run_blocks(lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids, past_valid, new_valid, list(past))
+        return run_blocks(
+            lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids, past_valid, new_valid, list(past)
+        )
 
 
 class DecodeGraph(nn.Module):
@@ -198,7 +204,14 @@ class DecodeGraph(nn.Module):
         embeds = self.model.embed_tokens(ids[:, None])  # (R, 1, C)
         new_valid = torch.ones_like(ids, dtype=torch.bool)[:, None]  # (R, 1): a query always sees itself
         h, new_kv = run_blocks(
-            lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids[:, None], past_valid, new_valid, list(past)
+            lm.layers,
+            lm.norm,
+            lm.rotary_emb,
+            embeds,
+            position_ids[:, None],
+            past_valid,
+            new_valid,
+            list(past),
         )
         h = h[:, 0]  # (R, C)
         return h, self.model.text_logits(h), new_kv  # (R, C), (R, V + 1), (L, 2, R, H, 1, D)
@@ -362,7 +375,9 @@ def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
             ),
         ),
         "text_head": GraphSpec(
-            "text_head", (T("hidden", f, ("rows", d.hidden)),), (T("text_logits", f, ("rows", d.text_logits)),)
+            "text_head",
+            (T("hidden", f, ("rows", d.hidden)),),
+            (T("text_logits", f, ("rows", d.text_logits)),),
         ),
         "adapter": GraphSpec(
             "adapter",
@@ -406,7 +421,9 @@ GRAPH_MODULES: dict[str, type[nn.Module]] = {
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64, "bool": torch.bool}
 
 
-def example_inputs(spec: GraphSpec, config: ArmorConfig, seed: int = 0, **sizes: int) -> dict[str, torch.Tensor]:
+def example_inputs(
+    spec: GraphSpec, config: ArmorConfig, seed: int = 0, **sizes: int
+) -> dict[str, torch.Tensor]:
     """Random inputs for a graph (the export trace and the parity checks); dynamic axes from ``sizes``."""
     # Distinct sizes per axis so that the exporter cannot mistake one dynamic axis for another.
     axes = {"rows": 3, "tokens": 5, "cache": 11, "images": 2} | sizes

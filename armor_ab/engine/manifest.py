@@ -51,7 +51,8 @@ class GraphEntry:
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         return {
-            t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in self.inputs + self.outputs
+            t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
+            for t in self.inputs + self.outputs
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -59,7 +60,9 @@ class GraphEntry:
             "file": self.file,
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
-            "dynamic_axes": {k: {str(i): d for i, d in v.items()} for k, v in self.dynamic_axes().items() if v},
+            "dynamic_axes": {
+                k: {str(i): d for i, d in v.items()} for k, v in self.dynamic_axes().items() if v
+            },
         }
 
     @classmethod
@@ -184,13 +187,17 @@ def read_manifest(directory: Path | str) -> Manifest:
     if not directory.is_dir():
         raise EngineError(directory, "engine directory does not exist")
     if not path.is_file():
-        raise EngineError(path, "manifest missing: not an engine directory (build one with `armor-ab engine build`)")
+        raise EngineError(
+            path, "manifest missing: not an engine directory (build one with `armor-ab engine build`)"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EngineError(path, f"unreadable manifest ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise EngineError(path, f"unknown manifest format {data.get('format') if isinstance(data, dict) else None!r}")
+        raise EngineError(
+            path, f"unknown manifest format {data.get('format') if isinstance(data, dict) else None!r}"
+        )
     try:
         return Manifest.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:
@@ -246,10 +253,14 @@ def check_files(manifest: Manifest, directory: Path) -> None:
             raise EngineError(path, "engine file missing")
         size = path.stat().st_size
         if size != record["bytes"]:
-            raise EngineError(path, f"truncated or altered engine file: {size} bytes, manifest says {record['bytes']}")
+            raise EngineError(
+                path, f"truncated or altered engine file: {size} bytes, manifest says {record['bytes']}"
+            )
         digest = sha256_file(path)
         if digest != record["sha256"]:
-            raise EngineError(path, f"corrupt engine file: SHA-256 {digest[:16]}… != manifest {record['sha256'][:16]}…")
+            raise EngineError(
+                path, f"corrupt engine file: SHA-256 {digest[:16]}… != manifest {record['sha256'][:16]}…"
+            )
 
 
 def verify_engine_dir(
@@ -274,7 +285,9 @@ def check_session_io(
     """A loaded graph's own I/O (name, dtype, shape; a str or None dim is dynamic) matches the manifest."""
 
     def norm(items: list[tuple[str, str, tuple]]) -> list[tuple[str, str, tuple]]:
-        return [(n, d, tuple(s if isinstance(s, int) and s >= 0 else "?" for s in shape)) for n, d, shape in items]
+        return [
+            (n, d, tuple(s if isinstance(s, int) and s >= 0 else "?" for s in shape)) for n, d, shape in items
+        ]
 
     def want(specs: tuple[TensorSpec, ...]) -> list[tuple[str, str, tuple]]:
         return [(t.name, t.dtype, tuple(s if isinstance(s, int) else "?" for s in t.shape)) for t in specs]

@@ -97,7 +97,12 @@ def step_parity(model: ArmorForInterleavedGeneration, candidate: StepBackend, se
     # Decode steps: all rows, then the first row alone (a slice of the cache), then the rest.
     hidden = [h_ref]  # LM outputs, in position order
     per_t: dict[int, list[torch.Tensor]] = {}
-    for t, sel in [(t0, slice(0, rows)), (t0 + 1, slice(0, 1)), (t0 + 1, slice(1, rows)), (t0 + 2, slice(0, rows))]:
+    for t, sel in [
+        (t0, slice(0, rows)),
+        (t0 + 1, slice(0, 1)),
+        (t0 + 1, slice(1, rows)),
+        (t0 + 2, slice(0, rows)),
+    ]:
         kv = valid[sel, : t + 1]
         pos = position_ids_from_valid(kv)[:, t]
         h_r = ref.decode_step(ids[sel, t], pos, kv, sel, t)

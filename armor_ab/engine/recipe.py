@@ -1,19 +1,16 @@
 """Engine recipes (``engine/recipes/NAME.yaml``): which model, and how to build its engines.
 
-    name: armor-demo
-    model: armor-demo                    # named config (random weights) ...
-    model_dir: engine/models/armor-demo  # ... unless this directory exists (trained weights), relative to the repo
-    opset: 18
-    precision: {onnx: fp32, tensorrt: fp16}
-    max_batch: 4                         # prompts per request; classifier-free guidance doubles the rows
-    max_seq_len: 512                     # KV cache positions: prompt + text + images * (codes + 1)
-    profiles:                            # TensorRT optimisation profile per dynamic axis: [min, opt, max]
-      rows: [1, 2, 8]
-      tokens: [1, 32, 512]
-      cache: [1, 256, 512]
-      images: [1, 1, 4]
-    tolerance: {fp32: 1.0e-4, fp16: 2.0e-2, bf16: 5.0e-2}   # max abs logit difference vs PyTorch fp32
-    tensorrt_optimization_level: 3
+Fields (see ``engine/recipes/armor-demo.yaml``):
+
+- ``name``: the engine's name; builds go to ``engine/build/NAME/BACKEND``.
+- ``model``: a named config (random weights) or a model directory; ``model_dir``: a trained directory
+  (relative to the repository) used instead whenever it exists (has a config.json).
+- ``opset``: ONNX opset of the export; ``precision``: per backend, ``{onnx: fp32, tensorrt: fp16 | bf16}``.
+- ``max_batch``: prompts per request (classifier-free guidance doubles the rows); ``max_seq_len``: KV positions.
+- ``profiles``: TensorRT optimisation profile per dynamic axis (rows, tokens, cache, images) as
+  ``[min, opt, max]``; missing axes default from ``max_batch`` and ``max_seq_len``.
+- ``tolerance``: max |engine - PyTorch fp32| per precision (fp16/bf16 relative to max(1, max |reference|)).
+- ``tensorrt_optimization_level``: the TensorRT builder's optimisation level (0-5).
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ class GraphBackend:
 
     kind = "graphs"
 
-    def __init__(self, manifest: Manifest, config: ArmorConfig, directory: Path, compute_device: torch.device) -> None:
+    def __init__(
+        self, manifest: Manifest, config: ArmorConfig, directory: Path, compute_device: torch.device
+    ) -> None:
         self.manifest = manifest
         self.config = config
         self.directory = directory
@@ -74,40 +76,67 @@ class GraphBackend:
         self._text_memo: _Memo | None = None
         self._visual_memo: _Memo | None = None
         self.calls: dict[str, int] = dict.fromkeys(self.specs, 0)  # graph calls, for benchmarks and tests
+        self._shape_cache: dict[tuple, dict[str, tuple[int, ...]]] = {}
+        self._out_bufs: dict[tuple[str, str], torch.Tensor] = {}
+        self._out_dtypes = {(g, t.name): t.dtype for g, spec in self.specs.items() for t in spec.outputs}
 
     # --- the primitive ---
     def _run(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _output_buffers(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Fresh output tensors on the compute device, shaped from the inputs' dynamic axes."""
+    def _output_shapes(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+        """Output shapes from the inputs' dynamic axes; the inputs' static dims are checked against the spec.
+        Cached per input-shape signature: a decode step pays for one tuple of shapes, not for the check."""
+        signature = (graph, *(tuple(x.shape) for x in inputs.values()))
+        shapes = self._shape_cache.get(signature)
+        if shapes is not None:
+            return shapes
         spec = self.specs[graph]
         sizes: dict[str, int] = {}
         for t in spec.inputs:
             x = inputs[t.name]
-            if x.dim() != len(t.shape):
-                raise EngineError(self.directory / self.manifest.graphs[graph].file,
-                                  f"input {t.name} has shape {tuple(x.shape)}, the graph takes {list(t.shape)}")
+            bad = x.dim() != len(t.shape) or any(
+                not isinstance(s, str) and int(dim) != s for dim, s in zip(x.shape, t.shape, strict=False)
+            )
+            if bad:
+                raise EngineError(
+                    self.directory / self.manifest.graphs[graph].file,
+                    f"input {t.name} has shape {tuple(x.shape)}, the graph takes {list(t.shape)}",
+                )
             for dim, s in zip(x.shape, t.shape, strict=True):
                 if isinstance(s, str):
                     sizes.setdefault(s, int(dim))
-                elif int(dim) != s:
-                    raise EngineError(self.directory / self.manifest.graphs[graph].file,
-                                      f"input {t.name} has shape {tuple(x.shape)}, the graph takes {list(t.shape)}")
-        return {
-            t.name: torch.empty(
-                tuple(sizes[s] if isinstance(s, str) else s for s in t.shape),
-                dtype=TORCH_DTYPES[t.dtype],
-                device=self.compute_device,
-            )
-            for t in spec.outputs
-        }
+        shapes = {t.name: tuple(sizes[s] if isinstance(s, str) else s for s in t.shape) for t in spec.outputs}
+        if len(self._shape_cache) > 4096:  # prefill chunks of every length: keep the cache bounded
+            self._shape_cache.clear()
+        self._shape_cache[signature] = shapes
+        return shapes
+
+    def _output_buffers(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Output tensors on the compute device, kept per graph while their shape stays the same (so a decode
+        step binds the same buffers every time); ``_results`` hands out copies of what the caller keeps."""
+        out = {}
+        for name, shape in self._output_shapes(graph, inputs).items():
+            key = (graph, name)
+            buf = self._out_bufs.get(key)
+            if buf is None or tuple(buf.shape) != shape:
+                dtype = TORCH_DTYPES[self._out_dtypes[key]]
+                buf = self._out_bufs[key] = torch.empty(shape, dtype=dtype, device=self.compute_device)
+            out[name] = buf
+        return out
+
+    @staticmethod
+    def _results(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The caller's own copies of the outputs (small: the next call reuses the buffers); ``new_kv`` is
+        consumed at once by the KV write, so it is not copied."""
+        return {name: buf if name == "new_kv" else buf.clone() for name, buf in outputs.items()}
 
     def _prepare(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Inputs as contiguous tensors of the graph's dtypes on the compute device."""
         spec = self.specs[graph]
         return {
-            t.name: inputs[t.name].to(self.compute_device, TORCH_DTYPES[t.dtype]).contiguous() for t in spec.inputs
+            t.name: inputs[t.name].to(self.compute_device, TORCH_DTYPES[t.dtype]).contiguous()
+            for t in spec.inputs
         }
 
     # --- KV state ---
@@ -161,10 +190,19 @@ class GraphBackend:
         return self._run("embed", {"ids": ids})["embeds"].to(self.device)  # (R, T, C)
 
     def prefill(
-        self, embeds: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
+        self,
+        embeds: torch.Tensor,
+        position_ids: torch.Tensor,
+        key_valid: torch.Tensor,
+        rows: slice,
+        start: int,
     ) -> torch.Tensor:
         t = embeds.shape[1]
-        inputs = {"embeds": embeds, "position_ids": position_ids, "new_valid": key_valid[:, start : start + t]}
+        inputs = {
+            "embeds": embeds,
+            "position_ids": position_ids,
+            "new_valid": key_valid[:, start : start + t],
+        }
         out = self._chunk("prefill", self.lm_kv, self.lm_valid, inputs, key_valid, rows, start, t)
         return out["hidden"].to(self.device)  # (r, T, C)
 
@@ -207,7 +245,12 @@ class GraphBackend:
 # --- ONNX Runtime ------------------------------------------------------------------------------------------
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "bool": np.bool_}
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
 
 
 def ort_session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
@@ -273,24 +316,29 @@ class OnnxRuntimeBackend(GraphBackend):
             )
             self.sessions[name] = session
             self.bindings[name] = session.io_binding()
+        self._bound: dict[str, dict[str, tuple[int, tuple[int, ...]]]] = {name: {} for name in self.sessions}
+        self._dtypes = {
+            g: {t.name: t.dtype for t in spec.inputs + spec.outputs} for g, spec in self.specs.items()
+        }
 
     def _run(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        spec = self.specs[graph]
         inputs = self._prepare(graph, inputs)  # keeps the tensors alive while ORT reads them
         outputs = self._output_buffers(graph, inputs)
-        binding = self.bindings[graph]
+        binding, bound = self.bindings[graph], self._bound[graph]
         dev, dev_id = self._device_type, self._device_id
-        for t in spec.inputs:
-            x = inputs[t.name]
-            binding.bind_input(t.name, dev, dev_id, _NP_DTYPES[t.dtype], tuple(x.shape), x.data_ptr())
-        for t in spec.outputs:
-            y = outputs[t.name]
-            binding.bind_output(t.name, dev, dev_id, _NP_DTYPES[t.dtype], tuple(y.shape), y.data_ptr())
+        # Bind by pointer; skip names whose pointer and shape did not change since the last call (the KV
+        # buffers, past_valid and the output buffers of a decode step): ORT reads the memory at run time.
+        for items, bind in ((inputs, binding.bind_input), (outputs, binding.bind_output)):
+            for name, x in items.items():
+                key = (x.data_ptr(), tuple(x.shape))
+                if bound.get(name) != key:
+                    bind(name, dev, dev_id, _NP_DTYPES[self._dtypes[graph][name]], key[1], key[0])
+                    bound[name] = key
         if dev == "cuda":
             torch.cuda.synchronize()  # inputs written on torch's stream before ORT's stream reads them
         self.sessions[graph].run_with_iobinding(binding)
         self.calls[graph] += 1
-        return outputs
+        return self._results(outputs)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -299,6 +347,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- loading ----------------------------------------------------------------------------------------------
+
 
 def load_backend(
     engine_dir: Path | str,

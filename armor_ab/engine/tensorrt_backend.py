@@ -112,7 +112,9 @@ class TensorRTBackend(GraphBackend):
             path = directory / entry.file
             engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
-                raise EngineError(path, "TensorRT cannot deserialise this engine (other TensorRT version or GPU?)")
+                raise EngineError(
+                    path, "TensorRT cannot deserialise this engine (other TensorRT version or GPU?)"
+                )
             self._check_io(path, entry, engine)
             self.engines[name] = engine
             self.contexts[name] = engine.create_execution_context()
@@ -125,7 +127,9 @@ class TensorRTBackend(GraphBackend):
             name = engine.get_tensor_name(i)
             dtype = _TRT_DTYPES.get(engine.get_tensor_dtype(name).name, engine.get_tensor_dtype(name).name)
             shape = tuple(engine.get_tensor_shape(name))
-            (ins if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append((name, dtype, shape))
+            (ins if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append(
+                (name, dtype, shape)
+            )
         order = {t.name: k for k, t in enumerate(entry.inputs)}
         order_out = {t.name: k for k, t in enumerate(entry.outputs)}
         ins.sort(key=lambda x: order.get(x[0], 1 << 30))
@@ -156,4 +160,4 @@ class TensorRTBackend(GraphBackend):
             raise RuntimeError(f"TensorRT execution of graph {graph!r} failed")
         stream.synchronize()
         self.calls[graph] += 1
-        return outputs
+        return self._results(outputs)
