@@ -16,16 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboards/app.py` puts only dashboards/ on the path
     sys.path.insert(0, str(ROOT))
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"  # not "pages/": that name would switch on Streamlit's legacy page discovery
 
-st.set_page_config(page_title="armor-ab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="armor-ab", page_icon=":material/science:", layout="wide")
 nav = st.navigation(
     [
-        st.Page(PAGES / "experiments.py", title="Experiments", icon="📋", url_path="experiments", default=True),
-        st.Page(PAGES / "design.py", title="Design", icon="✏️", url_path="design"),
-        st.Page(PAGES / "results.py", title="Results", icon="📈", url_path="results"),
-        st.Page(PAGES / "roi.py", title="ROI", icon="💰", url_path="roi"),
-        st.Page(PAGES / "content.py", title="Content", icon="🖼️", url_path="content"),
+        st.Page(VIEWS / "experiments.py", title="Experiments", icon=":material/table_view:", url_path="experiments", default=True),
+        st.Page(VIEWS / "design.py", title="Design", icon=":material/edit_note:", url_path="design"),
+        st.Page(VIEWS / "results.py", title="Results", icon=":material/monitoring:", url_path="results"),
+        st.Page(VIEWS / "roi.py", title="ROI", icon=":material/payments:", url_path="roi"),
+        st.Page(VIEWS / "content.py", title="Content", icon=":material/image:", url_path="content"),
     ]
 )
 nav.run()

@@ -276,3 +276,32 @@ def test_server_exposures_carry_segments(tmp_path) -> None:
     assert _json.loads(props["p"]) == {"category": "pumps", "device": "mobile"}
     assert _json.loads(props["d"]) == {"category": "valves", "device": "desktop"}
     assert _json.loads(props["n"]) == {"device": "desktop"}  # httpx's own agent; no item, no category
+
+
+def test_report_cache_serves_until_events_or_the_experiment_change() -> None:
+    import asyncio
+
+    from armor_ab.api.reports import ReportCache
+
+    calls = []
+
+    def compute() -> bytes:
+        calls.append(1)
+        return f'{{"n": {len(calls)}}}'.encode()
+
+    async def scenario() -> list[bytes]:
+        cache = ReportCache(max_age=0.0)  # under traffic, recompute at once
+        out = [(await cache.get(("e", None), ("v1", 10), compute))[0],
+               (await cache.get(("e", None), ("v1", 10), compute))[0],  # nothing changed: cached
+               (await cache.get(("e", None), ("v1", 11), compute))[0],  # an event arrived
+               (await cache.get(("e", True), ("v1", 11), compute))[0]]  # another CUPED setting
+        slow = ReportCache(max_age=3600)
+        out.append((await slow.get(("e", None), ("v1", 1), compute))[0])
+        out.append((await slow.get(("e", None), ("v1", 2), compute))[0])  # young enough: served
+        results = await asyncio.gather(*(ReportCache().get(("x", None), ("v", 0), compute) for _ in range(1)))
+        return out + [results[0][0]]
+
+    out = asyncio.run(scenario())
+    assert out[:4] == [b'{"n": 1}', b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+    assert out[4] == out[5] == b'{"n": 4}'
+    assert len(calls) == 5

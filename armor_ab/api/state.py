@@ -18,6 +18,7 @@ from typing import TypeVar
 import duckdb
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from armor_ab.api.reports import ReportCache
 from armor_ab.content.control import control_content, load_products
 from armor_ab.content.store import approved, statuses
 from armor_ab.experiments.assignment import Assigner
@@ -44,6 +45,7 @@ class Settings:
     writer_queue: int = 20_000
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
+    report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
     catalog_dir: Path | None = None  # default: the demo catalog
@@ -117,6 +119,7 @@ class AppState:
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+    reports: ReportCache = field(default_factory=ReportCache)
 
     @classmethod
     def open(cls, settings: Settings) -> AppState:
@@ -145,7 +148,8 @@ class AppState:
                              on_rows_committed=rows_committed, on_rows_failed=rows_failed)
         metrics = Metrics(lambda: writer.depth)
         holder["m"] = metrics
-        state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency))
+        state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency),
+                    reports=ReportCache(max_age=settings.report_max_age))
         holder["s"] = state
         state.reload(con)
         state.load_catalog()

@@ -27,6 +27,7 @@ _MODULES = (
     "content",  # content generate|approve|list
     "train",  # train (WoHG stages)
     "eval",  # eval (demo model figures)
+    "dashboard",  # dashboard (Streamlit, over the API)
 )
 for _name in _MODULES:
     importlib.import_module(f"armor_ab.cli.{_name}").register(app)

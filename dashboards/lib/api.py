@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 DEFAULT_API = "http://127.0.0.1:8000"
+CACHE_TTL_S = 5.0  # the dashboards cache reads this long (st.cache_data ttl); writes clear the cache
 PREVIEW_USER = "dashboard-preview"  # the user id of content previews (forced variants log no exposure)
 
 

@@ -48,8 +48,8 @@ def histogram_chart(rows: list[dict[str, Any]], of: str = "roi_pct", height: int
     """The distribution of ROI (or NPV) over the effect's uncertainty, bins above zero in green."""
     title = "ROI (%)" if of == "roi_pct" else "NPV ($)"
     axis = alt.Axis(format=",.0f", title=title)
-    bars = alt.Chart(alt.Data(values=rows)).mark_bar().encode(
-        x=alt.X("start:Q", axis=axis), x2="end:Q", y=alt.Y("count:Q", title="simulated outcomes"),
+    bars = alt.Chart(alt.Data(values=rows)).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("start:Q", axis=axis), x2="end:Q", y=alt.Y("count:Q", title="simulated outcomes"), y2=alt.datum(0),
         color=alt.Color("positive:N", scale=alt.Scale(domain=[True, False], range=[WIN, LOSS]),
                         legend=alt.Legend(title="pays off", labelExpr="datum.value ? 'yes' : 'no'")),
         tooltip=[alt.Tooltip("start:Q", format=",.0f"), alt.Tooltip("end:Q", format=",.0f"),
@@ -58,7 +58,7 @@ def histogram_chart(rows: list[dict[str, Any]], of: str = "roi_pct", height: int
     return alt.layer(bars, zero).properties(height=height)
 
 
-def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct", height: int | None = None) -> alt.LayerChart:
+def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct") -> alt.LayerChart:
     """One-at-a-time sensitivity: bars from the base case to the result at each assumption's low/high value."""
     title = "ROI (%)" if metric == "roi_pct" else "NPV ($)"
     order = [r["label"] for r in rows]
@@ -69,7 +69,7 @@ def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct", height: i
         data.append({"label": r["label"], "base": r["base"], "end": r["at_high"], "end_label": "high value",
                      "value": r["high_value"]})
     bars = alt.Chart(alt.Data(values=data)).mark_bar().encode(
-        y=alt.Y("label:N", sort=order, title=None),
+        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=280)),
         x=alt.X("base:Q", axis=alt.Axis(format=",.0f", title=title)), x2="end:Q",
         color=alt.Color("end_label:N", scale=alt.Scale(domain=["low value", "high value"], range=[LOSS, NEUTRAL]),
                         legend=alt.Legend(title="assumption at its", orient="bottom")),
@@ -77,12 +77,13 @@ def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct", height: i
                  alt.Tooltip("end:Q", title=title, format=",.0f")])
     base = rows[0]["base"] if rows else 0.0
     rule = alt.Chart(alt.Data(values=[{"base": base}])).mark_rule(color="black").encode(x="base:Q")
-    return alt.layer(bars, rule).properties(height=height or max(120, 28 * len(rows)))
+    return alt.layer(bars, rule).properties(height=alt.Step(28))
 
 
-def segment_chart(points: list[dict[str, Any]], height: int | None = None) -> alt.LayerChart:
+def segment_chart(points: list[dict[str, Any]]) -> alt.LayerChart:
     """Lift with its CI per segment value (exploratory)."""
-    base = alt.Chart(alt.Data(values=points)).encode(y=alt.Y("value:N", title=None, sort=None))
+    base = alt.Chart(alt.Data(values=points)).encode(y=alt.Y("value:N", title=None, sort=None,
+                                                             axis=alt.Axis(labelLimit=200)))
     bars = base.mark_rule(strokeWidth=2, color=NEUTRAL).encode(
         x=alt.X("ci_low:Q", axis=alt.Axis(format="%", title="lift vs control")), x2="ci_high:Q")
     dots = base.mark_point(filled=True, size=70, color="#08306b").encode(
@@ -90,7 +91,7 @@ def segment_chart(points: list[dict[str, Any]], height: int | None = None) -> al
                              alt.Tooltip("ci_low:Q", format="+.1%"), alt.Tooltip("ci_high:Q", format="+.1%"),
                              alt.Tooltip("visitors:Q", format=",")])
     zero = alt.Chart(alt.Data(values=[{"zero": 0}])).mark_rule(strokeDash=[4, 4], color="gray").encode(x="zero:Q")
-    return alt.layer(bars, dots, zero).properties(height=height or max(100, 32 * len(points)))
+    return alt.layer(bars, dots, zero).properties(height=alt.Step(36))
 
 
 def power_curve(rows: list[dict[str, Any]], current_mde: float | None = None, height: int = 240) -> alt.LayerChart:

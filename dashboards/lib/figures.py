@@ -114,16 +114,16 @@ def visitors_text(visitors: dict[str, int]) -> str:
 def overview_row(experiment: dict, report: dict | None, problem: str | None = None) -> dict[str, Any]:
     """One experiment's line on the Experiments page (``report`` None: no results, ``problem`` says why)."""
     spec = experiment.get("spec") or {}
-    row: dict[str, Any] = {
+    row: dict[str, Any] = {  # the columns, in the order shown
         "Experiment": experiment["key"],
-        "Name": spec.get("name", ""),
         "Status": experiment.get("status", ""),
-        "Started": fmt.timestamp(experiment.get("started_at")),
-        "Stopped": fmt.timestamp(experiment.get("stopped_at")),
+        "Verdict": fmt.DASH,
+        "SRM": fmt.DASH,
         "Visitors": fmt.DASH,
         "Total visitors": None,
-        "SRM": fmt.DASH,
-        "Verdict": fmt.DASH,
+        "Started": fmt.timestamp(experiment.get("started_at")),
+        "Stopped": fmt.timestamp(experiment.get("stopped_at")),
+        "Name": spec.get("name", ""),
         "Headline": problem or "",
     }
     if report is not None:

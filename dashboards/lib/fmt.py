@@ -161,7 +161,7 @@ def decision(decision: str | None) -> str:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>$~])")
-_MD_LINE_START = re.compile(r"^(\s*)([-+]|\d+\.)", re.M)
+_MD_LINE_START = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.M)  # list markers only
 
 
 def md_escape(text: str) -> str:

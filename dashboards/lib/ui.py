@@ -18,14 +18,14 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from dashboards.lib.api import DEFAULT_API, ApiClient, ApiError, ApiUnavailable
+from dashboards.lib.api import CACHE_TTL_S, DEFAULT_API, ApiClient, ApiError, ApiUnavailable
 from dashboards.lib.fmt import decision as decision_label
 from dashboards.lib.fmt import md_escape
 
 ENV_API = "ARMOR_AB_API"
 ENV_KEY = "ARMOR_AB_KEY"
 ENV_NO_AUTH = "ARMOR_AB_DASHBOARD_NO_AUTH"
-TTL_S = 5.0  # reads are cached this long: a page re-run does not re-ask the API, a refresh soon sees new data
+TTL_S = CACHE_TTL_S  # reads are cached this long: a page re-run does not re-ask the API, a refresh soon sees new data
 
 SESSION_KEY = "armor_api_key"
 SESSION_SCOPE = "armor_scope"

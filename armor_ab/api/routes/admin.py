@@ -6,8 +6,7 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from armor_ab.api.deps import AdminKey, ReadKey, State
 from armor_ab.api.errors import ApiError
@@ -20,6 +19,7 @@ from armor_ab.api.schemas import (
     ContentReview,
     ExperimentPublic,
 )
+from armor_ab.api.state import json_bytes
 from armor_ab.content.store import list_content, set_review
 from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
 from armor_ab.experiments.models import ExperimentSpec
@@ -131,11 +131,13 @@ async def get_results(
 
     record = live_experiment(state, key).record
 
-    def compute() -> dict:
+    def compute() -> bytes:
         with state.reader() as cur:
-            return experiment_report(cur, record, cuped=cuped)
+            return json_bytes(experiment_report(cur, record, cuped=cuped))
 
-    return JSONResponse(await run_in_threadpool(compute))
+    version = (record.updated_at, record.status, state.writer.committed_events)
+    body, age = await state.reports.get((key, cuped), version, compute)
+    return Response(body, media_type="application/json", headers={"X-Report-Age": f"{age:.1f}"})
 
 
 @router.get("/experiments/{key}/content/review", tags=["read"])

@@ -1,0 +1,52 @@
+"""A cache of experiment reports: computing one reads every event of the experiment.
+
+A cached report is served as is while nothing it depends on changed: the experiment's record
+(spec, status, bucket version) and the number of events the writer has committed. Under live
+traffic events keep arriving, so a report is also served while younger than ``max_age`` seconds
+(product managers look daily; a minute-old figure is the same figure) and recomputed once older.
+One computation per experiment runs at a time; concurrent requests wait for it instead of
+starting their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi.concurrency import run_in_threadpool
+
+
+@dataclass
+class _Entry:
+    version: tuple
+    computed_at: float
+    body: bytes
+
+
+@dataclass
+class ReportCache:
+    max_age: float = 60.0
+    _entries: dict[tuple, _Entry] = field(default_factory=dict)
+    _locks: dict[tuple, asyncio.Lock] = field(default_factory=dict)
+
+    async def get(self, key: tuple, version: tuple, compute: Callable[[], bytes]) -> tuple[bytes, float]:
+        """(report JSON, its age in seconds), computing it in a worker thread when stale."""
+        entry = self._fresh(key, version)
+        if entry is None:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                entry = self._fresh(key, version)  # someone else may have computed it meanwhile
+                if entry is None:
+                    body = await run_in_threadpool(compute)
+                    entry = self._entries[key] = _Entry(version, time.monotonic(), body)
+        return entry.body, time.monotonic() - entry.computed_at
+
+    def _fresh(self, key: tuple, version: tuple) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.version == version or time.monotonic() - entry.computed_at < self.max_age:
+            return entry
+        return None

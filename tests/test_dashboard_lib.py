@@ -1,0 +1,276 @@
+"""Unit tests of the dashboards' importable logic: formatting, figure extraction, charts, exports,
+the API client's errors, the YAML helpers and the `armor-ab dashboard` command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+from copy import deepcopy
+
+import altair as alt
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from armor_ab.cli import app as cli_app
+from armor_ab.cli.dashboard import APP, dashboard_env, streamlit_command
+from armor_ab.experiments.loader import load_experiment_file
+from armor_ab.roi.assumptions import RoiAssumptions
+from armor_ab.roi.engine import EffectInput, compute_roi
+from armor_ab.roi.verdict import decide
+from armor_ab.stats.power import sample_size
+from dashboards.lib import assumptions, charts, export, figures, fmt, specs
+from dashboards.lib.api import ApiClient, ApiError, ApiUnavailable, _error_from
+from tests.conftest import DEMO_EXPERIMENT, free_port
+
+# ---- a small report in the API's shape ---------------------------------------------------------------
+
+
+def entry(metric: str = "dwell_time_per_view", lift: float | None = 0.094, seq=(0.029, 0.16), status: str = "ok",
+          p: float | None = 4.5e-6) -> dict:
+    return {
+        "metric": metric, "variant": "armor", "baseline": "control", "n": 1487, "baseline_n": 1513,
+        "mean": 58830.9, "baseline_mean": 53753.1, "lift_rel": lift, "ci_rel": [0.052, 0.136] if lift else None,
+        "p_value": p, "p_value_adjusted": None if p is None else 2 * p, "status": status, "cuped": False,
+        "sequential": {"ci_rel": list(seq) if seq else None, "p_value": 0.0004},
+        "bayesian": {"chance_to_win": 0.999995},
+    }
+
+
+ROI = compute_roi(RoiAssumptions(), EffectInput(0.05, 0.004, 0.002))
+
+
+def report(srm_flag: bool = False, decision: str = "ship") -> dict:
+    return {
+        "experiment": "x", "name": "X", "status": "running", "alpha": 0.05, "primary_metric": "dwell_time_per_view",
+        "primary_variant": "armor", "visitors": {"control": 1513, "armor": 1487},
+        "srm": {"flag": srm_flag, "p_value": 1e-5 if srm_flag else 0.63, "observed": {"control": 1513, "armor": 1487},
+                "expected": {"control": 1500.0, "armor": 1500.0}},
+        "results": [entry(), entry("inquiry_rate", -0.14, (-0.55, 0.27), p=0.336)],
+        "timeseries": [{"metric": "dwell_time_per_view", "variant": "armor", "points": [
+            {"date": "2026-11-15", "n": 33, "baseline_n": 57, "lift_rel": None, "ci_rel": None,
+             "sequential_ci_rel": None, "p_value": None},
+            {"date": "2026-11-16", "n": 135, "baseline_n": 176, "lift_rel": 0.042, "ci_rel": [-0.08, 0.17],
+             "sequential_ci_rel": [-0.23, 0.32], "p_value": 0.49}]}],
+        "segments": [{"segment": "device", "value": "mobile", "visitors": {"armor": 806, "control": 838},
+                      "results": [{"metric": "dwell_time_per_view", "variant": "armor", "n": 806, "baseline_n": 838,
+                                   "lift_rel": 0.091, "ci_rel": [0.034, 0.147], "p_value": 0.001, "status": "ok"}]},
+                     {"segment": "device", "value": None, "omitted_values": 3}],
+        "power": {"status": "ok", "metric": "dwell_time_per_view", "baseline_mean": 53753.1, "baseline_sd": 28574.9,
+                  "visitors": 3000, "visitors_per_day": 200.0, "days_remaining": 2.75},
+        "roi": ROI,
+        "verdict": {"decision": decision, "headline": f"{decision} headline", "reasons": ["r1"]},
+    }
+
+
+# ---- fmt ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fn", "value", "text"), [
+    (fmt.pct, 0.0945, "+9.4%"), (fmt.pct, -0.14, "-14.0%"), (fmt.pct, None, "—"), (fmt.pct, float("nan"), "—"),
+    (fmt.p_value, 4.5e-6, "<0.001"), (fmt.p_value, 0.33617, "0.336"), (fmt.p_value, None, "—"),
+    (fmt.probability, 0.999995, ">99.9%"), (fmt.probability, 0.15004, "15.0%"), (fmt.probability, 0.0, "<0.1%"),
+    (fmt.count, 1513, "1,513"), (fmt.money, -1346814.75, "-$1,346,815"), (fmt.money, 1375770.2, "$1,375,770"),
+    (fmt.money_short, -1346814.75, "-$1.35M"), (fmt.money_short, 8400, "$8.4k"), (fmt.roi_pct, -22833.25, "-22,833%"),
+    (fmt.months, 1.0, "1 month"), (fmt.months, 3.0, "3 months"), (fmt.days, 2.75, "2.8 days"),
+])
+def test_formatting(fn, value, text) -> None:  # noqa: ANN001
+    assert fn(value) == text
+
+
+def test_formatting_in_context() -> None:
+    assert fmt.interval([0.052, 0.136]) == "+5.2% to +13.6%"
+    assert fmt.interval(None) == fmt.interval([None, 0.1]) == "—"
+    assert fmt.interval([-100.0, 200.0], fmt.money) == "-$100 to $200"
+    assert fmt.months(None, 12) == "not within 12 months"
+    assert fmt.metric_value("dwell_time_per_view", 53753.1) == "53.8 s"
+    assert fmt.metric_value("inquiry_rate", 0.05551) == "5.55%"
+    assert fmt.metric_label("dwell_time_per_view") == "Dwell time per view"
+    assert fmt.metric_label("inquiry_rate") == "Inquiry rate"
+    assert fmt.timestamp("2026-11-14T14:58:12.408727+00:00") == "2026-11-14 14:58 UTC"
+    assert fmt.decision("keep_running") == "Keep running" and fmt.decision(None) == "—"
+    assert fmt.status_words("zero_denominator") == "no page views yet"
+
+
+def test_markdown_escaping_keeps_generated_copy_plain() -> None:
+    assert fmt.md_escape("Costs $5, *not* [a link](x) <b>") == "Costs \\$5, \\*not\\* \\[a link\\](x) \\<b\\>"
+    assert fmt.md_escape("- not a list\n1. nor this") == "\\- not a list\n\\1. nor this"
+    assert fmt.md_escape("+9.4% (p)") == "+9.4% (p)"
+
+
+# ---- figures -----------------------------------------------------------------------------------------
+
+
+def test_srm_blocks_a_ship_reading_and_says_what_to_do() -> None:
+    ok = figures.reading(report())
+    assert (ok.decision, ok.srm_blocked) == ("ship", False)
+    broken = figures.reading(report(srm_flag=True))
+    assert broken.decision == "keep_running" and broken.srm_blocked
+    assert broken.headline.startswith("Do not ship yet")
+    stop = figures.reading(report(srm_flag=True, decision="stop"))
+    assert stop.decision == "stop" and stop.srm_blocked
+    msg = figures.srm_message(report(srm_flag=True)["srm"])
+    assert "control 1,513 (expected 1,500)" in msg and "Do not ship" in msg
+
+
+def test_significance_reads_the_sequential_interval() -> None:
+    assert figures.significance(entry()).label == "Significant: better"
+    assert figures.significance(entry(seq=(-0.3, -0.01))) == figures.Significance("Significant: worse", "red")
+    assert figures.significance(entry(seq=(-0.01, 0.3))).label == "Not significant"
+    assert figures.significance(entry(status="zero_denominator")).label == "No result: no page views yet"
+
+
+def test_results_rows_and_captions_are_the_json_formatted() -> None:
+    r = report()
+    rows = figures.results_rows(r)
+    assert rows[0] == {
+        "Metric": "Dwell time per view", "Variant": "armor", "control mean": "53.8 s", "Variant mean": "58.8 s",
+        "Lift": "+9.4%", "95% CI": "+5.2% to +13.6%", "p-value": "<0.001", "p (adjusted)": "<0.001",
+        "Sequential CI": "+2.9% to +16.0%", "Chance to win": ">99.9%", "Significance": "Significant: better",
+        "CUPED": "off",
+    }
+    assert figures.metric_caption(r["results"][1], 0.05) == "95% CI +5.2% to +13.6% · p (adjusted) 0.672 · chance to win >99.9%"
+    assert figures.ci_label(0.1) == "90% CI"
+
+
+def test_overview_timeseries_segments() -> None:
+    r = report()
+    row = figures.overview_row({"key": "x", "status": "running", "started_at": None, "spec": {"name": "X"}}, r)
+    assert row["Visitors"] == "control 1,513 · armor 1,487" and row["Total visitors"] == 3000
+    assert row["SRM"] == "ok" and row["Verdict"] == "Ship"
+    missing = figures.overview_row({"key": "y", "status": "draft", "spec": {}}, None, problem="no data")
+    assert missing["Verdict"] == "—" and missing["Headline"] == "no data"
+    ts = figures.timeseries_rows(r, "dwell_time_per_view", "armor")
+    assert ts == [{"date": "2026-11-16", "lift": 0.042, "ci_low": -0.08, "ci_high": 0.17, "seq_low": -0.23,
+                   "seq_high": 0.32, "visitors": 311, "p_value": 0.49}]
+    assert figures.timeseries_rows(r, "inquiry_rate", "armor") == []
+    assert figures.segment_keys(r) == ["device"]
+    assert figures.segment_rows(r, "device")[0]["Lift"] == "+9.1%"
+    assert figures.segment_points(r, "device", "dwell_time_per_view", "armor")[0]["visitors"] == 1644
+
+
+def test_power_defaults_and_the_inverse_mde() -> None:
+    d = figures.power_defaults(report())
+    assert d.from_data and d.baseline_mean == 53753.1 and "past data" in d.note
+    none = figures.power_defaults({"power": {"status": "zero_denominator", "visitors_per_day": 10.0}})
+    assert not none.from_data and none.baseline_mean is None and "no page views yet" in none.note
+    assert figures.power_defaults(None).visitors_per_day is None
+    for mde in (0.02, 0.05, 0.1):
+        plan = sample_size(53753.1, 28574.9, mde)
+        assert figures.mde_for_visitors(plan.n_per_variant, 53753.1, 28574.9) == pytest.approx(mde, rel=0.01)
+    assert figures.mde_for_visitors(0, 1.0, 1.0) is None
+
+
+def test_roi_figures_histogram_tornado_and_what_if_verdict() -> None:
+    kf = {f.label: f for f in figures.roi_figures(ROI)}
+    assert kf["NPV"].value == fmt.money(ROI["point"]["npv"])
+    assert kf["NPV"].interval == f"{fmt.money(ROI['npv']['ci'][0])} to {fmt.money(ROI['npv']['ci'][1])}"
+    assert kf["P(ROI > 0)"].value == fmt.probability(ROI["prob_roi_positive"])
+    bins = figures.histogram_rows(ROI)
+    assert len(bins) == 40 and sum(b["count"] for b in bins) == ROI["draws"]
+    rows = figures.tornado_rows(ROI, top=5)
+    assert len(rows) == 5 and rows[0]["name"] == ROI["sensitivity"]["items"][0]["name"]
+    assert figures.roi_ready(ROI) and not figures.roi_ready({"status": "too_few_units", "reason": "x"})
+    r = report()
+    r["results"][0]["guardrail"] = None  # not a guardrail entry: ignored below
+    del r["results"][0]["guardrail"]
+    expected = decide(primary=r["results"][0], guardrails=[], srm=r["srm"], roi=ROI, days_remaining=2.75, alpha=0.05)
+    assert figures.whatif_verdict(r, ROI) == expected
+
+
+def test_assumption_fields_follow_the_model() -> None:
+    fields = assumptions.fields()
+    assert [f.name for f in fields] == list(RoiAssumptions.model_fields)
+    by = {f.name: f for f in fields}
+    assert by["horizon_months"].integer and by["horizon_months"].maximum == 120
+    assert by["content_refresh_months"].optional and not by["pages"].optional
+    assert by["inquiry_to_order"].label == "Inquiry-to-order rate" and by["inquiry_to_order"].maximum == 1
+    assert assumptions.defaults_from(None) == RoiAssumptions().model_dump()
+    defaults = assumptions.defaults_from({"pages": 80})
+    assert defaults["pages"] == 80 and assumptions.changed({**defaults, "pages": 40}, defaults) == ["pages"]
+    ok, problem = assumptions.validate({**defaults, "inquiry_to_order": 1.5})
+    assert ok is None and problem.startswith("Inquiry-to-order rate:")
+
+
+# ---- charts and exports ------------------------------------------------------------------------------
+
+
+def test_chart_builders_give_valid_vega_lite_with_the_data() -> None:
+    r = report()
+    built = [
+        charts.timeseries_chart(figures.timeseries_rows(r, "dwell_time_per_view", "armor")),
+        charts.histogram_chart(figures.histogram_rows(ROI), ROI["roi_histogram"]["of"]),
+        charts.tornado_chart(figures.tornado_rows(ROI), ROI["sensitivity"]["metric"]),
+        charts.segment_chart(figures.segment_points(r, "device", "dwell_time_per_view", "armor")),
+        charts.power_curve([{"mde": 0.05, "days": 17.8, "total_visitors": 3550}], 0.05),
+    ]
+    for chart in built:
+        assert isinstance(chart, alt.LayerChart)
+        spec = chart.to_dict()  # validates against the Vega-Lite schema
+        assert spec["layer"][0]["data"]["values"]
+    hist = built[1].to_dict()["layer"][0]["data"]["values"]
+    assert [b["count"] for b in hist] == ROI["roi_histogram"]["counts"]
+
+
+def test_csv_export_has_every_figure() -> None:
+    data = export.roi_csv("x", ROI, verdict={"decision": "ship", "headline": "Ship it"}, whatif=True)
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert rows[0] == ["section", "name", "value", "ci_low", "ci_high"]
+    by = {(r[0], r[1]): r[2:] for r in rows[1:]}
+    assert by[("experiment", "assumptions")][0] == "what-if (not saved)"
+    assert float(by[("figure", "npv")][0]) == ROI["point"]["npv"]
+    assert [float(v) for v in by[("figure", "npv")][1:]] == ROI["npv"]["ci"]
+    assert float(by[("assumption", "pages")][0]) == 40.0
+    assert sum(1 for r in rows if r[0].startswith("sensitivity")) == len(ROI["sensitivity"]["items"])
+
+
+def test_png_summary_is_one_landscape_page() -> None:
+    png = export.summary_png("ARMOR pages", "x", ROI, {"decision": "keep_running", "headline": "Keep running: " * 12},
+                             primary=entry(), whatif_changes=["pages"])
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.size == (1600, 1000) and img.mode == "RGB"
+    assert img.getpixel((80, 200)) == export.COLORS["keep_running"]  # the verdict band's colour
+    assert len(img.getcolors(1_000_000)) > 50  # text, bars: not a blank page
+
+
+# ---- API client, YAML helpers, CLI -------------------------------------------------------------------
+
+
+def test_api_errors_keep_the_apis_code_and_field() -> None:
+    body = {"error": {"code": "validation_error", "message": "bad", "field": "key"}}
+    err = _error_from(httpx.Response(422, json=body))
+    assert (err.status, err.code, err.message, err.field) == (422, "validation_error", "bad", "key")
+    plain = _error_from(httpx.Response(500, text="boom"))
+    assert (plain.code, plain.message) == ("http_error", "boom")
+    with pytest.raises(ApiUnavailable, match="not reachable"):
+        ApiClient(f"http://127.0.0.1:{free_port()}", "k", timeout=2).experiments()
+    assert issubclass(ApiError, Exception)
+
+
+def test_yaml_round_trip_of_the_demo_experiment() -> None:
+    spec = load_experiment_file(DEMO_EXPERIMENT).model_dump(mode="json")
+    text = specs.to_yaml(spec)
+    assert "null" not in text
+    again, problem = specs.validate_yaml(text)
+    assert problem is None and again == spec
+    assert specs.validate_yaml(specs.TEMPLATE)[1] is None
+    broken = deepcopy(specs.TEMPLATE).replace("weight: 0.5, content: {source: catalog}", "weight: 0.7, content: {source: catalog}")
+    assert "weights must sum to 1" in specs.validate_yaml(broken)[1]
+    assert specs.validate_yaml("key: [")[1].startswith("invalid YAML")
+    assert "`armor`" not in specs.summary(spec) and "catalog-interleaved" in specs.summary(spec)
+
+
+def test_dashboard_command_line() -> None:
+    cmd = streamlit_command(APP, host="127.0.0.1", port=8600, headless=True)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP) and APP.is_file()
+    assert "--server.headless" in cmd and cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    env = dashboard_env("http://api:1", no_auth=True, base={"PYTHONPATH": "/x"})
+    assert env["ARMOR_AB_API"] == "http://api:1" and env["ARMOR_AB_DASHBOARD_NO_AUTH"] == "1"
+    assert env["PYTHONPATH"].split(":")[1] == "/x" and str(APP.parents[1]) == env["PYTHONPATH"].split(":")[0]
+    runner = CliRunner()
+    help_text = runner.invoke(cli_app, ["dashboard", "--help"]).output
+    assert "--no-auth" in help_text and "--api" in help_text and "--port" in help_text
+    refused = runner.invoke(cli_app, ["dashboard", "--no-auth"], env={"ARMOR_AB_KEY": ""})
+    assert refused.exit_code == 2 and "ARMOR_AB_KEY" in refused.output

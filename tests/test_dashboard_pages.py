@@ -1,0 +1,355 @@
+"""Every dashboard page as a Streamlit ``AppTest`` against a real API over a real DuckDB file with
+simulated visitors: the figures shown must be the API's, formatted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.lib import figures, fmt, specs, ui
+from tests.conftest import free_port
+from tests.test_dashboard_support import (
+    APP,
+    EXP,
+    PENDING_ITEMS,
+    TRUE_DWELL_LIFT,
+    VIEWS,
+    DashboardPlatform,
+    start_platform,
+)
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardPlatform]:
+    p = start_platform(tmp_path_factory, "dashboard-pages")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def page(plat: DashboardPlatform, monkeypatch: pytest.MonkeyPatch):
+    """``page("results", scope="read")``: the page run once (no sign-in: key from the environment)."""
+
+    def run(name: str, scope: str = "admin", experiment: str | None = EXP, auth: bool = False) -> AppTest:
+        monkeypatch.setenv(ui.ENV_API, plat.url)
+        monkeypatch.setenv(ui.ENV_KEY, plat.keys[scope])
+        monkeypatch.setenv(ui.ENV_NO_AUTH, "0" if auth else "1")
+        ui.clear_cache()
+        at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=180)
+        if experiment:
+            at.query_params["experiment"] = experiment
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return run
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(elements) -> list[str]:  # noqa: ANN001 - an AppTest element list
+    return [e.value for e in elements]
+
+
+def results(plat: DashboardPlatform, key: str = EXP, **params: object) -> dict:
+    return plat.get(f"/v1/experiments/{key}/results", **params)  # type: ignore[return-value]
+
+
+# ---- Experiments -------------------------------------------------------------------------------------
+
+
+def test_experiments_page_lists_every_experiment_with_the_apis_figures(page, plat) -> None:
+    at = page("experiments", scope="read", experiment=None)
+    listed = plat.get("/v1/experiments")
+    report = results(plat)
+    table = at.dataframe[0].value
+    assert list(table["Experiment"]) == [e["key"] for e in listed]
+    row = table[table["Experiment"] == EXP].iloc[0]
+    exp = next(e for e in listed if e["key"] == EXP)
+    assert row["Status"] == "running"
+    assert row["Started"] == fmt.timestamp(exp["started_at"]) and row["Started"].endswith(" UTC")
+    assert row["Visitors"] == f"control {report['visitors']['control']:,} · armor {report['visitors']['armor']:,}"
+    assert row["Total visitors"] == sum(report["visitors"].values()) == 1500
+    assert row["SRM"] == "ok" and report["srm"]["flag"] is False
+    assert row["Verdict"] == fmt.decision(report["verdict"]["decision"])
+    assert row["Headline"] == report["verdict"]["headline"]
+    assert metrics(at)["Experiments"] == str(len(listed))
+    assert not at.error
+
+
+# ---- Results -----------------------------------------------------------------------------------------
+
+
+def test_results_page_shows_the_apis_lift_ci_p_and_chance_to_win(page, plat) -> None:
+    at = page("results", scope="read")
+    report = results(plat)
+    shown = metrics(at)
+    captions = texts(at.caption)
+    for e in report["results"]:
+        label = f"{fmt.metric_label(e['metric'])} · {e['variant']} vs {e['baseline']}"
+        assert shown[label] == f"{e['lift_rel'] * 100:+.1f}%"
+        assert figures.metric_caption(e, report["alpha"]) in captions
+        lo, hi = e["ci_rel"]
+        assert f"95% CI {lo * 100:+.1f}% to {hi * 100:+.1f}%" in figures.metric_caption(e, report["alpha"])
+    # The known effect: +8% dwell is inside the interval, which the sequential test already separates from 0.
+    dwell = next(e for e in report["results"] if e["metric"] == "dwell_time_per_view")
+    assert dwell["ci_rel"][0] < TRUE_DWELL_LIFT < dwell["ci_rel"][1]
+    assert f":green-badge[{figures.significance(dwell).label}]" in texts(at.markdown)
+    # The table: every cell is the JSON formatted.
+    table = at.dataframe[0].value.to_dict("records")
+    assert table == figures.results_rows(report)
+    assert table[0]["p (adjusted)"] == fmt.p_value(dwell["p_value_adjusted"])
+    assert table[0]["Chance to win"] == fmt.probability(dwell["bayesian"]["chance_to_win"])
+    # The verdict, and no SRM banner (the split is fine).
+    assert any(report["verdict"]["headline"] in v.replace("\\", "") for v in texts(at.info) + texts(at.success)
+               + texts(at.warning))
+    assert not at.error
+    # The estimate over time: the chart's line is the API's time series.
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2
+    spec = json.loads(charts[0].proto.spec)
+    line = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
+    series = next(s for s in report["timeseries"] if s["metric"] == "dwell_time_per_view")
+    # (approx: DuckDB's parallel sums differ in the last bits from one query to the next)
+    assert [p["lift"] for p in line["data"]["values"]] == pytest.approx(
+        [p["lift_rel"] for p in series["points"] if p["lift_rel"] is not None], rel=1e-9)
+    # Segments: device by default.
+    seg = at.dataframe[1].value.to_dict("records")
+    assert seg == figures.segment_rows(report, "device") and {r["device"] for r in seg} == {"mobile", "desktop"}
+
+
+def test_results_cuped_toggle_and_segment_choice(page, plat) -> None:
+    at = page("results", scope="read")
+    assert at.toggle(key="results_cuped").value is True
+    at.toggle(key="results_cuped").set_value(False).run()
+    assert not at.exception
+    off = results(plat, cuped="false")
+    assert "CUPED off" in at.caption[0].value
+    assert at.dataframe[0].value.to_dict("records") == figures.results_rows(off)
+    at.selectbox(key="results_segment").set_value("category").run()
+    assert at.dataframe[1].value.to_dict("records") == figures.segment_rows(off, "category")
+
+
+def test_srm_banner_blocks_a_ship_reading(page, plat) -> None:
+    """A 50/50 experiment that got 400 vs 200 visitors: the SRM banner shows, and never "ship"."""
+    yaml_text = (specs.TEMPLATE.replace("key: my-experiment", "key: srm-check")
+                 .replace("name: ARMOR pages for one more category", "name: Broken split"))
+    admin = {**plat.headers("admin"), "Content-Type": "application/yaml"}
+    assert httpx.post(f"{plat.url}/v1/experiments", content=yaml_text, headers=admin).status_code == 201
+    assert httpx.post(f"{plat.url}/v1/experiments/srm-check/start", headers=plat.headers("admin")).status_code == 200
+    events = []
+    for i in range(600):
+        variant = "control" if i < 400 else "armor"
+        for j, (kind, value) in enumerate((("exposure", None), ("page_view", None), ("dwell", 30_000 + 97 * i % 20_000))):
+            events.append({"event_id": f"00000000-0000-4000-8000-{i:06d}{j:06d}", "experiment": "srm-check",
+                           "variant": variant, "user_id": f"srm-{i}", "type": kind, "value": value})
+    for start in range(0, len(events), 900):
+        r = httpx.post(f"{plat.url}/v1/events", json={"events": events[start:start + 900]}, headers=plat.headers("client"))
+        assert r.status_code == 200, r.text
+    report = results(plat, "srm-check")
+    assert report["srm"]["flag"] is True and report["verdict"]["decision"] != "ship"
+    at = page("results", scope="read", experiment="srm-check")
+    assert at.error and at.error[0].value == figures.srm_message(report["srm"])
+    assert "Do not ship on these numbers" in at.error[0].value
+    assert figures.reading(report).decision != "ship"
+    assert not any(v.startswith("**Ship**") for v in texts(at.success))
+
+
+# ---- ROI ---------------------------------------------------------------------------------------------
+
+
+def test_roi_page_shows_the_apis_figures_and_a_what_if_that_is_not_saved(page, plat) -> None:
+    at = page("roi", scope="read")
+    roi = results(plat)["roi"]
+    shown = metrics(at)
+    point = roi["point"]
+    assert shown["ROI"] == f"{point['roi_pct']:,.0f}%"
+    assert shown["NPV"] == fmt.money(point["npv"]) and shown["NPV"].startswith(("$", "-$"))
+    assert shown["Payback"] == fmt.months(point["payback_months"], roi["horizon_months"])
+    assert shown["Incremental profit / month"] == fmt.money(point["incremental_profit_per_month"])
+    assert shown["P(ROI > 0)"] == fmt.probability(roi["prob_roi_positive"])
+    captions = texts(at.caption)
+    assert f"95% interval {fmt.interval(roi['npv']['ci'], fmt.money)}" in captions
+    assert f"95% interval {fmt.interval(roi['roi_pct']['ci'], fmt.roi_pct)}" in captions
+    assert len(at.get("vega_lite_chart")) == 2  # the distribution and the tornado
+    hist = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert [b["count"] for b in hist["layer"][0]["data"]["values"]] == roi["roi_histogram"]["counts"]
+    # The form starts from the experiment's assumptions.
+    assert at.number_input(key="roi_margin_per_order").value == roi["assumptions"]["margin_per_order"]
+    # What-if: double the margin per order.
+    at.number_input(key="roi_margin_per_order").set_value(3000.0)
+    next(b for b in at.button if b.label == "Run what-if").click().run()
+    assert not at.exception
+    edited = {**roi["assumptions"], "margin_per_order": 3000.0}
+    whatif = plat.post("/v1/roi", {"assumptions": edited, "effect": roi["effect"]})
+    shown = metrics(at)
+    assert shown["NPV"] == fmt.money(whatif["point"]["npv"]) != fmt.money(point["npv"])
+    assert shown["ROI"] == fmt.roi_pct(whatif["point"]["roi_pct"])
+    assert shown["P(ROI > 0)"] == fmt.probability(whatif["prob_roi_positive"])
+    assert any("What-if: 1 assumption(s) changed (Margin per order)" in v for v in texts(at.info))
+    # Not saved: the experiment still has its own assumptions; a read key cannot save.
+    assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["margin_per_order"] == 1500.0
+    assert at.button(key="roi_save").disabled
+
+
+def test_roi_saving_puts_the_new_roi_block_through_the_admin_api(page, plat) -> None:
+    original = plat.get(f"/v1/experiments/{EXP}")["spec"]
+    at = page("roi", scope="admin")
+    try:
+        at.number_input(key="roi_pages").set_value(80.0)
+        next(b for b in at.button if b.label == "Run what-if").click().run()
+        at.button(key="roi_save").click().run()
+        assert not at.exception
+        assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["pages"] == 80.0
+        assert any("Saved the assumptions" in v for v in texts(at.success))
+        assert results(plat)["roi"]["assumptions"]["pages"] == 80.0
+    finally:
+        r = httpx.put(f"{plat.url}/v1/experiments/{EXP}", json=original, headers=plat.headers("admin"))
+        assert r.status_code == 200, r.text
+
+
+# ---- Design ------------------------------------------------------------------------------------------
+
+
+def test_design_power_calculator_uses_the_baseline_from_past_data(page, plat) -> None:
+    at = page("design", scope="read")
+    report = results(plat)
+    power = report["power"]
+    assert at.number_input(key="power_mean").value == pytest.approx(power["baseline_mean"])
+    assert at.number_input(key="power_sd").value == pytest.approx(power["baseline_sd"])
+    assert any("Baseline from past data" in v for v in texts(at.info))
+    plan = plat.post("/v1/power", {"baseline_mean": power["baseline_mean"], "baseline_sd": power["baseline_sd"],
+                                   "mde": 0.05, "alpha": 0.05, "power": 0.8, "variants": 2})
+    shown = metrics(at)
+    assert shown["Detectable effect (MDE)"] == "5.0%"
+    assert shown["Visitors per variant"] == f"{plan['n_per_variant']:,}" == fmt.count(power["n_per_variant"])
+    assert shown["Total visitors"] == fmt.count(plan["total_visitors"])
+    vpd = at.number_input(key="power_vpd").value
+    assert shown["Days at this traffic"] == fmt.number(plan["total_visitors"] / vpd, 1)
+    # The other way round: 30 days at this traffic -> the MDE, then the API's plan for that MDE.
+    at.radio(key="power_mode").set_value("Days → detectable effect (MDE)").run()
+    at.number_input(key="power_days").set_value(30.0).run()
+    mde = figures.mde_for_visitors(30 * vpd / 2, power["baseline_mean"], power["baseline_sd"])
+    shown = metrics(at)
+    assert shown["Detectable effect (MDE)"] == fmt.pct(mde, signed=False)
+    assert float(shown["Days at this traffic"]) == pytest.approx(30.0, abs=0.15)
+    assert at.get("vega_lite_chart")
+
+
+def test_design_creates_and_edits_an_experiment_through_the_api(page, plat) -> None:
+    at = page("design", scope="admin")
+    # The editor opens with the selected experiment's YAML, valid, and downloadable.
+    assert "key: catalog-interleaved" in at.text_area(key="design_yaml").value
+    assert at.success[0].value.startswith("Valid:")
+    at.radio(key="design_mode").set_value("New experiment").run()
+    assert at.text_area(key="design_yaml").value == specs.TEMPLATE
+    at.text_area(key="design_yaml").input(specs.TEMPLATE.replace("key: my-experiment", "key: Bad Key")).run()
+    assert any("field `key`" in w for w in texts(at.warning)) and at.button(key="design_save").disabled
+    new = specs.TEMPLATE.replace("key: my-experiment", "key: dash-new")
+    at.text_area(key="design_yaml").input(new).run()
+    at.button(key="design_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    created = plat.get("/v1/experiments/dash-new")
+    assert created["status"] == "draft" and created["spec"]["roi"]["margin_per_order"] == 1500.0
+    assert any("Saved `dash-new`" in v for v in texts(at.success))
+    # Now editing it: rename and save (PUT).
+    assert at.radio(key="design_mode").value == "Edit the selected experiment"
+    edited = at.text_area(key="design_yaml").value.replace("name: ARMOR pages for one more category",
+                                                             "name: Renamed from the dashboard")
+    at.text_area(key="design_yaml").input(edited).run()
+    at.button(key="design_save").click().run()
+    assert not at.exception
+    assert plat.get("/v1/experiments/dash-new")["spec"]["name"] == "Renamed from the dashboard"
+
+
+# ---- Content -----------------------------------------------------------------------------------------
+
+
+def _armor_user(plat: DashboardPlatform) -> str:
+    for i in range(1000):
+        r = httpx.get(f"{plat.url}/v1/experiments/{EXP}/assignment", params={"user_id": f"content-{i}"},
+                      headers=plat.headers("client"))
+        if r.json()["variant"] == "armor":
+            return f"content-{i}"
+    raise AssertionError("nobody in armor")
+
+
+def test_content_page_approving_changes_what_the_api_serves(page, plat) -> None:
+    user = _armor_user(plat)
+    served = lambda: httpx.get(f"{plat.url}/v1/experiments/{EXP}/content",  # noqa: E731
+                               params={"user_id": user, "item_id": PENDING_ITEMS[0]},
+                               headers=plat.headers("client")).json()
+    before = served()
+    assert (before["source"], before["fallback"]) == ("catalog", "unapproved")
+    at = page("content", scope="admin")
+    assert at.selectbox(key="content_item").value == PENDING_ITEMS[0]
+    assert at.image and at.image[0].value, "the generated page's picture is shown"
+    assert ":orange-badge[generated page: pending]" in texts(at.markdown)
+    assert "**Visitors see:** the catalog copy (fallback: unapproved)" in texts(at.markdown)
+    at.button(key="content_approve_armor").click().run()
+    assert not at.exception
+    assert any("pumps-01 · armor: approved" in v for v in texts(at.success))
+    after = served()
+    assert after["source"] == "armor" and after["fallback"] is None
+    assert [s["type"] for s in after["content"]["segments"]] == ["text", "image", "text"]
+    assert "**Visitors see:** the generated page" in texts(at.markdown)
+    review = plat.get(f"/v1/experiments/{EXP}/content/review", item_id=PENDING_ITEMS[0])
+    assert review[0]["status"] == "approved"
+
+
+def test_content_page_with_a_read_key_shows_pages_but_no_review_buttons(page, plat) -> None:
+    at = page("content", scope="read")
+    at.selectbox(key="content_filter").set_value("all").run()
+    assert at.selectbox(key="content_item").options == sorted(PENDING_ITEMS)
+    assert not [b for b in at.button if b.key and b.key.startswith("content_")]
+    assert any("needs an admin key" in c for c in texts(at.caption))
+
+
+# ---- Sign-in, errors, the entrypoint -----------------------------------------------------------------
+
+
+def test_sign_in_is_required_and_checked(page, plat) -> None:
+    at = page("results", auth=True)
+    assert not at.metric and any("Sign in" in v for v in texts(at.info))
+    for key, why in (("aab_nope_nope", "unknown"), (plat.keys["client"], "client key")):
+        at.text_input(key="signin_key").input(key)
+        next(b for b in at.button if b.label == "Sign in").click().run()
+        assert not at.exception and not at.metric
+        assert why in at.sidebar.error[0].value
+    at.text_input(key="signin_key").input(plat.keys["read"])
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception
+    assert at.session_state[ui.SESSION_SCOPE] == "read"
+    assert at.metric, "the results show once signed in"
+    at.button(key="signout_button").click().run()
+    assert not at.metric and ui.SESSION_KEY not in at.session_state
+
+
+def test_api_down_is_a_clear_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ui.ENV_API, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(ui.ENV_KEY, "aab_any_key")
+    monkeypatch.setenv(ui.ENV_NO_AUTH, "1")
+    for name in ("experiments", "results", "roi", "design", "content"):
+        ui.clear_cache()
+        at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=60).run()
+        assert not at.exception
+        assert len(at.error) == 1 and "is not reachable" in at.error[0].value and "armor-ab serve" in at.error[0].value
+
+
+def test_the_entrypoint_opens_the_experiments_page(plat, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ui.ENV_API, plat.url)
+    monkeypatch.setenv(ui.ENV_KEY, plat.keys["read"])
+    monkeypatch.setenv(ui.ENV_NO_AUTH, "1")
+    at = AppTest.from_file(str(APP), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Experiments"
