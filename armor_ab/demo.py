@@ -1,7 +1,11 @@
 """`make demo`: the platform's main job on the embedded DuckDB default, end to end.
 
-Applies the demo experiment, starts the API (the one owner of the database), drives simulated
-visitors with a known effect through it, prints where to look, and serves until Ctrl-C.
+1. applies the demo experiment (started as many days ago as the simulated history covers);
+2. builds the ONNX engine of the shipped `armor-demo` model (skipped when up to date);
+3. generates every catalog item's ARMOR page with ONNX Runtime and approves it (skips what exists);
+4. starts the API (the one owner of the database) and the dashboards;
+5. drives simulated visitors with a known effect through the API;
+6. prints the URLs of the catalog site, the dashboards and the API docs, and serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from armor_ab.store.keys import create_key
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "catalog-interleaved.yaml"
+RECIPE = ROOT / "engine" / "recipes" / "armor-demo.yaml"
+ENGINE = ROOT / "engine" / "build" / "armor-demo" / "onnx"
+KEY = "catalog-interleaved"
 
 
 def log(msg: str) -> None:
@@ -64,86 +71,158 @@ def prepare(db: Path, days: int) -> dict[str, str]:
     return _keys(db)
 
 
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an `armor-ab` command in a child process (its progress bars show through)."""
+    done = subprocess.run([sys.executable, "-m", "armor_ab", *args], check=False)
+    if check and done.returncode != 0:
+        raise SystemExit(f"[demo] `armor-ab {' '.join(args)}` failed with exit code {done.returncode}")
+    return done
+
+
+def engine_is_current() -> bool:
+    """The built engine matches the shipped model (the manifest records the weights' hash)."""
+    manifest = ENGINE / "manifest.json"
+    if not manifest.exists():
+        return False
+    from armor_ab.engine.build import weights_sha256
+
+    shipped = ROOT / "engine" / "models" / "armor-demo"
+    built_from = json.loads(manifest.read_text()).get("model", {})
+    if built_from.get("weights_sha256") != weights_sha256(str(shipped)):
+        return False  # the shipped model changed (or appeared) since the engine was built
+    done = subprocess.run([sys.executable, "-m", "armor_ab", "engine", "verify", str(ENGINE)],
+                          capture_output=True, text=True, check=False)
+    return done.returncode == 0
+
+
+def build_content(db: Path, use_engine: bool) -> None:
+    if use_engine:
+        if engine_is_current():
+            log(f"engine {ENGINE.relative_to(ROOT)}: up to date")
+        else:
+            log("building the ONNX engine of armor-demo (once)")
+            cli("engine", "build", "--recipe", str(RECIPE), "--backend", "onnx")
+        backend = ["--backend", "onnxruntime", "--engine", str(ENGINE)]
+    else:
+        backend = ["--backend", "torch"]
+    log("generating the ARMOR variant's catalog pages (reruns skip what exists)")
+    cli("content", "generate", "--experiment", KEY, "--db", str(db), *backend)
+    cli("content", "approve", KEY, "--all", "--db", str(db), check=False)  # nothing new to approve is fine
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex((host, port)) != 0
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"[demo] the API exited with code {proc.returncode}")
+            raise SystemExit(f"[demo] the {what} exited with code {proc.returncode}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise SystemExit("[demo] the API did not come up in time")
+        time.sleep(0.3)
+    raise SystemExit(f"[demo] the {what} did not come up in time")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group: streamlit has children
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="armor-ab demo")
     ap.add_argument("--db", default=None)
     ap.add_argument("--port", type=int, default=int(os.environ.get("ARMOR_AB_PORT", 8000)))
+    ap.add_argument("--dashboard-port", type=int, default=int(os.environ.get("ARMOR_AB_DASHBOARD_PORT", 8501)))
     ap.add_argument("--visitors", type=int, default=4000)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--effect", default="dwell=+8%,inquiry=+15%")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-engine", action="store_true", help="generate content with PyTorch instead of ONNX Runtime")
+    ap.add_argument("--no-content", action="store_true", help="skip content generation")
+    ap.add_argument("--no-dashboard", action="store_true", help="do not start the dashboards")
     ap.add_argument("--no-wait", action="store_true", help="stop after the simulation instead of serving")
     args = ap.parse_args(argv)
 
+    started = time.monotonic()
     db = resolve_db_path(args.db)
     host = "127.0.0.1"
-    if not port_free(host, args.port):
-        raise SystemExit(f"[demo] port {args.port} is in use; set ARMOR_AB_PORT or --port")
+    for port in (args.port, *(() if args.no_dashboard else (args.dashboard_port,))):
+        if not port_free(host, port):
+            raise SystemExit(f"[demo] port {port} is in use; set --port/--dashboard-port "
+                             "(or ARMOR_AB_PORT/ARMOR_AB_DASHBOARD_PORT)")
     try:
         keys = prepare(db, args.days)
     except DatabaseLockedError as exc:
         raise SystemExit(f"[demo] {exc}") from None
+    if not args.no_content:
+        build_content(db, use_engine=not args.no_engine)
+
     url = f"http://{host}:{args.port}"
-    log(f"starting the API on {url} over {db}")
-    # The example site publishes the client key to its pages, as a customer's site would.
-    env = {**os.environ, "ARMOR_AB_DEMO_CLIENT_KEY": keys["client"]}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "armor_ab", "serve", "--db", str(db), "--port", str(args.port), "--log-level", "warning"],
-        start_new_session=True, env=env,
-    )
+    dash_url = f"http://{host}:{args.dashboard_port}"
+    server = dashboard = None
     try:
-        wait_healthy(url, server)
+        log(f"starting the API on {url} over {db}")
+        # The example site publishes the client key to its pages, as a customer's site would.
+        env = {**os.environ, "ARMOR_AB_DEMO_CLIENT_KEY": keys["client"]}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "armor_ab", "serve", "--db", str(db), "--port", str(args.port),
+             "--log-level", "warning"], start_new_session=True, env=env)
+        wait_up(f"{url}/healthz", server, "API")
+        if not args.no_dashboard:
+            log(f"starting the dashboards on {dash_url}")
+            dashboard = subprocess.Popen(
+                [sys.executable, "-m", "armor_ab", "dashboard", "--api", url, "--port", str(args.dashboard_port),
+                 "--no-auth", "--headless"],
+                start_new_session=True, env={**os.environ, "ARMOR_AB_KEY": keys["admin"]},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         log(f"simulating {args.visitors} visitors over {args.days} days, true effect {args.effect}")
         sim = subprocess.run(
-            [sys.executable, "-m", "armor_ab", "simulate", "--experiment", "catalog-interleaved",
-             "--visitors", str(args.visitors), "--effect", args.effect, "--seed", str(args.seed),
-             "--days", str(args.days), "--api", url, "--key", keys["client"]],
-            check=False, capture_output=True, text=True,
-        )
+            [sys.executable, "-m", "armor_ab", "simulate", "--experiment", KEY, "--visitors", str(args.visitors),
+             "--effect", args.effect, "--seed", str(args.seed), "--days", str(args.days), "--api", url,
+             "--key", keys["client"]],
+            check=False, stdout=subprocess.PIPE, text=True)
         if sim.returncode != 0:
-            raise SystemExit(f"[demo] simulation failed: {sim.stderr.strip()}")
+            raise SystemExit("[demo] the simulation failed (see above)")
         log(f"simulation: {sim.stdout.strip()}")
+        verdict = httpx.get(f"{url}/v1/experiments/{KEY}/results", timeout=300,
+                            headers={"Authorization": f"Bearer {keys['read']}"}).json().get("verdict") or {}
+        if dashboard is not None:
+            wait_up(f"{dash_url}/_stcore/health", dashboard, "dashboards")
+        log(f"ready in {time.monotonic() - started:.0f} s")
+        log(f"verdict: {verdict.get('headline', '(none yet)')}")
         log("where to look:")
         log(f"  catalog site:    {url}/demo/")
+        if dashboard is not None:
+            log(f"  dashboards:      {dash_url}/  (Results: {dash_url}/results?experiment={KEY}, "
+                f"ROI: {dash_url}/roi?experiment={KEY})")
         log(f"  API docs:        {url}/docs")
-        log(f"  experiment:      curl -H 'Authorization: Bearer <read key>' {url}/v1/experiments/catalog-interleaved")
         log(f"  metrics:         {url}/metrics")
         log(f"  keys:            {db.parent / 'demo-keys.json'} (admin, read, client)")
         log(f"  database:        {db} (table events; see docs/events.md)")
         if args.no_wait:
             return 0
         log("serving; press Ctrl-C to stop")
-        server.wait()
+        while server.poll() is None:
+            time.sleep(0.5)
         return server.returncode or 0
     except KeyboardInterrupt:
         log("stopping")
         return 0
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(dashboard)
+        stop(server)
+        log("stopped")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     db = tmp_path / "demo" / "armor_ab.duckdb"
     port = free_port()
     out = subprocess.run(
-        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--visitors", "300", "--db", str(db),
+        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
          "--port", str(port)],
         capture_output=True, text=True, timeout=300,
     )
@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     assert visitors == 300 and status == "running"
     # A second run reuses the database and keys; the same seeded visitors are recognised as retries.
     again = subprocess.run(
-        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--visitors", "300", "--db", str(db),
+        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
          "--port", str(port)],
         capture_output=True, text=True, timeout=300,
     )

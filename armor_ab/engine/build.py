@@ -301,6 +301,8 @@ def _manifest(
             if loaded.random_weights
             else "trained weights",
             "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            # Which weights: a rebuilt engine is needed when the model directory's weights change.
+            "weights_sha256": weights_sha256(loaded.name),
         },
         graphs=graphs,
         files=files,
@@ -325,3 +327,13 @@ def _replace(staging: Path, out: Path) -> None:
 
 def _is_kv(name: str) -> bool:
     return name.startswith(("past_key_", "past_value_"))
+
+
+def weights_sha256(source: str) -> str | None:
+    """SHA-256 of a model directory's safetensors weights (None for a named random config)."""
+    import hashlib
+
+    path = Path(source) / "model.safetensors"
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
