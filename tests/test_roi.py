@@ -42,7 +42,10 @@ def hand(a: RoiAssumptions, lift: float) -> dict:
         pv_benefits += benefit * factor
         pv_costs += cost * factor
         cumulative += benefit - cost
-        if payback is None and cumulative >= 0:
+        # Paid back at the first month from which the cumulative cash never goes negative again.
+        if cumulative < 0:
+            payback = None
+        elif payback is None:
             payback = t
     npv = pv_benefits - pv_costs
     return {"npv": npv, "pv_costs": pv_costs, "roi_pct": npv / pv_costs * 100, "payback": payback}
@@ -373,3 +376,17 @@ def test_yaml_roi_block_still_loads():
     a = RoiAssumptions.model_validate(block)
     assert a.content_refresh_months is None
     assert compute_roi(a, effect(0.001, 0.0005))["status"] == "ok"
+
+
+def test_payback_is_not_an_early_crossing_that_is_lost_again() -> None:
+    """A month-0 content saving above the fine-tuning cost must not read as payback when losses follow."""
+    a = RoiAssumptions(monthly_visitors=1000, content_hours_saved_per_page=1, pages=10, hourly_rate=50,
+                       finetune_gpu_hours=10, gpu_hour_price=2, monthly_operations_cost=400, horizon_months=12)
+    losing = compute_roi(a, EffectInput(0.05, 0.0, 0.0))
+    assert hand(a, 0.0)["payback"] is None
+    assert losing["point"]["payback_months"] is None
+    dear = a.model_copy(update={"finetune_gpu_hours": 1000})  # month 0 deep in the red, then profits
+    slow = compute_roi(dear, EffectInput(0.05, 0.003, 0.0))
+    expected = hand(dear, 0.003)["payback"]
+    assert expected is not None and expected > 0
+    assert slow["point"]["payback_months"] == expected

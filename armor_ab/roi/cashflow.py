@@ -114,11 +114,13 @@ class CashFlowModel:
         }
 
     def payback(self, margin: np.ndarray) -> np.ndarray:
-        """First month whose cumulative undiscounted net cash is >= 0, per draw; +inf if none by H.
+        """First month from which cumulative undiscounted net cash stays >= 0 to the horizon, per
+        draw; +inf if it ends the horizon below 0.
 
         Cumulative net cash at month t is ``fixed_cumulative[t] + margin * t`` (margin starts at
-        month 1). The fixed part is not monotone when content savings recur, so the first
-        crossing is found by scanning all months rather than by solving a linear equation.
+        month 1). It is not monotone (a month-0 content saving can exceed the fine-tuning cost and
+        then be eaten by monthly costs), so "paid back" means from that month on, not a first
+        crossing that is lost again; every month is scanned.
         """
         fixed = np.asarray(self.fixed_cumulative)
         months = np.arange(self.horizon_months + 1, dtype=float)
@@ -126,6 +128,7 @@ class CashFlowModel:
         for start in range(0, margin.shape[0], _PAYBACK_CHUNK):
             chunk = margin[start : start + _PAYBACK_CHUNK]
             paid = fixed[None, :] + chunk[:, None] * months[None, :] >= 0.0
-            first = paid.argmax(axis=1).astype(float)
-            out[start : start + _PAYBACK_CHUNK] = np.where(paid.any(axis=1), first, np.inf)
+            stays = np.logical_and.accumulate(paid[:, ::-1], axis=1)[:, ::-1]  # paid at t and after
+            first = stays.argmax(axis=1).astype(float)
+            out[start : start + _PAYBACK_CHUNK] = np.where(stays[:, 0] | stays.any(axis=1), first, np.inf)
         return out
