@@ -22,20 +22,18 @@ import gzip
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from armor_ab.api.deps import key_principal
-from armor_ab.api.errors import ApiError, validation_error
-from armor_ab.api.routes.client import commit
+from armor_ab.api.errors import ApiError
+from armor_ab.api.routes.client import append_batch
 from armor_ab.catalog.products import Product
 from armor_ab.content.control import DEFAULT_CATALOG, load_products
-from armor_ab.events import EventBatch, EventsAccepted, UnknownReferenceError, check_references, to_arrow
+from armor_ab.events import EventsAccepted
 from armor_ab.store.keys import hash_key
 from armor_ab.web import site
 
@@ -123,17 +121,7 @@ async def post_events_beacon(request: Request):
     if principal.scope != "client":
         raise ApiError(403, "forbidden", "the beacon takes only a client-scope (publishable) key; "
                        "never put a read or admin key in a URL", field="key")
-    raw = await request.body()
-    try:
-        batch = EventBatch.model_validate_json(raw)
-    except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
-    try:
-        check_references(batch.events, state.variants)
-    except UnknownReferenceError as exc:
-        raise ApiError(422, "unknown_reference", exc.message, field=exc.field) from None
-    accepted = await commit(state, to_arrow(batch.events, datetime.now(UTC)))
-    return JSONResponse({"accepted": accepted.accepted, "duplicates": accepted.duplicates})
+    return await append_batch(state, await request.body())
 
 
 # -- the example catalog site --------------------------------------------------------------------------

@@ -241,7 +241,11 @@ async def post_events(request: Request):
     """Append a batch of at most 1000 events; 2xx only after the commit that holds them."""
     state: AppState = request.app.state.armor
     authorize(request, "client")
-    raw = await request.body()
+    return await append_batch(state, await request.body())
+
+
+async def append_batch(state: AppState, raw: bytes) -> JSONResponse:
+    """Validate a raw ``{"events": [...]}`` body, check its references, commit it, answer the counts."""
     try:
         batch = EventBatch.model_validate_json(raw)
     except ValidationError as exc:
