@@ -99,7 +99,9 @@ def _sensor(d: ImageDraw.ImageDraw, cx: float, cy: float, u: float, body: tuple,
         d.line([(cx - 4 * u, y), (cx + 4 * u, y)], fill=dark, width=int(1 * u))
 
 
-def _gear(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, teeth: int, fill: tuple, phase: float) -> None:
+def _gear(
+    d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, teeth: int, fill: tuple, phase: float
+) -> None:
     points = []
     for i in range(teeth * 2):
         a = phase + math.pi * i / teeth
@@ -111,7 +113,9 @@ def _gear(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, teeth: int, fi
 def _gearbox(d: ImageDraw.ImageDraw, cx: float, cy: float, u: float, body: tuple, dark: tuple) -> None:
     d.rectangle([cx - 32 * u, cy - 3 * u, cx - 24 * u, cy + 3 * u], fill=dark)  # input / output shafts
     d.rectangle([cx + 24 * u, cy - 3 * u, cx + 32 * u, cy + 3 * u], fill=dark)
-    d.rectangle([cx - 25 * u, cy - 22 * u, cx + 25 * u, cy + 22 * u], fill=body, outline=dark, width=int(2 * u))
+    d.rectangle(
+        [cx - 25 * u, cy - 22 * u, cx + 25 * u, cy + 22 * u], fill=body, outline=dark, width=int(2 * u)
+    )
     light = _shade(body, 1.6)
     _gear(d, cx - 9 * u, cy, 13 * u, 10, light, 0.0)
     _gear(d, cx + 12 * u, cy, 9 * u, 7, light, 0.3)

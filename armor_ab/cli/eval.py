@@ -1,9 +1,178 @@
-"""`armor-ab` commands: eval (to be filled in)."""
+"""`armor-ab eval`: the demo model's acceptance figures on held-out prompts, as a table or JSON.
+
+    armor-ab eval --model engine/models/armor-demo
+    armor-ab eval --model engine/models/armor-demo --json
+    armor-ab eval --model engine/models/armor-demo --base build/train/armor-demo/stage0/model
+
+The held-out prompts are rebuilt from the catalog with the data settings recorded in the model's
+training.json; the judge is the classifier shipped beside the model (or ``--classifier DIR``). The base model's
+and the one-stage alternative's figures come from training.json unless ``--base`` asks to measure the base.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ._common import fail
+
+# (figure, target, direction): the acceptance bar of issue 6.
+TARGETS: dict[str, tuple[float, str]] = {
+    "modality_accuracy": (0.90, ">="),
+    "image_category_accuracy": (0.80, ">="),
+    "spec_accuracy": (0.80, ">="),
+    "ti2t_category_accuracy": (0.80, ">="),
+    "ti2t_drop_points": (5.0, "<="),
+}
+LABELS = {
+    "modality_accuracy": "right output modality (held-out prompts)",
+    "image_category_accuracy": "pictures show the requested category (judge)",
+    "image_category_accuracy_strict": "  same, a missing picture counted as wrong",
+    "spec_accuracy": "text names the key specs (t2t, t2ti)",
+    "ti2t_category_accuracy": "ti2t: names the category of an input picture",
+    "ti2t_base": "ti2t of the base model before WoHG (stage 0)",
+    "ti2t_drop_points": "ti2t drop, base -> WoHG (points)",
+}
+
+
+def acceptance(figures: dict, base: dict | None) -> dict:
+    """Figures with their targets and pass/fail (None where not measured)."""
+    values = dict(figures)
+    if (
+        base
+        and base.get("ti2t_category_accuracy") is not None
+        and figures.get("ti2t_category_accuracy") is not None
+    ):
+        values["ti2t_base"] = base["ti2t_category_accuracy"]
+        values["ti2t_drop_points"] = round(
+            100 * (base["ti2t_category_accuracy"] - figures["ti2t_category_accuracy"]), 1
+        )
+    rows = {}
+    for key in LABELS:
+        value = values.get(key)
+        target = TARGETS.get(key)
+        ok = None
+        if target is not None and value is not None:
+            ok = value >= target[0] if target[1] == ">=" else value <= target[0]
+        rows[key] = {"value": value, "target": f"{target[1]} {target[0]:g}" if target else None, "pass": ok}
+    return rows
+
+
+def eval_command(
+    model: Annotated[Path, typer.Option("--model", help="Model directory (e.g. engine/models/armor-demo)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option("--base", help="Measure this base model (stage 0) instead of the recorded figures"),
+    ] = None,
+    classifier: Annotated[
+        Path | None, typer.Option("--classifier", help="Judge directory (default: the model directory)")
+    ] = None,
+    per_task: Annotated[int | None, typer.Option("--per-task", help="Held-out prompts per task type")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads")] = None,
+) -> None:
+    """Acceptance figures of a demo model: modality choice, pictures, specs, understanding."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see `armor-ab train`
+    from dataclasses import replace
+
+    import torch
+    import transformers
+
+    from armor_ab.catalog.products import load_catalog
+    from armor_ab.model import load_model
+    from armor_ab.training.classifier import load_classifier
+    from armor_ab.training.data import DataConfig, build_datasets
+    from armor_ab.training.evaluate import UNDERSTANDING_TASKS, evaluate_model
+    from armor_ab.training.recipe import ROOT, EvalConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    transformers.utils.logging.disable_progress_bar()
+    if not model.is_dir():
+        fail(f"--model {model}: not a directory")
+    record_path = model / "training.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    recipe = record.get("recipe", {})
+    catalog = Path(recipe.get("catalog", ROOT / "experiments" / "catalog"))
+    if not catalog.is_absolute():
+        catalog = ROOT / catalog
+    try:
+        products = load_catalog(catalog)
+        loaded = load_model(model)
+        judge = load_classifier(classifier or model)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    heldout = build_datasets(products, DataConfig.from_dict(recipe.get("data")))["heldout"]
+    cfg = EvalConfig.from_dict(recipe.get("eval"))
+    if per_task:
+        cfg = replace(cfg, per_task=per_task)
+    figures = evaluate_model(loaded.model, loaded.tokenizer, products, heldout, judge, cfg)
+    if base is not None:
+        base_loaded = load_model(base)
+        base_figures = evaluate_model(
+            base_loaded.model, base_loaded.tokenizer, products, heldout, judge, cfg, UNDERSTANDING_TASKS
+        )
+        base_source = str(base)
+    else:
+        base_figures = record.get("base_eval")
+        base_source = "training.json (measured after stage 0)" if base_figures else None
+    one_stage = (record.get("one_stage") or {}).get("eval")
+    result = {
+        "model": str(model),
+        "figures": figures,
+        "acceptance": acceptance(figures, base_figures),
+        "base": {"source": base_source, "figures": base_figures},
+        "one_stage": {"source": "training.json" if one_stage else None, "figures": one_stage},
+    }
+    if one_stage:
+        result["one_stage"]["acceptance"] = acceptance(one_stage, base_figures)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_table(result)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return (
+        f"{value:.1f}"
+        if isinstance(value, float) and value > 1
+        else (f"{value:.3f}" if isinstance(value, float) else str(value))
+    )
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    one = result["one_stage"].get("acceptance") or {}
+    table = Table(title=f"armor-ab eval: {result['model']} ({result['figures']['n']} held-out prompts)")
+    table.add_column("figure")
+    table.add_column("WoHG", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("pass", justify="center")
+    table.add_column("one-stage", justify="right")
+    for key, row in result["acceptance"].items():
+        mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[row["pass"]]
+        other = one.get(key, {}).get("value") if one else None
+        table.add_row(LABELS[key], _fmt(row["value"]), row["target"] or "", mark, _fmt(other))
+    console = Console()
+    console.print(table)
+    per_task = result["figures"]["per_task"]
+    console.print(
+        "modality by task: " + ", ".join(f"{t} {v['modality_ok']}/{v['n']}" for t, v in per_task.items())
+    )
+    console.print(
+        f"pictures: {result['figures']['images_generated']} generated for {result['figures']['images_requested']}"
+        f" requested; base figures: {result['base']['source'] or 'not recorded'}"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("eval")(eval_command)

@@ -1,9 +1,9 @@
 """`armor-ab train`: run a training recipe (judge, VQ tokenizer, stage 0, WoHG stages 1-3, eval, export).
 
-    armor-ab train --recipe engine/recipes/demo.yaml                    # everything, ~30 min on 2 cores
-    armor-ab train --recipe engine/recipes/demo.yaml --resume           # continue a cut-off run
-    armor-ab train --recipe engine/recipes/demo.yaml --stage 2          # one phase (its inputs must exist)
-    armor-ab train --recipe engine/recipes/demo.yaml --stage one-stage  # the one-stage comparison
+armor-ab train --recipe engine/recipes/demo.yaml                    # everything, ~30 min on 2 cores
+armor-ab train --recipe engine/recipes/demo.yaml --resume           # continue a cut-off run
+armor-ab train --recipe engine/recipes/demo.yaml --stage 2          # one phase (its inputs must exist)
+armor-ab train --recipe engine/recipes/demo.yaml --stage one-stage  # the one-stage comparison
 """
 
 from __future__ import annotations
@@ -28,14 +28,19 @@ def train(
             help="Run one phase only: classifier, vq, 0, 1, 2, 3, eval, export or one-stage",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run directory (checkpoints, logs, stage models)")] = DEFAULT_OUT,
+    out: Annotated[
+        Path, typer.Option("--out", help="Run directory (checkpoints, logs, stage models)")
+    ] = DEFAULT_OUT,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Skip finished phases; restart a cut-off stage from its checkpoint")
+        bool,
+        typer.Option("--resume", help="Skip finished phases; restart a cut-off stage from its checkpoint"),
     ] = False,
     scale: Annotated[
         float, typer.Option("--scale", help="Multiply every step count (e.g. 0.01 for a smoke run)")
     ] = 1.0,
-    no_export: Annotated[bool, typer.Option("--no-export", help="Do not write the recipe's export directory")] = False,
+    no_export: Annotated[
+        bool, typer.Option("--no-export", help="Do not write the recipe's export directory")
+    ] = False,
 ) -> None:
     """Train an ARMOR model with the three-stage "What or How to Generate" recipe."""
     # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads of several
@@ -58,7 +63,9 @@ def train(
         stage_note = "" if stage else " (running every phase but export)"
         typer.echo(f"no export directory{stage_note}", err=True)
     try:
-        report = run_recipe(loaded, out, stage=stage, resume=resume, log=lambda m: typer.echo(f"[train] {m}", err=True))
+        report = run_recipe(
+            loaded, out, stage=stage, resume=resume, log=lambda m: typer.echo(f"[train] {m}", err=True)
+        )
     except ValueError as exc:
         fail(str(exc))
     if "wall_time_s" in report:

@@ -62,7 +62,9 @@ class PictureStore:
         return self._vit[key]
 
     @torch.no_grad()
-    def encode_codes(self, encode: Callable[[torch.Tensor], torch.Tensor], keys: Sequence[PictureKey]) -> None:
+    def encode_codes(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], keys: Sequence[PictureKey]
+    ) -> None:
         """VQ codes of the answer pictures (``encode``: pixels in [-1, 1] -> (B, N) codes)."""
         todo = sorted(set(keys) - set(self.codes))
         for start in range(0, len(todo), 64):

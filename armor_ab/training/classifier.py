@@ -52,7 +52,9 @@ class CategoryClassifier(nn.Module):
     def __init__(self, num_classes: int = len(CATEGORIES)) -> None:
         super().__init__()
         widths = (3, 16, 32, 64, 64)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:], strict=False))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, 3, padding=1) for a, b in zip(widths, widths[1:], strict=False)
+        )
         self.head = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,7 @@ def train_classifier(config: ClassifierConfig, out: Path) -> dict:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     accuracy = evaluate_classifier(model, config.seed * 10**6 + 5_000, config.eval_per_category)
     meta = {
         "what": "category classifier (judge of generated pictures), trained on its own fresh draws",

@@ -5,26 +5,27 @@ One line per sample::
     {"id": "train-t2ti-0007", "split": "train", "task": "t2ti", "product": "pumps-01", "template": "t2ti/3",
      "segments": [
        {"role": "user", "type": "text", "text": "Describe pump P-01 with a picture."},
-       {"role": "assistant", "type": "image", "image": {"product": "pumps-01", "variant": 0}},
-       {"role": "assistant", "type": "text", "text": "Pump P-01: 5.5 kW, 120 m3/h."}]}
+       {"role": "assistant", "type": "text", "text": "Pump P-01: 5.5 kW, 120 m3/h."},
+       {"role": "assistant", "type": "image", "image": {"product": "pumps-01", "variant": 0}}]}
 
 An image segment names a catalog product and a picture variant: 0 is the catalog picture, k > 0 a re-draw with
 a seed derived from the product's (``product_picture``), so pictures are re-created, not stored per sample.
 
 Task types (the paper's four): ``t2t`` text -> text, ``ti2t`` image + question -> text, ``t2i`` text -> picture,
-``t2ti`` text -> picture + text. Output layouts:
+``t2ti`` text -> text + picture. Output layouts:
 
-* t2i  -> [picture]
-* t2ti -> [picture] "Pump P-01: 5.5 kW, 120 m3/h."   picture first: the modality choice is then the answer's
-  first token, where the prompt is best summarised (a 4-layer byte model decides poorly mid-sentence)
 * t2t  -> "Pump P-01: 5.5 kW, 120 m3/h."  (or the price band)
 * ti2t -> "This is a pump."
+* t2i  -> [picture]
+* t2ti -> "Pump P-01: 5.5 kW, 120 m3/h." [picture]   text first, straight after the prompt, as the base model
+  writes it; the picture follows and can lean on the text that names the product again.
 
 Splits:
 
-* ``base``    the "existing MLLM" (stage 0): t2t and ti2t only. A text-out MLLM asked for a picture answers
-  in text ("I can only write text." plus the specs when they were asked for), as InternVL2.5 does; those
-  answers are kept so the base model, like a real one, tells picture requests apart.
+* ``base``    the "existing MLLM" (stage 0): t2t and ti2t only. A text-out MLLM asked for a picture says it
+  cannot draw (after the specs, when those were asked for too), as InternVL2.5 does; those answers are kept so
+  the base model, like a real one, tells picture requests apart - at the very positions where ARMOR later
+  has to choose between text and <imgbos>.
 * ``train``   all four task types with training phrasings (stages 1-3; ``hq`` marks stage 3's subset).
 * ``val``     training phrasings, (product, phrasing) pairs and picture re-draws not in ``train``.
 * ``heldout`` phrasings never used in training, and input pictures re-drawn with seeds no other split uses.
@@ -43,93 +44,123 @@ from armor_ab.catalog.products import Product
 
 TASKS = ("t2t", "ti2t", "t2i", "t2ti")
 SPLITS = ("base", "train", "val", "heldout")
-REFUSAL = "I can only write text."
+REFUSAL = "I cannot draw pictures."
 
-# Prompt phrasings; {p} is "pump P-01". Held-out phrasings are new sentences built from the same request
-# words (picture, image, draw, specs, describe ...): a byte-level model of this size cannot learn words it
-# never saw, but it should generalise to new sentences around them.
-TEMPLATES: dict[str, dict[str, list[str]]] = {
+# Prompt phrasings: a request core ({p} is "pump P-01") wrapped in an optional greeting and an ending, so that
+# training sees each core in many sentences and learns which words carry the request. Held-out cores are new
+# sentences built from the same request words (picture, image, draw, specs, describe ...): a byte-level model of
+# this size cannot learn words it never saw, but it should generalise to new sentences around them.
+CORES: dict[str, dict[str, list[str]]] = {
     "t2t": {
         "train": [
-            "Describe {p}.",
-            "What are the specs of {p}?",
-            "Give me the key data of {p}.",
-            "Write a short text about {p}.",
-            "List the specs of {p}.",
-            "Product text for {p}, please.",
-            "Which ratings does {p} have?",
-            "Tell me the key specs of {p}.",
+            "describe {p}",
+            "what are the specs of {p}",
+            "give me the key data of {p}",
+            "write a short text about {p}",
+            "list the specs of {p}",
+            "product text for {p}",
+            "which ratings does {p} have",
+            "tell me the key specs of {p}",
+            "I need the data of {p}",
+            "what are the key figures of {p}",
         ],
         "heldout": [
-            "Tell me about {p}.",
-            "What should a buyer know about {p}?",
-            "Summarize {p} for the catalog.",
-            "Please describe {p} in one line.",
+            "tell me about {p}",
+            "what should a buyer know about {p}",
+            "summarize the specs of {p}",
+            "describe {p} in one line",
         ],
     },
     "price": {  # a second t2t question type, so the text answers depend on what was asked
-        "train": ["What is the price band of {p}?", "How expensive is {p}?", "Price class of {p}?"],
+        "train": ["what is the price band of {p}", "how expensive is {p}", "which price class is {p} in"],
         "heldout": [],
     },
     "t2i": {
         "train": [
-            "Draw {p}.",
-            "Show me a picture of {p}.",
-            "Generate an image of {p}.",
-            "Make a drawing of {p}.",
-            "Picture of {p}, please.",
-            "Render an image of {p}.",
-            "What does {p} look like? Show me.",
-            "Sketch {p}.",
+            "draw {p}",
+            "show me a picture of {p}",
+            "generate an image of {p}",
+            "make a drawing of {p}",
+            "picture of {p}",
+            "render an image of {p}",
+            "what does {p} look like? Show me",
+            "sketch {p}",
+            "I want a picture of {p}",
+            "paint {p}",
         ],
         "heldout": [
-            "Can you draw {p}?",
-            "I would like to see a picture of {p}.",
-            "Please show an image of {p}.",
-            "Create a drawing of {p}.",
+            "can you draw {p}",
+            "I would like to see a picture of {p}",
+            "show an image of {p}",
+            "create a drawing of {p}",
         ],
     },
     "t2ti": {
         "train": [
-            "Describe {p} with a picture.",
-            "Show {p} and list its specs.",
-            "Picture and specs of {p}, please.",
-            "Write a product page for {p} with an image.",
-            "Draw {p} and give its key data.",
-            "Give me an image of {p} and its specs.",
-            "Product text with a picture for {p}.",
-            "Show me a picture of {p} with its ratings.",
+            "describe {p} with a picture",
+            "show {p} and list its specs",
+            "picture and specs of {p}",
+            "write a product page for {p} with an image",
+            "draw {p} and give its key data",
+            "give me an image of {p} and its specs",
+            "product text with a picture for {p}",
+            "show me a picture of {p} with its ratings",
+            "list the specs of {p} and draw it",
+            "an image of {p} plus its key data",
         ],
         "heldout": [
-            "Tell me about {p} and show a picture.",
-            "Can you draw {p} and describe it?",
-            "I need the specs of {p} plus an image.",
-            "Describe {p}, with a drawing.",
+            "tell me about {p} and show a picture",
+            "can you draw {p} and describe it",
+            "I need the specs of {p} plus an image",
+            "describe {p}, with a drawing",
         ],
     },
     "ti2t": {
         "train": [
-            "What is this?",
-            "What product is shown?",
-            "Which category is this product in?",
-            "Name the product in the picture.",
-            "What kind of device is this?",
-            "What do we have here?",
+            "what is this",
+            "what product is shown",
+            "which category is this product in",
+            "name the product in the picture",
+            "what kind of device is this",
+            "what do we have here",
+            "which product type is this",
+            "what is in the image",
         ],
         "heldout": [
-            "What do you see in this image?",
-            "Identify this product.",
-            "Which kind of product is in the picture?",
-            "Tell me what this is.",
+            "what do you see in this image",
+            "identify this product",
+            "which kind of product is in the picture",
+            "tell me what this is",
         ],
     },
 }
+GREETINGS = ("", "Please, ", "Hi! ", "Hello, ", "Quick question: ", "Hey, ")
+ENDINGS = (
+    "{end}",
+    " please{end}",
+    " for our shop{end}",
+    " for the catalog{end}",
+    " now{end}",
+    "{end} Thanks.",
+)
+_QUESTION_WORDS = ("what", "which", "how", "can", "is")
+
+
+def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
+    """One prompt: greeting + core + ending; capitalised after a sentence break, "?" after a question."""
+    text = core.format(p=product)
+    end = "?" if text.split(" ", 1)[0].lower() in _QUESTION_WORDS else "."
+    if not greeting or greeting.endswith(("! ", ": ")):
+        text = text[:1].upper() + text[1:]
+    return greeting + text + ending.format(end=end)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     seed: int = 7
-    val_fraction: float = 0.1  # of (product, phrasing) pairs, per task
+    phrasings_per_product: int = 12  # training prompts per product and task (distinct sentences)
+    val_phrasings_per_product: int = 1
+    price_phrasings_per_product: int = 4  # the price question is a side task: fewer samples
     ti2t_train_variants: int = 16  # re-draws per product for ti2t training (plus the catalog picture)
     ti2t_val_variants: int = 2
     ti2t_heldout_variants: int = 4
@@ -139,6 +170,19 @@ class DataConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> DataConfig:
         return cls(**(data or {}))
+
+
+def _grammar_draws(rng: random.Random, n_cores: int, count: int) -> list[tuple[int, int, int]]:
+    """``count`` distinct (core, greeting, ending) triples, cycling through the cores so each is used."""
+    seen: set[tuple[int, int, int]] = set()
+    draws: list[tuple[int, int, int]] = []
+    offset = rng.randrange(n_cores)
+    while len(draws) < count:
+        triple = ((offset + len(draws)) % n_cores, rng.randrange(len(GREETINGS)), rng.randrange(len(ENDINGS)))
+        if triple not in seen:
+            seen.add(triple)
+            draws.append(triple)
+    return draws
 
 
 def product_ref(product: Product) -> str:
@@ -188,8 +232,8 @@ def _text_task(task: str, product: Product, prompt: str, base: bool) -> list[dic
         return [_user(prompt), _say(REFUSAL)] if base else [_user(prompt), _draw(product)]
     if task == "t2ti":
         if base:
-            return [_user(prompt), _say(f"{REFUSAL} {answer_text(product)}")]
-        return [_user(prompt), _draw(product), _say(answer_text(product))]
+            return [_user(prompt), _say(f"{answer_text(product)} {REFUSAL}")]
+        return [_user(prompt), _say(answer_text(product)), _draw(product)]
     raise ValueError(task)
 
 
@@ -198,40 +242,51 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
     rng = random.Random(config.seed)
     sets: dict[str, list[dict]] = {split: [] for split in SPLITS}
 
-    # Text-prompted tasks: (product, phrasing) pairs; a fraction of the training pairs goes to val.
+    # Text-prompted tasks: per product, distinct sentences of the training grammar for train (and base) and
+    # val; held-out: every held-out core, each with a greeting and an ending drawn at random.
     for task in ("t2t", "price", "t2i", "t2ti"):
-        templates = TEMPLATES[task]
-        pairs = [(p, i) for p in products for i in range(len(templates["train"]))]
-        val_pairs = set(rng.sample(range(len(pairs)), max(1, int(len(pairs) * config.val_fraction))))
-        for k, (product, i) in enumerate(pairs):
-            prompt = templates["train"][i].format(p=product_ref(product))
-            split = "val" if k in val_pairs else "train"
-            label = "t2t" if task == "price" else task
-            sets[split].append(_sample(split, label, product, f"{task}/{i}", _text_task(task, product, prompt, False)))
-            if split == "train":  # the base model saw the same prompts, answered in text
-                base = _text_task(task, product, prompt, True)
-                sets["base"].append(_sample("base", "t2t", product, f"{task}/{i}", base))
+        cores = CORES[task]
+        label = "t2t" if task == "price" else task
+        n_train = config.price_phrasings_per_product if task == "price" else config.phrasings_per_product
         for product in products:
-            for i, template in enumerate(templates["heldout"]):
-                prompt = template.format(p=product_ref(product))
+            ref = product_ref(product)
+            draws = _grammar_draws(rng, len(cores["train"]), n_train + config.val_phrasings_per_product)
+            for n, (i, g, e) in enumerate(draws):
+                prompt = phrase(cores["train"][i], GREETINGS[g], ENDINGS[e], ref)
+                split = "train" if n < n_train else "val"
+                tag = f"{task}/{i}/{g}/{e}"
+                sets[split].append(
+                    _sample(split, label, product, tag, _text_task(task, product, prompt, False))
+                )
+                if split == "train":  # the base model saw the same prompts, answered in text
+                    sets["base"].append(
+                        _sample("base", "t2t", product, tag, _text_task(task, product, prompt, True))
+                    )
+            for i, core in enumerate(cores["heldout"]):
+                g, e = rng.randrange(len(GREETINGS)), rng.randrange(len(ENDINGS))
+                prompt = phrase(core, GREETINGS[g], ENDINGS[e], ref)
+                tag = f"{task}/heldout/{i}/{g}/{e}"
                 sets["heldout"].append(
-                    _sample("heldout", task, product, f"{task}/heldout/{i}", _text_task(task, product, prompt, False))
+                    _sample("heldout", label, product, tag, _text_task(task, product, prompt, False))
                 )
 
     # Image-prompted task: re-drawn input pictures (the shape says the category; colour and size vary).
-    ti2t = TEMPLATES["ti2t"]
+    cores = CORES["ti2t"]
     variant_ranges = {
         "train": range(0, config.ti2t_train_variants + 1),  # 0 = the catalog picture
         "val": range(1000, 1000 + config.ti2t_val_variants),
-        "heldout": range(config.heldout_variant_base, config.heldout_variant_base + config.ti2t_heldout_variants),
+        "heldout": range(
+            config.heldout_variant_base, config.heldout_variant_base + config.ti2t_heldout_variants
+        ),
     }
     for split, variants in variant_ranges.items():
-        phrasings = ti2t["heldout"] if split == "heldout" else ti2t["train"]
+        pool = cores["heldout"] if split == "heldout" else cores["train"]
         for product in products:
             for variant in variants:
-                i = rng.randrange(len(phrasings))
-                tag = f"ti2t/heldout/{i}" if split == "heldout" else f"ti2t/{i}"
-                segments = [_user_image(product, variant), _user(phrasings[i]), _say(category_text(product))]
+                i, g, e = rng.randrange(len(pool)), rng.randrange(len(GREETINGS)), rng.randrange(len(ENDINGS))
+                tag = f"ti2t/heldout/{i}/{g}/{e}" if split == "heldout" else f"ti2t/{i}/{g}/{e}"
+                question = phrase(pool[i], GREETINGS[g], ENDINGS[e])
+                segments = [_user_image(product, variant), _user(question), _say(category_text(product))]
                 sets[split].append(_sample(split, "ti2t", product, tag, segments))
                 if split == "train":
                     sets["base"].append(_sample("base", "ti2t", product, tag, segments))

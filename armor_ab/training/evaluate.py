@@ -76,7 +76,9 @@ def run_generation(
             chunk = group[start : start + cfg.batch_size]
             prompts = [prompt_text(s) for s in chunk]
             images = [_input_picture(s, products) for s in chunk]
-            out = generator.generate(prompts, images if any(i is not None for i in images) else None, settings)
+            out = generator.generate(
+                prompts, images if any(i is not None for i in images) else None, settings
+            )
             for sample, content in zip(chunk, out.contents, strict=True):
                 text = " ".join(seg.text for seg in content.segments if seg.type == "text").strip()
                 pictures = [seg.to_pil() for seg in content.segments if seg.type == "image"]
@@ -174,7 +176,12 @@ def write_examples(results: Sequence[dict], directory: Path, per_task: int = 6) 
         seen[task] = seen.get(task, 0) + 1
         if seen[task] > per_task:
             continue
-        record = {"task": task, "product": r["sample"]["product"], "prompt": prompt_text(r["sample"]), "text": r["text"]}
+        record = {
+            "task": task,
+            "product": r["sample"]["product"],
+            "prompt": prompt_text(r["sample"]),
+            "text": r["text"],
+        }
         if r["picture"] is not None:
             name = f"{r['sample']['id']}.png"
             r["picture"].save(directory / name)

@@ -188,7 +188,9 @@ class Run:
             shutil.copy(self.out / "classifier" / name, target / name)
         # A sheet of the model's own pictures for the held-out t2i prompts: what the demo draws.
         samples = pick_heldout(self.sets["heldout"], 42, ("t2i",))
-        results = run_generation(loaded.model, loaded.tokenizer, {p.id: p for p in self.products}, samples, self.recipe.eval)
+        results = run_generation(
+            loaded.model, loaded.tokenizer, {p.id: p for p in self.products}, samples, self.recipe.eval
+        )
         sheet = picture_sheet(results)
         if sheet is not None:
             sheet.save(target / "samples.png")
@@ -209,6 +211,7 @@ def run_recipe(
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(PHASES)}")
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
+    transformers.utils.logging.disable_progress_bar()  # per-shard bars of save/load: noise in a long log
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     run = Run(recipe, out, resume, progress, log)
@@ -259,7 +262,9 @@ def run_recipe(
         if cfg.stage == 0:  # the base model's understanding, before any WoHG stage touches it
             report["base_eval"] = timed(
                 "base_eval",
-                lambda: run.evaluate(out / "stage0" / "model", out / "stage0" / "eval.json", UNDERSTANDING_TASKS, False),
+                lambda: run.evaluate(
+                    out / "stage0" / "model", out / "stage0" / "eval.json", UNDERSTANDING_TASKS, False
+                ),
             )
     if wanted("eval"):
         report["eval"] = timed("eval", lambda: run.evaluate(out / "stage3" / "model", out / "eval.json"))
@@ -267,7 +272,8 @@ def run_recipe(
         cfg = recipe.one_stage
         summary = timed("one_stage", lambda: run.train_stage(cfg, run.stage_model(1)))
         figures = timed(
-            "one_stage_eval", lambda: run.evaluate(out / cfg.dirname / "model", out / cfg.dirname / "eval.json")
+            "one_stage_eval",
+            lambda: run.evaluate(out / cfg.dirname / "model", out / cfg.dirname / "eval.json"),
         )
         report["one_stage"] = {"stage": summary, "eval": figures}
     if stage is None:

@@ -53,12 +53,16 @@ def compute_losses(
     positions = position_ids_from_valid(valid)  # (B, T)
     mask = attention_mask_for(valid)  # (B, 1, T, T)
     embeds = model.embed(batch.input_ids, batch.pixel_values)  # (B, T, C)
-    h = model.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+    h = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions
+    ).last_hidden_state
     cfg = model.config
     B, T = batch.input_ids.shape
     text_logits = model.text_logits(h) if alpha else h.new_zeros(B, T, cfg.text_head_size)
     visual_logits = (
-        model.visual_logits(model.adapter(h, positions, mask)) if beta else h.new_zeros(B, T, cfg.visual_head_size)
+        model.visual_logits(model.adapter(h, positions, mask))
+        if beta
+        else h.new_zeros(B, T, cfg.visual_head_size)
     )
     text_loss, image_loss = model.losses(text_logits, visual_logits, batch.labels)
     loss = (alpha * text_loss if alpha else 0.0) + (beta * image_loss if beta else 0.0)
@@ -83,7 +87,10 @@ def make_optimizer(model: ArmorForInterleavedGeneration, stage: StageConfig) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": stage.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": stage.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=stage.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
@@ -173,10 +180,12 @@ class StageTrainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if stage.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], stage.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], stage.grad_clip
+                )
             optimizer.step()
             tokens += batch.num_tokens
-            window.append((float(loss), float(text_loss), float(image_loss)))
+            window.append((loss.item(), text_loss.item(), image_loss.item()))
             done = step + 1
             if done % stage.log_every == 0 or done == stage.steps:
                 mean = _nanmean(window)
@@ -248,7 +257,9 @@ class StageTrainer:
         chunks = [self.val_samples[i : i + size] for i in range(0, len(self.val_samples), size)]
         totals = []
         for chunk in chunks[: self.stage.val_batches]:
-            loss, text, image = compute_losses(self.model, self.collate(chunk), self.stage.alpha, self.stage.beta)
+            loss, text, image = compute_losses(
+                self.model, self.collate(chunk), self.stage.alpha, self.stage.beta
+            )
             totals.append((float(loss), float(text), float(image)))
         self.model.train()
         mean = _nanmean(totals)

@@ -63,7 +63,9 @@ def _latents(vq: ArmorVQGAN, x: torch.Tensor) -> torch.Tensor:
     return vq.quant_conv(vq.encoder(x))
 
 
-def _reconstruct(vq: ArmorVQGAN, x: torch.Tensor, quantize: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _reconstruct(
+    vq: ArmorVQGAN, x: torch.Tensor, quantize: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     h = _latents(vq, x)
     if quantize:
         q, vq_loss, codes = vq.quantize(h)
@@ -119,7 +121,9 @@ def train_vq(
         if step == config.ae_steps:  # codebook from k-means on the autoencoder's latents
             with torch.no_grad():
                 latents = _flat(_latents(vq, torch.cat([catalog, redraws])))
-                vq.quantize.embedding.weight.copy_(_kmeans(latents, vq_config.num_embeddings, config.kmeans_iters, gen))
+                vq.quantize.embedding.weight.copy_(
+                    _kmeans(latents, vq_config.num_embeddings, config.kmeans_iters, gen)
+                )
             usage = torch.zeros(vq_config.num_embeddings)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -141,10 +145,16 @@ def train_vq(
                 _restart_dead_codes(vq, x, usage, gen)
                 usage.zero_()
         if step % config.log_every == 0 or step == config.steps - 1:
-            record = {"step": step, "loss": float(loss), "recon": float(recon), "vq": float(vq_loss), "lr": lr_at(step)}
+            record = {
+                "step": step,
+                "loss": loss.item(),
+                "recon": recon.item(),
+                "vq": vq_loss.item(),
+                "lr": lr_at(step),
+            }
             log.write(json.dumps(record) + "\n")
             log.flush()
-            bar.set_postfix(recon=f"{float(recon):.4f}")
+            bar.set_postfix(recon=f"{recon.item():.4f}")
     log.close()
     vq.eval()
     meta = {
@@ -166,7 +176,9 @@ def _restart_dead_codes(vq: ArmorVQGAN, x: torch.Tensor, usage: torch.Tensor, ge
         return
     latents = _flat(_latents(vq, x))
     pick = torch.randint(len(latents), (len(dead),), generator=gen)
-    vq.quantize.embedding.weight[dead] = latents[pick] + 0.01 * torch.randn(len(dead), latents.shape[1], generator=gen)
+    vq.quantize.embedding.weight[dead] = latents[pick] + 0.01 * torch.randn(
+        len(dead), latents.shape[1], generator=gen
+    )
 
 
 @torch.no_grad()
@@ -192,7 +204,9 @@ def load_vq(vq_config: ArmorVQConfig, directory: Path) -> ArmorVQGAN:
 
 def reconstruction_grid(vq: ArmorVQGAN, products: list[Product], size: int) -> np.ndarray:
     """Originals (top row) over reconstructions (bottom row), one column per category's first product."""
-    picks = [next(p for p in products if p.category == c) for c in dict.fromkeys(p.category for p in products)]
+    picks = [
+        next(p for p in products if p.category == c) for c in dict.fromkeys(p.category for p in products)
+    ]
     x = torch.stack([pil_to_vq_pixels(product_picture(p), size) for p in picks])
     with torch.no_grad():
         y = vq.decode(vq.encode(x)).clamp(-1, 1)
