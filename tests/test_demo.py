@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from tests.conftest import free_port
 
@@ -38,3 +39,66 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert '"accepted": 0' in again.stdout
+
+
+@pytest.mark.slow
+def test_full_demo_serves_the_site_the_dashboards_and_stops_on_ctrl_c(tmp_path) -> None:
+    """As a new user meets it: engine, generated pages, API, dashboards, visitors; Ctrl-C stops all."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from armor_ab.experiments.assignment import Assigner
+    from armor_ab.experiments.loader import load_experiment_file
+    from tests.conftest import DEMO_EXPERIMENT
+
+    db = tmp_path / "full" / "armor_ab.duckdb"
+    port, dash_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "armor_ab.demo", "--visitors", "1500", "--db", str(db), "--port", str(port),
+         "--dashboard-port", str(dash_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "serving; press Ctrl-C" in line:
+                break
+        out = "".join(lines)
+        assert "serving; press Ctrl-C" in out, out[-3000:]
+        api, dash = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{dash_port}"
+        for url in (f"{api}/demo/", f"{api}/docs", f"{dash}/_stcore/health", f"{api}/demo/products/pumps-01"):
+            assert url.split("/_stcore")[0].split("/demo")[0].split("/docs")[0] in out
+            assert httpx.get(url, timeout=30).status_code == 200, url
+        keys = json.loads((db.parent / "demo-keys.json").read_text())
+        assigner = Assigner.from_experiment(load_experiment_file(DEMO_EXPERIMENT))
+        users = {assigner.assign(f"demo-check-{i}").variant: f"demo-check-{i}" for i in range(50)}
+        client = {"Authorization": f"Bearer {keys['client']}"}
+        armor = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content", headers=client,
+                          params={"user_id": users["armor"], "item_id": "pumps-01"}).json()
+        assert armor["source"] == "armor" and armor["content"]["metadata"]["model"].endswith("armor-demo")
+        assert any(s["type"] == "text" and s["text"].strip() for s in armor["content"]["segments"])
+        control = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content", headers=client,
+                            params={"user_id": users["control"], "item_id": "pumps-01"}).json()
+        assert control["source"] == "catalog" and control["content"]["segments"][0]["text"].startswith("Pump P-01")
+        report = httpx.get(f"{api}/v1/experiments/catalog-interleaved/results", timeout=120,
+                           headers={"Authorization": f"Bearer {keys['read']}"}).json()
+        dwell = next(r for r in report["results"] if r["metric"] == "dwell_time_per_view")
+        assert dwell["lift_rel"] > 0 and report["roi"]["prob_roi_positive"] is not None
+        assert report["verdict"]["headline"]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, rest[-2000:]
+    assert "[demo] stopped" in rest
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{dash_port}/_stcore/health", timeout=2)
