@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from armor_ab.events import ARROW_SCHEMA as ROW_SCHEMA
 
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 _INSERT = (
     "INSERT OR IGNORE INTO events SELECT event_id::UUID, experiment, variant, user_id, item_id, type, "
-    "value, ts, received_at, properties::JSON FROM incoming RETURNING event_id::VARCHAR"
+    "value, ts, received_at, properties::JSON FROM incoming"
 )
 
 
@@ -39,7 +40,20 @@ def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> set[str]:
     """
     con.register("incoming", table)
     try:
-        return {row[0] for row in con.execute(_INSERT).fetchall()}
+        return {row[0] for row in con.execute(_INSERT + " RETURNING event_id::VARCHAR").fetchall()}
+    finally:
+        con.unregister("incoming")
+
+
+def append_new_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
+    """Like ``append_events`` but returns only how many rows were new: no id list to build.
+
+    When that count equals the table's rows, which is the common case, every row was new and the
+    caller needs nothing more; otherwise it redoes the insert with ``append_events``.
+    """
+    con.register("incoming", table)
+    try:
+        return con.execute(_INSERT).fetchone()[0]
     finally:
         con.unregister("incoming")
 
@@ -228,14 +242,23 @@ class EventWriter:
             unique = [r for r in row_items if r[0] not in seen and not seen.add(r[0])]
             row_ids = [r[0] for r in unique]
             keep_tables.append(pa.table(list(zip(*unique, strict=True)), schema=ROW_SCHEMA))
-        for b in batches:
-            ids = b.table.column("event_id").to_pylist()
-            mask = [i not in seen and not seen.add(i) for i in ids]
-            keep_tables.append(b.table.filter(pa.array(mask)) if not all(mask) else b.table)
+        keep_tables += [b.table for b in batches]
         incoming = pa.concat_tables(keep_tables)
+        ids = incoming.column("event_id")
+        clean = pc.count_distinct(ids).as_py() == len(ids)  # no id twice in this transaction
+        if not clean:  # concurrent retries of one batch: keep each id's first row (rare)
+            seen = set()
+            mask = [i not in seen and not seen.add(i) for i in ids.to_pylist()]
+            incoming = incoming.filter(pa.array(mask))
+        inserted: set[str] | None = None
         try:
             self._con.execute("BEGIN")
-            inserted = append_events(self._con, incoming)
+            n_inserted = append_new_events(self._con, incoming)
+            if n_inserted != incoming.num_rows:  # some ids were stored before: find out which
+                self._con.execute("ROLLBACK")
+                self._con.execute("BEGIN")
+                inserted = append_events(self._con, incoming)
+                n_inserted = len(inserted)
             self._con.execute("COMMIT")
         except BaseException as exc:
             log.exception("event batch write failed", extra={"batches": len(batches)})
@@ -249,15 +272,21 @@ class EventWriter:
                 self._on_rows_failed(row_ids)
             return
         elapsed = time.perf_counter() - started
-        n_inserted = len(inserted)
         self.committed_events += n_inserted
-        for b in batches:
-            accepted = 0
-            for event_id in b.table.column("event_id").to_pylist():
-                if event_id in inserted:  # counted once, for the first batch that carried it
-                    inserted.discard(event_id)
-                    accepted += 1
-            b.future.set_result(WriteResult(accepted=accepted, duplicates=b.table.num_rows - accepted))
+        if inserted is None and clean:  # every row was new: each batch was accepted whole
+            for b in batches:
+                b.future.set_result(WriteResult(accepted=b.table.num_rows, duplicates=0))
+        else:
+            if inserted is None:  # all new, but some rows repeated an id within this transaction
+                inserted = set(incoming.column("event_id").to_pylist())
+            inserted.difference_update(row_ids)  # exposure rows came first; they are nobody's batch
+            for b in batches:
+                accepted = 0
+                for event_id in b.table.column("event_id").to_pylist():
+                    if event_id in inserted:  # counted once, for the first batch that carried it
+                        inserted.discard(event_id)
+                        accepted += 1
+                b.future.set_result(WriteResult(accepted=accepted, duplicates=b.table.num_rows - accepted))
         if row_ids and self._on_rows_committed:
             self._on_rows_committed(row_ids)
         if self._on_commit:
