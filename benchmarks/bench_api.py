@@ -33,8 +33,9 @@ local threads = 0
 function setup(thread) thread:set("tid", threads); threads = threads + 1 end
 request = function()
   counter = counter + 1
+  -- every request a new visitor (views = 1), or each visitor viewing `views` pages
   return wrk.format("GET", "/v1/experiments/catalog-interleaved/assignment?user_id=bench-%(run)s-"
-    .. tid .. "-" .. counter .. "&item_id=pumps-01")
+    .. tid .. "-" .. math.floor(counter / %(views)d) .. "&item_id=pumps-01")
 end
 """
 
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--event-connections", type=int, default=16, help="clients posting event batches")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     need_wrk()
@@ -115,20 +117,22 @@ def main() -> None:
     try:
         # Warm-up, not counted.
         wrk(hello_url, connections=c, seconds=2)
-        wrk(api_url, connections=c, seconds=2, script=ASSIGN_LUA % {"run": "warm"}, headers=auth)
-        hello_runs, assign_runs, content_runs, event_runs = [], [], [], []
+        wrk(api_url, connections=c, seconds=2, script=ASSIGN_LUA % {"run": "warm", "views": 1}, headers=auth)
+        hello_runs, assign_runs, typical_runs, content_runs, event_runs = [], [], [], [], []
         item_list = ",".join(f'"{i}"' for i in items)
         for i in range(args.runs):  # interleaved, so drift on a shared machine hits all alike
             hello_runs.append(wrk(hello_url, connections=c, seconds=args.seconds))
             assign_runs.append(wrk(api_url, connections=c, seconds=args.seconds,
-                                   script=ASSIGN_LUA % {"run": f"r{i}"}, headers=auth))
+                                   script=ASSIGN_LUA % {"run": f"r{i}", "views": 1}, headers=auth))
+            typical_runs.append(wrk(api_url, connections=c, seconds=args.seconds,
+                                    script=ASSIGN_LUA % {"run": f"t{i}", "views": 3}, headers=auth))
             content_runs.append(wrk(api_url, connections=c, seconds=args.seconds,
                                     script=CONTENT_LUA % {"run": f"c{i}", "items": item_list}, headers=auth))
         run_ids = []
         for _ in range(args.runs):
             run_id = random.randrange(1, 2**31)
             run_ids.append(run_id)
-            event_runs.append(wrk(api_url, connections=8, seconds=args.seconds,
+            event_runs.append(wrk(api_url, connections=args.event_connections, seconds=args.seconds,
                                   script=EVENTS_LUA % {"run": run_id}, headers=auth))
         rss_now, rss_peak = rss_mb(api.pid)
     finally:
@@ -148,12 +152,15 @@ def main() -> None:
     assign_p99 = median([r["p99_ms"] for r in assign_runs])
     events_per_s = median([(r["rps"]) * 100 for r in event_runs])
     content_rps = median([r["rps"] for r in content_runs])
+    typical_rps = median([r["rps"] for r in typical_runs])
     content_p99 = median([r["p99_ms"] for r in content_runs])
     result = {
         "hello_rps": hello_rps, "assign_rps": assign_rps, "assign_ratio": assign_rps / hello_rps,
         "assign_p50_ms": median([r["p50_ms"] for r in assign_runs]), "assign_p99_ms": assign_p99,
         "hello_p99_ms": median([r["p99_ms"] for r in hello_runs]),
         "assign_non2xx": sum(r["non2xx"] for r in assign_runs), "exposures_committed": exposures,
+        "typical_rps": typical_rps, "typical_ratio": typical_rps / hello_rps,
+        "typical_p99_ms": median([r["p99_ms"] for r in typical_runs]),
         "content_rps": content_rps, "content_ratio": content_rps / hello_rps, "content_p99_ms": content_p99,
         "content_non2xx": sum(r["non2xx"] for r in content_runs),
         "events_per_s": events_per_s, "events_p99_ms": median([r["p99_ms"] for r in event_runs]),
@@ -179,10 +186,12 @@ def main() -> None:
     print(f"| GET assignment (new visitor each, exposure committed), 32 conns | {assign_rps:,.0f} req/s |")
     print(f"| ratio assignment / hello | {result['assign_ratio']:.2f} |")
     print(f"| assignment p50 / p99 | {result['assign_p50_ms']:.1f} / {assign_p99:.1f} ms |")
+    print(f"| GET assignment, 3 page views per visitor, 32 conns | {typical_rps:,.0f} req/s "
+          f"(ratio {result['typical_ratio']:.2f}, p99 {result['typical_p99_ms']:.1f} ms) |")
     print(f"| GET content (cached path, new visitor each), 32 conns | {content_rps:,.0f} req/s |")
     print(f"| ratio content / hello | {result['content_ratio']:.2f} |")
     print(f"| content p99 | {content_p99:.1f} ms |")
-    print(f"| POST /v1/events, 100-event batches, 8 conns | {events_per_s:,.0f} events/s (p99 {result['events_p99_ms']:.1f} ms) |")
+    print(f"| POST /v1/events, 100-event batches, {args.event_connections} conns | {events_per_s:,.0f} events/s (p99 {result['events_p99_ms']:.1f} ms) |")
     print(f"| events acknowledged / stored / distinct | {acked_events:,} / {stored:,} / {distinct:,} |")
     print(f"| API process RSS now / peak | {rss_now:.0f} / {rss_peak:.0f} MB |")
     print()

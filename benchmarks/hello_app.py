@@ -1,9 +1,14 @@
-"""The baseline for the API benchmarks: a hello-world FastAPI endpoint, served like the API."""
+"""The baseline for the API benchmarks: a hello-world FastAPI endpoint, served like the API.
+
+Same framework settings as the API (FastAPI's own OpenTelemetry hooks off), same server flags.
+"""
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-app = FastAPI()
+from armor_ab.api.app import TELEMETRY
+
+app = FastAPI(telemetry=TELEMETRY)
 
 
 @app.get("/hello")

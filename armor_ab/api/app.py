@@ -21,6 +21,9 @@ from armor_ab.web import routes as web
 
 log = logging.getLogger("armor_ab.api")
 CORS_ENV = "ARMOR_AB_CORS_ORIGINS"
+# FastAPI's built-in OpenTelemetry hooks look up the global providers and environment on every
+# request even when none is configured; the API exports its own Prometheus metrics instead.
+TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 
 
 def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> Settings:
@@ -43,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="A/B tests of ARMOR-generated interleaved catalog content",
         lifespan=lifespan,
+        telemetry=TELEMETRY,
     )
     # Opened here, not in lifespan: the DB lock is taken (or refused) when the app is built.
     state = AppState.open(settings)
