@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import wait
 from datetime import UTC, datetime
@@ -79,3 +80,27 @@ def test_exposure_ids_are_uuid5() -> None:
     for user in ("visitor-42", "ünïcødé", "x" * 199, ""):
         name = f"armor-ab:exposure:catalog-interleaved:2:{user}"
         assert exposure_event_id("catalog-interleaved", 2, user) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def test_buffered_rows_commit_without_waking_per_row_and_on_close(db_path) -> None:
+    from armor_ab.store.writer import QueueFullError as Full
+
+    committed: list[str] = []
+    writer = EventWriter(connect(db_path), row_linger_s=0.05, max_buffered_rows=5,
+                         on_rows_committed=committed.extend).start()
+    now = datetime.now(UTC)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for i in ids:
+        writer.log_row((i, "e", "a", "u", None, "exposure", None, now, now, None))
+    with pytest.raises(Full):  # the buffer is bounded; the caller counts what it could not log
+        writer.log_row((str(uuid.uuid4()), "e", "a", "u", None, "exposure", None, now, now, None))
+    deadline = time.monotonic() + 10
+    while len(committed) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(committed) == sorted(ids)  # committed within a row linger, with nothing else queued
+    last = str(uuid.uuid4())
+    writer.log_row((last, "e", "a", "u", None, "exposure", None, now, now, None))
+    writer.close()  # a clean shutdown writes what is buffered
+    con = duckdb.connect(str(db_path))
+    assert con.execute("SELECT count(*) FROM events WHERE type = 'exposure'").fetchone()[0] == 6
+    con.close()

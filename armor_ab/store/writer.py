@@ -9,6 +9,7 @@ durable. A full queue raises ``QueueFullError`` at once (the API answers 503), n
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -81,13 +82,6 @@ class _Batch:
 
 
 @dataclass
-class _Row:
-    """One fire-and-forget row (an exposure): no Arrow table, no future, for the hot path."""
-
-    values: tuple
-
-
-@dataclass
 class _Job:
     fn: Callable[[duckdb.DuckDBPyConnection], Any]
     future: Future
@@ -107,12 +101,15 @@ class EventWriter:
         max_rows_per_txn: int = 20_000,
         linger_s: float = 0.005,
         row_linger_s: float = 0.2,
+        max_buffered_rows: int = 100_000,
         on_commit: Callable[[int, int, float], None] | None = None,  # (batches, new events, seconds)
         on_rows_committed: Callable[[list[str]], None] | None = None,  # event ids of committed _Rows
         on_rows_failed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._con = con
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._rows: collections.deque[tuple] = collections.deque()
+        self._max_buffered_rows = max_buffered_rows
         self._max_rows = max_rows_per_txn
         # A DuckDB transaction costs milliseconds whatever its size, so a small batch waits this
         # long for company: fewer, bigger commits (the Kafka producer's linger.ms).
@@ -137,33 +134,40 @@ class EventWriter:
 
     @property
     def depth(self) -> int:
-        """Items waiting to be written (exported as a gauge)."""
-        return self._queue.qsize()
+        """Items waiting to be written: queued batches and jobs plus buffered rows (a gauge)."""
+        return self._queue.qsize() + len(self._rows)
 
     def submit(self, table: pa.Table) -> Future[WriteResult]:
         """Queue a batch of events; the future resolves after the commit that holds them."""
         return self._put(_Batch(table, Future()))
 
     def log_row(self, values: tuple) -> None:
-        """Queue one event row (``events`` column order, event_id as str) without waiting.
+        """Buffer one event row (``events`` column order, event_id as str) without waiting.
 
-        Raises ``QueueFullError`` like ``submit``. The ``on_rows_committed`` callback reports the
-        ids once committed, so the caller can tell logged from merely queued.
+        Rows go to their own buffer, not the queue: a queue put wakes the writer thread, and one
+        wake-up (a GIL hand-off and a context switch) per page view costs more than the row's
+        insert. The writer takes the buffer with its next transaction, at the latest after the
+        row linger. Raises ``QueueFullError`` like ``submit``; ``on_rows_committed`` reports the
+        ids once committed, so the caller can tell logged from merely buffered.
         """
-        self._put(_Row(values))
+        if self._closed:
+            raise WriterClosedError("the event writer is shut down")
+        if len(self._rows) >= self._max_buffered_rows:
+            raise QueueFullError("the event writer's row buffer is full")
+        self._rows.append(values)
 
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
         """Run ``fn(con)`` on the writer thread (admin writes: experiments, keys)."""
         return self._put(_Job(fn, Future()))
 
-    def _put(self, item: _Batch | _Job | _Row) -> Future | None:
+    def _put(self, item: _Batch | _Job) -> Future:
         if self._closed:
             raise WriterClosedError("the event writer is shut down")
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             raise QueueFullError("the event writer queue is full") from None
-        return getattr(item, "future", None)
+        return item.future
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything already queued, then stop the thread."""
@@ -176,47 +180,54 @@ class EventWriter:
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                # Rows never wake this thread; it looks at their buffer at least every row linger.
+                item = self._queue.get(timeout=self._row_linger)
+            except queue.Empty:
+                item = None
             if item is _STOP:
+                self._flush([], self._take_rows())
                 return
             batches: list[_Batch] = []
-            row_items: list[tuple] = []
-            rows = 0
+            n_rows = 0
             stop = False
-            started = time.monotonic()
-            deadline = started + (self._row_linger if isinstance(item, _Row) else self._linger)
+            deadline = time.monotonic() + self._linger
             # Drain what is queued, lingering briefly: many requests share one transaction.
-            while True:
-                if isinstance(item, _Row):
-                    row_items.append(item.values)
-                    rows += 1
-                elif isinstance(item, _Job):
-                    self._flush(batches, row_items)
-                    batches, row_items, rows = [], [], 0
+            while item is not None:
+                if isinstance(item, _Job):
+                    self._flush(batches, self._take_rows())
+                    batches, n_rows = [], 0
                     self._run_job(item)
                 elif item is _STOP:
                     stop = True
                     break
                 else:
-                    if not batches:  # someone is waiting now: do not keep them for the rows' linger
-                        deadline = min(deadline, time.monotonic() + self._linger)
                     batches.append(item)
-                    rows += item.table.num_rows
-                if rows >= self._max_rows:
+                    n_rows += item.table.num_rows
+                if n_rows >= self._max_rows:
                     break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     wait = deadline - time.monotonic()
-                    if wait <= 0 or not (batches or row_items):
+                    if wait <= 0 or not batches:
                         break
                     try:
                         item = self._queue.get(timeout=wait)
                     except queue.Empty:
                         break
-            self._flush(batches, row_items)
+            self._flush(batches, self._take_rows())
             if stop:
+                self._flush([], self._take_rows())
                 return
+
+    def _take_rows(self) -> list[tuple]:
+        """Everything in the row buffer (appends from other threads are atomic under the GIL)."""
+        rows = []
+        pop = self._rows.popleft
+        for _ in range(len(self._rows)):
+            rows.append(pop())
+        return rows
 
     def _run_job(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
