@@ -22,6 +22,7 @@ from PIL import Image
 
 from armor_ab.catalog.products import Product, product_picture
 from armor_ab.model.configuration import ArmorConfig
+from armor_ab.model.generate import unconditional_ids
 from armor_ab.model.images import preprocess_image
 from armor_ab.model.tokenizer import ByteTokenizer
 
@@ -143,6 +144,27 @@ def collate(
         keys += inputs
     pixels = torch.stack([pictures.vit(k) for k in keys]) if keys else None
     return Batch(input_ids, mask, labels, pixels)
+
+
+def drop_conditions(batch: Batch, config: ArmorConfig, rate: float, rng: np.random.Generator) -> Batch:
+    """Condition dropout for classifier-free guidance (Janus, LlamaGen): a ``rate`` share of the rows with a
+    picture answer become their unconditional form - exactly what the generator feeds its unconditional rows
+    (``unconditional_ids``: every text token -> <imgpad>) - and keep only the picture's targets. Without this
+    the unconditional logits are untrained noise, and guidance amplifies noise instead of the prompt.
+    """
+    if rate <= 0:
+        return batch
+    # Picture targets: the codes and <imgend> (what the visual head predicts).
+    targets = (batch.labels >= config.code_offset) & (batch.labels <= config.imgend_id)  # (B, T)
+    has_picture = targets.any(1)
+    has_input_image = (batch.input_ids == config.image_token_id).any(1)  # keep the ViT slots intact
+    drop = torch.from_numpy(rng.random(len(has_picture)) < rate) & has_picture & ~has_input_image
+    if not drop.any():
+        return batch
+    ids, labels = batch.input_ids.clone(), batch.labels.clone()
+    ids[drop] = unconditional_ids(ids[drop], config)  # padding and BOS are kept as they are
+    labels[drop] = torch.where(targets[drop], labels[drop], IGNORE)
+    return Batch(ids, batch.attention_mask, labels, batch.pixel_values)
 
 
 class TaskSampler:

@@ -63,6 +63,13 @@ CORES: dict[str, dict[str, list[str]]] = {
             "tell me the key specs of {p}",
             "I need the data of {p}",
             "what are the key figures of {p}",
+            # Words after the product, "show" and "me" without a picture: so that none of them means "draw".
+            "show me the specs of {p}",
+            "describe {p} briefly",
+            "what do you know about {p}",
+            "give me the facts on {p} in a sentence",
+            "let me know the ratings of {p}",
+            "write the data sheet line of {p} for me",
         ],
         "heldout": [
             "tell me about {p}",
@@ -87,6 +94,10 @@ CORES: dict[str, dict[str, list[str]]] = {
             "sketch {p}",
             "I want a picture of {p}",
             "paint {p}",
+            "draw {p} for me",
+            "show {p} in a picture",
+            "I want to see an image of {p}",
+            "make a quick sketch of {p}",
         ],
         "heldout": [
             "can you draw {p}",
@@ -96,16 +107,14 @@ CORES: dict[str, dict[str, list[str]]] = {
         ],
     },
     "t2ti": {
+        # Fixed sentences plus compositions of a text request and a picture request (``_compose``): the
+        # model has to find both requests, wherever they are and however they are joined.
         "train": [
             "describe {p} with a picture",
-            "show {p} and list its specs",
             "picture and specs of {p}",
             "write a product page for {p} with an image",
-            "draw {p} and give its key data",
-            "give me an image of {p} and its specs",
             "product text with a picture for {p}",
             "show me a picture of {p} with its ratings",
-            "list the specs of {p} and draw it",
             "an image of {p} plus its key data",
         ],
         "heldout": [
@@ -134,6 +143,44 @@ CORES: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+# Building blocks of the composed t2ti requests: {p} is the product, or "it" when it was named before.
+_TEXT_REQUESTS = (
+    "describe {p}",
+    "list the specs of {p}",
+    "give me the key data of {p}",
+    "write a short text about {p}",
+    "tell me the key specs of {p}",
+    "show me the specs of {p}",
+    "give me the facts on {p}",
+    "let me know the ratings of {p}",
+)
+_PICTURE_REQUESTS = (
+    "draw {p}",
+    "show me a picture of {p}",
+    "generate an image of {p}",
+    "make a drawing of {p}",
+    "render an image of {p}",
+    "sketch {p}",
+    "paint {p}",
+    "add a picture of {p}",
+)
+_JOINS = (" and ", ", and ", " plus ", " and also ", ", then ")
+
+
+def _compose() -> list[str]:
+    """Every (text request, join, picture request) in both orders, shuffled once (fixed seed)."""
+    out = []
+    for text in _TEXT_REQUESTS:
+        for picture in _PICTURE_REQUESTS:
+            for join in _JOINS:
+                out.append(text + join + picture.replace("{p}", "it"))
+                out.append(picture + join + text.replace("{p}", "it"))
+    random.Random(0).shuffle(out)
+    return out
+
+
+CORES["t2ti"]["train"] += _compose()
+
 GREETINGS = ("", "Please, ", "Hi! ", "Hello, ", "Quick question: ", "Hey, ")
 ENDINGS = (
     "{end}",
@@ -158,7 +205,7 @@ def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
 @dataclass(frozen=True)
 class DataConfig:
     seed: int = 7
-    phrasings_per_product: int = 12  # training prompts per product and task (distinct sentences)
+    phrasings_per_product: int = 16  # training prompts per product and task (distinct sentences)
     val_phrasings_per_product: int = 1
     price_phrasings_per_product: int = 4  # the price question is a side task: fewer samples
     ti2t_train_variants: int = 16  # re-draws per product for ti2t training (plus the catalog picture)

@@ -33,7 +33,7 @@ from armor_ab.model.loading import save_model
 from armor_ab.model.modeling import WOHG_STAGES, ArmorForInterleavedGeneration, attention_mask_for
 from armor_ab.model.tokenizer import ByteTokenizer
 
-from .batches import Batch, TaskSampler
+from .batches import Batch, TaskSampler, drop_conditions
 from .recipe import StageConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -176,6 +176,9 @@ class StageTrainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = self.collate(self.sampler.batch(step, stage.batch_size))
+            if stage.cfg_dropout:  # drawn from the step like the batch itself: resumable
+                rng = np.random.default_rng([self.sampler.seed, step, 1])
+                batch = drop_conditions(batch, model.config, stage.cfg_dropout, rng)
             loss, text_loss, image_loss = compute_losses(model, batch, stage.alpha, stage.beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
