@@ -291,17 +291,19 @@ def test_report_cache_serves_until_events_or_the_experiment_change() -> None:
 
     async def scenario() -> list[bytes]:
         cache = ReportCache(max_age=0.0)  # under traffic, recompute at once
-        out = [(await cache.get(("e", None), ("v1", 10), compute))[0],
-               (await cache.get(("e", None), ("v1", 10), compute))[0],  # nothing changed: cached
-               (await cache.get(("e", None), ("v1", 11), compute))[0],  # an event arrived
-               (await cache.get(("e", True), ("v1", 11), compute))[0]]  # another CUPED setting
+        out = [(await cache.get(("e", None), ("v1",), compute, events=10))[0],
+               (await cache.get(("e", None), ("v1",), compute, events=10))[0],  # nothing changed: cached
+               (await cache.get(("e", None), ("v1",), compute, events=11))[0],  # an event arrived
+               (await cache.get(("e", True), ("v1",), compute, events=11))[0]]  # another CUPED setting
         slow = ReportCache(max_age=3600)
-        out.append((await slow.get(("e", None), ("v1", 1), compute))[0])
-        out.append((await slow.get(("e", None), ("v1", 2), compute))[0])  # young enough: served
+        out.append((await slow.get(("e", None), ("v1",), compute, events=1))[0])
+        out.append((await slow.get(("e", None), ("v1",), compute, events=2))[0])  # young enough: served
+        out.append((await slow.get(("e", None), ("v2",), compute, events=2))[0])  # spec edited: never stale
         results = await asyncio.gather(*(ReportCache().get(("x", None), ("v", 0), compute) for _ in range(1)))
         return out + [results[0][0]]
 
     out = asyncio.run(scenario())
     assert out[:4] == [b'{"n": 1}', b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
     assert out[4] == out[5] == b'{"n": 4}'
-    assert len(calls) == 5
+    assert out[6] == b'{"n": 5}'
+    assert len(calls) == 6

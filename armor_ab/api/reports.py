@@ -1,9 +1,10 @@
 """A cache of experiment reports: computing one reads every event of the experiment.
 
 A cached report is served as is while nothing it depends on changed: the experiment's record
-(spec, status, bucket version) and the number of events the writer has committed. Under live
-traffic events keep arriving, so a report is also served while younger than ``max_age`` seconds
-(product managers look daily; a minute-old figure is the same figure) and recomputed once older.
+(spec, status, bucket version) and the number of events the writer has committed. A changed
+record always recomputes. Under live traffic events keep arriving, so a report is also served
+while younger than ``max_age`` seconds although events arrived since (product managers look
+daily; a minute-old figure is the same figure), and recomputed once older.
 One computation per experiment runs at a time; concurrent requests wait for it instead of
 starting their own.
 """
@@ -31,8 +32,15 @@ class ReportCache:
     _entries: dict[tuple, _Entry] = field(default_factory=dict)
     _locks: dict[tuple, asyncio.Lock] = field(default_factory=dict)
 
-    async def get(self, key: tuple, version: tuple, compute: Callable[[], bytes]) -> tuple[bytes, float]:
-        """(report JSON, its age in seconds), computing it in a worker thread when stale."""
+    async def get(
+        self, key: tuple, version: tuple, compute: Callable[[], bytes], events: int = 0
+    ) -> tuple[bytes, float]:
+        """(report JSON, its age in seconds), computing it in a worker thread when stale.
+
+        ``version`` must match exactly; ``events`` (the committed-event count) may have moved on
+        for at most ``max_age`` seconds.
+        """
+        version = (version, events)
         entry = self._fresh(key, version)
         if entry is None:
             lock = self._locks.setdefault(key, asyncio.Lock())
@@ -47,6 +55,9 @@ class ReportCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.version == version or time.monotonic() - entry.computed_at < self.max_age:
+        if entry.version == version:
+            return entry
+        same_record = entry.version[0] == version[0]
+        if same_record and time.monotonic() - entry.computed_at < self.max_age:
             return entry
         return None

@@ -135,8 +135,8 @@ async def get_results(
         with state.reader() as cur:
             return json_bytes(experiment_report(cur, record, cuped=cuped))
 
-    version = (record.updated_at, record.status, state.writer.committed_events)
-    body, age = await state.reports.get((key, cuped), version, compute)
+    version = (record.updated_at, record.status, record.bucket_version)
+    body, age = await state.reports.get((key, cuped), version, compute, events=state.writer.committed_events)
     return Response(body, media_type="application/json", headers={"X-Report-Age": f"{age:.1f}"})
 
 
