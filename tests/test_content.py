@@ -126,6 +126,8 @@ def test_fallbacks_to_control_copy(content_platform) -> None:
     assert unknown["content"] is None and unknown["fallback"] == "missing"  # no page, and no control copy
     unknown_control = get_content(server, keys, users["control"], "no-such-item")
     assert unknown_control["content"] is None and unknown_control["fallback"] == "unknown_item"
+    odd = 'x"\\ü\u2028</script>'
+    assert get_content(server, keys, users["control"], odd)["item_id"] == odd  # hand-built JSON stays JSON
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'armor_ab_content_fallback_total{reason="unapproved"} 2.0' in metrics
     assert 'armor_ab_content_fallback_total{reason="missing"} 2.0' in metrics  # bearings-04 and the unknown item

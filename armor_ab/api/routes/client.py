@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode_string
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -164,10 +165,17 @@ def content_body(
         body = state.control.get(item_id)
         if body is None:
             fallback = fallback or "unknown_item"
-    head = json_bytes({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
-                       "exposure_id": exposure_id, "item_id": item_id, "source": source, "fallback": fallback,
-                       "server_time": datetime.now(UTC).isoformat(timespec="milliseconds")})
-    return head[:-1] + b',"content":' + (body if body is not None else b"null") + b"}"
+    # Assembled by hand, each value through the C string encoder: a dict through json costs more
+    # than the rest of this function on the page-view path.
+    head = (f'{{"experiment":{_q(exp.record.key)},"variant":{_q(variant)},'
+            f'"in_experiment":{"true" if in_exp else "false"},"exposure_id":{_q(exposure_id)},'
+            f'"item_id":{_q(item_id)},"source":"{source}","fallback":{_q(fallback)},'
+            f'"server_time":"{datetime.now(UTC).isoformat(timespec="milliseconds")}","content":')
+    return head.encode() + (body if body is not None else b"null") + b"}"
+
+
+def _q(value: str | None) -> str:
+    return "null" if value is None else _encode_string(value)
 
 
 @router.get(
