@@ -136,14 +136,12 @@ def eval_command(
     _print_table(result)
 
 
-def _fmt(value) -> str:
+def _fmt(value, key: str = "") -> str:
     if value is None:
         return "-"
-    return (
-        f"{value:.1f}"
-        if isinstance(value, float) and value > 1
-        else (f"{value:.3f}" if isinstance(value, float) else str(value))
-    )
+    if key.endswith("_points"):
+        return f"{value:.1f}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _print_table(result: dict) -> None:
@@ -160,7 +158,7 @@ def _print_table(result: dict) -> None:
     for key, row in result["acceptance"].items():
         mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[row["pass"]]
         other = one.get(key, {}).get("value") if one else None
-        table.add_row(LABELS[key], _fmt(row["value"]), row["target"] or "", mark, _fmt(other))
+        table.add_row(LABELS[key], _fmt(row["value"], key), row["target"] or "", mark, _fmt(other, key))
     console = Console()
     console.print(table)
     per_task = result["figures"]["per_task"]

@@ -70,6 +70,13 @@ CORES: dict[str, dict[str, list[str]]] = {
             "give me the facts on {p} in a sentence",
             "let me know the ratings of {p}",
             "write the data sheet line of {p} for me",
+            # "me a ..." and "... in a ..." also occur in picture requests ("show me a picture", "in a
+            # picture"); a byte model latches onto such fragments unless text requests use them too.
+            "give me a summary of {p}",
+            "send me a short description of {p}",
+            "describe {p} in a few words",
+            "describe {p} in plain text",
+            "what is special about {p}",
         ],
         "heldout": [
             "tell me about {p}",
@@ -153,6 +160,8 @@ _TEXT_REQUESTS = (
     "show me the specs of {p}",
     "give me the facts on {p}",
     "let me know the ratings of {p}",
+    "give me a summary of {p}",
+    "describe {p} in a few words",
 )
 _PICTURE_REQUESTS = (
     "draw {p}",
