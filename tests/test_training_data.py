@@ -1,0 +1,169 @@
+"""The interleaved data builder: task types, layouts, splits (held-out disjoint from training), batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from armor_ab.catalog import load_catalog
+from armor_ab.model import ByteTokenizer, get_config
+from armor_ab.training.batches import (
+    IGNORE,
+    PictureStore,
+    TaskSampler,
+    answer_picture_keys,
+    collate,
+    encode_sample,
+)
+from armor_ab.training.data import (
+    REFUSAL,
+    TASKS,
+    DataConfig,
+    build_datasets,
+    data_hash,
+    input_image,
+    prompt_text,
+    read_jsonl,
+    wants_picture,
+    write_datasets,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def products():
+    return load_catalog(ROOT / "experiments" / "catalog")
+
+
+@pytest.fixture(scope="module")
+def sets(products):
+    return build_datasets(products, DataConfig())
+
+
+def _layout(sample: dict) -> list[str]:
+    return [f"{s['role']}:{s['type']}" for s in sample["segments"]]
+
+
+def test_every_split_has_its_task_types_and_layouts(sets) -> None:
+    for split in ("train", "val", "heldout"):
+        assert {s["task"] for s in sets[split]} == set(TASKS)
+    expected = {
+        "t2t": ["user:text", "assistant:text"],
+        "ti2t": ["user:image", "user:text", "assistant:text"],
+        "t2i": ["user:text", "assistant:image"],
+        "t2ti": ["user:text", "assistant:text", "assistant:image"],
+    }
+    for sample in sets["train"] + sets["heldout"]:
+        assert _layout(sample) == expected[sample["task"]], sample
+        assert wants_picture(sample) == (sample["task"] in ("t2i", "t2ti"))
+    # The base model's data is text out only (it predates the picture head) and refuses to draw.
+    assert {s["task"] for s in sets["base"]} == {"t2t", "ti2t"}
+    assert not any(wants_picture(s) for s in sets["base"])
+    assert any(s["segments"][-1]["text"] == REFUSAL for s in sets["base"])  # t2i prompts
+    assert any(s["segments"][-1]["text"].endswith(" " + REFUSAL) for s in sets["base"])  # t2ti prompts
+
+
+def test_heldout_phrasings_and_pictures_are_never_trained_on(sets) -> None:
+    trained = sets["train"] + sets["base"] + sets["val"]
+    trained_prompts = {prompt_text(s) for s in trained}
+    trained_templates = {s["template"] for s in trained}
+    heldout = sets["heldout"]
+    assert heldout
+    assert not {prompt_text(s) for s in heldout if s["task"] != "ti2t"} & trained_prompts
+    assert not {s["template"] for s in heldout} & trained_templates
+    trained_pictures = {tuple(input_image(s).values()) for s in trained if input_image(s)}
+    heldout_pictures = {tuple(input_image(s).values()) for s in heldout if input_image(s)}
+    assert heldout_pictures and not heldout_pictures & trained_pictures
+    # ti2t questions of the held-out set are new sentences too.
+    ti2t_questions = {prompt_text(s) for s in heldout if s["task"] == "ti2t"}
+    assert not ti2t_questions & {prompt_text(s) for s in trained if s["task"] == "ti2t"}
+
+
+def test_val_pairs_are_not_in_train(sets) -> None:
+    key = lambda s: (s["task"], s["product"], s["template"], str(input_image(s)))  # noqa: E731
+    assert not {key(s) for s in sets["val"]} & {key(s) for s in sets["train"]}
+
+
+def test_every_product_appears_in_every_task(sets, products) -> None:
+    ids = {p.id for p in products}
+    for task in TASKS:
+        assert {s["product"] for s in sets["train"] if s["task"] == task} == ids
+        assert {s["product"] for s in sets["heldout"] if s["task"] == task} == ids
+    hq = [s for s in sets["train"] if s.get("hq")]
+    assert {s["task"] for s in hq} == set(TASKS) and len(hq) < len(sets["train"]) / 2
+
+
+def test_builder_is_deterministic_and_jsonl_round_trips(products, sets, tmp_path: Path) -> None:
+    again = build_datasets(products, DataConfig())
+    assert data_hash(again) == data_hash(sets)
+    assert data_hash(build_datasets(products, DataConfig(seed=8))) != data_hash(sets)
+    digest = write_datasets(sets, tmp_path)
+    assert digest == data_hash(sets)
+    assert read_jsonl(tmp_path / "heldout.jsonl") == sets["heldout"]
+
+
+def test_encoding_matches_the_generation_prompt_layout(products, sets) -> None:
+    cfg, tok = get_config("armor-tiny"), ByteTokenizer()
+    store = PictureStore(products, cfg)
+    t2ti = next(s for s in sets["train"] if s["task"] == "t2ti")
+    ti2t = next(s for s in sets["train"] if s["task"] == "ti2t")
+    keys = answer_picture_keys([t2ti])
+    store.codes[keys[0]] = list(range(cfg.codes_per_image))  # stand-in codes: layout only
+
+    ids, labels, inputs = encode_sample(t2ti, tok, cfg, store)
+    prompt = tok.chat_prompt(prompt_text(t2ti))
+    assert ids[: len(prompt)] == prompt and labels[: len(prompt)] == [IGNORE] * len(prompt)
+    answer = ids[len(prompt) :]
+    text = tok.encode(t2ti["segments"][1]["text"])
+    assert answer[: len(text)] == text and answer[len(text)] == cfg.imgbos_id
+    picture = answer[len(text) + 1 : len(text) + 1 + cfg.codes_per_image]
+    assert picture == [cfg.code_offset + c for c in range(cfg.codes_per_image)]
+    assert answer[-2:] == [cfg.imgend_id, tok.eos_id]
+    assert labels[len(prompt) :] == answer and inputs == []
+
+    ids, labels, inputs = encode_sample(ti2t, tok, cfg, store)
+    prompt = tok.chat_prompt(prompt_text(ti2t), image_seq_length=cfg.image_seq_length)
+    assert ids[: len(prompt)] == prompt and len(inputs) == 1
+
+    batch = collate([t2ti, ti2t], tok, cfg, store)
+    assert batch.pixel_values.shape == (1, 3, cfg.input_image_size, cfg.input_image_size)
+    assert int((batch.input_ids == cfg.image_token_id).sum()) == cfg.image_seq_length
+    assert batch.attention_mask[1].sum() < batch.input_ids.shape[1]  # the shorter row is right-padded
+    assert (batch.labels[batch.attention_mask == 0] == IGNORE).all()
+
+
+def test_sampler_is_a_pure_function_of_the_step(sets) -> None:
+    sampler = TaskSampler(sets["train"], {"t2i": 0.0}, seed=3)
+    a, b = sampler.batch(5, 32), sampler.batch(5, 32)
+    assert [s["id"] for s in a] == [s["id"] for s in b]
+    assert [s["id"] for s in sampler.batch(6, 32)] != [s["id"] for s in a]
+    assert not any(s["task"] == "t2i" for step in range(10) for s in sampler.batch(step, 16))
+    with pytest.raises(ValueError):
+        TaskSampler([], None, 0)
+
+
+def test_condition_dropout_trains_what_the_generator_feeds_its_unconditional_rows(products, sets) -> None:
+    import numpy as np
+
+    from armor_ab.model.generate import unconditional_ids
+    from armor_ab.training.batches import drop_conditions
+
+    cfg, tok = get_config("armor-tiny"), ByteTokenizer()
+    store = PictureStore(products, cfg)
+    samples = [s for s in sets["train"] if s["task"] in ("t2i", "t2ti")][:4]
+    samples += [s for s in sets["train"] if s["task"] == "ti2t"][:2]
+    for key in answer_picture_keys(samples):
+        store.codes[key] = list(range(cfg.codes_per_image))
+    batch = collate(samples, tok, cfg, store)
+    dropped = drop_conditions(batch, cfg, 1.0, np.random.default_rng(0))
+    for row in range(4):  # picture answers: unconditional input, only the picture's targets kept
+        assert torch.equal(dropped.input_ids[row], unconditional_ids(batch.input_ids[row], cfg))
+        kept = dropped.labels[row][dropped.labels[row] != IGNORE]
+        assert len(kept) == cfg.codes_per_image + 1 and kept[-1] == cfg.imgend_id
+    for row in (4, 5):  # input pictures and text answers are never touched
+        assert torch.equal(dropped.input_ids[row], batch.input_ids[row])
+        assert torch.equal(dropped.labels[row], batch.labels[row])
+    assert drop_conditions(batch, cfg, 0.0, np.random.default_rng(0)) is batch
