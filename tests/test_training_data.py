@@ -48,7 +48,7 @@ def _layout(sample: dict) -> list[str]:
 
 
 def test_every_split_has_its_task_types_and_layouts(sets) -> None:
-    for split in ("train", "val", "heldout"):
+    for split in ("train", "val", "heldout", "fresh"):
         assert {s["task"] for s in sets[split]} == set(TASKS)
     expected = {
         "t2t": ["user:text", "assistant:text"],
@@ -70,8 +70,8 @@ def test_heldout_phrasings_and_pictures_are_never_trained_on(sets) -> None:
     trained = sets["train"] + sets["base"] + sets["val"]
     trained_prompts = {prompt_text(s) for s in trained}
     trained_templates = {s["template"] for s in trained}
-    heldout = sets["heldout"]
-    assert heldout
+    heldout = sets["heldout"] + sets["fresh"]
+    assert sets["heldout"] and sets["fresh"]
     assert not {prompt_text(s) for s in heldout if s["task"] != "ti2t"} & trained_prompts
     assert not {s["template"] for s in heldout} & trained_templates
     trained_pictures = {tuple(input_image(s).values()) for s in trained if input_image(s)}

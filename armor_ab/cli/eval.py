@@ -73,6 +73,9 @@ def eval_command(
         Path | None, typer.Option("--classifier", help="Judge directory (default: the model directory)")
     ] = None,
     per_task: Annotated[int | None, typer.Option("--per-task", help="Held-out prompts per task type")] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="heldout (the acceptance set) or fresh (phrasings no decision saw)")
+    ] = "heldout",
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads")] = None,
 ) -> None:
     """Acceptance figures of a demo model: modality choice, pictures, specs, understanding."""
@@ -106,7 +109,9 @@ def eval_command(
         judge = load_classifier(classifier or model)
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    heldout = build_datasets(products, DataConfig.from_dict(recipe.get("data")))["heldout"]
+    if split not in ("heldout", "fresh"):
+        fail(f"--split {split}: heldout or fresh")
+    heldout = build_datasets(products, DataConfig.from_dict(recipe.get("data")))[split]
     cfg = EvalConfig.from_dict(recipe.get("eval"))
     if per_task:
         cfg = replace(cfg, per_task=per_task)
@@ -118,11 +123,12 @@ def eval_command(
         )
         base_source = str(base)
     else:
-        base_figures = record.get("base_eval")
+        base_figures = record.get("base_eval_fresh" if split == "fresh" else "base_eval")
         base_source = "training.json (measured after stage 0)" if base_figures else None
-    one_stage = (record.get("one_stage") or {}).get("eval")
+    one_stage = (record.get("one_stage") or {}).get("eval_fresh" if split == "fresh" else "eval")
     result = {
         "model": str(model),
+        "split": split,
         "figures": figures,
         "acceptance": acceptance(figures, base_figures),
         "base": {"source": base_source, "figures": base_figures},
@@ -149,7 +155,9 @@ def _print_table(result: dict) -> None:
     from rich.table import Table
 
     one = result["one_stage"].get("acceptance") or {}
-    table = Table(title=f"armor-ab eval: {result['model']} ({result['figures']['n']} held-out prompts)")
+    table = Table(
+        title=f"armor-ab eval: {result['model']} ({result['figures']['n']} {result['split']} prompts)"
+    )
     table.add_column("figure")
     table.add_column("WoHG", justify="right")
     table.add_column("target", justify="right")

@@ -29,6 +29,10 @@ Splits:
 * ``train``   all four task types with training phrasings (stages 1-3; ``hq`` marks stage 3's subset).
 * ``val``     training phrasings, (product, phrasing) pairs and picture re-draws not in ``train``.
 * ``heldout`` phrasings never used in training, and input pictures re-drawn with seeds no other split uses.
+  The acceptance figures are measured here. The training grammar was revised after looking at held-out
+  failures (see docs/training.md), so these figures are optimistic;
+* ``fresh``   a second set of unseen phrasings, written before the last training run and never used for any
+  decision: the unbiased estimate.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pathlib import Path
 from armor_ab.catalog.products import Product
 
 TASKS = ("t2t", "ti2t", "t2i", "t2ti")
-SPLITS = ("base", "train", "val", "heldout")
+SPLITS = ("base", "train", "val", "heldout", "fresh")
 REFUSAL = "I cannot draw pictures."
 
 # Prompt phrasings: a request core ({p} is "pump P-01") wrapped in an optional greeting and an ending, so that
@@ -84,10 +88,17 @@ CORES: dict[str, dict[str, list[str]]] = {
             "summarize the specs of {p}",
             "describe {p} in one line",
         ],
+        "fresh": [
+            "explain {p} to me",
+            "what are the main figures for {p}",
+            "quickly describe {p}",
+            "give an overview of {p}",
+        ],
     },
     "price": {  # a second t2t question type, so the text answers depend on what was asked
         "train": ["what is the price band of {p}", "how expensive is {p}", "which price class is {p} in"],
         "heldout": [],
+        "fresh": [],
     },
     "t2i": {
         "train": [
@@ -112,6 +123,12 @@ CORES: dict[str, dict[str, list[str]]] = {
             "show an image of {p}",
             "create a drawing of {p}",
         ],
+        "fresh": [
+            "could I get a picture of {p}",
+            "draw me {p}",
+            "visualize {p}",
+            "an image of {p}, please",
+        ],
     },
     "t2ti": {
         # Fixed sentences plus compositions of a text request and a picture request (``_compose``): the
@@ -130,6 +147,12 @@ CORES: dict[str, dict[str, list[str]]] = {
             "I need the specs of {p} plus an image",
             "describe {p}, with a drawing",
         ],
+        "fresh": [
+            "explain {p} and draw it",
+            "give an overview of {p} with a sketch",
+            "show me {p} in an image and list the data",
+            "a picture of {p} and its main figures",
+        ],
     },
     "ti2t": {
         "train": [
@@ -147,6 +170,12 @@ CORES: dict[str, dict[str, list[str]]] = {
             "identify this product",
             "which kind of product is in the picture",
             "tell me what this is",
+        ],
+        "fresh": [
+            "what am I looking at",
+            "what type of product is this",
+            "classify this product",
+            "what is pictured here",
         ],
     },
 }
@@ -174,6 +203,22 @@ _PICTURE_REQUESTS = (
     "add a picture of {p}",
 )
 _JOINS = (" and ", ", and ", " plus ", " and also ", ", then ")
+# A picture asked for as a noun phrase after a text request ("describe pump P-01 with a sketch").
+_PICTURE_ATTACHMENTS = (
+    " with a picture",
+    " with an image",
+    " and a drawing",
+    " including a picture",
+    " along with a sketch",
+)
+# Polite wrappers around imperative requests, for every task type.
+_WRAPPERS = ("could you {c}", "would you {c}", "I want you to {c}")
+_NOT_IMPERATIVE = ("what", "which", "how", "I ", "picture", "product", "an ", "show me a picture of {p} with")
+
+
+def _wrapped(cores: list[str]) -> list[str]:
+    """The imperative cores inside each polite wrapper."""
+    return [w.format(c=c) for c in cores if not c.startswith(_NOT_IMPERATIVE) for w in _WRAPPERS]
 
 
 def _compose() -> list[str]:
@@ -184,11 +229,15 @@ def _compose() -> list[str]:
             for join in _JOINS:
                 out.append(text + join + picture.replace("{p}", "it"))
                 out.append(picture + join + text.replace("{p}", "it"))
+        for attachment in _PICTURE_ATTACHMENTS:
+            out.append(text + attachment)
     random.Random(0).shuffle(out)
     return out
 
 
 CORES["t2ti"]["train"] += _compose()
+for _task in ("t2t", "t2i", "t2ti"):
+    CORES[_task]["train"] += _wrapped(CORES[_task]["train"][:40])
 
 GREETINGS = ("", "Please, ", "Hi! ", "Hello, ", "Quick question: ", "Hey, ")
 ENDINGS = (
@@ -199,7 +248,7 @@ ENDINGS = (
     " now{end}",
     "{end} Thanks.",
 )
-_QUESTION_WORDS = ("what", "which", "how", "can", "is")
+_QUESTION_WORDS = ("what", "which", "how", "can", "could", "would", "is")
 
 
 def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
@@ -214,7 +263,7 @@ def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
 @dataclass(frozen=True)
 class DataConfig:
     seed: int = 7
-    phrasings_per_product: int = 16  # training prompts per product and task (distinct sentences)
+    phrasings_per_product: int = 24  # training prompts per product and task (distinct sentences)
     val_phrasings_per_product: int = 1
     price_phrasings_per_product: int = 4  # the price question is a side task: fewer samples
     ti2t_train_variants: int = 16  # re-draws per product for ti2t training (plus the catalog picture)
@@ -296,6 +345,7 @@ def _text_task(task: str, product: Product, prompt: str, base: bool) -> list[dic
 def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig()) -> dict[str, list[dict]]:
     """All splits, deterministically from the catalog and ``config.seed``."""
     rng = random.Random(config.seed)
+    fresh_rng = random.Random(config.seed + 1)  # the fresh split draws apart: it never shifts the others
     sets: dict[str, list[dict]] = {split: [] for split in SPLITS}
 
     # Text-prompted tasks: per product, distinct sentences of the training grammar for train (and base) and
@@ -318,13 +368,14 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
                     sets["base"].append(
                         _sample("base", "t2t", product, tag, _text_task(task, product, prompt, True))
                     )
-            for i, core in enumerate(cores["heldout"]):
-                g, e = rng.randrange(len(GREETINGS)), rng.randrange(len(ENDINGS))
-                prompt = phrase(core, GREETINGS[g], ENDINGS[e], ref)
-                tag = f"{task}/heldout/{i}/{g}/{e}"
-                sets["heldout"].append(
-                    _sample("heldout", label, product, tag, _text_task(task, product, prompt, False))
-                )
+            for split, split_rng in (("heldout", rng), ("fresh", fresh_rng)):
+                for i, core in enumerate(cores[split]):
+                    g, e = split_rng.randrange(len(GREETINGS)), split_rng.randrange(len(ENDINGS))
+                    prompt = phrase(core, GREETINGS[g], ENDINGS[e], ref)
+                    tag = f"{task}/{split}/{i}/{g}/{e}"
+                    sets[split].append(
+                        _sample(split, label, product, tag, _text_task(task, product, prompt, False))
+                    )
 
     # Image-prompted task: re-drawn input pictures (the shape says the category; colour and size vary).
     cores = CORES["ti2t"]
@@ -334,13 +385,15 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
         "heldout": range(
             config.heldout_variant_base, config.heldout_variant_base + config.ti2t_heldout_variants
         ),
+        "fresh": range(2 * config.heldout_variant_base, 2 * config.heldout_variant_base + 4),
     }
     for split, variants in variant_ranges.items():
-        pool = cores["heldout"] if split == "heldout" else cores["train"]
+        pool = cores[split] if split in ("heldout", "fresh") else cores["train"]
+        r = fresh_rng if split == "fresh" else rng
         for product in products:
             for variant in variants:
-                i, g, e = rng.randrange(len(pool)), rng.randrange(len(GREETINGS)), rng.randrange(len(ENDINGS))
-                tag = f"ti2t/heldout/{i}/{g}/{e}" if split == "heldout" else f"ti2t/{i}/{g}/{e}"
+                i, g, e = r.randrange(len(pool)), r.randrange(len(GREETINGS)), r.randrange(len(ENDINGS))
+                tag = f"ti2t/{split}/{i}/{g}/{e}" if split in ("heldout", "fresh") else f"ti2t/{i}/{g}/{e}"
                 question = phrase(pool[i], GREETINGS[g], ENDINGS[e])
                 segments = [_user_image(product, variant), _user(question), _say(category_text(product))]
                 sets[split].append(_sample(split, "ti2t", product, tag, segments))

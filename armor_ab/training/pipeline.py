@@ -156,7 +156,9 @@ class Run:
         self.log(f"stage {stage.stage} ({stage.name}): {stage.steps} steps on {len(samples)} samples")
         return trainer.run(resume=self.resume)
 
-    def evaluate(self, model_dir: Path, out: Path, tasks=None, examples: bool = True) -> dict:
+    def evaluate(
+        self, model_dir: Path, out: Path, tasks=None, examples: bool = True, split: str = "heldout"
+    ) -> dict:
         if self.resume and out.exists():
             return json.loads(out.read_text())
         loaded = load_model(model_dir)
@@ -166,7 +168,7 @@ class Run:
             loaded.model,
             loaded.tokenizer,
             self.products,
-            self.sets["heldout"],
+            self.sets[split],
             judge,
             self.recipe.eval,
             examples_dir=out.parent / (out.stem + "-examples") if examples else None,
@@ -266,8 +268,22 @@ def run_recipe(
                     out / "stage0" / "model", out / "stage0" / "eval.json", UNDERSTANDING_TASKS, False
                 ),
             )
+            report["base_eval_fresh"] = run.evaluate(
+                out / "stage0" / "model",
+                out / "stage0" / "eval-fresh.json",
+                UNDERSTANDING_TASKS,
+                False,
+                "fresh",
+            )
     if wanted("eval"):
         report["eval"] = timed("eval", lambda: run.evaluate(out / "stage3" / "model", out / "eval.json"))
+        # A second set of unseen phrasings that no decision about the recipe ever looked at.
+        report["eval_fresh"] = timed(
+            "eval_fresh",
+            lambda: run.evaluate(
+                out / "stage3" / "model", out / "eval-fresh.json", examples=False, split="fresh"
+            ),
+        )
     if wanted("one-stage"):
         cfg = recipe.one_stage
         summary = timed("one_stage", lambda: run.train_stage(cfg, run.stage_model(1)))
