@@ -31,8 +31,8 @@ Splits:
 * ``heldout`` phrasings never used in training, and input pictures re-drawn with seeds no other split uses.
   The acceptance figures are measured here. The training grammar was revised after looking at held-out
   failures (see docs/training.md), so these figures are optimistic;
-* ``fresh``   a second set of unseen phrasings, written before the last training run and never used for any
-  decision: the unbiased estimate.
+* ``fresh``   a second set of unseen phrasings, added once ``heldout`` had become a development set (looked at
+  once, before the last grammar change): the less biased estimate.
 """
 
 from __future__ import annotations
@@ -74,13 +74,6 @@ CORES: dict[str, dict[str, list[str]]] = {
             "give me the facts on {p} in a sentence",
             "let me know the ratings of {p}",
             "write the data sheet line of {p} for me",
-            # "me a ..." and "... in a ..." also occur in picture requests ("show me a picture", "in a
-            # picture"); a byte model latches onto such fragments unless text requests use them too.
-            "give me a summary of {p}",
-            "send me a short description of {p}",
-            "describe {p} in a few words",
-            "describe {p} in plain text",
-            "what is special about {p}",
         ],
         "heldout": [
             "tell me about {p}",
@@ -189,8 +182,6 @@ _TEXT_REQUESTS = (
     "show me the specs of {p}",
     "give me the facts on {p}",
     "let me know the ratings of {p}",
-    "give me a summary of {p}",
-    "describe {p} in a few words",
 )
 _PICTURE_REQUESTS = (
     "draw {p}",
@@ -203,22 +194,6 @@ _PICTURE_REQUESTS = (
     "add a picture of {p}",
 )
 _JOINS = (" and ", ", and ", " plus ", " and also ", ", then ")
-# A picture asked for as a noun phrase after a text request ("describe pump P-01 with a sketch").
-_PICTURE_ATTACHMENTS = (
-    " with a picture",
-    " with an image",
-    " and a drawing",
-    " including a picture",
-    " along with a sketch",
-)
-# Polite wrappers around imperative requests, for every task type.
-_WRAPPERS = ("could you {c}", "would you {c}", "I want you to {c}")
-_NOT_IMPERATIVE = ("what", "which", "how", "I ", "picture", "product", "an ", "show me a picture of {p} with")
-
-
-def _wrapped(cores: list[str]) -> list[str]:
-    """The imperative cores inside each polite wrapper."""
-    return [w.format(c=c) for c in cores if not c.startswith(_NOT_IMPERATIVE) for w in _WRAPPERS]
 
 
 def _compose() -> list[str]:
@@ -229,15 +204,11 @@ def _compose() -> list[str]:
             for join in _JOINS:
                 out.append(text + join + picture.replace("{p}", "it"))
                 out.append(picture + join + text.replace("{p}", "it"))
-        for attachment in _PICTURE_ATTACHMENTS:
-            out.append(text + attachment)
-    random.Random(0).shuffle(out)
+    random.Random(0).shuffle(out)  # fixed order: the grammar, and with it the data hash, is stable
     return out
 
 
 CORES["t2ti"]["train"] += _compose()
-for _task in ("t2t", "t2i", "t2ti"):
-    CORES[_task]["train"] += _wrapped(CORES[_task]["train"][:40])
 
 GREETINGS = ("", "Please, ", "Hi! ", "Hello, ", "Quick question: ", "Hey, ")
 ENDINGS = (
@@ -263,7 +234,7 @@ def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
 @dataclass(frozen=True)
 class DataConfig:
     seed: int = 7
-    phrasings_per_product: int = 24  # training prompts per product and task (distinct sentences)
+    phrasings_per_product: int = 16  # training prompts per product and task (distinct sentences)
     val_phrasings_per_product: int = 1
     price_phrasings_per_product: int = 4  # the price question is a side task: fewer samples
     ti2t_train_variants: int = 16  # re-draws per product for ti2t training (plus the catalog picture)
@@ -452,9 +423,14 @@ def write_datasets(sets: dict[str, list[dict]], directory: Path) -> str:
     return data_hash(sets)
 
 
-def data_hash(sets: dict[str, list[dict]]) -> str:
+# The splits the model is trained and accepted on. ``fresh`` came after the shipped model was trained and is
+# hashed on its own (``data_hash(sets, ("fresh",))``), so the shipped model's recorded hash still checks out.
+HASHED_SPLITS = ("base", "train", "val", "heldout")
+
+
+def data_hash(sets: dict[str, list[dict]], splits: Sequence[str] = HASHED_SPLITS) -> str:
     digest = hashlib.sha256()
-    for split in SPLITS:
+    for split in splits:
         for sample in sets.get(split, []):
             digest.update(json.dumps(sample, sort_keys=True).encode())
             digest.update(b"\n")

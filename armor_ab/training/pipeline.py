@@ -39,7 +39,7 @@ from armor_ab.model.tokenizer import ByteTokenizer
 
 from .batches import PictureStore, TaskSampler, answer_picture_keys, collate
 from .classifier import CLASSIFIER_FILE, CLASSIFIER_META, load_classifier, train_classifier
-from .data import build_datasets, select, write_datasets
+from .data import build_datasets, data_hash, select, write_datasets
 from .evaluate import UNDERSTANDING_TASKS, evaluate_model, pick_heldout, picture_sheet, run_generation
 from .recipe import Recipe, StageConfig
 from .trainer import StageTrainer
@@ -92,7 +92,8 @@ class Run:
         catalog_bytes = (self.recipe.catalog / CATALOG_FILE).read_bytes()
         sizes = {split: len(samples) for split, samples in self.sets.items()}
         return {
-            "data_sha256": self.data_hash,
+            "data_sha256": self.data_hash,  # base, train, val, heldout
+            "fresh_sha256": data_hash(self.sets, ("fresh",)),
             "catalog_sha256": hashlib.sha256(catalog_bytes).hexdigest(),
             "products": len(self.products),
             "sizes": sizes,
@@ -268,30 +269,27 @@ def run_recipe(
                     out / "stage0" / "model", out / "stage0" / "eval.json", UNDERSTANDING_TASKS, False
                 ),
             )
-            report["base_eval_fresh"] = run.evaluate(
-                out / "stage0" / "model",
-                out / "stage0" / "eval-fresh.json",
-                UNDERSTANDING_TASKS,
-                False,
-                "fresh",
-            )
     if wanted("eval"):
         report["eval"] = timed("eval", lambda: run.evaluate(out / "stage3" / "model", out / "eval.json"))
-        # A second set of unseen phrasings that no decision about the recipe ever looked at.
+        # The second set of unseen phrasings (see data.py), for the final and the base model.
         report["eval_fresh"] = timed(
             "eval_fresh",
             lambda: run.evaluate(
                 out / "stage3" / "model", out / "eval-fresh.json", examples=False, split="fresh"
             ),
         )
+        report["base_eval_fresh"] = run.evaluate(
+            out / "stage0" / "model", out / "stage0" / "eval-fresh.json", UNDERSTANDING_TASKS, False, "fresh"
+        )
     if wanted("one-stage"):
         cfg = recipe.one_stage
         summary = timed("one_stage", lambda: run.train_stage(cfg, run.stage_model(1)))
-        figures = timed(
-            "one_stage_eval",
-            lambda: run.evaluate(out / cfg.dirname / "model", out / cfg.dirname / "eval.json"),
+        directory = out / cfg.dirname
+        figures = timed("one_stage_eval", lambda: run.evaluate(directory / "model", directory / "eval.json"))
+        fresh = run.evaluate(
+            directory / "model", directory / "eval-fresh.json", examples=False, split="fresh"
         )
-        report["one_stage"] = {"stage": summary, "eval": figures}
+        report["one_stage"] = {"stage": summary, "eval": figures, "eval_fresh": fresh}
     if stage is None:
         report["wall_time_s"] = round(time.time() - started, 1)
     _write_json(report_path, report)
