@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -108,42 +107,39 @@ _encode_properties = json.JSONEncoder(separators=(",", ":"), sort_keys=True).enc
 _US = timedelta(microseconds=1)
 
 
-def _micros(ts: datetime) -> int:
+def micros(ts: datetime) -> int:
+    """Microseconds since the epoch: the form timestamps travel in to the writer."""
     return (ts - _EPOCH) // _US
 
 
-def to_arrow(events: Iterable[EventIn], received_at: datetime | None = None) -> pa.Table:
-    """Column-wise Arrow table in ``events`` column order; ts defaults to the receive time.
+def event_rows(events: Iterable[EventIn], received_at: datetime | None = None) -> list[tuple]:
+    """One tuple per event in ``events`` column order, timestamps as integer microseconds.
 
-    Timestamps go in as integer microseconds: pyarrow's conversion of zone-aware datetimes
-    costs ten times the rest of this function.
+    ts defaults to the receive time. Tuples are what the API ships to the database process:
+    they pickle faster than an Arrow table of the same rows is built.
     """
-    received = _micros(received_at or datetime.now(UTC))
-    rows = [
+    received = micros(received_at or datetime.now(UTC))
+    return [
         (e.event_id, e.experiment, e.variant, e.user_id, e.item_id, e.type, e.value,
-         _micros(e.ts) if e.ts is not None else received,
+         micros(e.ts) if e.ts is not None else received, received,
          _encode_properties(e.properties) if e.properties else None)
         for e in events
     ]
+
+
+def rows_to_arrow(rows: list[tuple]) -> pa.Table:
+    """Column-wise Arrow table of ``event_rows`` output (pyarrow converts zone-aware datetimes ten
+    times slower than integers, hence the microseconds)."""
     if not rows:
         return ARROW_SCHEMA.empty_table()
-    ids, exps, variants, users, items, types, values, ts, props = zip(*rows, strict=True)
-    n = len(rows)
-    return pa.table(
-        [
-            pa.array(ids, pa.string()),
-            pa.array(exps, pa.string()),
-            pa.array(variants, pa.string()),
-            pa.array(users, pa.string()),
-            pa.array(items, pa.string()),
-            pa.array(types, pa.string()),
-            pa.array(values, pa.float64()),
-            pa.array(ts, pa.int64()).cast(_TS),
-            pa.array(np.full(n, received, dtype=np.int64)).cast(_TS),
-            pa.array(props, pa.string()),
-        ],
-        schema=ARROW_SCHEMA,
-    )
+    columns = zip(*rows, strict=True)
+    return pa.table([pa.array(col, field.type) for col, field in zip(columns, ARROW_SCHEMA, strict=True)],
+                    schema=ARROW_SCHEMA)
+
+
+def to_arrow(events: Iterable[EventIn], received_at: datetime | None = None) -> pa.Table:
+    """Validated events as an Arrow table in ``events`` column order (import, tests)."""
+    return rows_to_arrow(event_rows(events, received_at))
 
 
 class UnknownReferenceError(ValueError):

@@ -130,3 +130,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield Platform(db, server, keys["admin"], keys["read"], keys["client"])
     finally:
         server.stop()
+
+
+def wait_for_file(con, path: str, timeout: float = 20.0) -> bool:
+    """A write job that holds the writer thread until ``path`` exists (runs in the database process)."""
+    Path(path + ".running").touch()
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return Path(path).exists()

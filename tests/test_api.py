@@ -285,7 +285,7 @@ def test_report_cache_serves_until_events_or_the_experiment_change() -> None:
 
     calls = []
 
-    def compute() -> bytes:
+    async def compute() -> bytes:
         calls.append(1)
         return f'{{"n": {len(calls)}}}'.encode()
 

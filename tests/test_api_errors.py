@@ -183,20 +183,21 @@ def test_fuzz_assignment_never_5xx(platform: Platform, key: str, params: dict) -
 
 def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
     """Back-pressure is an answer, never a silent drop: the batch was not stored and can be retried."""
-    import threading
+    import time
 
-    from tests.conftest import seed_database
+    from tests.conftest import seed_database, wait_for_file
 
     db = tmp_path / "q.duckdb"
     keys = seed_database(db)
     app = create_app(Settings(db_path=db, writer_queue=1))
-    gate = threading.Event()
+    gate = tmp_path / "gate"
     with TestClient(app) as client:
-        writer = app.state.armor.writer
-        running = threading.Event()
-        blocker = writer.call(lambda con: (running.set(), gate.wait(20)))  # the writer is busy
-        assert running.wait(10)
-        writer.call(lambda con: None)  # and its queue is full
+        store = app.state.armor.store
+        blocker = store.write(wait_for_file, str(gate))  # the writer is busy
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "gate.running").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.write(wait_for_file, str(gate), 0.0)  # and its queue is full
         headers = {"Authorization": f"Bearer {keys['client']}"}
         batch = {"events": [ev()]}
         r = client.post("/v1/events", json=batch, headers=headers)
@@ -204,8 +205,8 @@ def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
         assert r.headers["retry-after"] == "1" and "retry" in err["message"]
         metrics = client.get("/metrics").text
         assert "armor_ab_writer_queue_full_total 1.0" in metrics
-        gate.set()
-        blocker.result(10)
+        gate.touch()
+        assert blocker.result(10)[0] is True
         retry = client.post("/v1/events", json=batch, headers=headers)
         assert retry.status_code == 200 and retry.json() == {"accepted": 1, "duplicates": 0}
 

@@ -235,3 +235,67 @@ def test_recipe_one_stage_has_the_same_total_steps() -> None:
     assert recipe.one_stage.wohg == 0  # everything trainable at once
     small = recipe.scaled(0.01)
     assert all(s.steps >= 2 for s in small.stages) and replace(small, name="x").name == "x"
+
+
+def test_switch_weight_scales_only_the_decision_positions(setup) -> None:
+    """switch_weight multiplies the text loss at the modality decisions (answer start, <imgbos>, <eos>) and
+    nowhere else; 1.0 is exactly the plain loss."""
+    from armor_ab.training.trainer import decision_positions, weighted_text_loss
+
+    cfg, tok, sets, store = setup
+    model = _model(cfg).eval()
+    by_task = {}
+    for s in sets["train"]:
+        by_task.setdefault(s["task"], s)
+    samples = [by_task[t] for t in ("t2t", "t2ti", "t2i", "ti2t")]
+    batch = collate(samples, tok, cfg, store)
+    decision = decision_positions(batch.labels, cfg)
+    target = batch.labels[:, 1:]
+    # Where the decisions are: per row, the answer's first target, every <imgbos>, the final <eos>.
+    for row, sample in enumerate(samples):
+        picked = target[row][decision[row]].tolist()
+        assert picked[-1] == tok.eos_id
+        first = int((target[row] != -100).nonzero()[0])
+        assert decision[row, first]
+        if sample["task"] == "t2ti":
+            assert picked == [picked[0], cfg.imgbos_id, tok.eos_id]
+        elif sample["task"] == "t2i":
+            assert picked == [cfg.imgbos_id, tok.eos_id]
+        else:
+            assert len(picked) == 2 and picked[0] != cfg.imgbos_id
+    with torch.no_grad():
+        loss, text, image = compute_losses(model, batch, 1.0, 1.0)
+        ref = model(batch.input_ids, batch.attention_mask, batch.pixel_values, batch.labels)
+        assert torch.equal(text, compute_losses(model, batch, 1.0, 1.0, 1.0)[1])
+        assert torch.allclose(text, ref.text_loss)
+        logits = model.text_logits(ref.hidden_states)
+        assert torch.allclose(weighted_text_loss(model, logits, batch.labels, 1.0), ref.text_loss, atol=1e-6)
+        # Per-position terms: the weighted loss moves by exactly (w - 1) * (the decision terms) / n_text.
+        vocab = cfg.text_vocab_size
+        is_text = (target >= 0) & ((target < vocab) | (target == cfg.imgbos_id))
+        tt = torch.where(target == cfg.imgbos_id, vocab, target)
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]),
+            torch.where(is_text, tt, -100).reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+        ).view_as(target)
+        n = is_text.sum()
+        at_decisions = (ce * (decision & is_text)).sum()
+        _, heavy, heavy_image = compute_losses(model, batch, 1.0, 1.0, 8.0)
+        assert torch.allclose(heavy, text + 7.0 * at_decisions / n, atol=1e-5)
+        assert torch.equal(heavy_image, image)  # the image loss is untouched
+        # Changing a logit off the decision positions moves both losses alike.
+        off = (~decision & is_text).nonzero()[0]
+        bumped = logits.clone()
+        bumped[off[0], off[1], 0] += 3.0
+        d1 = weighted_text_loss(model, bumped, batch.labels, 8.0) - weighted_text_loss(
+            model, logits, batch.labels, 8.0
+        )
+        d0 = weighted_text_loss(model, bumped, batch.labels, 1.0) - weighted_text_loss(
+            model, logits, batch.labels, 1.0
+        )
+        assert torch.allclose(d1, d0, rtol=1e-3, atol=1e-6)
+    with pytest.raises(TypeError):
+        StageConfig(stage=1, name="t", wohg=1, switch_weights=2.0)  # a typo is an error, not a default
+    assert StageConfig.from_dict({"stage": 1, "name": "t", "wohg": 1, "switch_weight": 6}).switch_weight == 6

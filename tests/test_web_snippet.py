@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from armor_ab.api.app import Settings, create_app
 from armor_ab.content.control import load_products
+from armor_ab.store.process import query
 from armor_ab.web.routes import STATIC
 from armor_ab.web.site import script_json
 from tests.conftest import seed_database
@@ -132,9 +133,8 @@ def test_beacon_commits_text_plain_batches_with_a_client_key(web) -> None:
     assert r.json() == {"accepted": 2, "duplicates": 0}
     again = client.post(url, content=body, headers={"Content-Type": "text/plain"})
     assert again.json() == {"accepted": 0, "duplicates": 2}  # a re-sent queue is stored once
-    state = client.app.state.armor
-    with state.reader() as cur:
-        rows = cur.execute("SELECT type, value FROM events WHERE user_id = 'beacon-user' ORDER BY type").fetchall()
+    rows = client.app.state.armor.store.read(
+        query, "SELECT type, value FROM events WHERE user_id = 'beacon-user' ORDER BY type").result(10)
     assert rows == [("dwell", 1234.0), ("inquiry", None)]
 
 

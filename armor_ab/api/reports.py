@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-from fastapi.concurrency import run_in_threadpool
 
 
 @dataclass
@@ -33,9 +31,9 @@ class ReportCache:
     _locks: dict[tuple, asyncio.Lock] = field(default_factory=dict)
 
     async def get(
-        self, key: tuple, version: tuple, compute: Callable[[], bytes], events: int = 0
+        self, key: tuple, version: tuple, compute: Callable[[], Awaitable[bytes]], events: int = 0
     ) -> tuple[bytes, float]:
-        """(report JSON, its age in seconds), computing it in a worker thread when stale.
+        """(report JSON, its age in seconds), awaiting ``compute`` (the database process) when stale.
 
         ``version`` must match exactly; ``events`` (the committed-event count) may have moved on
         for at most ``max_age`` seconds.
@@ -47,7 +45,7 @@ class ReportCache:
             async with lock:
                 entry = self._fresh(key, version)  # someone else may have computed it meanwhile
                 if entry is None:
-                    body = await run_in_threadpool(compute)
+                    body = await compute()
                     entry = self._entries[key] = _Entry(version, time.monotonic(), body)
         return entry.body, time.monotonic() - entry.computed_at
 

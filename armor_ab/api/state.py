@@ -1,31 +1,27 @@
-"""Process-wide API state: the writer, the read side, and in-memory caches of small tables.
+"""Process-wide API state: the database process, and in-memory caches of small tables.
 
-The API process is the one owner of the DuckDB file. Experiments and key hashes are small and
-read on every request, so they live in memory and are refreshed by the writes that change them.
+The API owns the DuckDB file through one child process (``armor_ab.store.process``) that holds
+the only connection: event batches, admin writes and reads all go there. Experiments and key
+hashes are small and read on every request, so they live in memory here and are refreshed from
+the snapshot every admin write returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import duckdb
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from armor_ab.api.reports import ReportCache
 from armor_ab.content.control import control_content, load_products
-from armor_ab.content.store import approved, statuses
 from armor_ab.experiments.assignment import Assigner
-from armor_ab.store.db import connect
-from armor_ab.store.experiments import ExperimentRecord, list_experiments
-from armor_ab.store.keys import active_key_hashes
-from armor_ab.store.writer import EventWriter
+from armor_ab.store.experiments import ExperimentRecord
+from armor_ab.store.process import Snapshot, StoreClient
 
 T = TypeVar("T")
 
@@ -45,8 +41,9 @@ class Settings:
     writer_queue: int = 20_000
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
-    report_max_age: float = 60.0
-    db_memory_limit: str = "1GB"  # seconds a report is served under live traffic before recomputing
+    report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
+    db_memory_limit: str = "256MB"  # DuckDB's buffer pool in the database process
+    db_lock_wait: float = 10.0  # seconds to wait for the file lock of a previous server that is exiting
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
     catalog_dir: Path | None = None  # default: the demo catalog
@@ -106,8 +103,7 @@ class Metrics:
 @dataclass
 class AppState:
     settings: Settings
-    con: duckdb.DuckDBPyConnection
-    writer: EventWriter
+    store: StoreClient
     metrics: Metrics
     experiments: dict[str, LiveExperiment] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -119,18 +115,13 @@ class AppState:
     categories: dict[str, str] = field(default_factory=dict)  # item -> category, for exposure segments
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
-    _reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
     reports: ReportCache = field(default_factory=ReportCache)
 
     @classmethod
     def open(cls, settings: Settings) -> AppState:
-        con = connect(settings.db_path)
-        # DuckDB's buffer pool defaults to 80% of RAM; the API shares its machine, and its working
-        # set (the event_id index, uncheckpointed rows) is far smaller.
-        con.execute(f"SET memory_limit = '{settings.db_memory_limit}'")
-        holder: dict[str, Metrics] = {}
+        holder: dict[str, Any] = {}
 
-        def on_commit(batches: int, inserted: int, seconds: float) -> None:
+        def on_commit(inserted: int, seconds: float) -> None:
             holder["m"].commit_seconds.observe(seconds)
             holder["m"].events_committed.inc(inserted)
 
@@ -145,31 +136,30 @@ class AppState:
             holder["s"].exposures_pending.difference_update(ids)  # logged again on the next request
             holder["m"].exposures_deferred.inc(len(ids))
 
-        writer = EventWriter(con, max_queue=settings.writer_queue, on_commit=on_commit,
-                             on_rows_committed=rows_committed, on_rows_failed=rows_failed)
-        metrics = Metrics(lambda: writer.depth)
+        store = StoreClient(
+            settings.db_path, memory_limit=settings.db_memory_limit, writer_queue=settings.writer_queue,
+            read_concurrency=settings.read_concurrency, lock_wait_s=settings.db_lock_wait,
+            on_commit=on_commit, on_rows_committed=rows_committed, on_rows_failed=rows_failed,
+        )
+        metrics = Metrics(lambda: store.depth)
         holder["m"] = metrics
-        state = cls(settings, con, writer, metrics, _reads=threading.BoundedSemaphore(settings.read_concurrency),
-                    reports=ReportCache(max_age=settings.report_max_age))
+        state = cls(settings, store, metrics, reports=ReportCache(max_age=settings.report_max_age))
         holder["s"] = state
-        state.reload(con)
+        state.apply(store.snapshot)
         state.load_catalog()
-        writer.start()
         return state
 
     def close(self) -> None:
-        self.writer.close()
-        self.con.close()
+        self.store.close()
 
     # -- caches ----------------------------------------------------------------------------------
-    def reload(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Re-read experiments and keys (on the writer thread after a write, or at start-up)."""
-        con = con or self.con
-        self.experiments = {rec.key: self._live(rec) for rec in list_experiments(con)}
+    def apply(self, snapshot: Snapshot) -> None:
+        """Replace the in-memory copies of experiments, keys and content with a fresh snapshot."""
+        self.experiments = {rec.key: self._live(rec) for rec in snapshot.experiments}
         self.variants = {k: e.variants for k, e in self.experiments.items()}
-        self.keys = active_key_hashes(con)
-        self.content = {k: json_bytes(v) for k, v in approved(con).items()}
-        self.content_status = statuses(con)
+        self.keys = snapshot.keys
+        self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
+        self.content_status = snapshot.content_status
 
     def load_catalog(self) -> None:
         """Control copy per catalog item (the page's text-only content)."""
@@ -185,22 +175,12 @@ class AppState:
         return self.variants
 
     # -- reads and writes --------------------------------------------------------------------------
-    @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor for one read; at most ``read_concurrency`` run at once."""
-        with self._reads:
-            cur = self.con.cursor()
-            try:
-                yield cur
-            finally:
-                cur.close()
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(cursor, *args, **kwargs)`` in the database process (a module-level function)."""
+        return await asyncio.wrap_future(self.store.read(fn, *args, **kwargs))
 
-    async def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run a write on the writer thread, then refresh the caches it may have changed."""
-
-        def job(con: duckdb.DuckDBPyConnection) -> T:
-            result = fn(con)
-            self.reload(con)
-            return result
-
-        return await asyncio.wrap_future(self.writer.call(job))
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(con, *args, **kwargs)`` on the writer thread, then refresh the caches it may have changed."""
+        result, snapshot = await asyncio.wrap_future(self.store.write(fn, *args, **kwargs))
+        self.apply(snapshot)
+        return result

@@ -7,6 +7,7 @@ request costs one scan of the experiment's events plus a few milliseconds of Pyt
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 
@@ -272,6 +273,16 @@ def experiment_report(
         segments=report_segments(record),
     )
     return report_from_sums(record, sums, cuped=cuped, now=now)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def experiment_report_json(
+    con: duckdb.DuckDBPyConnection, record: ExperimentRecord, *, cuped: bool | None = None
+) -> bytes:
+    """``experiment_report`` as compact JSON bytes: what the API serves (computed in its database process)."""
+    return _encode(experiment_report(con, record, cuped=cuped)).encode()
 
 
 def report_segments(record: ExperimentRecord) -> list[str]:

@@ -26,6 +26,9 @@ class ExperimentError(ValueError):
         self.message = message
         self.field = field
 
+    def __reduce__(self) -> tuple:  # rebuilt with all three arguments (it crosses to the API process)
+        return (type(self), (self.code, self.message, self.field))
+
 
 @dataclass(frozen=True)
 class ExperimentRecord:

@@ -37,6 +37,7 @@ class StageConfig:
     grad_clip: float = 1.0
     alpha: float = 1.0  # text loss weight
     beta: float = 1.0  # image loss weight
+    switch_weight: float = 1.0  # text loss multiplier at the modality decisions (trainer.decision_positions)
     cfg_dropout: float = 0.0  # share of picture answers trained without their condition (for CFG)
     log_every: int = 10
     val_every: int = 100

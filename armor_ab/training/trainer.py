@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from armor_ab.model.cache import position_ids_from_valid
@@ -33,7 +34,7 @@ from armor_ab.model.loading import save_model
 from armor_ab.model.modeling import WOHG_STAGES, ArmorForInterleavedGeneration, attention_mask_for
 from armor_ab.model.tokenizer import ByteTokenizer
 
-from .batches import Batch, TaskSampler, drop_conditions
+from .batches import IGNORE, Batch, TaskSampler, drop_conditions
 from .recipe import StageConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -41,13 +42,21 @@ Collate = Callable[[Sequence[dict]], Batch]
 
 
 def compute_losses(
-    model: ArmorForInterleavedGeneration, batch: Batch, alpha: float, beta: float
+    model: ArmorForInterleavedGeneration,
+    batch: Batch,
+    alpha: float,
+    beta: float,
+    switch_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(alpha * text + beta * image, text loss, image loss): ``model.forward`` minus the unused half.
 
     Same embedding, mask, positions and loss routing as ``forward``, but a head whose weight is 0 is not run:
     with beta = 0 (stages 0 and 1) the adapter never runs, with alpha = 0 (stage 2) the text head does not.
     Its loss is then reported as NaN (not measured), never as a misleading number.
+
+    ``switch_weight`` multiplies the text cross-entropy at the modality-decision positions
+    (``decision_positions``); the text loss stays normalised by the number of text targets, so 1.0 is exactly
+    the plain mean of ``model.losses``.
     """
     valid = batch.attention_mask.bool()  # (B, T)
     positions = position_ids_from_valid(valid)  # (B, T)
@@ -65,12 +74,56 @@ def compute_losses(
         else h.new_zeros(B, T, cfg.visual_head_size)
     )
     text_loss, image_loss = model.losses(text_logits, visual_logits, batch.labels)
+    if alpha and switch_weight != 1.0:
+        text_loss = weighted_text_loss(model, text_logits, batch.labels, switch_weight)
     loss = (alpha * text_loss if alpha else 0.0) + (beta * image_loss if beta else 0.0)
     if not alpha:
         text_loss = torch.full((), float("nan"))
     if not beta:
         image_loss = torch.full((), float("nan"))
     return loss, text_loss, image_loss
+
+
+def decision_positions(labels: torch.Tensor, config) -> torch.Tensor:
+    """(B, T-1) bool, aligned with the targets ``labels[:, 1:]``: where the model chooses what comes next.
+
+    * the answer's first token (text or <imgbos>: write, or draw straight away)
+    * every <imgbos> (switch to a picture) and every <eos> (end here) target
+    * the token after a picture's <imgend> (more text, another picture, or the end)
+
+    A t2t and a t2ti answer to the same request share their whole text; they differ in one target, the
+    <eos> or <imgbos> after it. With a mean over ~30 answer tokens that choice gets little of the gradient.
+    """
+    target = labels[:, 1:]
+    previous = labels[:, :-1]
+    answer_start = (target != IGNORE) & (previous == IGNORE)
+    switches = (target == config.imgbos_id) | (target == config.text_eos_id)
+    after_picture = (target != IGNORE) & (previous == config.imgend_id)
+    return answer_start | switches | after_picture
+
+
+def weighted_text_loss(
+    model: ArmorForInterleavedGeneration, text_logits: torch.Tensor, labels: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """``model.losses``' text cross-entropy with the decision positions' terms multiplied by ``weight``,
+    normalised by the number of text targets (as the plain mean is)."""
+    cfg = model.config
+    vocab = cfg.text_vocab_size
+    target = labels[:, 1:]
+    is_text = (target >= 0) & ((target < vocab) | (target == cfg.imgbos_id))
+    text_target = torch.where(target == cfg.imgbos_id, vocab, target)
+    text_target = torch.where(is_text, text_target, IGNORE)
+    if not bool(is_text.any()):
+        return text_logits.sum() * 0.0
+    logits = text_logits[:, :-1]
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        text_target.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    ).view_as(text_target)
+    weights = torch.where(decision_positions(labels, cfg), weight, 1.0) * is_text
+    return (ce * weights).sum() / is_text.sum()
 
 
 def lr_at(stage: StageConfig, step: int) -> float:
@@ -179,7 +232,9 @@ class StageTrainer:
             if stage.cfg_dropout:  # drawn from the step like the batch itself: resumable
                 rng = np.random.default_rng([self.sampler.seed, step, 1])
                 batch = drop_conditions(batch, model.config, stage.cfg_dropout, rng)
-            loss, text_loss, image_loss = compute_losses(model, batch, stage.alpha, stage.beta)
+            loss, text_loss, image_loss = compute_losses(
+                model, batch, stage.alpha, stage.beta, stage.switch_weight
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if stage.grad_clip:
@@ -261,7 +316,7 @@ class StageTrainer:
         totals = []
         for chunk in chunks[: self.stage.val_batches]:
             loss, text, image = compute_losses(
-                self.model, self.collate(chunk), self.stage.alpha, self.stage.beta
+                self.model, self.collate(chunk), self.stage.alpha, self.stage.beta, self.stage.switch_weight
             )
             totals.append((float(loss), float(text), float(image)))
         self.model.train()

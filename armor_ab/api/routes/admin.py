@@ -19,7 +19,6 @@ from armor_ab.api.schemas import (
     ContentReview,
     ExperimentPublic,
 )
-from armor_ab.api.state import json_bytes
 from armor_ab.content.store import list_content, set_review
 from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
 from armor_ab.experiments.models import ExperimentSpec
@@ -60,7 +59,7 @@ async def _spec_from_request(request: Request) -> ExperimentSpec:
 
 async def _upsert(state, spec: ExperimentSpec, new_bucket_version: bool) -> JSONResponse:
     try:
-        rec, action = await state.write(lambda con: upsert_experiment(con, spec, new_bucket_version=new_bucket_version))
+        rec, action = await state.write(upsert_experiment, spec, new_bucket_version=new_bucket_version)
     except ExperimentError as exc:
         raise ApiError(409, exc.code, exc.message, exc.field) from None
     return JSONResponse(rec.public(), status_code=201 if action == "create" else 200,
@@ -103,7 +102,7 @@ async def get_experiment(key: str, state: State, principal: ReadKey):
 async def _transition(state, key: str, status: str) -> JSONResponse:
     live_experiment(state, key)
     try:
-        rec = await state.write(lambda con: set_status(con, key, status))
+        rec = await state.write(set_status, key, status)
     except ExperimentError as exc:
         raise ApiError(409, exc.code, exc.message, exc.field) from None
     return JSONResponse(rec.public())
@@ -127,16 +126,15 @@ async def get_results(
     cuped: Annotated[bool | None, Query(description="override the experiment's CUPED setting")] = None,
 ):
     """Statistics, SRM, ROI and the verdict of an experiment, as `armor-ab analyze --json` prints them."""
-    from armor_ab.stats.report import experiment_report
+    from armor_ab.stats.report import experiment_report_json
 
     record = live_experiment(state, key).record
 
-    def compute() -> bytes:
-        with state.reader() as cur:
-            return json_bytes(experiment_report(cur, record, cuped=cuped))
+    async def compute() -> bytes:
+        return await state.read(experiment_report_json, record, cuped=cuped)
 
     version = (record.updated_at, record.status, record.bucket_version)
-    body, age = await state.reports.get((key, cuped), version, compute, events=state.writer.committed_events)
+    body, age = await state.reports.get((key, cuped), version, compute, events=state.store.committed_events)
     return Response(body, media_type="application/json", headers={"X-Report-Age": f"{age:.1f}"})
 
 
@@ -148,8 +146,7 @@ async def get_content_review(
 ):
     """Stored content of an experiment with its review status (for the Content dashboard)."""
     live_experiment(state, key)
-    with state.reader() as cur:
-        rows = list_content(cur, key, status=status, item_id=item_id)
+    rows = await state.read(list_content, key, status=status, item_id=item_id)
     return JSONResponse([r.public() for r in rows])
 
 
@@ -159,8 +156,7 @@ async def post_content_review(key: str, body: ContentReview, state: State, princ
     live_experiment(state, key)
     if not (body.item_id or body.all):
         raise ApiError(422, "validation_error", "name the content: item_id, or all=true", field="item_id")
-    changed = await state.write(
-        lambda con: set_review(con, key, body.status, item_id=body.item_id, variant=body.variant))
+    changed = await state.write(set_review, key, body.status, item_id=body.item_id, variant=body.variant)
     if changed == 0:
         raise ApiError(404, "content_not_found", f"no content of {key!r} matched", field="item_id")
     return JSONResponse({"changed": changed, "status": body.status})
@@ -169,15 +165,14 @@ async def post_content_review(key: str, body: ContentReview, state: State, princ
 @router.post("/keys", tags=["admin"], response_model=ApiKeyCreated, status_code=201)
 async def post_key(body: ApiKeyCreate, state: State, principal: AdminKey):
     """Create an API key; its secret is in this answer only."""
-    secret, key = await state.write(lambda con: create_key(con, body.scope, body.name))
+    secret, key = await state.write(create_key, body.scope, body.name)
     return JSONResponse({**key.public(), "key": secret}, status_code=201)
 
 
 @router.get("/keys", tags=["admin"], response_model=list[ApiKeyPublic])
 async def get_keys(state: State, principal: AdminKey):
     """Every API key's public id, scope and state (never the secret)."""
-    with state.reader() as cur:
-        return JSONResponse([k.public() for k in list_keys(cur)])
+    return JSONResponse([k.public() for k in await state.read(list_keys)])
 
 
 @router.delete("/keys/{key_id}", tags=["admin"], status_code=204)
@@ -185,6 +180,6 @@ async def delete_key(key_id: str, state: State, principal: AdminKey):
     """Revoke a key at once."""
     if key_id == principal.key_id:
         raise ApiError(409, "revoking_own_key", "an admin key cannot revoke itself", field="key_id")
-    if not await state.write(lambda con: revoke_key(con, key_id)):
+    if not await state.write(revoke_key, key_id):
         raise ApiError(404, "key_not_found", f"no active key {key_id!r}", field="key_id")
     return JSONResponse(None, status_code=204)

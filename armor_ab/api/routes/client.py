@@ -25,8 +25,9 @@ from armor_ab.events import (
     EventsAccepted,
     UnknownReferenceError,
     check_references,
+    event_rows,
     exposure_event_id,
-    to_arrow,
+    micros,
 )
 from armor_ab.store.writer import QueueFullError, WriterClosedError
 
@@ -66,19 +67,17 @@ def live_experiment(state: AppState, key: str) -> LiveExperiment:
     return exp
 
 
-async def commit(state: AppState, table) -> EventsAccepted:
-    """Queue rows for the writer and wait for the commit that holds them."""
+async def commit(state: AppState, rows: list[tuple]) -> EventsAccepted:
+    """Send rows to the database process and wait for the commit that holds them."""
     try:
-        future = state.writer.submit(table)
-    except QueueFullError:
+        accepted, duplicates = await asyncio.wrap_future(state.store.submit(rows))
+    except QueueFullError:  # the writer's queue in the database process is full
         state.metrics.queue_full.inc()
         raise ApiError(503, "queue_full", "the event writer is behind; retry this batch later",
                        headers={"Retry-After": str(QueueFullError.retry_after)}) from None
-    except WriterClosedError:
-        raise ApiError(503, "shutting_down", "the server is shutting down; retry this batch later",
-                       headers={"Retry-After": "1"}) from None
-    result = await asyncio.wrap_future(future)
-    return EventsAccepted(accepted=result.accepted, duplicates=result.duplicates)
+    except WriterClosedError as exc:  # shutting down, or the database process died (see /healthz)
+        raise ApiError(503, "unavailable", f"{exc}; retry this batch later", headers={"Retry-After": "1"}) from None
+    return EventsAccepted(accepted=accepted, duplicates=duplicates)
 
 
 def device_of(user_agent: str | None) -> str | None:
@@ -104,13 +103,13 @@ def log_exposure(
     key = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
     if key in state.exposures_seen or key in state.exposures_pending:
         return key
-    now = datetime.now(UTC)
+    now = micros(datetime.now(UTC))
     # The exposure carries the visitor's segments (analysis reads them from the first exposure).
     props = {"category": state.categories.get(item_id) if item_id else None, "device": device}
     props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
     row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, props_json)
     try:
-        state.writer.log_row(row)
+        state.store.log_row(row)
     except (QueueFullError, WriterClosedError):
         state.metrics.exposures_deferred.inc()
         return key
@@ -262,5 +261,5 @@ async def append_batch(state: AppState, raw: bytes) -> JSONResponse:
         check_references(batch.events, state.variants)
     except UnknownReferenceError as exc:
         raise ApiError(422, "unknown_reference", exc.message, field=exc.field) from None
-    accepted = await commit(state, to_arrow(batch.events, datetime.now(UTC)))
+    accepted = await commit(state, event_rows(batch.events, datetime.now(UTC)))
     return JSONResponse({"accepted": accepted.accepted, "duplicates": accepted.duplicates})

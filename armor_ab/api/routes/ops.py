@@ -14,9 +14,9 @@ router = APIRouter(tags=["ops"])
 @router.get("/healthz")
 async def healthz(state: State):
     """Liveness: the writer thread is alive and the queue depth."""
-    alive = state.writer.alive
+    alive = state.store.alive
     return JSONResponse(
-        {"status": "ok" if alive else "degraded", "writer_alive": alive, "writer_queue": state.writer.depth,
+        {"status": "ok" if alive else "degraded", "writer_alive": alive, "writer_queue": state.store.depth,
          "experiments": len(state.experiments)},
         status_code=200 if alive else 503,
     )

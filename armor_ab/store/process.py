@@ -1,0 +1,447 @@
+"""The database process: one child process owns the DuckDB file; the API talks to it over a socket.
+
+Why a process and not a thread: DuckDB's insert of a batch needs the GIL at every hand-over of
+Arrow data, and the API's event loop holds the GIL while it parses requests. On one interpreter the
+two serialise (an insert runs about 4x slower next to a busy Python thread); in two processes they
+run on two cores. It also keeps DuckDB's memory (buffer pool, the ``event_id`` index, which grows
+with the log) out of the API process.
+
+The child runs the same ``EventWriter`` as before, so the rules do not change: one writer thread,
+group commits, an answer only after the commit that holds the rows. Reads run on a small pool of
+cursors beside it. Messages are pickled tuples on a Unix socket (``multiprocessing.connection``
+framing):
+
+====================  ===============================================================
+API -> database       database -> API
+====================  ===============================================================
+``batch id rows``     ``ok id (accepted, duplicates)`` after the commit, or ``err id exc``
+``rows rows``         ``committed ids`` / ``failed ids`` (fire-and-forget exposures)
+``write id fn a kw``  ``ok id (result, snapshot)``: ``fn(con, *a, **kw)`` on the writer thread
+``read id fn a kw``   ``ok id result``: ``fn(cursor, *a, **kw)`` on a read thread
+``stop``              ``stats committed depth`` after each commit, ``ready snapshot`` at start
+====================  ===============================================================
+
+Functions travel by reference, so they must be importable module-level functions. If the API
+process dies (even by SIGKILL), the child sees the socket close, writes what it has queued, closes
+the database and exits; a restarted API waits for the file lock that exit releases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from armor_ab.store.writer import QueueFullError, WriterClosedError, WriteResult
+
+log = logging.getLogger("armor_ab.store")
+
+ROWS_FLUSH_S = 0.02  # exposure rows are shipped to the database process in bundles this often
+READY_TIMEOUT_S = 60.0
+
+
+class StoreError(RuntimeError):
+    """The database process failed in a way the caller cannot fix (it is gone, or did not start)."""
+
+
+class RemoteError(RuntimeError):
+    """An error raised in the database process whose type could not travel back as is."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The small tables the API keeps in memory, read in one go after every admin write."""
+
+    experiments: list
+    keys: dict[str, tuple[str, str]]
+    content: dict[tuple[str, str, str], dict]
+    content_status: dict[tuple[str, str, str], str]
+
+
+def read_snapshot(con: duckdb.DuckDBPyConnection) -> Snapshot:
+    from armor_ab.content.store import approved, statuses
+    from armor_ab.store.experiments import list_experiments
+    from armor_ab.store.keys import active_key_hashes
+
+    return Snapshot(list_experiments(con), active_key_hashes(con), approved(con), statuses(con))
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of one SQL statement: the generic read (``store.read(query, sql)``)."""
+    return con.execute(sql, params or []).fetchall()
+
+
+# -- the API side ----------------------------------------------------------------------------------
+
+
+class StoreClient:
+    """The API's handle on the database process: submit batches, log rows, run reads and writes."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        memory_limit: str = "1GB",
+        writer_queue: int = 20_000,
+        read_concurrency: int = 4,
+        max_buffered_rows: int = 100_000,
+        lock_wait_s: float = 10.0,
+        on_commit: Callable[[int, float], None] | None = None,  # (new events, seconds)
+        on_rows_committed: Callable[[list[str]], None] | None = None,
+        on_rows_failed: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self._on_commit = on_commit
+        self._on_rows_committed = on_rows_committed
+        self._on_rows_failed = on_rows_failed
+        self._max_buffered_rows = max_buffered_rows
+        self._futures: dict[int, Future] = {}
+        self._ids = itertools.count()
+        self._send_lock = threading.Lock()
+        self._rows: collections.deque[tuple] = collections.deque()
+        self._closed = False
+        self._dead: str | None = None
+        self._remote_depth = 0
+        self.committed_events = 0
+        parent, child = socket.socketpair()
+        cmd = [
+            sys.executable, "-m", "armor_ab.store.process", "--fd", str(child.fileno()), "--db", str(self.db_path),
+            "--memory-limit", memory_limit, "--writer-queue", str(writer_queue),
+            "--read-concurrency", str(read_concurrency), "--lock-wait", str(lock_wait_s),
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(cmd, pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        child.close()
+        self._conn = Connection(parent.detach())
+        self.snapshot = self._wait_ready()
+        self._receiver = threading.Thread(target=self._receive, name="armor-ab-store-recv", daemon=True)
+        self._receiver.start()
+        self._wake = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_rows_loop, name="armor-ab-store-rows", daemon=True)
+        self._flusher.start()
+
+    def _wait_ready(self) -> Snapshot:
+        if not self._conn.poll(READY_TIMEOUT_S):
+            self._proc.kill()
+            raise StoreError(f"the database process for {self.db_path} did not start within {READY_TIMEOUT_S:.0f} s")
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            self._proc.wait(10)
+            raise StoreError(f"the database process for {self.db_path} exited with {self._proc.returncode}") from None
+        if kind == "fatal":
+            self._proc.wait(10)
+            raise payload
+        return payload
+
+    # -- producer side (any thread) ---------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._dead is None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def depth(self) -> int:
+        """Rows not yet shipped plus what the database process last reported waiting (a gauge)."""
+        return len(self._rows) + self._remote_depth
+
+    def submit(self, rows: list[tuple]) -> Future[WriteResult]:
+        """Queue event rows (``events`` column order); the future resolves after their commit."""
+        return self._request("batch", rows)
+
+    def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[tuple[Any, Snapshot]]:
+        """``fn(con, *args, **kwargs)`` on the writer thread; resolves to (its result, a fresh snapshot)."""
+        return self._request("write", fn, args, kwargs)
+
+    def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """``fn(cursor, *args, **kwargs)`` on one of the database process's read threads."""
+        return self._request("read", fn, args, kwargs)
+
+    def log_row(self, row: tuple) -> None:
+        """Buffer one event row without waiting (exposures); shipped in bundles every few ms."""
+        if self._closed or self._dead:
+            raise WriterClosedError(self._dead or "the server is shutting down")
+        if len(self._rows) >= self._max_buffered_rows:
+            raise QueueFullError("the event writer's row buffer is full")
+        self._rows.append(row)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Ship buffered rows, let the database process write what it holds, wait for it to exit."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._flusher.join(timeout)
+        try:
+            self._send(("stop",))
+        except StoreError:
+            pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("database process did not stop; killing it", extra={"pid": self._proc.pid})
+            self._proc.kill()
+            self._proc.wait()
+        self._receiver.join(5)
+        self._conn.close()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _request(self, kind: str, *payload: Any) -> Future:
+        if self._closed or self._dead:
+            raise WriterClosedError(self._dead or "the server is shutting down")
+        future: Future = Future()
+        rid = next(self._ids)
+        self._futures[rid] = future
+        try:
+            self._send((kind, rid, *payload))
+        except StoreError:
+            self._futures.pop(rid, None)
+            raise WriterClosedError("the database process is gone") from None
+        return future
+
+    def _send(self, message: tuple) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            try:
+                self._conn.send_bytes(data)
+            except OSError as exc:
+                raise StoreError(f"the database process is gone: {exc}") from None
+
+    def _flush_rows_loop(self) -> None:
+        while True:
+            self._wake.wait(ROWS_FLUSH_S)
+            closing = self._closed
+            if self._rows:
+                rows = [self._rows.popleft() for _ in range(len(self._rows))]
+                try:
+                    self._send(("rows", rows))
+                except StoreError:
+                    if self._on_rows_failed:
+                        self._on_rows_failed([r[0] for r in rows])
+            if closing:
+                return
+
+    def _receive(self) -> None:
+        conn = self._conn
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            try:
+                message = pickle.loads(data)
+            except Exception:  # never lose the receiver to one bad message
+                log.exception("unreadable message from the database process")
+                continue
+            kind = message[0]
+            if kind == "ok" or kind == "err":
+                future = self._futures.pop(message[1], None)
+                if future is None:
+                    continue
+                if kind == "ok":
+                    future.set_result(message[2])
+                else:
+                    future.set_exception(message[2])
+            elif kind == "committed":
+                if self._on_rows_committed:
+                    self._on_rows_committed(message[1])
+            elif kind == "failed":
+                if self._on_rows_failed:
+                    self._on_rows_failed(message[1])
+            elif kind == "stats":
+                _, inserted, seconds, self._remote_depth = message
+                self.committed_events += inserted
+                if self._on_commit:
+                    self._on_commit(inserted, seconds)
+        self._dead = "the database process exited" if self._closed else "the database process died"
+        if not self._closed:
+            log.error("database process died", extra={"pid": self._proc.pid, "returncode": self._proc.poll()})
+        gone = WriterClosedError(self._dead)
+        for rid in list(self._futures):
+            future = self._futures.pop(rid, None)
+            if future is not None and not future.done():
+                future.set_exception(gone)
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+# -- the database side -------------------------------------------------------------------------------
+
+
+class _Server:
+    """The child: reads messages, feeds the writer, runs reads, answers."""
+
+    def __init__(self, conn: Connection, con: duckdb.DuckDBPyConnection, writer_queue: int, read_concurrency: int):
+        from armor_ab.store.writer import EventWriter
+
+        self.conn = conn
+        self.con = con
+        self.send_lock = threading.Lock()
+        self.writer = EventWriter(
+            con, max_queue=writer_queue, on_commit=self._committed,
+            on_rows_committed=lambda ids: self.send(("committed", ids)),
+            on_rows_failed=lambda ids: self.send(("failed", ids)),
+        )
+        self.reads = ThreadPoolExecutor(read_concurrency, thread_name_prefix="armor-ab-read")
+
+    def send(self, message: tuple) -> None:
+        if message[0] == "err":
+            message = ("err", message[1], _portable(message[2]))
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self.send_lock:
+            try:
+                self.conn.send_bytes(data)
+            except OSError:
+                pass  # the API is gone; the main loop sees EOF and shuts down
+
+    def _committed(self, batches: int, inserted: int, seconds: float) -> None:
+        self.send(("stats", inserted, seconds, self.writer.depth))
+
+    def answer(self, rid: int, future: Future) -> None:
+        exc = future.exception()
+        if exc is None:
+            result = future.result()
+            if isinstance(result, WriteResult):
+                result = (result.accepted, result.duplicates)
+            self.send(("ok", rid, result))
+        else:
+            self.send(("err", rid, exc))
+
+    def run(self) -> None:
+        from armor_ab.events import rows_to_arrow
+
+        self.writer.start()
+        self.send(("ready", read_snapshot(self.con)))
+        while True:
+            try:
+                message = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                log.warning("API process went away; writing what is queued and stopping")
+                break
+            kind = message[0]
+            if kind == "stop":
+                break
+            if kind == "rows":
+                failed = []
+                for row in message[1]:
+                    try:
+                        self.writer.log_row(row)
+                    except (QueueFullError, WriterClosedError):
+                        failed.append(row[0])
+                if failed:
+                    self.send(("failed", failed))
+                continue
+            rid = message[1]
+            try:
+                if kind == "batch":
+                    future = self.writer.submit(rows_to_arrow(message[2]))
+                elif kind == "write":
+                    future = self.writer.call(_with_snapshot(message[2], message[3], message[4]))
+                elif kind == "read":
+                    future = self.reads.submit(_read, self.con, message[2], message[3], message[4])
+                else:
+                    raise ValueError(f"unknown message {kind!r}")
+            except Exception as exc:  # QueueFullError and friends travel back as the answer
+                self.send(("err", rid, exc))
+                continue
+            future.add_done_callback(lambda f, rid=rid: self.answer(rid, f))
+        self.writer.close()
+        self.reads.shutdown(wait=True, cancel_futures=True)
+        self.con.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a pickle round trip (the API re-raises it as is), else a RemoteError."""
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        return exc
+    except Exception:
+        return RemoteError(f"{type(exc).__name__}: {exc}")
+
+
+def _with_snapshot(fn: Callable, args: tuple, kwargs: dict) -> Callable[[duckdb.DuckDBPyConnection], tuple]:
+    def job(con: duckdb.DuckDBPyConnection) -> tuple:
+        result = fn(con, *args, **kwargs)
+        return result, read_snapshot(con)
+
+    return job
+
+
+def _read(con: duckdb.DuckDBPyConnection, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    cur = con.cursor()
+    try:
+        return fn(cur, *args, **kwargs)
+    finally:
+        cur.close()
+
+
+def _open(db: Path, memory_limit: str, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open the database, waiting up to ``lock_wait_s`` for a previous owner that is shutting down."""
+    from armor_ab.store.db import DatabaseLockedError, connect
+
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        try:
+            con = connect(db)
+            break
+        except DatabaseLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    # DuckDB's buffer pool defaults to 80% of RAM; the API shares its machine, and its working
+    # set (the event_id index, uncheckpointed rows) is far smaller.
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    return con
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m armor_ab.store.process")
+    ap.add_argument("--fd", type=int, required=True)
+    ap.add_argument("--db", type=Path, required=True)
+    ap.add_argument("--memory-limit", default="1GB")
+    ap.add_argument("--writer-queue", type=int, default=20_000)
+    ap.add_argument("--read-concurrency", type=int, default=4)
+    ap.add_argument("--lock-wait", type=float, default=10.0)
+    args = ap.parse_args(argv)
+    from armor_ab.logs import setup_logging
+
+    setup_logging(os.environ.get("ARMOR_AB_LOG_LEVEL", "WARNING"))
+    # Several threads share this interpreter (receiver, writer, reads); hand the GIL over sooner
+    # than the default 5 ms so that none waits behind another's Python work.
+    sys.setswitchinterval(0.0005)
+    conn = Connection(args.fd)
+    try:
+        con = _open(args.db, args.memory_limit, args.lock_wait)
+    except Exception as exc:
+        conn.send(("fatal", exc))
+        sys.exit(1)
+    _Server(conn, con, args.writer_queue, args.read_concurrency).run()
+
+
+if __name__ == "__main__":
+    # Run the module under its import name, so that what it pickles (Snapshot, errors) names
+    # ``armor_ab.store.process`` and not ``__main__``.
+    from armor_ab.store.process import main as _main
+
+    _main()
