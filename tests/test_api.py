@@ -223,6 +223,62 @@ def test_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
     assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 403, 404, 422, 422, 403, 200, 422]
 
 
+def test_events_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
+    """POST /v1/events below FastAPI answers every case as the documented route does."""
+    import json
+    import shutil
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from armor_ab.api.app import create_app
+    from armor_ab.api.state import Settings
+
+    db = tmp_path / "fpe.duckdb"
+    keys = seed_database(db)
+
+    def ev(**kw) -> dict:
+        return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "fp",
+                "type": "dwell", "value": 10.0, **kw}
+
+    good = [ev() for _ in range(3)]
+    cases = [  # (key, body); each runs against both apps, the good batch first and then again
+        ("client", {"events": good}), ("client", {"events": good[:1] + [ev()]}),
+        (None, {"events": [ev()]}), ("read", {"events": [ev()]}), ("bad", {"events": [ev()]}),
+        ("client", "not json"), ("client", {"events": []}), ("client", {"events": [ev(value=-1.0)]}),
+        ("client", {"events": [ev(experiment="nope")]}), ("client", {"events": [ev(variant="zzz")]}),
+        ("client", {"events": [ev() for _ in range(1001)]}), ("client", {"events": [ev(event_id="x")]}),
+        ("client", {"events": [ev(user_id="x" * 2_000_000)]}),  # over 1 MiB: 413
+    ]
+    answers = {}
+    for fast in (True, False):
+        db_copy = tmp_path / f"fpe-{fast}.duckdb"  # each app gets the same fresh database
+        shutil.copy(db, db_copy)
+        app = create_app(Settings(db_path=db_copy, fast_path=fast))
+        with TestClient(app) as client:
+            out = []
+            for who, body in cases:
+                headers = {"Content-Type": "application/json"}
+                if who == "bad":
+                    headers["Authorization"] = "Bearer aab_000000000000_x"
+                elif who:
+                    headers["Authorization"] = f"Bearer {keys[who]}"
+                r = client.post("/v1/events", content=body if isinstance(body, str) else json.dumps(body),
+                                headers=headers)
+                assert r.headers["x-request-id"]
+                out.append((r.status_code, r.json()))
+            answers[fast] = out
+    for fast_answer, slow_answer in zip(answers[True], answers[False], strict=True):
+        assert fast_answer[0] == slow_answer[0]
+        if fast_answer[0] >= 400:
+            assert fast_answer[1]["error"]["code"] == slow_answer[1]["error"]["code"]
+            assert fast_answer[1]["error"]["field"] == slow_answer[1]["error"]["field"]
+        else:
+            assert fast_answer[1] == slow_answer[1]
+    assert [a[0] for a in answers[True]] == [200, 200, 401, 403, 401, 400, 422, 422, 422, 422, 422, 422, 413]
+    assert answers[True][:2] == [(200, {"accepted": 3, "duplicates": 0}), (200, {"accepted": 1, "duplicates": 1})]
+
+
 def test_openapi_documents_every_route_and_schema(platform: Platform) -> None:
     spec = httpx.get(f"{platform.url}/openapi.json").json()
     paths = spec["paths"]

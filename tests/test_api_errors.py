@@ -197,7 +197,7 @@ def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
         deadline = time.monotonic() + 20
         while not (tmp_path / "gate.running").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        store.write(wait_for_file, str(gate), 0.0)  # and its queue is full
+        filler = store.write(wait_for_file, str(gate), 0.0)  # and its queue is full
         headers = {"Authorization": f"Bearer {keys['client']}"}
         batch = {"events": [ev()]}
         r = client.post("/v1/events", json=batch, headers=headers)
@@ -207,6 +207,7 @@ def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
         assert "armor_ab_writer_queue_full_total 1.0" in metrics
         gate.touch()
         assert blocker.result(10)[0] is True
+        filler.result(10)  # the queue is empty again
         retry = client.post("/v1/events", json=batch, headers=headers)
         assert retry.status_code == 200 and retry.json() == {"accepted": 1, "duplicates": 0}
 

@@ -43,8 +43,14 @@ class RequestContextMiddleware:
         hot = fastpath.match(scope) if self.fast_path else None
         if hot is not None:
             route, key = hot
+            length = _content_length(scope)
             try:
-                status = await fastpath.serve(self.state, route, key, scope, send, request_id)
+                if length is not None and length > self.max_body:
+                    raise fastpath.BodyTooLarge
+                status = await fastpath.serve(self.state, route, key, scope, receive, send, request_id)
+            except fastpath.BodyTooLarge:
+                status = 413
+                await self._too_large(send, request_id)
             except Exception as exc:
                 status, body = internal_error(request_id, exc, scope["path"])
                 await self._send_json(send, status, body, request_id)

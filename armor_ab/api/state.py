@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from armor_ab.api.reports import ReportCache
 from armor_ab.content.control import control_content, load_products
+from armor_ab.content.on_demand import OnDemand, OnDemandSettings
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.store.experiments import ExperimentRecord
 from armor_ab.store.process import Snapshot, StoreClient
@@ -47,6 +48,9 @@ class Settings:
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
     catalog_dir: Path | None = None  # default: the demo catalog
+    on_demand_timeout: float = 2.0  # seconds a visitor waits for a page generated on demand
+    generate_backend: str = "torch"  # torch | onnxruntime | tensorrt, for on-demand pages
+    engine_dir: Path | None = None  # the built engine the onnxruntime and tensorrt backends need
 
     @property
     def images(self) -> Path:
@@ -116,6 +120,7 @@ class AppState:
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     reports: ReportCache = field(default_factory=ReportCache)
+    on_demand: OnDemand | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> AppState:
@@ -146,10 +151,17 @@ class AppState:
         state = cls(settings, store, metrics, reports=ReportCache(max_age=settings.report_max_age))
         holder["s"] = state
         state.apply(store.snapshot)
-        state.load_catalog()
+        products = state.load_catalog()
+        state.on_demand = OnDemand(
+            OnDemandSettings(timeout_s=settings.on_demand_timeout, backend=settings.generate_backend,
+                             engine_dir=settings.engine_dir),
+            products, settings.images,
+        )
         return state
 
     def close(self) -> None:
+        if self.on_demand is not None:
+            self.on_demand.close()
         self.store.close()
 
     # -- caches ----------------------------------------------------------------------------------
@@ -161,11 +173,12 @@ class AppState:
         self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
         self.content_status = snapshot.content_status
 
-    def load_catalog(self) -> None:
-        """Control copy per catalog item (the page's text-only content)."""
+    def load_catalog(self) -> dict:
+        """Control copy per catalog item (the page's text-only content); returns the products."""
         products = load_products(self.settings.catalog_dir)
         self.control = {item: json_bytes(control_content(p)) for item, p in products.items()}
         self.categories = {item: p.category for item, p in products.items()}
+        return products
 
     @staticmethod
     def _live(rec: ExperimentRecord) -> LiveExperiment:

@@ -20,6 +20,10 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
     catalog: Annotated[Path | None, typer.Option("--catalog", envvar="ARMOR_AB_CATALOG",
                                                  help="catalog directory for control copy (default: the demo catalog)")] = None,
+    on_demand_timeout: Annotated[float, typer.Option(
+        help="seconds a visitor waits for a page generated on demand (variants with on_demand: true)")] = 2.0,
+    generate_backend: Annotated[str, typer.Option(help="backend for on-demand pages: torch | onnxruntime | tensorrt")] = "torch",
+    engine: Annotated[Path | None, typer.Option(help="built engine directory (onnxruntime, tensorrt backends)")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from dataclasses import replace
@@ -32,6 +36,14 @@ def serve_command(
         settings = replace(settings, cors_origins=tuple(cors_origin))
     if catalog:
         settings = replace(settings, catalog_dir=catalog)
+    if generate_backend not in ("torch", "onnxruntime", "tensorrt"):
+        fail(f"--generate-backend must be torch, onnxruntime or tensorrt, not {generate_backend!r}")
+    if generate_backend != "torch" and engine is None:
+        fail(f"--generate-backend {generate_backend} needs --engine DIR (built by `armor-ab engine build`)")
+    if on_demand_timeout < 0:
+        fail("--on-demand-timeout cannot be negative")
+    settings = replace(settings, on_demand_timeout=on_demand_timeout, generate_backend=generate_backend,
+                       engine_dir=engine)
     try:
         serve(settings, host=host, port=port, log_level=log_level)
     except DatabaseLockedError as exc:

@@ -15,6 +15,7 @@ import duckdb
 from armor_ab.catalog.products import Product
 from armor_ab.content.control import prompt_fields
 from armor_ab.content.store import exists, save_generated
+from armor_ab.experiments.models import ContentSpec
 from armor_ab.store.experiments import ExperimentRecord
 
 log = logging.getLogger("armor_ab.content")
@@ -93,23 +94,19 @@ def generate_content(
     if total == 0:
         return report
 
-    from armor_ab.model import InterleavedGenerator, SamplingConfig, load_model
+    from armor_ab.model import InterleavedGenerator
 
     generators: dict[str, InterleavedGenerator] = {}
     with tqdm(total=total, desc=f"content {spec.key}", unit="page", disable=not progress) as bar:
         for variant, todo, prompts in plans:
             name = resolve_model(variant.content.model, model)
             if name not in generators:
-                loaded = load_model(name)
-                if loaded.random_weights:
-                    log.warning("model has random weights", extra={"model": name})
-                generators[name] = _generator(loaded, backend, engine_dir)
+                generators[name] = load_generator(name, backend, engine_dir)
             gen = generators[name]
             for run in _runs(todo):
                 for start in range(0, len(run), batch_size):
                     rows = run[start : start + batch_size]
-                    settings = SamplingConfig(max_images=variant.content.max_images, seed=variant.content.seed + rows[0],
-                                              max_new_tokens=160, temperature=0.0, image_temperature=1.0)
+                    settings = page_sampling(variant.content, rows[0])
                     result = gen.generate([prompts[i] for i in rows], settings=settings)
                     for i, content in zip(rows, result.contents, strict=True):
                         save_generated(con, images_dir, spec.key, variant.key, products[i].id, content, prompts[i])
@@ -117,6 +114,24 @@ def generate_content(
                         report.by_variant[variant.key] = report.by_variant.get(variant.key, 0) + 1
                         bar.update(1)
     return report
+
+
+def page_sampling(content: ContentSpec, index: int):
+    """How one catalog page is sampled: greedy text, sampled pictures, the seed of the item's index."""
+    from armor_ab.model import SamplingConfig
+
+    return SamplingConfig(max_images=content.max_images, seed=content.seed + index, max_new_tokens=160,
+                          temperature=0.0, image_temperature=1.0)
+
+
+def load_generator(name: str, backend: str = "torch", engine_dir: Path | None = None):
+    """An ``InterleavedGenerator`` for a model name or directory on the chosen backend."""
+    from armor_ab.model import load_model
+
+    loaded = load_model(name)
+    if loaded.random_weights:
+        log.warning("model has random weights", extra={"model": name})
+    return _generator(loaded, backend, engine_dir)
 
 
 def _generator(loaded, backend: str, engine_dir: Path | None):

@@ -89,18 +89,26 @@ def exists(con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_i
 
 def save_generated(
     con: duckdb.DuckDBPyConnection, images_dir: Path, experiment: str, variant: str, item_id: str,
-    content: InterleavedContent, prompt: str,
-) -> ContentRow:
-    """Store freshly generated content as ``pending`` (images first, then the row)."""
+    content: InterleavedContent, prompt: str, *, status: str = "pending", replace: bool = True,
+) -> ContentRow | None:
+    """Store freshly generated content (images first, then the row), ``pending`` review by default.
+
+    With ``replace=False`` an existing row wins and nothing is written (returns None): on-demand
+    generation must never overwrite a page someone generated or reviewed meanwhile.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    if not replace and exists(con, experiment, variant, item_id):
+        return None
     for image in content.images:
         write_image(images_dir, image.sha256, image.png)
     now = datetime.now(UTC)
     data = content.to_json()
     con.execute(
-        f"INSERT OR REPLACE INTO content ({_COLUMNS}) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, NULL)",
-        [experiment, variant, item_id, json.dumps(data), content.digest(), prompt, content.metadata.model, now],
+        f"INSERT OR REPLACE INTO content ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        [experiment, variant, item_id, status, json.dumps(data), content.digest(), prompt, content.metadata.model, now],
     )
-    return ContentRow(experiment, variant, item_id, "pending", data, content.digest(), prompt,
+    return ContentRow(experiment, variant, item_id, status, data, content.digest(), prompt,
                       content.metadata.model, now, None)
 
 

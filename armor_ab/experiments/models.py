@@ -42,6 +42,9 @@ class ContentSpec(_Strict):
     model: str = "armor-demo"
     max_images: int = Field(default=2, ge=0, le=8)
     seed: int = 0
+    # Generate a missing page while the visitor waits (up to the server's timeout; control copy
+    # meanwhile). Such pages go live unreviewed (approved, no review time); reject them to stop.
+    on_demand: bool = False
 
     @model_validator(mode="after")
     def _armor_needs_prompt(self) -> ContentSpec:

@@ -139,9 +139,20 @@ def resolve_assignment(
     return exp, assignment.variant, True, exposure_id
 
 
-def content_body(
+async def content_answer(
     state: AppState, exp: LiveExperiment, variant: str | None, in_exp: bool, exposure_id: str | None,
     item_id: str,
+) -> bytes:
+    """``content_body``, after waiting (up to the timeout) for a missing page the variant generates on demand."""
+    reason = None
+    if variant is not None and (exp.record.key, variant, item_id) not in state.content:
+        reason = await state.on_demand.ensure(state, exp, variant, item_id)
+    return content_body(state, exp, variant, in_exp, exposure_id, item_id, reason)
+
+
+def content_body(
+    state: AppState, exp: LiveExperiment, variant: str | None, in_exp: bool, exposure_id: str | None,
+    item_id: str, missing_reason: str | None = None,
 ) -> bytes:
     """The ``GET …/content`` answer as JSON bytes, from pre-serialised pieces (the cached path).
 
@@ -158,7 +169,7 @@ def content_body(
         if body is not None:
             source = "armor"
         else:
-            fallback = "unapproved" if cache_key in state.content_status else "missing"
+            fallback = "unapproved" if cache_key in state.content_status else missing_reason or "missing"
             state.metrics.content_fallback.labels(fallback).inc()
     if body is None:
         body = state.control.get(item_id)
@@ -217,7 +228,8 @@ async def get_content(key: str, request: Request):
         state, principal, key, user_id, item_id, id_param(request, "force_variant"),
         device_of(request.headers.get("user-agent")),
     )
-    return Response(content_body(state, exp, variant, in_exp, exposure_id, item_id), media_type="application/json")
+    body = await content_answer(state, exp, variant, in_exp, exposure_id, item_id)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/images/{sha256}", responses={200: {"content": {"image/png": {}}}, 304: {}})
@@ -251,8 +263,8 @@ async def post_events(request: Request):
     return await append_batch(state, await request.body())
 
 
-async def append_batch(state: AppState, raw: bytes) -> JSONResponse:
-    """Validate a raw ``{"events": [...]}`` body, check its references, commit it, answer the counts."""
+async def accept_batch(state: AppState, raw: bytes) -> bytes:
+    """Validate a raw ``{"events": [...]}`` body, check its references, commit it: the answer's JSON."""
     try:
         batch = EventBatch.model_validate_json(raw)
     except ValidationError as exc:
@@ -262,4 +274,9 @@ async def append_batch(state: AppState, raw: bytes) -> JSONResponse:
     except UnknownReferenceError as exc:
         raise ApiError(422, "unknown_reference", exc.message, field=exc.field) from None
     accepted = await commit(state, event_rows(batch.events, datetime.now(UTC)))
-    return JSONResponse({"accepted": accepted.accepted, "duplicates": accepted.duplicates})
+    return b'{"accepted":%d,"duplicates":%d}' % (accepted.accepted, accepted.duplicates)
+
+
+async def append_batch(state: AppState, raw: bytes) -> Response:
+    """``accept_batch`` as a response (the FastAPI routes: ``POST /v1/events`` and the beacon)."""
+    return Response(await accept_batch(state, raw), media_type="application/json")

@@ -1,0 +1,152 @@
+"""On-demand pages: generate a missing ARMOR page while the visitor waits, up to a timeout.
+
+An experiment opts in per variant (``content: {source: armor, on_demand: true}``). When such a
+variant's visitor asks for an item that has no stored page at all, the server starts generating it
+in a worker process (the model never loads into the API process) and waits up to ``timeout_s``.
+Ready in time: the visitor gets it. Not ready: the visitor gets control's copy (counted in
+``/metrics`` as fallback ``generating``) and generation goes on; the page goes live for later
+visitors as soon as it is stored. Pages stored this way are ``approved`` with no review time, so
+the Content dashboard tells them apart; rejecting one takes it off the site. A page that exists
+in any state (pending, rejected) is never regenerated here, and one item is generated once even
+when many visitors ask for it at the same moment. A failed generation is retried after
+``retry_after_s``, not on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from armor_ab.catalog.products import Product
+from armor_ab.content.generate import page_sampling, render_prompt, resolve_model
+from armor_ab.content.store import save_generated
+from armor_ab.experiments.models import ContentSpec
+
+if TYPE_CHECKING:
+    from armor_ab.api.state import AppState, LiveExperiment
+
+log = logging.getLogger("armor_ab.content")
+
+GENERATING = "generating"
+FAILED = "generation_failed"
+
+
+@dataclass(frozen=True)
+class OnDemandSettings:
+    timeout_s: float = 2.0
+    backend: str = "torch"
+    engine_dir: Path | None = None
+    max_inflight: int = 64  # items queued for the worker at once; more wait for a later request
+    retry_after_s: float = 60.0
+
+
+# -- the worker process ------------------------------------------------------------------------------
+_generators: dict[tuple, object] = {}
+
+
+def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str, content: ContentSpec, index: int):
+    """One page in the worker process (the generator of each model is loaded once and kept)."""
+    from armor_ab.content.generate import load_generator
+
+    key = (model, backend, engine_dir)
+    if key not in _generators:
+        _generators[key] = load_generator(model, backend, engine_dir)
+    return _generators[key].generate([prompt], settings=page_sampling(content, index)).contents[0]
+
+
+# -- the API side ------------------------------------------------------------------------------------
+class OnDemand:
+    """Generation of missing pages for the API; ``ensure`` is called on the content path."""
+
+    def __init__(self, settings: OnDemandSettings, products: dict[str, Product], images_dir: Path) -> None:
+        self.settings = settings
+        self.products = products
+        self.index = {item: i for i, item in enumerate(products)}  # seeds follow the catalog order
+        self.images_dir = images_dir
+        self._pool: ProcessPoolExecutor | None = None
+        self._inflight: dict[tuple[str, str, str], asyncio.Future] = {}
+        self._failed: dict[tuple[str, str, str], float] = {}
+        self.generated = 0
+
+    def wanted(self, state: AppState, exp: LiveExperiment, variant: str | None, item_id: str) -> ContentSpec | None:
+        """The variant's content spec when this item's page should be generated now, else None."""
+        if variant is None or item_id not in self.products:
+            return None
+        spec_variant = exp.record.spec.variant(variant)
+        if spec_variant is None or spec_variant.content.source != "armor" or not spec_variant.content.on_demand:
+            return None
+        key = (exp.record.key, variant, item_id)
+        if key in state.content or key in state.content_status:  # stored in some state: never here
+            return None
+        return spec_variant.content
+
+    async def ensure(self, state: AppState, exp: LiveExperiment, variant: str | None, item_id: str) -> str | None:
+        """Wait up to the timeout for a missing page; None when there is nothing to wait for or it
+        arrived, else the fallback reason (``generating`` or ``generation_failed``)."""
+        content = self.wanted(state, exp, variant, item_id)
+        if content is None:
+            return None
+        key = (exp.record.key, variant, item_id)
+        failed_at = self._failed.get(key)
+        if failed_at is not None and time.monotonic() - failed_at < self.settings.retry_after_s:
+            return FAILED
+        task = self._inflight.get(key)
+        if task is None:
+            if len(self._inflight) >= self.settings.max_inflight:
+                return GENERATING
+            task = asyncio.ensure_future(self._make(state, key, content))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t, key=key: self._done(key, t))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.settings.timeout_s)
+        except TimeoutError:
+            return GENERATING
+        except Exception:
+            return FAILED
+        return None
+
+    async def _make(self, state: AppState, key: tuple[str, str, str], content: ContentSpec) -> None:
+        experiment, variant, item_id = key
+        product = self.products[item_id]
+        prompt = render_prompt(content.prompt or "", product, f"experiment {experiment}: variant {variant}: prompt")
+        model = resolve_model(content.model)
+        started = time.perf_counter()
+        page = await asyncio.get_running_loop().run_in_executor(
+            self._executor(), generate_page, model, self.settings.backend, self.settings.engine_dir, prompt, content,
+            self.index[item_id])
+        await state.write(save_generated, self.images_dir, experiment, variant, item_id, page, prompt,
+                          status="approved", replace=False)
+        self.generated += 1
+        log.info("on-demand page stored", extra={"experiment": experiment, "variant": variant, "item_id": item_id,
+                                                 "seconds": round(time.perf_counter() - started, 3)})
+
+    def _done(self, key: tuple[str, str, str], task: asyncio.Future) -> None:
+        self._inflight.pop(key, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._failed[key] = time.monotonic()
+            log.error("on-demand generation failed", exc_info=exc,
+                      extra={"experiment": key[0], "variant": key[1], "item_id": key[2]})
+        else:
+            self._failed.pop(key, None)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:  # started on first use: most servers never generate on demand
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(getattr(self._pool, "_processes", {}).values()):  # a page mid-generation
+                proc.terminate()
