@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,8 +66,14 @@ def test_a_missing_page_is_generated_while_the_visitor_waits(tmp_path) -> None:
         after = content(server, keys, users["armor"], "pumps-01")
         assert (after["source"], after["fallback"]) == ("catalog", "unapproved")
         assert review(server, keys)["pumps-01"]["status"] == "rejected"
+        children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2  # the database process and the generation worker (and its helpers)
     finally:
         server.stop()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]  # a stopped server leaves nothing behind
 
 
 def test_a_slow_page_falls_back_to_control_and_goes_live_when_ready(tmp_path) -> None:

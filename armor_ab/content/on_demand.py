@@ -147,6 +147,9 @@ class OnDemand:
         for task in list(self._inflight.values()):
             task.cancel()
         if self._pool is not None:
+            workers = list((self._pool._processes or {}).values())  # shutdown() forgets them
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(self._pool, "_processes", {}).values()):  # a page mid-generation
+            for proc in workers:  # a page mid-generation is not worth waiting for
                 proc.terminate()
+            for proc in workers:
+                proc.join(10)
