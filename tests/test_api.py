@@ -223,6 +223,43 @@ def test_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
     assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 403, 404, 422, 422, 403, 200, 422]
 
 
+def test_page_routes_send_the_cors_headers_of_corsmiddleware(tmp_path) -> None:
+    """The page routes bypass Starlette's CORSMiddleware; their CORS headers must be the same."""
+    import json
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from armor_ab.api.app import create_app
+    from armor_ab.api.state import Settings
+
+    db = tmp_path / "cors.duckdb"
+    keys = seed_database(db)
+    auth = {"Authorization": f"Bearer {keys['client']}"}
+    event = {"event_id": str(uuid.uuid4()), "experiment": EXP, "user_id": "c", "type": "page_view"}
+    seen = {}
+    for fast in (True, False):
+        for origins in (("https://shop.example.com",), ("*",)):
+            app = create_app(Settings(db_path=db, fast_path=fast, cors_origins=origins))
+            with TestClient(app) as client:
+                out = []
+                for origin in ("https://shop.example.com", "https://evil.example.net", None):
+                    headers = {**auth, **({"Origin": origin} if origin else {})}
+                    for r in (client.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": "u"}, headers=headers),
+                              client.get(f"/v1/experiments/{EXP}/content", params={"user_id": "u", "item_id": "pumps-01"},
+                                         headers=headers),
+                              client.get(f"/v1/experiments/{EXP}/assignment", headers=headers),  # a 422
+                              client.post("/v1/events", content=json.dumps({"events": [event]}), headers=headers)):
+                        out.append((r.status_code, r.headers.get("access-control-allow-origin"), r.headers.get("vary")))
+                seen[fast, origins] = out
+    for origins in (("https://shop.example.com",), ("*",)):
+        assert seen[True, origins] == seen[False, origins]
+    allowed = seen[True, ("https://shop.example.com",)]
+    assert allowed[0] == (200, "https://shop.example.com", "Origin")
+    assert allowed[4][1] is None and allowed[8][1] is None  # another origin, and none: no grant
+    assert seen[True, ("*",)][0][1] == "*"
+
+
 def test_events_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
     """POST /v1/events below FastAPI answers every case as the documented route does."""
     import json

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from armor_ab.api.errors import install_error_handlers
-from armor_ab.api.middleware import RequestContextMiddleware
+from armor_ab.api.middleware import HotPaths, RequestContextMiddleware
 from armor_ab.api.routes import admin, analysis, client, ops
 from armor_ab.api.state import AppState, Settings
 from armor_ab.config import resolve_db_path
@@ -31,6 +31,20 @@ def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> 
     return Settings(db_path=resolve_db_path(db), cors_origins=origins, **overrides)
 
 
+class ArmorApp(FastAPI):
+    """FastAPI with the page routes (``HotPaths``) in front of Starlette's middleware stack.
+
+    Starlette builds its stack (error handler, FastAPI's body limit, CORS, our request context)
+    lazily on the first request; the page routes need none of those layers, and every layer
+    costs a coroutine and a wrapped ``send`` per request.
+    """
+
+    def build_middleware_stack(self):  # noqa: ANN201 (Starlette's signature)
+        stack = super().build_middleware_stack()
+        state: AppState = self.state.armor
+        return HotPaths(stack, state) if state.settings.fast_path else stack
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API over one DuckDB file, which this process owns for as long as it runs."""
 
@@ -41,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.armor.close()
         log.info("api stopped")
 
-    app = FastAPI(
+    app = ArmorApp(
         title="armor-ab",
         version="0.1.0",
         summary="A/B tests of ARMOR-generated interleaved catalog content",
@@ -58,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(web.router)
     app.openapi = lambda: _openapi(app)
-    # The last added is the outermost: CORS wraps everything, the assignment fast path included.
+    # The last added is the outermost: CORS wraps every route but the page routes (see ArmorApp).
     app.add_middleware(RequestContextMiddleware, state=state)
     app.add_middleware(
         CORSMiddleware,

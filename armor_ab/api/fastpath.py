@@ -98,13 +98,14 @@ async def _body(receive: Receive, limit: int) -> bytes:
 
 
 async def serve(
-    state: AppState, route: str, key: str, scope: Scope, receive: Receive, send: Send, request_id: str
+    state: AppState, route: str, key: str, scope: Scope, receive: Receive, send: Send, request_id: str,
+    extra_headers: list[tuple[bytes, bytes]] = (),
 ) -> int:
     """Answer an assignment, content or events request; returns the HTTP status sent.
 
     Raises ``BodyTooLarge`` before anything is sent (the middleware answers 413).
     """
-    headers = [*_JSON, (b"x-request-id", request_id.encode())]
+    headers = [*_JSON, (b"x-request-id", request_id.encode()), *extra_headers]
     content = route.endswith("/content")
     try:
         token, agent = _headers(scope)

@@ -1,6 +1,9 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request on the hot path).
 
 One pass per request: a request id, the 1 MiB body limit, and the Prometheus request metrics.
+``HotPaths`` serves the three page routes (see ``fastpath``) outermost, before Starlette's own
+middleware layers, and applies the same CORS rule as ``CORSMiddleware`` to them itself;
+``RequestContextMiddleware`` does the same bookkeeping for every other route.
 """
 
 from __future__ import annotations
@@ -21,41 +24,112 @@ class BodyTooLargeError(Exception):
     pass
 
 
-class RequestContextMiddleware:
+# Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
+_PREFIX = os.urandom(4).hex()
+_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_PREFIX}-{next(_COUNTER):x}"
+
+
+class _Observed:
+    """What both middlewares share: request metrics and the 413 / 500 answers."""
+
     def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
         self.state = state
         self.metrics = state.metrics
         self.max_body = state.settings.max_body_bytes
-        self.fast_path = state.settings.fast_path
-        # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
-        self._prefix = os.urandom(4).hex()
-        self._counter = itertools.count(1)
         self._children: dict[tuple[str, str, int], tuple] = {}
 
+    def _observe(self, method: str, route: str, status: int, started: float) -> None:
+        # Label lookups take a lock and hash the labels; the children are cached per label set.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (self.metrics.requests.labels(method, route, str(status)), self.metrics.latency.labels(route))
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+
+    async def _too_large(self, send: Send, request_id: str, extra: list | None = None) -> None:
+        body = json.dumps(
+            error_body("payload_too_large", f"request body is over {self.max_body} bytes")
+        ).encode()
+        await self._send_json(send, 413, body, request_id, extra)
+
+    @staticmethod
+    async def _send_json(send: Send, status: int, body: bytes, request_id: str, extra: list | None = None) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *(extra or ()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class HotPaths(_Observed):
+    """The page routes, answered before any other middleware runs (``fastpath``).
+
+    CORS is applied here as ``CORSMiddleware`` applies it to simple requests (``Vary: Origin``
+    always; ``Access-Control-Allow-Origin`` for an allowed origin); preflights and every other
+    route go down the full stack.
+    """
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        super().__init__(app, state)
+        origins = state.settings.cors_origins
+        self._allow_all = "*" in origins
+        self._origins = {o.encode("latin-1") for o in origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = fastpath.match(scope) if scope["type"] == "http" else None
+        if hot is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = new_request_id()
+        route, key = hot
+        cors = self._cors(scope)
+        length = _content_length(scope)
+        try:
+            if length is not None and length > self.max_body:
+                raise fastpath.BodyTooLarge
+            status = await fastpath.serve(self.state, route, key, scope, receive, send, request_id, cors)
+        except fastpath.BodyTooLarge:
+            status = 413
+            await self._too_large(send, request_id, cors)
+        except Exception as exc:
+            status, body = internal_error(request_id, exc, scope["path"])
+            await self._send_json(send, status, body, request_id, cors)
+        self._observe(scope["method"], route, status, started)
+
+    def _cors(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                if self._allow_all:
+                    return [(b"access-control-allow-origin", b"*"), (b"vary", b"Origin")]
+                if value in self._origins:
+                    return [(b"access-control-allow-origin", value), (b"vary", b"Origin")]
+                break
+        return [(b"vary", b"Origin")]
+
+
+class RequestContextMiddleware(_Observed):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = f"{self._prefix}-{next(self._counter):x}"
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        hot = fastpath.match(scope) if self.fast_path else None
-        if hot is not None:
-            route, key = hot
-            length = _content_length(scope)
-            try:
-                if length is not None and length > self.max_body:
-                    raise fastpath.BodyTooLarge
-                status = await fastpath.serve(self.state, route, key, scope, receive, send, request_id)
-            except fastpath.BodyTooLarge:
-                status = 413
-                await self._too_large(send, request_id)
-            except Exception as exc:
-                status, body = internal_error(request_id, exc, scope["path"])
-                await self._send_json(send, status, body, request_id)
-            self._observe(scope["method"], route, status, started)
-            return
         status = 500
         too_large = False  # set when a chunked body passes the limit mid-stream
         replaced = False
@@ -106,36 +180,6 @@ class RequestContextMiddleware:
                 status, body = internal_error(request_id, exc, scope.get("path", ""))
                 await self._send_json(send, status, body, request_id)
         self._observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status, started)
-
-    def _observe(self, method: str, route: str, status: int, started: float) -> None:
-        # Label lookups take a lock and hash the labels; the children are cached per label set.
-        children = self._children.get((method, route, status))
-        if children is None:
-            children = (self.metrics.requests.labels(method, route, str(status)), self.metrics.latency.labels(route))
-            self._children[(method, route, status)] = children
-        children[0].inc()
-        children[1].observe(time.perf_counter() - started)
-
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        body = json.dumps(
-            error_body("payload_too_large", f"request body is over {self.max_body} bytes")
-        ).encode()
-        await self._send_json(send, 413, body, request_id)
-
-    @staticmethod
-    async def _send_json(send: Send, status: int, body: bytes, request_id: str) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(scope: Scope) -> int | None:
