@@ -43,7 +43,7 @@ class Settings:
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
     report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
-    db_memory_limit: str = "256MB"  # DuckDB's buffer pool in the database process
+    db_memory_limit: str = "1GB"  # DuckDB's buffer pool in the database process (reports need room)
     db_lock_wait: float = 10.0  # seconds to wait for the file lock of a previous server that is exiting
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
