@@ -167,7 +167,7 @@ class Simulator:
             events.append({
                 "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "experiment": self.experiment, "variant": variant, "user_id": user_id, "item_id": item,
-                "type": kind, "value": value, "ts": clock.isoformat(),
+                "type": kind, "value": value, "ts": clock,
                 "properties": {"device": device, "category": cat},
             })
 
@@ -187,6 +187,11 @@ class Simulator:
         if rng.random() < p:
             add("inquiry", item, cat, round(rng.lognormvariate(math.log(b.inquiry_value_median), 0.5), 2))
             self.report.inquiries[variant] += 1
+        # A simulated past must lie in the past: a session drawn at the very end of the window is
+        # moved back so that it ends by now (else a report made now and one made later disagree).
+        shift = clock - self.now if self.days and clock > self.now else timedelta(0)
+        for event in events:
+            event["ts"] = (event["ts"] - shift).isoformat()
         await self._send(client, rng, events)
 
     async def _send(self, client: httpx.AsyncClient, rng: random.Random, events: list[dict]) -> None:

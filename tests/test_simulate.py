@@ -49,9 +49,35 @@ def test_simulated_visitors_land_once_with_the_true_effect(tmp_path) -> None:
     server_exposures = con.execute(
         "SELECT count(DISTINCT user_id) FROM events WHERE type = 'exposure'").fetchone()[0]
     span_days = con.execute("SELECT date_diff('day', min(ts), max(ts)) FROM events").fetchone()[0]
+    from_the_future = con.execute(  # a simulated past lies in the past: no client ts after its receipt
+        "SELECT count(*) FROM events WHERE ts > received_at").fetchone()[0]
     con.close()
+    assert from_the_future == 0
     assert stored == summary["events_sent"]
     assert server_exposures == 1500
     assert span_days >= 5
     ratio = per_variant["armor"] / per_variant["control"]
     assert 1.15 < ratio < 1.45  # +30% dwell, within sampling noise
+
+
+def test_a_simulated_past_ends_by_the_time_the_simulation_started(tmp_path) -> None:
+    """Sessions drawn at the very end of the window are moved back: no event lies in the future."""
+    import asyncio
+
+    from armor_ab.simulate import Simulator
+
+    db = tmp_path / "now.duckdb"
+    keys = seed_database(db, started_days_ago=1)
+    server = Server(db).start()
+    try:
+        # A window of ~9 seconds: every session (minutes of page views) would end after "now".
+        sim = Simulator(server.url, keys["client"], "catalog-interleaved", seed=5, days=0.0001)
+        report = asyncio.run(sim.run(40))
+    finally:
+        server.stop()
+    con = duckdb.connect(str(db), read_only=True)
+    latest = con.execute("SELECT max(ts) FROM events WHERE type <> 'exposure' OR ts < received_at - INTERVAL 1 MINUTE"
+                         ).fetchone()[0]
+    con.close()
+    assert report.in_experiment == 40
+    assert latest <= sim.now
