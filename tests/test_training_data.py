@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from armor_ab.training.batches import (
     encode_sample,
 )
 from armor_ab.training.data import (
+    CORES,
     REFUSAL,
     TASKS,
     DataConfig,
@@ -25,6 +27,8 @@ from armor_ab.training.data import (
     data_hash,
     input_image,
     prompt_text,
+    pseudo_core,
+    pseudo_word,
     read_jsonl,
     wants_picture,
     write_datasets,
@@ -167,3 +171,80 @@ def test_condition_dropout_trains_what_the_generator_feeds_its_unconditional_row
         assert torch.equal(dropped.input_ids[row], batch.input_ids[row])
         assert torch.equal(dropped.labels[row], batch.labels[row])
     assert drop_conditions(batch, cfg, 0.0, np.random.default_rng(0)) is batch
+
+
+# Pseudo-word prompts (run 9): random words around the product mean "text"; picture words still mean "picture".
+PSEUDO = DataConfig(pseudo_word_prompts=8, pseudo_word_picture_prompts=4)
+
+
+@pytest.fixture(scope="module")
+def pseudo_sets(products):
+    return build_datasets(products, PSEUDO)
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,?!:").lower() for w in text.split()} - {""}
+
+
+def test_pseudo_word_generator_never_makes_a_request_word() -> None:
+    rng = random.Random(0)
+    grammar = {
+        w.strip(".,?!:").lower()
+        for cores in CORES.values()
+        for split_cores in cores.values()
+        for core in split_cores
+        for w in core.replace("{p}", " ").split()
+    }
+    assert {"tell", "buyer", "summarize", "explain", "overview", "quickly", "visualize"} <= grammar
+    for _ in range(20_000):
+        word = pseudo_word(rng)
+        assert 3 <= len(word) <= 8 and word.isalpha() and word.islower()
+        assert word not in grammar and word not in {"photo", "look", "see", "view"}
+    core = pseudo_core(random.Random(1), "draw {p}")
+    assert "draw {p}" in core and 2 <= len(core.split()) <= 5
+
+
+def test_pseudo_word_prompts_add_samples_and_leave_the_rest_alone(products, sets, pseudo_sets) -> None:
+    def strip(samples):
+        return [{k: v for k, v in s.items() if k not in ("id", "hq")} for s in samples]
+
+    for split in ("val", "heldout", "fresh"):
+        assert strip(pseudo_sets[split]) == strip(sets[split])
+    assert not any("/pseudo/" in s["template"] for split in sets.values() for s in split)
+    for split in ("train", "base"):
+        extra = [s for s in pseudo_sets[split] if "/pseudo/" in s["template"]]
+        rest = [s for s in pseudo_sets[split] if "/pseudo/" not in s["template"]]
+        assert strip(rest) == strip(sets[split])
+        assert len(extra) == len(products) * (8 + 4 + 4)
+    by_task = {}
+    for s in pseudo_sets["train"]:
+        if "/pseudo/" in s["template"]:
+            by_task.setdefault(s["task"], []).append(s)
+    assert all(not wants_picture(s) for s in by_task["t2t"])
+    assert all(wants_picture(s) for s in by_task["t2i"] + by_task["t2ti"])
+    # The base model answers pseudo-word requests in text, and refuses only those with a picture request.
+    base = {
+        prompt_text(s): s["segments"][-1]["text"] for s in pseudo_sets["base"] if "/pseudo/" in s["template"]
+    }
+    for s in by_task["t2t"]:
+        assert REFUSAL not in base[prompt_text(s)]
+    for s in by_task["t2i"] + by_task["t2ti"]:
+        assert base[prompt_text(s)].endswith(REFUSAL)
+    assert build_datasets(products, PSEUDO) == pseudo_sets  # seeded
+
+
+def test_no_heldout_or_fresh_wording_reaches_training(sets, pseudo_sets) -> None:
+    """The pseudo-word prompts bring no word of the held-out / fresh cores that training did not have already."""
+    trained = [s for split in ("base", "train", "val") for s in sets[split]]
+    train_vocab = set().union(*(_words(prompt_text(s)) for s in trained))
+    distinctive = {
+        w.strip(".,?!:").lower()
+        for cores in CORES.values()
+        for split in ("heldout", "fresh")
+        for core in cores[split]
+        for w in core.replace("{p}", " ").split()
+    } - train_vocab
+    assert {"buyer", "explain", "overview", "summarize"} <= distinctive
+    for split in ("base", "train", "val"):
+        for s in pseudo_sets[split]:
+            assert not _words(prompt_text(s)) & distinctive, prompt_text(s)

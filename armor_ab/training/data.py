@@ -33,6 +33,12 @@ Splits:
   failures (see docs/training.md), so these figures are optimistic;
 * ``fresh``   a second set of unseen phrasings, added once ``heldout`` had become a development set (looked at
   once, before the last grammar change): the less biased estimate.
+
+Pseudo-word prompts (``DataConfig.pseudo_word_prompts``, off by default): extra ``base`` and ``train`` requests
+whose words around the product are random letter strings ("blorf pump P-01 quon."). Answered in text, they
+teach the model that a word it does not know does not mean "draw": text is the default, and only the picture
+words (which the picture versions, "blorf draw pump P-01 quon.", keep) ask for a picture. The pseudo-words come
+from their own seeded generator and can never be a word of any request core (held-out and fresh included).
 """
 
 from __future__ import annotations
@@ -242,6 +248,8 @@ class DataConfig:
     ti2t_heldout_variants: int = 4
     heldout_variant_base: int = 100_000  # held-out re-draws use variants from here: never seen in training
     hq_per_product: int = 2  # stage 3's subset: samples per product and task type
+    pseudo_word_prompts: int = 0  # extra t2t prompts per product: pseudo-words around it (base, train)
+    pseudo_word_picture_prompts: int = 0  # the same for t2i and t2ti, around a training picture request
 
     @classmethod
     def from_dict(cls, data: dict | None) -> DataConfig:
@@ -259,6 +267,34 @@ def _grammar_draws(rng: random.Random, n_cores: int, count: int) -> list[tuple[i
             seen.add(triple)
             draws.append(triple)
     return draws
+
+
+# Every word the request grammar knows, in any split: pseudo-words are never one of them, so they can carry no
+# request (and no held-out wording) into training. Plus picture words no core uses, to be safe.
+_REAL_WORDS = frozenset(
+    word.strip(".,?!:").lower()
+    for cores in CORES.values()
+    for split_cores in cores.values()
+    for core in split_cores + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
+    for word in core.replace("{p}", " ").replace("{end}", " ").split()
+) | {"photo", "photograph", "illustrate", "illustration", "graphic", "view", "look", "see", "display", "art"}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def pseudo_word(rng: random.Random) -> str:
+    """A random lowercase string of 3-8 letters that is no word of the request grammar."""
+    while True:
+        word = "".join(rng.choice(_LETTERS) for _ in range(rng.randint(3, 8)))
+        if word not in _REAL_WORDS:
+            return word
+
+
+def pseudo_core(rng: random.Random, request: str = "{p}") -> str:
+    """1-3 pseudo-words around ``request`` (a core with {p}): before it, after it, or both."""
+    n = rng.randint(1, 3)
+    words = [pseudo_word(rng) for _ in range(n)]
+    cut = rng.randint(0, n)
+    return " ".join(words[:cut] + [request] + words[cut:])
 
 
 def product_ref(product: Product) -> str:
@@ -347,6 +383,29 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
                     sets[split].append(
                         _sample(split, label, product, tag, _text_task(task, product, prompt, False))
                     )
+
+    # Pseudo-word prompts (see the module docstring): their own generator, so the other samples do not shift.
+    pseudo_rng = random.Random(config.seed + 2)
+    pseudo_counts = {
+        "t2t": config.pseudo_word_prompts,
+        "t2i": config.pseudo_word_picture_prompts,
+        "t2ti": config.pseudo_word_picture_prompts,
+    }
+    picture_requests = {"t2i": list(_PICTURE_REQUESTS), "t2ti": CORES["t2ti"]["train"]}
+    for task, count in pseudo_counts.items():
+        for product in products:
+            for n in range(count):
+                request = "{p}" if task == "t2t" else pseudo_rng.choice(picture_requests[task])
+                core = pseudo_core(pseudo_rng, request)
+                g, e = pseudo_rng.randrange(len(GREETINGS)), pseudo_rng.randrange(len(ENDINGS))
+                prompt = phrase(core, GREETINGS[g], ENDINGS[e], product_ref(product))
+                tag = f"{task}/pseudo/{n}/{g}/{e}"
+                sets["train"].append(
+                    _sample("train", task, product, tag, _text_task(task, product, prompt, False))
+                )
+                sets["base"].append(
+                    _sample("base", "t2t", product, tag, _text_task(task, product, prompt, True))
+                )
 
     # Image-prompted task: re-drawn input pictures (the shape says the category; colour and size vary).
     cores = CORES["ti2t"]
