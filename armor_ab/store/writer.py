@@ -1,10 +1,10 @@
-"""The one writer thread that owns the DuckDB write connection.
+"""The one writer thread that owns the DuckDB write connection (in the database process).
 
 Requests never touch the write connection. They enqueue event batches (Arrow tables) or write
 jobs and wait on a future. The writer drains whatever is queued, appends all event batches in
-one transaction with ``INSERT OR IGNORE ... RETURNING`` (the ``event_id`` primary key turns a
-retried batch into a no-op), commits, and only then resolves the futures: acknowledged means
-durable. A full queue raises ``QueueFullError`` at once (the API answers 503), never a silent drop.
+one transaction with a plain ``INSERT``; when the ``event_id`` primary key refuses a stored id
+(a retried batch), it redoes the transaction with ``INSERT OR IGNORE ... RETURNING`` to count
+what was new. It commits, and only then resolves the futures: acknowledged means durable. A full queue raises ``QueueFullError`` at once (the API answers 503), never a silent drop.
 """
 
 from __future__ import annotations
