@@ -62,7 +62,7 @@ def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str
 
 # -- the API side ------------------------------------------------------------------------------------
 class OnDemand:
-    """Generation of missing pages for the API; ``ensure`` is called on the content path."""
+    """Generation of missing pages for the API: ``wanted`` then ``ensure`` on the content path."""
 
     def __init__(self, settings: OnDemandSettings, products: dict[str, Product], images_dir: Path) -> None:
         self.settings = settings
@@ -86,13 +86,10 @@ class OnDemand:
             return None
         return spec_variant.content
 
-    async def ensure(self, state: AppState, exp: LiveExperiment, variant: str | None, item_id: str) -> str | None:
-        """Wait up to the timeout for a missing page; None when there is nothing to wait for or it
-        arrived, else the fallback reason (``generating`` or ``generation_failed``)."""
-        content = self.wanted(state, exp, variant, item_id)
-        if content is None:
-            return None
-        key = (exp.record.key, variant, item_id)
+    async def ensure(self, state: AppState, key: tuple[str, str, str], content: ContentSpec) -> str | None:
+        """Wait up to the timeout for the missing page ``key`` (experiment, variant, item) that
+        ``wanted`` returned ``content`` for; None when it arrived, else the fallback reason
+        (``generating`` or ``generation_failed``)."""
         failed_at = self._failed.get(key)
         if failed_at is not None and time.monotonic() - failed_at < self.settings.retry_after_s:
             return FAILED

@@ -146,7 +146,10 @@ async def content_answer(
     """``content_body``, after waiting (up to the timeout) for a missing page the variant generates on demand."""
     reason = None
     if variant is not None and (exp.record.key, variant, item_id) not in state.content:
-        reason = await state.on_demand.ensure(state, exp, variant, item_id)
+        # Checked before awaiting: a control visitor or a stored page costs no coroutine here.
+        spec = state.on_demand.wanted(state, exp, variant, item_id)
+        if spec is not None:
+            reason = await state.on_demand.ensure(state, (exp.record.key, variant, item_id), spec)
     return content_body(state, exp, variant, in_exp, exposure_id, item_id, reason)
 
 
