@@ -10,6 +10,7 @@ import torch
 
 from armor_ab.catalog import load_catalog
 from armor_ab.model import ByteTokenizer, get_config
+from armor_ab.training import grammar
 from armor_ab.training.batches import (
     IGNORE,
     PictureStore,
@@ -30,9 +31,11 @@ from armor_ab.training.data import (
     pseudo_core,
     pseudo_word,
     read_jsonl,
+    training_cores,
     wants_picture,
     write_datasets,
 )
+from armor_ab.training.grammar import TEXT_NOUNS, TEXT_VERBS, frame_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,3 +251,73 @@ def test_no_heldout_or_fresh_wording_reaches_training(sets, pseudo_sets) -> None
     for split in ("base", "train", "val"):
         for s in pseudo_sets[split]:
             assert not _words(prompt_text(s)) & distinctive, prompt_text(s)
+
+
+# Request frames: minimal pairs of text and picture requests (grammar.py).
+FRAMES = DataConfig(request_frames=600, phrasings_per_product=24)
+PICTURE_WORDS = {
+    "picture", "image", "drawing", "sketch", "illustration", "photo", "painting", "rendering",
+    "draw", "paint", "render", "illustrate", "depict", "photograph", "look", "looks",
+}
+
+
+@pytest.fixture(scope="module")
+def frame_sets(products):
+    return build_datasets(products, FRAMES)
+
+
+def test_request_frames_are_off_by_default_and_keep_the_fixed_cores() -> None:
+    for task in ("t2t", "price", "t2i", "t2ti"):
+        assert training_cores(task) == CORES[task]["train"]
+        cores = training_cores(task, 600)
+        assert cores[: len(CORES[task]["train"])] == CORES[task]["train"]
+    assert len(training_cores("t2t", 600)) > 500 and len(training_cores("t2ti", 600)) > 500
+    assert training_cores("price", 600) == CORES["price"]["train"]
+    assert frame_cores("t2ti", 50, seed=3) == frame_cores("t2ti", 50, seed=3)  # seeded
+    with pytest.raises(ValueError, match="no request frames"):
+        frame_cores("ti2t", 10)
+
+
+def test_request_frames_tell_text_from_picture_by_the_request_word_alone() -> None:
+    """Every frame sentence comes with both kinds of request word, and only picture requests have a picture word."""
+    for task, wants in (("t2t", False), ("t2i", True), ("t2ti", True)):
+        for core in frame_cores(task, 600):
+            assert bool(_words(core.replace("{p}", "P")) & PICTURE_WORDS) == wants, (task, core)
+    t2t, t2i = set(frame_cores("t2t", 10_000)), set(frame_cores("t2i", 10_000))
+    assert "give me the key data of {p}" in t2t and "give me an illustration of {p}" in t2i
+    assert "outline {p} for the website" in t2t and "sketch {p} for the website" in t2i
+    # Every sentence frames both kinds of request (minimal pairs): no frame alone says "picture".
+    for frame in grammar.NOUN_FRAMES:
+        assert {frame.replace("{x}", x) for x in TEXT_NOUNS} <= t2t
+        assert {frame.replace("{x}", x) for x in grammar.PICTURE_NOUNS} <= t2i
+    for frame in grammar.VERB_FRAMES:
+        for m in grammar.MODIFIERS:
+            assert {frame.replace("{v}", v).replace("{m}", m) for v in TEXT_VERBS} <= t2t
+            assert {frame.replace("{v}", v).replace("{m}", m) for v in grammar.PICTURE_VERBS} <= t2i
+
+
+def test_request_frames_bring_no_heldout_or_fresh_wording(products, sets, frame_sets) -> None:
+    trained = [s for split in ("base", "train", "val") for s in sets[split]]
+    train_vocab = set().union(*(_words(prompt_text(s)) for s in trained))
+    unseen_cores = {core for cores in CORES.values() for split in ("heldout", "fresh") for core in cores[split]}
+    distinctive = set().union(*(_words(c.replace("{p}", " ")) for c in unseen_cores)) - train_vocab
+    assert {"can", "would", "explain", "summarize", "visualize"} <= distinctive
+    for split in ("base", "train", "val"):
+        for s in frame_sets[split]:
+            assert not _words(prompt_text(s)) & distinctive, prompt_text(s)
+    for task in ("t2t", "t2i", "t2ti"):
+        assert not set(training_cores(task, 600)) & unseen_cores
+    # With frames on, the evaluation splits do not move with the training grammar's size.
+    other = build_datasets(products, DataConfig(request_frames=200, phrasings_per_product=12))
+    for split in ("heldout", "fresh"):
+        assert other[split] == frame_sets[split]
+        def cores(samples):  # text-prompted samples: every held-out / fresh core once per product
+            return [s["template"].split("/")[:3] for s in samples if s["task"] != "ti2t"]
+
+        assert cores(frame_sets[split]) == cores(sets[split])
+
+
+def test_a_frame_that_uses_an_unseen_word_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(grammar, "MODIFIERS", grammar.MODIFIERS + (" quickly",))
+    with pytest.raises(ValueError, match="quickly"):
+        training_cores("t2t", 10)

@@ -237,6 +237,26 @@ def test_recipe_one_stage_has_the_same_total_steps() -> None:
     assert all(s.steps >= 2 for s in small.stages) and replace(small, name="x").name == "x"
 
 
+def test_base_model_refusal_after_a_text_is_a_decision(setup) -> None:
+    """Stage 0's answer to a text + picture request is "<specs> I cannot draw pictures.": the refusal's first
+    token is where that model chooses "picture", and the <eos> of a plain text answer its "no picture"."""
+    from armor_ab.training.data import REFUSAL
+    from armor_ab.training.trainer import decision_positions
+
+    cfg, tok, sets, store = setup
+    t2ti = next(s for s in sets["base"] if s["segments"][-1]["text"].endswith(" " + REFUSAL))
+    t2t = next(s for s in sets["base"] if s["task"] == "t2t" and REFUSAL not in s["segments"][-1]["text"])
+    batch = collate([t2ti, t2t], tok, cfg, store)
+    decision = decision_positions(batch.labels, cfg)
+    target = batch.labels[:, 1:]
+    answer = t2ti["segments"][-1]["text"]
+    first = int((target[0] != -100).nonzero()[0])
+    refusal_at = first + len(tok.encode(answer[: answer.index(" " + REFUSAL)]))
+    assert decision[0].nonzero().flatten().tolist() == [first, refusal_at, first + len(tok.encode(answer))]
+    assert target[0, refusal_at] == tok.encode(" ")[0] and target[0, refusal_at + 1] == tok.encode("I")[0]
+    assert decision[1].sum() == 2  # answer start and <eos>: no refusal in a text answer
+
+
 def test_switch_weight_scales_only_the_decision_positions(setup) -> None:
     """switch_weight multiplies the text loss at the modality decisions (answer start, <imgbos>, <eos>) and
     nowhere else; 1.0 is exactly the plain loss."""

@@ -52,6 +52,8 @@ from pathlib import Path
 
 from armor_ab.catalog.products import Product
 
+from .grammar import frame_cores, frame_words
+
 TASKS = ("t2t", "ti2t", "t2i", "t2ti")
 SPLITS = ("base", "train", "val", "heldout", "fresh")
 REFUSAL = "I cannot draw pictures."
@@ -225,7 +227,7 @@ ENDINGS = (
     " now{end}",
     "{end} Thanks.",
 )
-_QUESTION_WORDS = ("what", "which", "how", "can", "could", "would", "is")
+_QUESTION_WORDS = ("what", "which", "how", "can", "could", "would", "is", "do")
 
 
 def phrase(core: str, greeting: str, ending: str, product: str = "") -> str:
@@ -250,6 +252,7 @@ class DataConfig:
     hq_per_product: int = 2  # stage 3's subset: samples per product and task type
     pseudo_word_prompts: int = 0  # extra t2t prompts per product: pseudo-words around it (base, train)
     pseudo_word_picture_prompts: int = 0  # the same for t2i and t2ti, around a training picture request
+    request_frames: int = 0  # extra training cores per text-prompted task from grammar.py's minimal pairs
 
     @classmethod
     def from_dict(cls, data: dict | None) -> DataConfig:
@@ -269,6 +272,21 @@ def _grammar_draws(rng: random.Random, n_cores: int, count: int) -> list[tuple[i
     return draws
 
 
+def _core_words(cores: Iterable[str]) -> set[str]:
+    return {
+        word.strip(".,?!:").lower() for core in cores for word in core.replace("{p}", " ").replace("{end}", " ").split()
+    } - {""}
+
+
+# Words only held-out or fresh phrasings use: the request frames may not bring them into training.
+_UNSEEN_ONLY_WORDS = frozenset(
+    _core_words(core for cores in CORES.values() for split in ("heldout", "fresh") for core in cores[split])
+    - _core_words(
+        [core for cores in CORES.values() for core in cores["train"]]
+        + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
+    )
+)
+
 # Every word the request grammar knows, in any split: pseudo-words are never one of them, so they can carry no
 # request (and no held-out wording) into training. Plus picture words no core uses, to be safe.
 _REAL_WORDS = frozenset(
@@ -277,7 +295,7 @@ _REAL_WORDS = frozenset(
     for split_cores in cores.values()
     for core in split_cores + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
     for word in core.replace("{p}", " ").replace("{end}", " ").split()
-) | {"photo", "photograph", "illustrate", "illustration", "graphic", "view", "look", "see", "display", "art"}
+) | frame_words() | {"photo", "photograph", "illustrate", "illustration", "graphic", "view", "look", "see", "display", "art"}
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -349,6 +367,23 @@ def _text_task(task: str, product: Product, prompt: str, base: bool) -> list[dic
     raise ValueError(task)
 
 
+def training_cores(task: str, request_frames: int = 0) -> list[str]:
+    """The training cores of a text-prompted task: the fixed ones, then ``request_frames`` from the frames.
+
+    A frame core never repeats a fixed core and never is a held-out or fresh core, and no frame word is one
+    that only held-out or fresh phrasings use (so those stay unseen wording, not just unseen sentences).
+    """
+    cores = list(CORES[task]["train"])
+    if request_frames <= 0 or task == "price":
+        return cores
+    unseen = set(CORES[task]["heldout"]) | set(CORES[task]["fresh"])
+    leaked = frame_words() & _UNSEEN_ONLY_WORDS
+    if leaked:
+        raise ValueError(f"request frames use held-out / fresh words: {sorted(leaked)}")
+    known = set(cores)
+    return cores + [c for c in frame_cores(task, request_frames) if c not in known and c not in unseen]
+
+
 def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig()) -> dict[str, list[dict]]:
     """All splits, deterministically from the catalog and ``config.seed``."""
     rng = random.Random(config.seed)
@@ -357,15 +392,19 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
 
     # Text-prompted tasks: per product, distinct sentences of the training grammar for train (and base) and
     # val; held-out: every held-out core, each with a greeting and an ending drawn at random.
+    # With request frames, training draws from its own generator, so the held-out and fresh prompts do not
+    # move when the training grammar grows or shrinks (the fixed grammar keeps the old shared draws).
+    train_rng = random.Random(config.seed + 3) if config.request_frames else rng
     for task in ("t2t", "price", "t2i", "t2ti"):
         cores = CORES[task]
+        train_cores = training_cores(task, config.request_frames)
         label = "t2t" if task == "price" else task
         n_train = config.price_phrasings_per_product if task == "price" else config.phrasings_per_product
         for product in products:
             ref = product_ref(product)
-            draws = _grammar_draws(rng, len(cores["train"]), n_train + config.val_phrasings_per_product)
+            draws = _grammar_draws(train_rng, len(train_cores), n_train + config.val_phrasings_per_product)
             for n, (i, g, e) in enumerate(draws):
-                prompt = phrase(cores["train"][i], GREETINGS[g], ENDINGS[e], ref)
+                prompt = phrase(train_cores[i], GREETINGS[g], ENDINGS[e], ref)
                 split = "train" if n < n_train else "val"
                 tag = f"{task}/{i}/{g}/{e}"
                 sets[split].append(

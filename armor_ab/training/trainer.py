@@ -35,9 +35,11 @@ from armor_ab.model.modeling import WOHG_STAGES, ArmorForInterleavedGeneration, 
 from armor_ab.model.tokenizer import ByteTokenizer
 
 from .batches import IGNORE, Batch, TaskSampler, drop_conditions
+from .data import REFUSAL
 from .recipe import StageConfig
 
 CHECKPOINT = "checkpoint.pt"
+REFUSAL_IDS = tuple(ByteTokenizer().encode(" " + REFUSAL))  # the base model's answer to "draw", after a text
 Collate = Callable[[Sequence[dict]], Batch]
 
 
@@ -93,13 +95,22 @@ def decision_positions(labels: torch.Tensor, config) -> torch.Tensor:
 
     A t2t and a t2ti answer to the same request share their whole text; they differ in one target, the
     <eos> or <imgbos> after it. With a mean over ~30 answer tokens that choice gets little of the gradient.
+
+    In the text-only base model (stage 0) a picture request is answered with the refusal
+    (``data.REFUSAL``), so the refusal's first token after a text ("Pump P-01: ... I cannot draw pictures.") is
+    that model's switch: the same choice, read later by ARMOR's <imgbos> (``REFUSAL_IDS``).
     """
     target = labels[:, 1:]
     previous = labels[:, :-1]
     answer_start = (target != IGNORE) & (previous == IGNORE)
     switches = (target == config.imgbos_id) | (target == config.text_eos_id)
     after_picture = (target != IGNORE) & (previous == config.imgend_id)
-    return answer_start | switches | after_picture
+    refusal = torch.zeros_like(target, dtype=torch.bool)
+    k = len(REFUSAL_IDS)
+    if target.shape[1] >= k:
+        windows = target.unfold(1, k, 1)  # (B, T-k, k)
+        refusal[:, : windows.shape[1]] = (windows == torch.tensor(REFUSAL_IDS)).all(-1)
+    return answer_start | switches | after_picture | refusal
 
 
 def weighted_text_loss(
