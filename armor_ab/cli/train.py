@@ -1,6 +1,6 @@
 """`armor-ab train`: run a training recipe (judge, VQ tokenizer, stage 0, WoHG stages 1-3, eval, export).
 
-armor-ab train --recipe engine/recipes/demo.yaml                    # everything, ~30 min on 2 cores
+armor-ab train --recipe engine/recipes/demo.yaml                    # everything, ~28 min on 2 cores
 armor-ab train --recipe engine/recipes/demo.yaml --resume           # continue a cut-off run
 armor-ab train --recipe engine/recipes/demo.yaml --stage 2          # one phase (its inputs must exist)
 armor-ab train --recipe engine/recipes/demo.yaml --stage one-stage  # the one-stage comparison
