@@ -48,6 +48,9 @@ def test_shipped_model_meets_the_acceptance_bar_on_held_out_prompts(record) -> N
     for key in ("modality_accuracy", "image_category_accuracy", "spec_accuracy", "ti2t_category_accuracy"):
         assert out["acceptance"][key]["pass"] is True, key
     assert out["acceptance"]["ti2t_drop_points"]["pass"] is True  # against the base model before WoHG
+    # The one-stage alternative, measured on the same run from the same base model, is printed beside it.
+    assert out["one_stage"]["figures"]["n"] == figures["n"]
+    assert out["base"]["figures"]["ti2t_category_accuracy"] == record["base_eval"]["ti2t_category_accuracy"]
     # The figures docs/training.md quotes are the ones this run reproduces.
     for key in ("modality_accuracy", "image_category_accuracy", "spec_accuracy", "ti2t_category_accuracy"):
         assert figures[key] == pytest.approx(record["eval"][key], abs=0.025), key
