@@ -39,6 +39,10 @@ whose words around the product are random letter strings ("blorf pump P-01 quon.
 teach the model that a word it does not know does not mean "draw": text is the default, and only the picture
 words (which the picture versions, "blorf draw pump P-01 quon.", keep) ask for a picture. The pseudo-words come
 from their own seeded generator and can never be a word of any request core (held-out and fresh included).
+
+Request frames (``DataConfig.request_frames``, ``grammar.py``; on in the shipped recipe): extra training cores in
+which the same sentence carries either a text or a picture request, plus requests with no request word at all,
+so the request word alone decides the answer. No frame uses a word that only held-out or fresh phrasings use.
 """
 
 from __future__ import annotations
