@@ -60,6 +60,9 @@ def test_full_demo_serves_the_site_the_dashboards_and_stops_on_ctrl_c(tmp_path) 
         [sys.executable, "-u", "-m", "armor_ab.demo", "--visitors", "1500", "--db", str(db), "--port", str(port),
          "--dashboard-port", str(dash_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        # A terminal's foreground job gets Ctrl-C; a test run in the background (`make test &`) inherits an ignored
+        # SIGINT, and Python then installs no KeyboardInterrupt handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     try:
