@@ -56,7 +56,7 @@ from pathlib import Path
 
 from armor_ab.catalog.products import Product
 
-from .grammar import frame_cores, frame_words
+from .grammar import frame_cores, frame_words, words
 
 TASKS = ("t2t", "ti2t", "t2i", "t2ti")
 SPLITS = ("base", "train", "val", "heldout", "fresh")
@@ -276,30 +276,23 @@ def _grammar_draws(rng: random.Random, n_cores: int, count: int) -> list[tuple[i
     return draws
 
 
-def _core_words(cores: Iterable[str]) -> set[str]:
-    return {
-        word.strip(".,?!:").lower() for core in cores for word in core.replace("{p}", " ").replace("{end}", " ").split()
-    } - {""}
-
+# The fixed grammar's training cores and their wrapping, in every split's prompts.
+_TRAINING_TEXTS = (
+    [core for cores in CORES.values() for core in cores["train"]]
+    + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
+)
+_UNSEEN_TEXTS = [core for cores in CORES.values() for split in ("heldout", "fresh") for core in cores[split]]
 
 # Words only held-out or fresh phrasings use: the request frames may not bring them into training.
-_UNSEEN_ONLY_WORDS = frozenset(
-    _core_words(core for cores in CORES.values() for split in ("heldout", "fresh") for core in cores[split])
-    - _core_words(
-        [core for cores in CORES.values() for core in cores["train"]]
-        + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
-    )
-)
+_UNSEEN_ONLY_WORDS = frozenset(words(_UNSEEN_TEXTS) - words(_TRAINING_TEXTS))
 
 # Every word the request grammar knows, in any split: pseudo-words are never one of them, so they can carry no
 # request (and no held-out wording) into training. Plus picture words no core uses, to be safe.
 _REAL_WORDS = frozenset(
-    word.strip(".,?!:").lower()
-    for cores in CORES.values()
-    for split_cores in cores.values()
-    for core in split_cores + list(_TEXT_REQUESTS) + list(_PICTURE_REQUESTS) + list(GREETINGS) + list(ENDINGS)
-    for word in core.replace("{p}", " ").replace("{end}", " ").split()
-) | frame_words() | {"photo", "photograph", "illustrate", "illustration", "graphic", "view", "look", "see", "display", "art"}
+    words(_TRAINING_TEXTS + _UNSEEN_TEXTS)
+    | frame_words()
+    | {"photo", "photograph", "illustrate", "illustration", "graphic", "view", "look", "see", "display", "art"}
+)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 

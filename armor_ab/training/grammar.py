@@ -19,6 +19,7 @@ The vocabulary keeps out every word that only the held-out or fresh phrasings us
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 # Noun phrases that ask for text, and the same with "its" for "... with its ratings".
 TEXT_NOUNS = (
@@ -224,14 +225,19 @@ def frame_cores(task: str, count: int, seed: int = 0) -> list[str]:
     return rng.sample(pool, min(count, len(pool)))
 
 
+def words(texts: Iterable[str]) -> set[str]:
+    """The lowercase words of request texts, placeholders ({p}, {x}, {v}, {m}, {end}) and punctuation removed."""
+    out = set()
+    for text in texts:
+        for placeholder in ("{p}", "{x}", "{v}", "{m}", "{end}"):
+            text = text.replace(placeholder, " ")
+        out.update(word.strip(".,?!:").lower() for word in text.split())
+    return out - {""}
+
+
 def frame_words() -> set[str]:
     """Every word the frames can put in a prompt."""
-    parts = (
+    return words(
         TEXT_NOUNS + TEXT_NOUNS_ITS + PICTURE_NOUNS + TEXT_VERBS + PICTURE_VERBS + NOUN_FRAMES + VERB_FRAMES
         + MODIFIERS + TEXT_QUESTIONS + NEUTRAL_REQUESTS + PICTURE_QUESTIONS + JOINS + ("with", "it")
     )
-    return {
-        word.strip(".,?!:").lower()
-        for part in parts
-        for word in part.replace("{p}", " ").replace("{x}", " ").replace("{v}", " ").replace("{m}", " ").split()
-    } - {""}
