@@ -118,38 +118,58 @@ def generate(path: Path, visitors: int, events: int) -> dict:
 
 
 def pandas_sums(con, record):  # noqa: ANN001, ANN201 - duckdb connection, ExperimentRecord -> ExperimentSums
+    """The same contract as ``armor_ab.stats.sql`` (exclusions, per-visitor caps, windows, ages), in pandas."""
     import numpy as np
     import pandas as pd
 
+    from armor_ab.stats import report as report_module
     from armor_ab.stats.report import report_segments
     from armor_ab.stats.sql import DAY_US, ExperimentSums, _epoch_us
     from armor_ab.stats.suffstats import SUM_COLUMNS, VisitorSums
 
     spec, a = record.spec, record.spec.analysis
     start_us, end_us = _epoch_us(record.started_at), _epoch_us(record.stopped_at)
+    end_day = end_us // DAY_US
     pre_us = a.cuped_pre_days * DAY_US
     segments = report_segments(record)
+    known = {v.key for v in spec.variants}
+    caps = a.variable_caps(spec.metrics.all())
+    cw, roi, max_views = a.conversion_window_days, a.roi_window_days, a.bots.max_views_per_day
+    max_age = getattr(report_module, "MAX_AGE_DAYS", 27)
+    if cw is not None:
+        max_age = min(max_age, cw - 1)
     df = con.execute(
         "SELECT user_id, variant, type, value, epoch_us(ts) AS tu, properties FROM events WHERE experiment = ?",
         [spec.key],
     ).df()
     df = df[(df.tu >= start_us - pre_us) & (df.tu <= end_us)]
-    dwell_rows = (df.type == "dwell") & (df.tu >= start_us) & df.value.notna()
-    cap = float(df.value[dwell_rows].quantile(a.dwell_cap_percentile))
+    cap = None
+    if a.dwell_cap_percentile is not None:
+        dwell_rows = (df.type == "dwell") & (df.tu >= start_us) & df.value.notna()
+        cap = float(df.value[dwell_rows].quantile(a.dwell_cap_percentile))
 
-    exp = df[(df.type == "exposure") & df.variant.notna() & (df.tu >= start_us)].sort_values("tu", kind="stable")
+    # First exposures and the exclusions decided from them (the first reason that applies wins).
+    exp_all = df[(df.type == "exposure") & (df.tu >= start_us)]
+    exp = exp_all[exp_all.variant.notna()].sort_values("tu", kind="stable")
     first = exp.drop_duplicates("user_id").set_index("user_id")
     users = pd.DataFrame({"variant": first.variant, "t0": first.tu})
-    users["multi"] = (exp.groupby("user_id").variant.nunique().reindex(users.index) > 1).astype(float)
     users["day0"] = users.t0 // DAY_US
-    parsed = [json.loads(p) if isinstance(p, str) else {} for p in first.properties]
+    multi = exp.groupby("user_id").variant.nunique().reindex(users.index) > 1
+    flagged = exp_all.properties.map(lambda p: isinstance(p, str) and json.loads(p).get("bot") is True)
+    ua_bot = users.index.isin(exp_all.user_id[flagged]) if a.bots.user_agents else np.zeros(len(users), bool)
+    reason = pd.Series(np.where(multi, "multi", np.where(~users.variant.isin(known), "unknown",
+                                                          np.where(ua_bot, "user_agent", ""))), index=users.index)
+    unknown = users.variant[reason == "unknown"].value_counts().to_dict()
+    n_multi, n_ua = int((reason == "multi").sum()), int((reason == "user_agent").sum())
+    users = users[reason == ""]
+    parsed = [json.loads(p) if isinstance(p, str) else {} for p in first.properties.reindex(users.index)]
     for i, key in enumerate(segments):
         users[f"g{i}"] = [p.get(key) for p in parsed]
 
-    ev = df[df.type != "exposure"].merge(users[["t0"]], left_on="user_id", right_index=True)
+    ev = df[df.type != "exposure"].merge(users[["t0", "day0"]], left_on="user_id", right_index=True)
     ev = ev.assign(
         views=(ev.type == "page_view").astype(float),
-        dwell=np.where(ev.type == "dwell", np.minimum(ev.value, cap), 0.0),
+        dwell=np.where(ev.type == "dwell", ev.value if cap is None else np.minimum(ev.value, cap), 0.0),
         inq=(ev.type == "inquiry").astype(float),
         inqv=np.where(ev.type == "inquiry", ev.value.fillna(0.0), 0.0),
     )
@@ -160,58 +180,121 @@ def pandas_sums(con, record):  # noqa: ANN001, ANN201 - duckdb connection, Exper
     entry = pd.DataFrame(0.0, index=pd.MultiIndex.from_arrays([users.index, users.day0], names=["user_id", "day"]),
                          columns=cols)
     daily = pd.concat([post.groupby(["user_id", "day"])[cols].sum(), entry]).groupby(level=[0, 1]).sum()
+
+    # Bots by rate: a post-exposure day with more page views than allowed.
+    n_rate = 0
+    if max_views is not None:
+        rate = daily.views.groupby(level=0).max() > max_views
+        n_rate = int(rate.sum())
+        users = users[~users.index.isin(rate.index[rate])]
+        daily = daily[~daily.index.get_level_values(0).isin(rate.index[rate])]
     daily = daily.sort_index()
+    uid = daily.index.get_level_values(0)
+    day = daily.index.get_level_values(1).to_numpy()
+    info = users.reindex(uid)
+    day0 = info.day0.to_numpy()
+    daily["wq"] = np.where(day < day0 + roi, daily.inq, 0.0)  # the ROI window's inquiries
+    if cw is not None:  # the conversion window: later days count for nothing but the ROI window
+        daily.loc[day >= day0 + cw, cols] = 0.0
+        keep = day < day0 + max(cw, roi)
+        daily, uid, day, info, day0 = daily[keep], uid[keep], day[keep], info[keep], day0[keep]
     cum = daily.groupby(level=0).cumsum()
 
-    uid = daily.index.get_level_values(0)
-    d = pd.DataFrame({f"d_{c}": daily[c].to_numpy() for c in cols})
+    # Per-visitor caps: quantiles of the included visitors' totals (zeros included) or fixed values.
+    totals = daily.groupby(level=0)[cols].sum()
+    cap_values: dict[str, float | None] = {}
     for c in cols:
-        d[f"c_{c}"] = cum[c].to_numpy()
-    d["c_any"] = (d.c_inq > 0).astype(float)
-    d["d_any"] = d.c_any - ((d.c_inq - d.d_inq) > 0).astype(float)
+        rule = caps[c]
+        if rule is None:
+            cap_values[c] = None
+        elif rule.type == "percentile":
+            cap_values[c] = float(totals[c].quantile(rule.value)) if len(totals) else None
+        else:
+            cap_values[c] = float(rule.value)
+
+    def capped(c: str, x: np.ndarray, cap_of: str | None = None) -> np.ndarray:
+        limit = cap_values[cap_of or c]
+        return x if limit is None else np.minimum(x, limit)
+
+    d = pd.DataFrame(index=range(len(daily)))
+    for c in [*cols, "wq"]:
+        raw_c, raw_d = cum[c].to_numpy(), daily[c].to_numpy()
+        of = "inq" if c == "wq" else c
+        d[f"c_{c}"] = capped(c, raw_c, of)
+        d[f"d_{c}"] = d[f"c_{c}"] - capped(c, raw_c - raw_d, of)
+    d["c_any"] = (cum.inq.to_numpy() > 0).astype(float)
+    d["d_any"] = d.c_any - ((cum.inq.to_numpy() - daily.inq.to_numpy()) > 0).astype(float)
+    d["a_any"] = (daily.inq.to_numpy() > 0).astype(float)
     q = pre.reindex(uid).fillna(0.0)
     for c in cols:
-        d[f"q_{c}"] = q[c].to_numpy()
-    d["q_any"] = (d.q_inq > 0).astype(float)
-    info = users.reindex(uid)
-    d["day"] = daily.index.get_level_values(1).to_numpy()
-    d["entry"] = (d.day.to_numpy() == info.day0.to_numpy()).astype(float)
+        d[f"q_{c}"] = capped(c, q[c].to_numpy())
+    d["q_any"] = (q.inq.to_numpy() > 0).astype(float)
+    d["mature"] = (day0 + roi <= end_day).astype(float)
+    d["c_wq"] *= d.mature
+    d["d_wq"] *= d.mature
+    d["day"], d["day0"] = day, day0
+    d["entry"] = (day == day0).astype(float)
     d["variant"] = info.variant.to_numpy()
-    d["multi"] = info.multi.to_numpy() * d.entry
     for i in range(len(segments)):
         d[f"g{i}"] = info[f"g{i}"].to_numpy()
+
+    fixed = {"q_views", "q_dwell", "q_inq", "q_any", "q_inqv", "mature"}
 
     def col(name: str) -> np.ndarray:  # the same per-row contributions as the SQL
         if name == "n":
             return d.entry
         kind, _, rest = name.partition("_")
         if kind == "s":
-            return d.entry * d[rest] if rest.startswith("q_") else d[f"d_{rest}"]
+            return d.entry * d[rest] if rest in fixed else d[f"d_{rest}"]
         if kind == "ss":
-            return d.entry * d[rest] ** 2 if rest.startswith("q_") else d[f"d_{rest}"] * (2 * d[f"c_{rest}"] - d[f"d_{rest}"])
+            return d.entry * d[rest] ** 2 if rest in fixed else d[f"d_{rest}"] * (2 * d[f"c_{rest}"] - d[f"d_{rest}"])
         x, y = rest.split("__")
-        if x.startswith("q_"):
+        if x in fixed and y in fixed:
             return d.entry * d[x] * d[y]
-        if y.startswith("q_"):
+        if y in fixed:
             return d[f"d_{x}"] * d[y]
         return d[f"d_{x}"] * d[f"c_{y}"] + d[f"d_{y}"] * d[f"c_{x}"] - d[f"d_{x}"] * d[f"d_{y}"]
 
+    def age_col(name: str) -> np.ndarray | float:  # one day's values: the day's capped change, any = inquired
+        kind, _, rest = name.partition("_")
+        names = rest.split("__") if kind == "x" else [rest]
+        if name == "n" or not all(v in ("views", "dwell", "inq", "any", "inqv") for v in names):
+            return 0.0
+        vals = [d.a_any if v == "any" else d[f"d_{v}"] for v in names]
+        return vals[0] if kind == "s" else vals[0] * vals[-1]
+
     contrib = pd.DataFrame({c: col(c) for c in SUM_COLUMNS})
-    contrib["variant"], contrib["day"], contrib["multi"] = d.variant, d.day, d.multi
+    contrib["variant"], contrib["day"] = d.variant, d.day
     for i in range(len(segments)):
         contrib[f"g{i}"] = d[f"g{i}"]
     by_day = contrib.groupby(["variant", "day"])[list(SUM_COLUMNS)].sum()
     epoch = datetime(1970, 1, 1).date()
     out_daily: dict = {}
-    for (variant, day), row in by_day.iterrows():
-        out_daily.setdefault(variant, {})[epoch + timedelta(days=int(day))] = VisitorSums(tuple(row.to_numpy()))
+    for (variant, day_), row in by_day.iterrows():
+        out_daily.setdefault(variant, {})[epoch + timedelta(days=int(day_))] = VisitorSums(tuple(row.to_numpy()))
     out_seg: dict = {k: {} for k in segments}
     for i, key in enumerate(segments):
         by_seg = contrib.groupby(["variant", f"g{i}"])[list(SUM_COLUMNS)].sum()
         for (variant, value), row in by_seg.iterrows():
             out_seg[key].setdefault(str(value), {})[variant] = VisitorSums(tuple(row.to_numpy()))
-    return ExperimentSums(cap=cap, daily=out_daily, segments=out_seg,
-                          multi_variant_visitors=int(contrib.multi.sum()), deduplicated_in_sql=False)
+
+    ages_rows = pd.DataFrame({c: age_col(c) for c in SUM_COLUMNS}, index=d.index)
+    ages_rows["variant"], ages_rows["age"] = d.variant, d.day - d.day0
+    ages_rows = ages_rows[(ages_rows.age <= max_age) & (d.day < end_day)]
+    by_age = ages_rows.groupby(["variant", "age"])[list(SUM_COLUMNS)].sum()
+    out_ages: dict = {}
+    for variant, group in users.groupby("variant"):
+        for k in range(max_age + 1):
+            n = int((group.day0 + k < end_day).sum())
+            if n == 0:
+                break
+            row = by_age.loc[(variant, k)].to_numpy().copy() if (variant, k) in by_age.index else np.zeros(len(SUM_COLUMNS))
+            row[0] = n
+            out_ages.setdefault(variant, {})[k] = VisitorSums(tuple(float(x) for x in row))
+    return ExperimentSums(cap=cap, daily=out_daily, segments=out_seg, multi_variant_visitors=n_multi,
+                          deduplicated_in_sql=False, unknown_variant_visitors={str(k): int(v) for k, v in unknown.items()},
+                          bot_visitors={"user_agent": n_ua, "rate": n_rate},
+                          caps={c: cap_values.get(c) for c in ("views", "dwell", "inq", "inqv")}, ages=out_ages)
 
 
 # ---- workers -----------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from armor_ab.cli.dashboard import APP, dashboard_env, streamlit_command
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.roi.assumptions import RoiAssumptions
 from armor_ab.roi.engine import EffectInput, compute_roi
-from armor_ab.roi.verdict import decide
-from armor_ab.stats.power import sample_size
+from armor_ab.roi.verdict import decide_report
+from armor_ab.stats.power import sequential_sample_size
 from dashboards.lib import assumptions, charts, export, figures, fmt, specs
 from dashboards.lib.api import ApiClient, ApiError, ApiUnavailable, _error_from
 from tests.conftest import DEMO_EXPERIMENT, free_port
@@ -38,7 +38,10 @@ def entry(metric: str = "dwell_time_per_view", lift: float | None = 0.094, seq=(
     }
 
 
-ROI = compute_roi(RoiAssumptions(), EffectInput(0.05, 0.004, 0.002))
+ROI = compute_roi(RoiAssumptions(), EffectInput(0.05, 0.004, 0.002, window_days=3))
+# The demo's old cost base (fine-tuning only) and a noisy effect: no ROI %, no payback month.
+ROI_SMALL = compute_roi(RoiAssumptions(engineering_cost=0, finetune_runs=0, pages=0),
+                        EffectInput(0.05, 0.001, 0.004, window_days=3))
 
 
 def report(srm_flag: bool = False, decision: str = "ship") -> dict:
@@ -156,41 +159,104 @@ def test_power_defaults_and_the_inverse_mde() -> None:
     none = figures.power_defaults({"power": {"status": "zero_denominator", "visitors_per_day": 10.0}})
     assert not none.from_data and none.baseline_mean is None and "no page views yet" in none.note
     assert figures.power_defaults(None).visitors_per_day is None
+    # The inverse (days -> MDE) bisects over the plan it is given: here the sequential plan itself.
+    def plan(mde: float) -> dict:
+        return sequential_sample_size(53753.1, 28574.9, mde, visitors_per_day=1000.0).to_dict()
+
     for mde in (0.02, 0.05, 0.1):
-        plan = sample_size(53753.1, 28574.9, mde)
-        assert figures.mde_for_visitors(plan.n_per_variant, 53753.1, 28574.9) == pytest.approx(mde, rel=0.01)
-    assert figures.mde_for_visitors(0, 1.0, 1.0) is None
+        days = plan(mde)["days"]
+        assert figures.mde_for_days(plan, days) == pytest.approx(mde, rel=0.005)
+    assert figures.mde_for_days(plan, 1e-6) == 5.0  # nothing fits: the upper end
 
 
 def test_roi_figures_histogram_tornado_and_what_if_verdict() -> None:
     kf = {f.label: f for f in figures.roi_figures(ROI)}
-    assert kf["NPV"].value == fmt.money(ROI["point"]["npv"])
-    assert kf["NPV"].interval == f"{fmt.money(ROI['npv']['ci'][0])} to {fmt.money(ROI['npv']['ci'][1])}"
-    assert kf["P(ROI > 0)"].value == fmt.probability(ROI["prob_roi_positive"])
+    assert list(kf) == ["Expected NPV", "P(NPV > 0)", "Expected loss if shipped", "Break-even effect",
+                        "Discounted payback", "Incremental profit / month", "ROI"]
+    assert kf["Expected NPV"].value == fmt.money(ROI["npv"]["expected"]) and kf["Expected NPV"].value.startswith("$")
+    lo, hi = ROI["npv"]["ci"]
+    assert kf["Expected NPV"].caption == f"95% interval {fmt.money(lo)} to {fmt.money(hi)}"
+    assert kf["P(NPV > 0)"].value == fmt.probability(ROI["prob_npv_positive"])
+    assert kf["Expected loss if shipped"].value == fmt.money(ROI["expected_loss"])
+    within = "within" if ROI["expected_loss"] <= ROI["max_expected_loss"] else "above"
+    assert kf["Expected loss if shipped"].caption == f"{within} the tolerance of $2,000"
+    assert kf["Break-even effect"].value == figures.small_pct(ROI["break_even_lift_rel"])
+    assert (figures.small_pct(0.0022), figures.small_pct(0.052), figures.small_pct(None)) == ("+0.22%", "+5.2%", "—")
+    assert kf["Break-even effect"].caption == f"{ROI['break_even_lift_abs'] * 1000:,.2f} per 1,000 visitors"
+    pay = ROI["payback"]
+    assert pay["status"] == "ok" and kf["Discounted payback"].value == fmt.months(pay["median_months"])
+    assert kf["Discounted payback"].caption == (f"median · P(paid back within 12 months) = "
+                                                f"{fmt.probability(pay['prob_within_horizon'])}")
+    assert kf["Incremental profit / month"].value == fmt.money(ROI["incremental_profit_per_month"]["expected"])
+    assert ROI["roi_pct"]["shown"] and kf["ROI"].value == fmt.roi_pct(ROI["roi_pct"]["expected"])
+    assert figures.roi_pct_note(ROI) is None
+    # No misleading figures: ROI % hidden (the note says why and gives the NPV range), payback not "0 months".
+    small = {f.label: f for f in figures.roi_figures(ROI_SMALL)}
+    assert "ROI" not in small
+    note = figures.roi_pct_note(ROI_SMALL)
+    assert note.startswith("ROI % not shown: the up-front investment ($0)")
+    assert note.endswith(f"NPV 95% interval: {fmt.interval(ROI_SMALL['npv']['ci'], fmt.money)}.")
+    assert small["Discounted payback"].value == "No up-front investment entered"
+    assert "0 months" not in " ".join(f.value + f.caption for f in small.values())
+    # Not within the horizon.
+    never = {**ROI, "payback": {"status": "not_within_horizon", "median_months": None, "prob_within_horizon": 0.3,
+                                "text": "x"}}
+    assert figures.payback_figure(never).value == "Not within 12 months"
+    # Break-even next to the measured and shrunk effects and the MDE.
+    r = report()
+    rows = figures.breakeven_rows({**r, "mde": 0.05}, ROI)
+    e = ROI["effect"]
+    assert [x["what"] for x in rows] == ["Measured effect (95% CI)", "Shrunk effect (95% interval)", "Break-even",
+                                         "Experiment's MDE"]
+    assert (rows[0]["low"], rows[0]["high"]) == tuple(e["ci_rel"]) and rows[3]["value"] == 0.05
+    text = figures.breakeven_text({**r, "mde": 0.05}, ROI)
+    assert text.startswith(f"Break-even {figures.small_pct(ROI['break_even_lift_rel'])}")
+    assert f"measured effect {fmt.pct(e['lift_rel'])} (95% CI {fmt.interval(e['ci_rel'])})" in text
+    assert text.endswith("experiment's MDE 5.0%")
+    assert figures.mde_of({"power": {"mde": 0.03}}) == 0.03 and figures.mde_of({}, {"mde": {"rel": 0.1}}) == 0.1
     bins = figures.histogram_rows(ROI)
     assert len(bins) == 40 and sum(b["count"] for b in bins) == ROI["draws"]
     rows = figures.tornado_rows(ROI, top=5)
-    assert len(rows) == 5 and rows[0]["name"] == ROI["sensitivity"]["items"][0]["name"]
+    assert len(rows) == 5 and rows[0]["name"] == ROI["sensitivity"]["items"][0]["name"] == "effect"
+    assert rows[0]["label"] == "Effect (95% posterior interval)"
+    assert any(x["label"].endswith(" (±25%)") for x in rows)  # fixed assumptions say their swing is a default
+    costs = {x["Item"]: x["Amount"] for x in figures.cost_rows(ROI)}
+    assert costs["Total up-front investment"] == fmt.money(ROI["costs"]["one_off_total"]) == "$20,689"
+    assert costs["Engineering and integration"] == "$20,000"
     assert figures.roi_ready(ROI) and not figures.roi_ready({"status": "too_few_units", "reason": "x"})
-    r = report()
     r["results"][0]["guardrail"] = None  # not a guardrail entry: ignored below
     del r["results"][0]["guardrail"]
-    expected = decide(primary=r["results"][0], guardrails=[], srm=r["srm"], roi=ROI, days_remaining=2.75, alpha=0.05)
-    assert figures.whatif_verdict(r, ROI) == expected
+    assert figures.whatif_verdict(r, ROI) == decide_report({**r, "roi": ROI})
+    assert figures.whatif_verdict(r, ROI_SMALL) == decide_report({**r, "roi": ROI_SMALL})
 
 
 def test_assumption_fields_follow_the_model() -> None:
     fields = assumptions.fields()
     assert [f.name for f in fields] == list(RoiAssumptions.model_fields)
     by = {f.name: f for f in fields}
-    assert by["horizon_months"].integer and by["horizon_months"].maximum == 120
-    assert by["content_refresh_months"].optional and not by["pages"].optional
+    assert by["horizon_months"].integer and by["horizon_months"].maximum == 120 and not by["horizon_months"].rangeable
+    assert by["margin_per_order"].rangeable and by["margin_per_order"].group == "value"
+    assert by["content_would_be_handwritten"].kind == "bool" and not by["material_investment"].rangeable
     assert by["inquiry_to_order"].label == "Inquiry-to-order rate" and by["inquiry_to_order"].maximum == 1
-    assert assumptions.defaults_from(None) == RoiAssumptions().model_dump()
-    defaults = assumptions.defaults_from({"pages": 80})
-    assert defaults["pages"] == 80 and assumptions.changed({**defaults, "pages": 40}, defaults) == ["pages"]
+    assert list(assumptions.groups()) == ["value", "one_off", "monthly", "savings", "decision"]
+    assert assumptions.defaults_from(None) == RoiAssumptions().model_dump(mode="json")
+    defaults = assumptions.defaults_from({"pages": 80, "hourly_rate": 70})  # an old key is mapped
+    assert defaults["pages"] == 80 and defaults["copywriting_hourly_rate"] == 70
+    assert assumptions.changed({**defaults, "pages": 40}, defaults) == ["pages"]
+    # Widgets: a likely value plus optional low/high; both set make a range, one alone is a problem.
+    state = assumptions.widget_values({**defaults, "margin_per_order": {"low": 1000, "likely": 1500, "high": 2000}})
+    assert (state["roi_margin_per_order"], state["roi_margin_per_order_low"]) == (1500.0, 1000.0)
+    assert state["roi_pages_low"] is None and state["roi_horizon_months"] == 12
+    values, problem = assumptions.collect(state)
+    assert problem is None and values["margin_per_order"] == {"low": 1000.0, "likely": 1500.0, "high": 2000.0}
+    ok, problem = assumptions.validate(values)
+    assert problem is None and ok["margin_per_order"] == {"low": 1000.0, "likely": 1500.0, "high": 2000.0}
+    _, problem = assumptions.collect({**state, "roi_pages_low": 10.0})
+    assert problem == "Catalog pages: give both low and high, or neither"
     ok, problem = assumptions.validate({**defaults, "inquiry_to_order": 1.5})
-    assert ok is None and problem.startswith("Inquiry-to-order rate:")
+    assert ok is None and problem == "Inquiry-to-order rate: must be <= 1, got 1.5"
+    _, problem = assumptions.validate({**defaults, "pages": {"low": 50, "likely": 40, "high": 60}})
+    assert problem.startswith("Catalog pages: a range needs low <= likely <= high")
 
 
 # ---- charts and exports ------------------------------------------------------------------------------
@@ -200,8 +266,9 @@ def test_chart_builders_give_valid_vega_lite_with_the_data() -> None:
     r = report()
     built = [
         charts.timeseries_chart(figures.timeseries_rows(r, "dwell_time_per_view", "armor")),
-        charts.histogram_chart(figures.histogram_rows(ROI), ROI["roi_histogram"]["of"]),
+        charts.histogram_chart(figures.histogram_rows(ROI), ROI["histogram"]["of"]),
         charts.tornado_chart(figures.tornado_rows(ROI), ROI["sensitivity"]["metric"]),
+        charts.breakeven_chart(figures.breakeven_rows({"mde": 0.05}, ROI)),
         charts.segment_chart(figures.segment_points(r, "device", "dwell_time_per_view", "armor")),
         charts.power_curve([{"mde": 0.05, "days": 17.8, "total_visitors": 3550}], 0.05),
     ]
@@ -210,24 +277,35 @@ def test_chart_builders_give_valid_vega_lite_with_the_data() -> None:
         spec = chart.to_dict()  # validates against the Vega-Lite schema
         assert spec["layer"][0]["data"]["values"]
     hist = built[1].to_dict()["layer"][0]["data"]["values"]
-    assert [b["count"] for b in hist] == ROI["roi_histogram"]["counts"]
+    assert [b["count"] for b in hist] == ROI["histogram"]["counts"]
 
 
 def test_csv_export_has_every_figure() -> None:
-    data = export.roi_csv("x", ROI, verdict={"decision": "ship", "headline": "Ship it"}, whatif=True)
+    ranged = compute_roi(RoiAssumptions(margin_per_order={"low": 1000, "likely": 1500, "high": 2000}),
+                         EffectInput(0.05, 0.004, 0.002, window_days=3))
+    data = export.roi_csv("x", ranged, verdict={"decision": "ship", "headline": "Ship it"}, whatif=True)
     rows = list(csv.reader(io.StringIO(data.decode())))
     assert rows[0] == ["section", "name", "value", "ci_low", "ci_high"]
     by = {(r[0], r[1]): r[2:] for r in rows[1:]}
     assert by[("experiment", "assumptions")][0] == "what-if (not saved)"
-    assert float(by[("figure", "npv")][0]) == ROI["point"]["npv"]
-    assert [float(v) for v in by[("figure", "npv")][1:]] == ROI["npv"]["ci"]
+    assert float(by[("figure", "npv")][0]) == ranged["npv"]["expected"]
+    assert [float(v) for v in by[("figure", "npv")][1:]] == ranged["npv"]["ci"]
+    assert float(by[("figure", "expected_loss")][0]) == ranged["expected_loss"]
+    assert float(by[("figure", "prob_npv_positive")][0]) == ranged["prob_npv_positive"]
+    assert by[("figure", "payback_text")][0] == ranged["payback"]["text"]
+    assert float(by[("cost (one-off)", "engineering")][0]) == 20_000.0
     assert float(by[("assumption", "pages")][0]) == 40.0
-    assert sum(1 for r in rows if r[0].startswith("sensitivity")) == len(ROI["sensitivity"]["items"])
+    assert [float(v) for v in by[("assumption", "margin_per_order")]] == [1500.0, 1000.0, 2000.0]
+    assert float(by[("effect", "prior.sd_rel")][0]) == 0.1
+    assert sum(1 for r in rows if r[0].startswith("sensitivity")) == len(ranged["sensitivity"]["items"])
+    hidden = export.roi_csv("x", ROI_SMALL)
+    assert b"roi_pct,not shown: investment_not_material" in hidden
 
 
 def test_png_summary_is_one_landscape_page() -> None:
     png = export.summary_png("ARMOR pages", "x", ROI, {"decision": "keep_running", "headline": "Keep running: " * 12},
                              primary=entry(), whatif_changes=["pages"])
+    assert export.summary_png("ARMOR pages", "x", ROI_SMALL, None)[:4] == b"\x89PNG"
     img = Image.open(io.BytesIO(png))
     assert img.format == "PNG" and img.size == (1600, 1000) and img.mode == "RGB"
     assert img.getpixel((80, 200)) == export.COLORS["keep_running"]  # the verdict band's colour

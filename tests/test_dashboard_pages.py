@@ -116,7 +116,15 @@ def test_results_page_shows_the_apis_lift_ci_p_and_chance_to_win(page, plat) -> 
     assert not at.error
     # The estimate over time: the chart's line is the API's time series.
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2
+    assert len(charts) == 3  # over time, by days since exposure, by segment
+    ages = json.loads(charts[1].proto.spec)
+    age_line = next(layer for layer in ages["layer"] if layer["mark"]["type"] == "line")
+    by_age = next(s for s in report["by_age"] if s["metric"] == "dwell_time_per_view")
+    assert [p["age"] for p in age_line["data"]["values"]] == [
+        p["age_days"] for p in by_age["points"] if p["lift_rel"] is not None]
+    # Each data-quality check is one line on the page.
+    for check in report["data_quality"]["checks"]:
+        assert any(check["message"].split(":")[0] in v for v in texts(at.markdown)), check
     spec = json.loads(charts[0].proto.spec)
     line = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
     series = next(s for s in report["timeseries"] if s["metric"] == "dwell_time_per_view")
@@ -168,38 +176,59 @@ def test_srm_banner_blocks_a_ship_reading(page, plat) -> None:
 # ---- ROI ---------------------------------------------------------------------------------------------
 
 
-def test_roi_page_shows_the_apis_figures_and_a_what_if_that_is_not_saved(page, plat) -> None:
+def test_roi_page_shows_the_executive_figures_and_a_what_if_that_is_not_saved(page, plat) -> None:
     at = page("roi", scope="read")
-    roi = results(plat)["roi"]
+    report = results(plat)
+    roi = report["roi"]
+    assert roi["status"] == "ok", roi
     shown = metrics(at)
-    point = roi["point"]
-    assert shown["ROI"] == f"{point['roi_pct']:,.0f}%"
-    assert shown["NPV"] == fmt.money(point["npv"]) and shown["NPV"].startswith(("$", "-$"))
-    assert shown["Payback"] == fmt.months(point["payback_months"], roi["horizon_months"])
-    assert shown["Incremental profit / month"] == fmt.money(point["incremental_profit_per_month"])
-    assert shown["P(ROI > 0)"] == fmt.probability(roi["prob_roi_positive"])
+    assert shown["Expected NPV"] == fmt.money(roi["npv"]["expected"]) and shown["Expected NPV"].startswith(("$", "-$"))
+    assert shown["P(NPV > 0)"] == fmt.probability(roi["prob_npv_positive"])
+    assert shown["Expected loss if shipped"] == fmt.money(roi["expected_loss"])
+    assert shown["Break-even effect"] == figures.small_pct(roi["break_even_lift_rel"])
+    assert shown["Discounted payback"] == figures.payback_figure(roi).value != "0 months"
+    assert shown["Incremental profit / month"] == fmt.money(roi["incremental_profit_per_month"]["expected"])
+    if roi["roi_pct"]["shown"]:
+        assert shown["ROI"] == fmt.roi_pct(roi["roi_pct"]["expected"])
+    else:  # no misleading ROI %: the page says why and shows the NPV range instead
+        assert "ROI" not in shown and figures.roi_pct_note(roi) in texts(at.info)
+    assert not {"P(ROI > 0)", "Payback", "NPV"} & set(shown)  # the old, misleading figures are gone
     captions = texts(at.caption)
     assert f"95% interval {fmt.interval(roi['npv']['ci'], fmt.money)}" in captions
-    assert f"95% interval {fmt.interval(roi['roi_pct']['ci'], fmt.roi_pct)}" in captions
-    assert len(at.get("vega_lite_chart")) == 2  # the distribution and the tornado
-    hist = json.loads(at.get("vega_lite_chart")[0].proto.spec)
-    assert [b["count"] for b in hist["layer"][0]["data"]["values"]] == roi["roi_histogram"]["counts"]
-    # The form starts from the experiment's assumptions.
-    assert at.number_input(key="roi_margin_per_order").value == roi["assumptions"]["margin_per_order"]
-    # What-if: double the margin per order.
+    assert f"within the tolerance of {fmt.money(roi['max_expected_loss'])}" in " ".join(captions) or (
+        f"above the tolerance of {fmt.money(roi['max_expected_loss'])}" in " ".join(captions))
+    assert figures.breakeven_text(report, roi) in captions  # break-even next to the effect's CI and the MDE
+    assert f"experiment's MDE {fmt.pct(report['roi'].get('mde', 0.05), signed=False)}" in figures.breakeven_text(
+        report, roi)
+    assert len(at.get("vega_lite_chart")) == 3  # break-even, the NPV distribution and the tornado
+    hist = json.loads(at.get("vega_lite_chart")[1].proto.spec)
+    assert [b["count"] for b in hist["layer"][0]["data"]["values"]] == roi["histogram"]["counts"]
+    # The form starts from the experiment's assumptions: the demo's margin is a range.
+    margin = roi["assumptions"]["margin_per_order"]
+    assert margin == {"low": 1000.0, "likely": 1500.0, "high": 2000.0}
+    assert at.number_input(key="roi_margin_per_order").value == 1500.0
+    assert (at.number_input(key="roi_margin_per_order_low").value,
+            at.number_input(key="roi_margin_per_order_high").value) == (1000.0, 2000.0)
+    assert at.number_input(key="roi_pages_low").value is None
+    # What-if: a higher margin.
     at.number_input(key="roi_margin_per_order").set_value(3000.0)
+    at.number_input(key="roi_margin_per_order_high").set_value(3500.0)
     next(b for b in at.button if b.label == "Run what-if").click().run()
-    assert not at.exception
-    edited = {**roi["assumptions"], "margin_per_order": 3000.0}
+    assert not at.exception, [e.value for e in at.exception]
+    edited = {**roi["assumptions"], "margin_per_order": {"low": 1000.0, "likely": 3000.0, "high": 3500.0}}
     whatif = plat.post("/v1/roi", {"assumptions": edited, "effect": roi["effect"]})
     shown = metrics(at)
-    assert shown["NPV"] == fmt.money(whatif["point"]["npv"]) != fmt.money(point["npv"])
-    assert shown["ROI"] == fmt.roi_pct(whatif["point"]["roi_pct"])
-    assert shown["P(ROI > 0)"] == fmt.probability(whatif["prob_roi_positive"])
+    assert shown["Expected NPV"] == fmt.money(whatif["npv"]["expected"]) != fmt.money(roi["npv"]["expected"])
+    assert shown["P(NPV > 0)"] == fmt.probability(whatif["prob_npv_positive"])
+    assert shown["Expected loss if shipped"] == fmt.money(whatif["expected_loss"])
     assert any("What-if: 1 assumption(s) changed (Margin per order)" in v for v in texts(at.info))
     # Not saved: the experiment still has its own assumptions; a read key cannot save.
-    assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["margin_per_order"] == 1500.0
+    assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["margin_per_order"] == margin
     assert at.button(key="roi_save").disabled
+    # Half a range is refused in words, before anything is computed.
+    at.number_input(key="roi_pages_low").set_value(10.0)
+    next(b for b in at.button if b.label == "Run what-if").click().run()
+    assert "Assumption not valid: Catalog pages: give both low and high, or neither" in texts(at.error)
 
 
 def test_roi_saving_puts_the_new_roi_block_through_the_admin_api(page, plat) -> None:
@@ -207,12 +236,16 @@ def test_roi_saving_puts_the_new_roi_block_through_the_admin_api(page, plat) -> 
     at = page("roi", scope="admin")
     try:
         at.number_input(key="roi_pages").set_value(80.0)
+        at.checkbox(key="roi_content_would_be_handwritten").check()
         next(b for b in at.button if b.label == "Run what-if").click().run()
         at.button(key="roi_save").click().run()
         assert not at.exception
-        assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["pages"] == 80.0
+        saved = plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]
+        assert saved["pages"] == 80.0 and saved["content_would_be_handwritten"] is True
+        assert saved["engineering_cost"] == original["roi"]["engineering_cost"]  # ranges survive the round trip
         assert any("Saved the assumptions" in v for v in texts(at.success))
-        assert results(plat)["roi"]["assumptions"]["pages"] == 80.0
+        roi = results(plat)["roi"]
+        assert roi["assumptions"]["pages"] == 80.0 and roi["costs"]["savings"]["counted"] is True
     finally:
         r = httpx.put(f"{plat.url}/v1/experiments/{EXP}", json=original, headers=plat.headers("admin"))
         assert r.status_code == 200, r.text
@@ -239,10 +272,13 @@ def test_design_power_calculator_uses_the_baseline_from_past_data(page, plat) ->
     # The other way round: 30 days at this traffic -> the MDE, then the API's plan for that MDE.
     at.radio(key="power_mode").set_value("Days → detectable effect (MDE)").run()
     at.number_input(key="power_days").set_value(30.0).run()
-    mde = figures.mde_for_visitors(30 * vpd / 2, power["baseline_mean"], power["baseline_sd"])
     shown = metrics(at)
-    assert shown["Detectable effect (MDE)"] == fmt.pct(mde, signed=False)
-    assert float(shown["Days at this traffic"]) == pytest.approx(30.0, abs=0.15)
+    mde = float(shown["Detectable effect (MDE)"].rstrip("%")) / 100
+    assert float(shown["Days at this traffic"]) <= 30.0
+    # The smallest effect that fits: a slightly smaller one needs more than 30 days (the API's plan).
+    smaller = plat.post("/v1/power", {"baseline_mean": power["baseline_mean"], "baseline_sd": power["baseline_sd"],
+                                      "mde": mde * 0.98, "visitors_per_day": vpd})
+    assert smaller["days"] > 30.0 * 0.98
     assert at.get("vega_lite_chart")
 
 

@@ -21,7 +21,7 @@ from armor_ab.stats.frequentist import FixedResult, non_inferiority, welch
 from armor_ab.stats.multiple import adjust
 from armor_ab.stats.power import sample_size
 from armor_ab.stats.sequential import half_width, p_value, rho, sequential
-from armor_ab.stats.srm import srm_test
+from armor_ab.stats.srm import sequential_srm
 from armor_ab.stats.status import Status
 from armor_ab.stats.suffstats import CupedStats, RatioCupedStats, RatioStats, SampleStats
 
@@ -271,22 +271,22 @@ def test_bayesian_proper_prior_by_hand() -> None:
 # ---- SRM, multiple testing, guardrails, power ---------------------------------------------------------
 
 
-def test_srm_matches_scipy_and_flags() -> None:
-    ok = srm_test({"a": 5040, "b": 4960}, {"a": 0.5, "b": 0.5})
+def test_srm_chi_square_reference_and_sequential_flags() -> None:
+    ok = sequential_srm({"a": 5040, "b": 4960}, {"a": 0.5, "b": 0.5}).to_dict()
     ref = stats.chisquare([5040, 4960], [5000, 5000])
-    assert ok["p_value"] == pytest.approx(ref.pvalue, rel=REL) and not ok["flag"]
-    bad = srm_test({"a": 5000, "b": 5400}, {"a": 0.5, "b": 0.5})
+    assert ok["chi_square_p_value"] == pytest.approx(ref.pvalue, rel=REL) and not ok["flag"]
+    bad = sequential_srm({"a": 5000, "b": 5700}, {"a": 0.5, "b": 0.5}).to_dict()
     assert bad["p_value"] < 0.001 and bad["flag"]
-    uneven = srm_test({"a": 2000, "b": 3000, "c": 5050}, {"a": 0.2, "b": 0.3, "c": 0.5})
+    uneven = sequential_srm({"a": 2000, "b": 3000, "c": 5050}, {"a": 0.2, "b": 0.3, "c": 0.5}).to_dict()
     ref = stats.chisquare([2000, 3000, 5050], [2010, 3015, 5025])
-    assert uneven["p_value"] == pytest.approx(ref.pvalue, rel=REL)
+    assert uneven["chi_square_p_value"] == pytest.approx(ref.pvalue, rel=REL)
     assert uneven["expected"] == {"a": 2010.0, "b": 3015.0, "c": 5025.0}
-    stray = srm_test({"a": 10, "b": 10, "ghost": 3}, {"a": 0.5, "b": 0.5})
-    assert stray["flag"] and stray["p_value"] == 0.0 and stray["unexpected"] == {"ghost": 3}
-    empty = srm_test({}, {"a": 0.5, "b": 0.5})
+    stray = sequential_srm({"a": 10, "b": 10, "ghost": 3}, {"a": 0.5, "b": 0.5}).to_dict()
+    assert not stray["flag"] and stray["observed"] == {"a": 10, "b": 10}
+    empty = sequential_srm({}, {"a": 0.5, "b": 0.5}).to_dict()
     assert empty["p_value"] == 1.0 and not empty["flag"]
     with pytest.raises(ValueError):
-        srm_test({"a": 1}, {"a": -1.0})
+        sequential_srm({"a": 1}, {"a": -1.0})
 
 
 @pytest.mark.parametrize("method", ["holm", "fdr_bh"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 from armor_ab.cli import app
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.stats.analysis import Settings, compare
-from armor_ab.stats.power import sample_size
+from armor_ab.stats.power import sample_size, sequential_sample_size
 from armor_ab.stats.report import experiment_report, primary_baseline
 from armor_ab.stats.sql import load_sums
 from armor_ab.store.db import connect
@@ -91,7 +90,8 @@ def _entry(report: dict, metric: str, variant: str = "treatment") -> dict:
 def test_report_is_strict_json_with_every_section(report: dict) -> None:
     text = json.dumps(report, allow_nan=False)
     assert json.loads(text) == json.loads(json.dumps(report))
-    for key in ("experiment", "srm", "visitors", "results", "timeseries", "segments", "power", "roi", "verdict"):
+    for key in ("experiment", "srm", "visitors", "results", "timeseries", "segments", "power", "roi", "verdict",
+                "data_quality", "runtime", "by_age", "analysis"):
         assert key in report
     assert report["experiment"] == "exp"
     assert len(report["results"]) == 5  # five metrics x one treatment
@@ -106,9 +106,17 @@ def test_report_is_strict_json_with_every_section(report: dict) -> None:
         assert r["sequential"]["ci_rel"][0] < r["ci_rel"][0] and r["ci_rel"][1] < r["sequential"]["ci_rel"][1]
         assert 0 <= r["bayesian"]["chance_to_win"] <= 1 and r["bayesian"]["expected_loss"] >= 0
     assert {r["metric"] for r in report["results"] if "guardrail" in r} == {"inquiry_rate", "inquiry_value_per_visitor"}
-    assert _entry(report, "inquiry_rate")["guardrail"]["margin"] == 0.05
-    assert report["verdict"]["decision"] in ("ship", "keep_running", "stop")
-    assert report["roi"]["variant"] == "treatment" and "prob_roi_positive" in report["roi"]
+    g = _entry(report, "inquiry_rate")["guardrail"]
+    assert g["margin"] == 0.05 and g["state"] in ("passed", "pending", "breached")
+    # The guardrail's bounds are the always-valid interval of the entry (one treatment: alpha unadjusted).
+    assert [g["sequential_lower"], g["sequential_upper"]] == pytest.approx(_entry(report, "inquiry_rate")["sequential"]["ci_rel"])
+    d = _entry(report, "dwell_time_per_view")["decision"]
+    assert d["sequential_ci_rel"] == pytest.approx(_entry(report, "dwell_time_per_view")["sequential"]["ci_rel"])
+    assert report["verdict"]["decision"] in ("ship", "keep_running", "stop") and report["verdict"]["reason"]
+    assert report["roi"]["variant"] == "treatment" and 0 <= report["roi"]["prob_npv_positive"] <= 1
+    assert {c["name"] for c in report["data_quality"]["checks"]} == {
+        "srm", "unknown_variants", "multiple_variants", "bots", "capping", "min_runtime", "min_sample"}
+    assert all(c["status"] in ("ok", "warn", "fail") for c in report["data_quality"]["checks"])
 
 
 def test_report_numbers_match_the_reference(con, report: dict) -> None:
@@ -122,7 +130,8 @@ def test_report_numbers_match_the_reference(con, report: dict) -> None:
     inq = _entry(report, "inquiries_per_visitor")
     assert inq["mean"] == pytest.approx(t["s_inq"] / t["n"], rel=1e-9)
     assert report["srm"]["observed"] == report["visitors"]
-    assert report["data"]["dwell_cap_ms"] == pytest.approx(ref["cap"], rel=1e-12)
+    assert report["data"]["dwell_cap_ms"] is None and ref["cap"] is None  # the per-event cap is off by default
+    assert report["data"]["caps"] == pytest.approx(ref["caps"], rel=1e-12)
     assert report["data"]["multi_variant_visitors"] == ref["multi"]
 
 
@@ -178,8 +187,11 @@ def test_segments(report: dict) -> None:
 def test_power_section(report: dict, con) -> None:
     power = report["power"]
     assert power["status"] == "ok" and power["metric"] == "dwell_time_per_view"
-    plan = sample_size(power["baseline_mean"], power["baseline_sd"], 0.05, visitors_per_day=power["visitors_per_day"])
-    assert power["n_per_variant"] == plan.n_per_variant
+    # The plan is for the test the verdict runs: the always-valid interval (mode "sequential").
+    plan = sequential_sample_size(power["baseline_mean"], power["baseline_sd"], 0.05,
+                                  visitors_per_day=power["visitors_per_day"])
+    assert power["method"] == "sequential" and power["n_per_variant"] == plan.n_per_variant
+    assert power["reached"] == (power["visitors"] >= plan.total_visitors)
     elapsed = (END - START).total_seconds() / 86400
     assert power["days_elapsed"] == pytest.approx(elapsed)
     assert power["days_remaining"] == pytest.approx(
@@ -311,15 +323,19 @@ def test_cli_power(db: Path) -> None:
                               "--visitors-per-day", "2000", "--json"])
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)
-    plan = sample_size(30000, 45000, 0.05, visitors_per_day=2000)
+    plan = sequential_sample_size(30000, 45000, 0.05, visitors_per_day=2000)
+    assert got["mode"] == "sequential" and got["method"] == "sequential"
     assert got["n_per_variant"] == plan.n_per_variant and got["days"] == pytest.approx(plan.days)
+    fixed = json.loads(runner.invoke(app, ["power", "--baseline-mean", "30000", "--baseline-sd", "45000", "--mde",
+                                           "0.05", "--visitors-per-day", "2000", "--mode", "fixed", "--json"]).stdout)
+    assert fixed["n_per_variant"] == sample_size(30000, 45000, 0.05).n_per_variant
     text = runner.invoke(app, ["power", "--baseline-mean", "1", "--baseline-sd", "2", "--mde", "0.1", "--variants", "3"])
     assert text.exit_code == 0 and "visitors per variant" in text.stdout
     data = runner.invoke(app, ["power", "--experiment", "exp", "--db", str(db), "--json"])
     assert data.exit_code == 0, data.output
     d = json.loads(data.stdout)
     assert d["experiment"] == "exp" and d["metric"] == "dwell_time_per_view" and d["days"] > 0
-    assert math.isclose(d["n_per_variant"], sample_size(d["baseline_mean"], d["baseline_sd"], 0.05).n_per_variant)
+    assert d["n_per_variant"] == sequential_sample_size(d["baseline_mean"], d["baseline_sd"], 0.05).n_per_variant
     bad = runner.invoke(app, ["power", "--mde", "0.05"])
     assert bad.exit_code == 2
     nodata = runner.invoke(app, ["power", "--experiment", "empty", "--db", str(db)])

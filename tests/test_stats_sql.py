@@ -4,8 +4,11 @@ The generator deliberately hits every rule of the analysis contract: exposures b
 start and after its end, a second exposure in another variant, exposures without a variant,
 events before the first exposure (some on the same UTC day, some on the day the pre-window starts,
 some older than the pre-window), an event at exactly the exposure time, events after the window,
-dwell outliers for the cap, another experiment's events, and (for the table without a primary
-key) duplicated event ids.
+dwell outliers for the caps, another experiment's events, (for the table without a primary key)
+duplicated event ids, and with ``dirty`` the data-quality cases: variants the experiment does not
+have, exposures flagged ``bot: true`` (the first one or a later one, with or without a variant,
+and look-alikes that are not the JSON boolean), and bursts of page views around the bot-rate limit.
+The reference applies every rule of ``armor_ab.stats.sql``'s contract visitor by visitor.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from armor_ab.experiments.models import CAPPABLE, Capping
 from armor_ab.stats.sql import build_query, event_id_enforced_unique, load_sums
-from armor_ab.stats.suffstats import CROSS, POST, PRE, SUM_COLUMNS, VisitorSums
+from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS, RatioStats, VisitorSums
 from armor_ab.store.schema import EVENT_COLUMNS, ensure_schema
 
 US = 1_000_000
@@ -77,7 +81,12 @@ def generate_events(
     start: datetime = START,
     end: datetime = END,
     effect: float = 0.0,
+    dirty: bool = False,
 ) -> Events:
+    """Generated events; ``dirty`` adds the data-quality cases (bots both ways, unknown variants, heavy viewers).
+
+    Without ``dirty`` the random stream is the one other tests were written against.
+    """
     rng = np.random.default_rng(seed)
     s_us, e_us = _us(start), _us(end)
     cols: dict[str, list] = {k: [] for k in Events.__dataclass_fields__}
@@ -96,20 +105,31 @@ def generate_events(
     for i in range(visitors):
         user = f"u{i}"
         v = variants[int(rng.integers(len(variants)))]
+        if dirty and rng.random() < 0.04:
+            v = "ghost"  # a variant the experiment does not have (a stale client, a typo)
         t0 = int(rng.integers(s_us - DAY, e_us + DAY))  # some outside the window
         props = {"device": devices[int(rng.integers(3))], "category": categories[int(rng.integers(3))]}
         if rng.random() < 0.3:
             props["plan"] = "pro" if rng.random() < 0.5 else "free"
         if rng.random() < 0.1:
             del props["device"]
+        if dirty:
+            r = rng.random()
+            if r < 0.05:
+                props["bot"] = True  # flagged by the API's User-Agent check
+            elif r < 0.08:
+                props["bot"] = "true" if r < 0.065 else False  # not the JSON boolean true: not a bot
         add(user, "exposure", t0, v, props=json.dumps(props))
-        if rng.random() < 0.05:  # exposed again later in another variant: keeps the first
-            other = variants[(variants.index(v) + 1) % len(variants)]
+        if rng.random() < 0.05:  # exposed again later in another variant: excluded as multi-variant
+            other = variants[(variants.index(v) + 1) % len(variants)] if v in variants else variants[0]
             add(user, "exposure", t0 + int(rng.integers(1, 3 * DAY)), other, props=json.dumps({"device": "tv"}))
         if rng.random() < 0.05:  # an exposure before the window start: ignored
             add(user, "exposure", s_us - int(rng.integers(1, 5 * DAY)), variants[0], props="{}")
         if rng.random() < 0.03:  # outside coverage: no variant, never an entry
             add(user, "exposure", t0 - int(rng.integers(1, DAY)), None, props="{}")
+        if dirty and rng.random() < 0.03:  # a later exposure (same variant, or none) carries the bot flag
+            add(user, "exposure", t0 + int(rng.integers(1, 2 * DAY)), v if rng.random() < 0.5 else None,
+                props=json.dumps({"bot": True}))
         k = int(rng.poisson(7))
         lift = 1.0 + (effect if v != variants[0] else 0.0)
         for _ in range(k):
@@ -138,6 +158,14 @@ def generate_events(
             edge = t0 - PRE_DAYS * DAY
             add(user, "page_view", edge + int(rng.integers(-3600 * US, 3600 * US)))
             add(user, "dwell", edge + int(rng.integers(-3600 * US, 3600 * US)), value=float(rng.lognormal(10, 1)))
+        if dirty and rng.random() < 0.06:
+            # A heavy viewer: a burst of page views on one day, around the bot-rate limit (30 in the
+            # tests), some of it possibly before the exposure (which must not count).
+            burst = t0 + int(rng.integers(-2 * 3600 * US, 3 * DAY))
+            for _ in range(int(rng.integers(20, 60))):
+                add(user, "page_view", burst + int(rng.integers(0, 3600 * US)))
+                if rng.random() < 0.3:
+                    add(user, "dwell", burst + int(rng.integers(0, 3600 * US)), value=float(rng.lognormal(8, 1)))
     for i in range(30):  # another experiment on the same visitors: never counted
         add(f"u{i}", "page_view", s_us + DAY, "control", exp="other")
         add(f"u{i}", "exposure", s_us, "control", exp="other", props="{}")
@@ -152,6 +180,22 @@ def insert(con: duckdb.DuckDBPyConnection, events: Events, table: str = "events"
 
 # ---- the reference: the contract implemented directly, per visitor, in Python/numpy -----------------
 
+DAILY = ("views", "dwell", "inq", "inqv")  # the capped, day-by-day variables
+
+
+def _zero() -> dict[str, float]:
+    return dict.fromkeys(SUM_COLUMNS, 0.0)
+
+
+def _add_visitor(out: dict[str, float], x: dict[str, float]) -> None:
+    """One visitor's values (every variable of SUM_COLUMNS) into the sums."""
+    out["n"] += 1
+    for var in (*POST, *PRE, *ROI_WINDOW):
+        out[f"s_{var}"] += x[var]
+        out[f"ss_{var}"] += x[var] ** 2
+    for a, b in CROSS:
+        out[f"x_{a}__{b}"] += x[a] * x[b]
+
 
 def reference(
     events: Events,
@@ -159,95 +203,190 @@ def reference(
     experiment: str = "exp",
     start: datetime = START,
     end: datetime = END,
-    pct: float = 0.99,
+    cap_percentile: float | None = None,
     pre_days: int = PRE_DAYS,
     segments: tuple[str, ...] = ("device", "category", "plan"),
+    variants: tuple[str, ...] | None = None,
+    caps: dict[str, Capping | None] | None = None,
+    bot_user_agents: bool = True,
+    max_views_per_day: int | None = None,
+    conversion_window_days: int | None = None,
+    roi_window_days: int = 3,
+    max_age_days: int = 27,
     upto: int | None = None,
 ) -> dict:
-    """Per-variant sums (and per segment), counting only data up to ``upto`` (epoch µs) when given."""
+    """Per-variant sums (and per segment, per age), counting only data up to ``upto`` (epoch µs) when given.
+
+    Written from the rules, visitor by visitor; the same keyword arguments as ``load_sums``.
+    """
+    caps = dict.fromkeys(CAPPABLE, Capping()) if caps is None else {v: caps.get(v) for v in CAPPABLE}
     s_us, e_us = _us(start), _us(end)
+    end_day = e_us // DAY
+    horizon = e_us if upto is None else min(e_us, upto)
+
+    # Unique events of the experiment inside [start - pre, end].
     seen: set[str] = set()
-    rows = []
+    ev = []
     for i in range(len(events)):
         if events.experiment[i] != experiment or events.event_id[i] in seen:
             continue
         seen.add(events.event_id[i])
-        rows.append(i)
-    ts = np.array([events.ts[i] for i in rows])
-    typ = [events.type[i] for i in rows]
-    in_window = (ts >= s_us - pre_days * DAY) & (ts <= e_us)
-    dwell_values = [
-        events.value[i] for j, i in enumerate(rows)
-        if typ[j] == "dwell" and events.value[i] is not None and s_us <= ts[j] <= e_us
-    ]
-    cap = float(np.quantile(dwell_values, pct)) if dwell_values else None
-    horizon = e_us if upto is None else min(e_us, upto)
+        if s_us - pre_days * DAY <= events.ts[i] <= e_us:
+            ev.append((events.user_id[i], events.type[i], events.ts[i], events.variant[i], events.value[i],
+                       events.properties[i]))
 
-    exposures: dict[str, list[tuple[int, str, dict]]] = {}
-    for j, i in enumerate(rows):
-        if typ[j] == "exposure" and events.variant[i] is not None and s_us <= ts[j] <= e_us:
-            props = json.loads(events.properties[i] or "{}")
-            exposures.setdefault(events.user_id[i], []).append((int(ts[j]), events.variant[i], props))
-    first = {u: min(xs, key=lambda x: x[0]) for u, xs in exposures.items()}
-    multi_users = {u for u, xs in exposures.items() if len({v for _, v, _ in xs}) > 1}
+    # The optional event-level dwell cap.
+    dwell_values = [val for _, typ, ts, _, val, _ in ev if typ == "dwell" and val is not None and ts >= s_us]
+    event_cap = float(np.quantile(dwell_values, cap_percentile)) if cap_percentile and dwell_values else None
 
-    post = {u: dict.fromkeys(POST, 0.0) for u in first}
-    pre = {u: dict.fromkeys(POST, 0.0) for u in first}
-    for j, i in enumerate(rows):
-        user = events.user_id[i]
-        if user not in first or not in_window[j] or typ[j] == "exposure":
+    # Exposures in the window: the first one naming a variant decides; every one may carry bot=true.
+    first: dict[str, tuple[int, str, dict]] = {}
+    arms: dict[str, set[str]] = {}
+    flagged: set[str] = set()
+    for user, typ, ts, variant, _, props in ev:
+        if typ != "exposure" or ts < s_us:
+            continue
+        p = json.loads(props or "{}")
+        if p.get("bot") is True:
+            flagged.add(user)
+        if variant is None:
+            continue
+        arms.setdefault(user, set()).add(variant)
+        if user not in first or ts < first[user][0]:
+            first[user] = (ts, variant, p)
+
+    # Each visitor's events, split into post-exposure days and the pre-exposure window.
+    post_days: dict[str, dict[int, dict[str, float]]] = {u: {} for u in first}
+    pre = {u: dict.fromkeys(DAILY, 0.0) for u in first}
+    window_inq: dict[str, dict[int, float]] = {u: {} for u in first}  # inquiries in the ROI window, by day
+    for user, typ, ts, _, value, _ in ev:
+        if user not in first or typ == "exposure":
             continue
         t0 = first[user][0]
-        if t0 <= ts[j] <= horizon:
-            bucket = post[user]
-        elif t0 - pre_days * DAY <= ts[j] < t0:
+        if ts >= t0:
+            day = ts // DAY
+            bucket = post_days[user].setdefault(day, dict.fromkeys(DAILY, 0.0))
+            if typ == "inquiry" and day < t0 // DAY + roi_window_days:
+                window_inq[user][day] = window_inq[user].get(day, 0.0) + 1
+        elif ts >= t0 - pre_days * DAY:
             bucket = pre[user]
         else:
             continue
-        value = events.value[i]
-        if typ[j] == "page_view":
+        if typ == "page_view":
             bucket["views"] += 1
-        elif typ[j] == "dwell" and value is not None:
-            bucket["dwell"] += min(value, cap)
-        elif typ[j] == "inquiry":
+        elif typ == "dwell" and value is not None:
+            bucket["dwell"] += value if event_cap is None else min(value, event_cap)
+        elif typ == "inquiry":
             bucket["inq"] += 1
             bucket["inqv"] += value or 0.0
-    for table in (post, pre):
-        for vals in table.values():
-            vals["any"] = float(vals["inq"] > 0)
 
-    def sums(users: list[str]) -> dict[str, float]:
-        out = dict.fromkeys(SUM_COLUMNS, 0.0)
-        for u in users:
-            x = {**post[u], **{f"q_{k}": v for k, v in pre[u].items()}}
-            out["n"] += 1
-            for var in (*POST, *PRE):
-                out[f"s_{var}"] += x[var]
-                out[f"ss_{var}"] += x[var] ** 2
-            for a, b in CROSS:
-                out[f"x_{a}__{b}"] += x[a] * x[b]
-        return out
+    # Exclusions, each visitor under its first reason.
+    excluded: dict[str, str] = {}
+    unknown: dict[str, int] = {}
+    for user, (_, variant, _) in first.items():
+        busiest = max((d["views"] for d in post_days[user].values()), default=0.0)
+        if len(arms[user]) > 1:
+            excluded[user] = "multi"
+        elif variants is not None and variant not in variants:
+            excluded[user] = "unknown"
+            unknown[variant] = unknown.get(variant, 0) + 1
+        elif bot_user_agents and user in flagged:
+            excluded[user] = "user_agent"
+        elif max_views_per_day is not None and busiest > max_views_per_day:
+            excluded[user] = "rate"
+    included = [u for u in first if u not in excluded]
 
-    entered = [u for u, f in first.items() if f[0] <= horizon]
+    def counted_days(user: str) -> dict[int, dict[str, float]]:
+        """The post-exposure days inside the conversion window."""
+        day0 = first[user][0] // DAY
+        last = day0 + conversion_window_days if conversion_window_days else float("inf")
+        return {d: vals for d, vals in post_days[user].items() if d < last}
+
+    # Per-visitor caps from the included visitors' totals (zeros included), pooled over variants.
+    cap_values: dict[str, float | None] = {}
+    for var in DAILY:
+        cap = caps[var]
+        totals = [sum(vals[var] for vals in counted_days(u).values()) for u in included]
+        if cap is None or (cap.type == "percentile" and not totals):
+            cap_values[var] = None
+        elif cap.type == "percentile":
+            cap_values[var] = float(np.quantile(totals, cap.value))
+        else:
+            cap_values[var] = cap.value
+
+    def capped(var: str, value: float) -> float:
+        return value if cap_values[var] is None else min(value, cap_values[var])
+
+    def values(user: str) -> dict[str, float]:
+        """The visitor's variables as of ``horizon``."""
+        day0 = first[user][0] // DAY
+        x: dict[str, float] = {}
+        raw = {var: 0.0 for var in DAILY}
+        for day, vals in counted_days(user).items():
+            if day * DAY <= horizon:  # whole days: the query's rows are (visitor, day)
+                for var in DAILY:
+                    raw[var] += vals[var]
+        for var in DAILY:
+            x[var] = capped(var, raw[var])
+            x[f"q_{var}"] = capped(var, pre[user][var])
+        x["any"] = float(raw["inq"] > 0)
+        x["q_any"] = float(pre[user]["inq"] > 0)
+        mature = day0 + roi_window_days <= end_day
+        x["mature"] = float(mature)
+        # As of the horizon: the window's inquiries so far (the daily series of wq is not meaningful).
+        so_far = sum(n for day, n in window_inq[user].items() if day * DAY <= horizon)
+        x["wq"] = capped("inq", so_far) if mature else 0.0
+        return x
+
+    entered = [u for u in included if first[u][0] <= horizon]
     by_variant: dict[str, list[str]] = {}
     for u in entered:
         by_variant.setdefault(first[u][1], []).append(u)
+    totals = {}
+    for variant, users in by_variant.items():
+        totals[variant] = _zero()
+        for u in users:
+            _add_visitor(totals[variant], values(u))
     seg: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for key in segments:
-        groups: dict[tuple[str, str], list[str]] = {}
+        seg[key] = {}
         for u in entered:
             value = first[u][2].get(key)
             if value is not None:
-                groups.setdefault((str(value), first[u][1]), []).append(u)
-        seg[key] = {}
-        for (value, variant), users in groups.items():
-            seg[key].setdefault(value, {})[variant] = sums(users)
-    multi = sum(1 for u in entered if u in multi_users)
+                out = seg[key].setdefault(str(value), {}).setdefault(first[u][1], _zero())
+                _add_visitor(out, values(u))
+
+    # Ages: the values of the single day day0 + k, for every visitor whose day ended in time.
+    last_age = max_age_days if conversion_window_days is None else min(max_age_days, conversion_window_days - 1)
+    ages: dict[str, dict[int, dict[str, float]]] = {}
+    for u in included:
+        day0, days = first[u][0] // DAY, counted_days(u)
+        running = dict.fromkeys(DAILY, 0.0)
+        for k in range(last_age + 1):
+            if day0 + k >= end_day:
+                break
+            today = days.get(day0 + k, dict.fromkeys(DAILY, 0.0))
+            x = dict.fromkeys((*POST, *PRE, *ROI_WINDOW), 0.0)
+            for var in DAILY:
+                before = running[var]
+                running[var] += today[var]
+                x[var] = capped(var, running[var]) - capped(var, before)
+            x["any"] = float(today["inq"] > 0)
+            _add_visitor(ages.setdefault(first[u][1], {}).setdefault(k, _zero()), x)
+
+    bots = {"user_agent": 0, "rate": 0}
+    for reason in excluded.values():
+        if reason in bots:
+            bots[reason] += 1
     return {
-        "cap": cap,
-        "totals": {v: sums(us) for v, us in by_variant.items()},
+        "cap": event_cap,
+        "caps": cap_values,
+        "totals": totals,
         "segments": seg,
-        "multi": multi,
+        "ages": ages,
+        "multi": sum(1 for r in excluded.values() if r == "multi"),
+        "unknown": unknown,
+        "bots": bots,
     }
 
 
@@ -258,10 +397,31 @@ def assert_sums_equal(got: VisitorSums, want: dict[str, float]) -> None:
 
 # ---- tests ------------------------------------------------------------------------------------------
 
+# The settings the comparisons run under: every rule on, caps that bite (a 500-visitor fixture's
+# 0.999 quantile would cap one visitor), and variations that switch rules off or shorten windows.
+SETTINGS = {
+    "all-rules": dict(
+        variants=("control", "treatment"),
+        caps={"views": Capping(type="absolute", value=6.0), "dwell": Capping(value=0.9),
+              "inq": Capping(value=0.95), "inqv": None},
+        max_views_per_day=30, roi_window_days=3,
+    ),
+    "windows": dict(
+        cap_percentile=0.99, bot_user_agents=False,
+        caps={"views": Capping(value=0.9), "dwell": Capping(value=0.8), "inq": Capping(value=0.97),
+              "inqv": Capping(value=0.95)},
+        conversion_window_days=2, roi_window_days=2, max_age_days=3,
+    ),
+    "one-day": dict(
+        variants=("control",), caps={}, max_views_per_day=40, conversion_window_days=1, roi_window_days=5,
+    ),
+    "defaults": {},
+}
+
 
 @pytest.fixture(scope="module")
 def events() -> Events:
-    return generate_events(seed=7, visitors=500)
+    return generate_events(seed=7, visitors=500, dirty=True)
 
 
 @pytest.fixture(scope="module")
@@ -275,35 +435,66 @@ def con(events: Events) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _load(con, **kw):
+def _load(con, settings: str = "all-rules", **kw):
     return load_sums(
-        con, "exp", start=START, end=END, cap_percentile=kw.pop("pct", 0.99), pre_days=PRE_DAYS,
-        segments=kw.pop("segments", ("device", "category", "plan")), **kw,
+        con, "exp", start=START, end=END, pre_days=PRE_DAYS,
+        segments=kw.pop("segments", ("device", "category", "plan")), **{**SETTINGS[settings], **kw},
     )
 
 
-def test_generator_hits_every_rule(events: Events) -> None:
+def _reference(events: Events, settings: str = "all-rules", **kw) -> dict:
+    return reference(events, **{**SETTINGS[settings], **kw})
+
+
+def test_generator_hits_every_rule(events: Events, con) -> None:
     # Sanity of the fixture itself: the edge cases exist, or the comparison proves little.
     exp = [i for i in range(len(events)) if events.experiment[i] == "exp"]
     assert sum(events.type[i] == "exposure" and events.variant[i] is None for i in exp) > 5
     assert sum(events.ts[i] > _us(END) for i in exp) > 50
     assert sum(events.ts[i] < _us(START) for i in exp) > 50
+    want = _reference(events)
+    assert want["multi"] > 5 and want["unknown"]["ghost"] > 5
+    assert want["bots"]["user_agent"] > 10 and want["bots"]["rate"] > 3
+    assert sum(1 for i in exp if '"bot": "true"' in (events.properties[i] or "")) > 3  # a string: not a bot
+    assert 0 < want["totals"]["control"]["s_mature"] < want["totals"]["control"]["n"]
+    assert want["totals"]["control"]["s_wq"] > 0
+    # The caps bite: some visitors above each, so capping changes the sums.
+    uncapped = _reference(events, caps={})
+    for var in ("views", "dwell", "inq"):
+        assert want["totals"]["control"][f"s_{var}"] < uncapped["totals"]["control"][f"s_{var}"], var
+    # Without the conversion window some visitors' later days count; with one day, fewer events do.
+    one_day = _reference(events, "one-day")
+    assert one_day["totals"]["control"]["s_views"] < _reference(events, "one-day", conversion_window_days=None)[
+        "totals"]["control"]["s_views"]
 
 
-def test_totals_match_reference(con, events: Events) -> None:
-    got = _load(con)
-    want = reference(events)
-    assert got.cap == pytest.approx(want["cap"], rel=1e-12)
+@pytest.mark.parametrize("settings", list(SETTINGS))
+def test_totals_match_reference(con, events: Events, settings: str) -> None:
+    got = _load(con, settings)
+    want = _reference(events, settings)
+    if want["cap"] is None:
+        assert got.cap is None
+    else:
+        assert got.cap == pytest.approx(want["cap"], rel=1e-12)
+    assert set(got.caps) == set(CAPPABLE)
+    for var in CAPPABLE:
+        if want["caps"][var] is None:
+            assert got.caps[var] is None, var
+        else:
+            assert got.caps[var] == pytest.approx(want["caps"][var], rel=1e-9), var
     assert set(got.totals) == set(want["totals"])
     for variant, sums in want["totals"].items():
         assert_sums_equal(got.totals[variant], sums)
     assert got.multi_variant_visitors == want["multi"] > 0
+    assert got.unknown_variant_visitors == want["unknown"]
+    assert got.bot_visitors == want["bots"]
     assert got.deduplicated_in_sql is False
 
 
-def test_segments_match_reference(con, events: Events) -> None:
-    got = _load(con)
-    want = reference(events)
+@pytest.mark.parametrize("settings", ["all-rules", "windows"])
+def test_segments_match_reference(con, events: Events, settings: str) -> None:
+    got = _load(con, settings)
+    want = _reference(events, settings)
     for key in ("device", "category", "plan"):
         assert set(got.segments[key]) == set(want["segments"][key])
         for value, by_variant in want["segments"][key].items():
@@ -312,25 +503,53 @@ def test_segments_match_reference(con, events: Events) -> None:
                 assert_sums_equal(got.segments[key][value][variant], sums)
 
 
-def test_daily_cumulative_matches_reference(con, events: Events) -> None:
-    got = _load(con)
+@pytest.mark.parametrize("settings", ["all-rules", "windows"])
+def test_daily_cumulative_matches_reference(con, events: Events, settings: str) -> None:
+    got = _load(con, settings)
     days = got.days()
     assert days[0] == START.date() and days[-1] == END.date()
     for day, _ in got.cumulative("control")[::3]:
         end_of_day = _us(datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)) - 1
-        want = reference(events, upto=end_of_day)
+        want = _reference(events, settings, upto=end_of_day)
         for variant in ("control", "treatment"):
             cum = dict(got.cumulative(variant))[day]
-            assert_sums_equal(cum, want["totals"].get(variant, dict.fromkeys(SUM_COLUMNS, 0.0)))
+            assert_sums_equal(cum, want["totals"].get(variant, _zero()))
     # The last day's cumulative row is the total (up to the order of floating-point additions).
     total = got.totals["treatment"]
     assert_sums_equal(got.cumulative("treatment")[-1][1], {c: total[c] for c in SUM_COLUMNS})
 
 
+@pytest.mark.parametrize("settings", list(SETTINGS))
+def test_ages_match_reference(con, events: Events, settings: str) -> None:
+    got = _load(con, settings)
+    want = _reference(events, settings)
+    assert set(got.ages) == set(want["ages"])
+    for variant, by_age in want["ages"].items():
+        assert set(got.ages[variant]) == set(by_age), variant
+        for age, sums in by_age.items():
+            assert_sums_equal(got.ages[variant][age], sums)
+    # Age 0 holds every visitor who entered before the analysis end's day; older ages fewer.
+    control = got.ages["control"]
+    assert control[0].n >= control[max(control)].n > 0
+
+
+def test_roi_window_metric(con, events: Events) -> None:
+    got = _load(con)
+    want = _reference(events)["totals"]["control"]
+    stats = got.totals["control"].metric("inquiries_per_visitor_window", cuped=True)  # no pre values: plain
+    assert isinstance(stats, RatioStats)
+    assert stats.n == want["n"]
+    assert stats.sum_x == pytest.approx(want["s_wq"]) and stats.sum_y == pytest.approx(want["s_mature"])
+    assert stats.sum_xy == pytest.approx(want["x_wq__mature"])
+    # The window only closes for visitors who entered roi_window_days before the end's day.
+    longer = _load(con, roi_window_days=30)
+    assert longer.totals["control"]["s_mature"] == 0.0 and longer.totals["control"]["s_wq"] == 0.0
+
+
 @pytest.mark.parametrize("pct", [0.5, 0.9, 1.0])
 def test_cap_percentile(con, events: Events, pct: float) -> None:
-    got = _load(con, pct=pct)
-    want = reference(events, pct=pct)
+    got = _load(con, cap_percentile=pct)
+    want = _reference(events, cap_percentile=pct)
     assert got.cap == pytest.approx(want["cap"], rel=1e-12)
     assert_sums_equal(got.totals["control"], want["totals"]["control"])
 
@@ -341,27 +560,30 @@ def test_duplicates_are_removed_when_the_table_does_not_enforce_event_id(con, ev
     assert con.execute("SELECT count(*) - count(DISTINCT event_id) FROM raw_events").fetchone()[0] > 100
     got = _load(con, source="raw_events")
     assert got.deduplicated_in_sql is True
-    want = reference(events)
+    want = _reference(events)
     for variant, sums in want["totals"].items():
         assert_sums_equal(got.totals[variant], sums)
+    assert got.bot_visitors == want["bots"]
     # And the same table read without deduplication really would count twice.
-    wrong = _load(con, source="raw_events", dedup=False)
-    assert wrong.totals["control"]["s_views"] > want["totals"]["control"]["s_views"]
+    wrong = _load(con, source="raw_events", dedup=False, caps={})
+    assert wrong.totals["control"]["s_views"] > _reference(events, caps={})["totals"]["control"]["s_views"]
 
 
 def test_open_window_and_empty_experiment(con, events: Events) -> None:
     got = load_sums(con, "exp", start=None, end=END, pre_days=PRE_DAYS, segments=())
     # With no start, exposures before START count too: more visitors than the windowed analysis.
-    windowed = _load(con)
+    windowed = load_sums(con, "exp", start=START, end=END, pre_days=PRE_DAYS, segments=())
     assert sum(s.n for s in got.totals.values()) > sum(s.n for s in windowed.totals.values())
     empty = load_sums(con, "no-such-experiment", start=START, end=END)
-    assert empty.totals == {} and empty.cap is None and empty.days() == []
+    assert empty.totals == {} and empty.cap is None and empty.days() == [] and empty.ages == {}
+    assert empty.caps == dict.fromkeys(CAPPABLE) and empty.bot_visitors == {"user_agent": 0, "rate": 0}
+    assert empty.multi_variant_visitors == 0 and empty.unknown_variant_visitors == {}
 
 
 def test_any_segment_name_is_read_safely() -> None:
     con = duckdb.connect()
     ensure_schema(con)
-    keys = ["item category", "a.b", 'we"ird', "o'k); DROP TABLE events; --", "back\\slash", "$x", "ünï"]
+    keys = ["item category", "a.b", 'we"ird', "o'k); DROP TABLE events; --", "back\\slash", "$x", "ünï", "$pct"]
     events = generate_events(seed=2, visitors=40)
     events.properties = [
         json.dumps({k: f"v{j % 2}" for k in keys}) if p is not None else None for j, p in enumerate(events.properties)
@@ -379,11 +601,19 @@ def test_misuse_raises(con) -> None:
     with pytest.raises(ValueError):
         build_query([], dedup=False, source="events; DROP TABLE events")
     with pytest.raises(ValueError):
+        build_query([], dedup=False, caps={"clicks": "percentile"})
+    with pytest.raises(ValueError):
         load_sums(con, "exp", start=END, end=START)
     with pytest.raises(ValueError):
         load_sums(con, "exp", start=START, end=END, cap_percentile=0.0)
     with pytest.raises(ValueError):
         load_sums(con, "exp", start=START, end=datetime(2025, 3, 13))  # naive timestamp
+    with pytest.raises(ValueError):
+        load_sums(con, "exp", start=START, end=END, caps={"any": Capping()})  # the 0/1 indicator is never capped
+    with pytest.raises(ValueError):
+        load_sums(con, "exp", start=START, end=END, conversion_window_days=0)
+    with pytest.raises(ValueError):
+        load_sums(con, "exp", start=START, end=END, variants="control")
 
 
 def test_visitor_sums_merge_and_shape() -> None:

@@ -120,7 +120,7 @@ async def serve(
         user_id = _id(params, "user_id", True)
         item_id = _id(params, "item_id", content)
         exp, variant, in_exp, exposure_id = resolve_assignment(
-            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"), device_of(agent))
+            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"), device_of(agent), agent)
         status = 200
         if content:
             payload = await content_answer(state, exp, variant, in_exp, exposure_id, item_id)

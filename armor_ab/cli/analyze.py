@@ -57,12 +57,10 @@ def _print_report(report: dict) -> None:
     srm = report["srm"]
     srm_txt = "[red]MISMATCH[/red]" if srm["flag"] else "ok"
     console.print(f"visitors: {visitors}; sample ratio {srm_txt} (p = {_p(srm['p_value'])})")
-    data = report["data"]
-    if data["multi_variant_visitors"] or data["unknown_variant_visitors"]:
-        console.print(
-            f"[yellow]{data['multi_variant_visitors']} visitors saw more than one variant (kept their first); "
-            f"unknown variants: {data['unknown_variant_visitors'] or 'none'}[/yellow]"
-        )
+    for check in (report.get("data_quality") or {}).get("checks") or []:
+        if check["status"] != "ok":
+            colour = "red" if check["status"] == "fail" else "yellow"
+            console.print(f"[{colour}]{check['name']}: {check['message']}[/{colour}]")
 
     table = Table(title=f"Results ({level} intervals; p adjusted: {report['correction']})")
     for col in ("metric", "variant", "control", "variant mean", "lift", "CI", "p", "p adj", "sequential CI",
@@ -74,7 +72,7 @@ def _print_report(report: dict) -> None:
         status = r["status"]
         if "guardrail" in r:
             margin = f"{r['guardrail']['margin'] * 100:g}%"
-            status += "; " + (f"within -{margin}" if r["guardrail"]["passed"] else f"not shown within -{margin}")
+            status += f"; guardrail {r['guardrail']['state']} (tolerance -{margin})"
         bayes = r["bayesian"] or {}
         win = bayes.get("chance_to_win")
         table.add_row(
@@ -85,21 +83,22 @@ def _print_report(report: dict) -> None:
     console.print(table)
 
     power = report["power"]
-    if power.get("days_remaining") is not None:
+    if power.get("total_visitors") is not None:
+        days = "" if power.get("days_remaining") is None else (
+            f"; about {power['days_remaining']:.1f} days left at {power['visitors_per_day']:,.0f} visitors/day")
         console.print(
-            f"power: {power['n_per_variant']:,} visitors per variant for a {power['mde'] * 100:g}% lift at "
-            f"{power['power'] * 100:g}% power; about {power['days_remaining']:.1f} days left at "
-            f"{power['visitors_per_day']:,.0f} visitors/day"
+            f"plan ({power['mode']} analysis, {power['method']} test): {power['total_visitors']:,} visitors for a "
+            f"{power['mde'] * 100:g}% lift at {power['power'] * 100:g}% power{days}"
         )
     else:
-        console.print(f"power: not computable yet ({power['status']})")
+        console.print(f"plan: not computable yet ({power['status']})")
     roi = report.get("roi")
-    if roi and roi.get("point"):
-        prob = roi.get("prob_roi_positive")
-        npv = roi["point"].get("npv")
+    if roi and roi.get("status") == "ok":
+        npv = roi["npv"]
         console.print(
-            f"ROI ({roi['variant']}): NPV {_num(npv)} over {roi.get('horizon_months')} months"
-            + ("" if prob is None else f", P(ROI > 0) = {prob * 100:.0f}%")
+            f"ROI ({roi['variant']}): expected NPV {_num(npv['expected'])} over {roi.get('horizon_months')} months "
+            f"(95% interval {_num(npv['ci'][0])} to {_num(npv['ci'][1])}), P(NPV > 0) = "
+            f"{roi['prob_npv_positive'] * 100:.0f}%, expected loss {_num(roi['expected_loss'])}"
         )
     elif roi:
         console.print(f"ROI: {roi.get('status')} ({roi.get('reason', '')})")
@@ -147,11 +146,15 @@ def register(app: typer.Typer) -> None:
         experiment: Annotated[
             str | None, typer.Option("--experiment", help="take baseline, MDE, alpha, power and traffic from it")
         ] = None,
+        mode: Annotated[
+            str | None, typer.Option("--mode", help="sequential | fixed | hybrid: the test to plan for "
+                                                    "(default: the experiment's, else sequential)")
+        ] = None,
         db: DbOption = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Visitors per variant and days needed to detect a relative lift of --mde."""
-        from armor_ab.stats.power import sample_size
+        """Visitors per variant and days needed to detect a relative lift of --mde with the test the verdict runs."""
+        from armor_ab.stats.power import alphas, plan_for_mode
         from armor_ab.stats.report import primary_baseline
 
         source: dict = {}
@@ -169,16 +172,23 @@ def register(app: typer.Typer) -> None:
             alpha = spec.alpha if alpha is None else alpha
             power_ = spec.analysis.power if power_ is None else power_
             variants = len(spec.variants) if variants is None else variants
+            mode = spec.analysis.mode if mode is None else mode
             if visitors_per_day is None:
                 visitors_per_day = base["visitors_per_day"]
             source = {"experiment": experiment, "metric": base["metric"], "observed_visitors": base["visitors"]}
         if baseline_mean is None or baseline_sd is None:
             fail("give --baseline-mean and --baseline-sd, or --experiment KEY to take them from the data")
+        mode = mode or "sequential"
+        n_variants = 2 if variants is None else variants
         try:
-            plan = sample_size(
-                baseline_mean, baseline_sd, 0.05 if mde is None else mde,
-                alpha=0.05 if alpha is None else alpha, power=0.8 if power_ is None else power_,
-                variants=2 if variants is None else variants, visitors_per_day=visitors_per_day,
+            if n_variants < 2:
+                raise ValueError(f"variants must be an integer >= 2, got {n_variants!r}")
+            a_seq, a_fix = alphas(mode, 0.05 if alpha is None else alpha, n_variants - 1, 0.5)
+            share = 1.0 / n_variants
+            plan = plan_for_mode(
+                mode, baseline_mean, baseline_sd, 0.05 if mde is None else mde, alpha_sequential=a_seq,
+                alpha_fixed=a_fix, power=0.8 if power_ is None else power_, control_share=share,
+                treatment_share=share, visitors_per_day=visitors_per_day,
             )
         except ValueError as exc:
             fail(str(exc))
@@ -189,7 +199,8 @@ def register(app: typer.Typer) -> None:
             "mde": 0.05 if mde is None else mde,
             "alpha": 0.05 if alpha is None else alpha,
             "power": 0.8 if power_ is None else power_,
-            "variants": 2 if variants is None else variants,
+            "variants": n_variants,
+            "mode": mode,
             "visitors_per_day": visitors_per_day,
             **plan.to_dict(),
         }

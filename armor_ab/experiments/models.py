@@ -88,18 +88,95 @@ class MetricsSpec(_Strict):
         return list(seen)
 
 
+class Capping(_Strict):
+    """Per-visitor capping of a metric's variables (Statsig's winsorisation at visitor level).
+
+    ``percentile``: each visitor's total is capped at that quantile of all visitors' totals in the
+    experiment (pooled over variants, computed after bots and multi-variant visitors are excluded);
+    ``absolute``: capped at ``value`` in the variable's own unit (ms of dwell, views, inquiries, money).
+    A ratio metric caps its numerator and its denominator.
+    """
+
+    type: Literal["percentile", "absolute"] = "percentile"
+    value: float = Field(default=0.999, gt=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Capping:
+        if self.type == "percentile" and not 0.5 < self.value <= 1.0:
+            raise ValueError(f"a percentile cap must be in (0.5, 1], got {self.value:g}")
+        return self
+
+
+# The per-visitor variables each metric reads (inquiry_rate's 0/1 variable is never capped).
+CAPPED_VARIABLES: dict[str, tuple[str, ...]] = {
+    "dwell_time_per_view": ("dwell", "views"),
+    "dwell_time_per_visitor": ("dwell",),
+    "inquiry_rate": (),
+    "inquiries_per_visitor": ("inq",),
+    "inquiry_value_per_visitor": ("inqv",),
+}
+CAPPABLE = ("views", "dwell", "inq", "inqv")
+
+
+class BotFilter(_Strict):
+    """Visitors excluded as bots (and counted): a known bot User-Agent, flagged when the request
+    arrives, or more page views in one UTC day than ``max_views_per_day``."""
+
+    user_agents: bool = True
+    max_views_per_day: int | None = Field(default=300, ge=1)
+
+
 class AnalysisSpec(_Strict):
     """Settings of the statistics engine; every field has a sensible default."""
 
-    dwell_cap_percentile: float = Field(default=0.99, gt=0.5, le=1.0)
+    mode: Literal["sequential", "fixed", "hybrid"] = "sequential"
+    # hybrid: always-valid looks at alpha * share before the planned horizon, one fixed-horizon test
+    # at alpha * (1 - share) at it (Bonferroni: the two together keep the false-positive rate <= alpha).
+    hybrid_sequential_share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # An optional cap on single dwell events (the old event-level cap); per-visitor capping is ``capping``.
+    dwell_cap_percentile: float | None = Field(default=None, gt=0.5, le=1.0)
+    capping: dict[MetricName, Capping | None] = {}  # per metric; None turns capping off for it
+    capping_default: Capping | None = Capping()
+    bots: BotFilter = BotFilter()
+    multi_exposure_warn_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    srm_alpha: float = Field(default=0.001, gt=0.0, lt=0.5)
+    min_runtime_days: float = Field(default=7.0, ge=0.0, allow_inf_nan=False)
+    min_visitors_per_variant: int = Field(default=100, ge=2)
+    # Events count from a visitor's first exposure for this many UTC calendar days (the exposure
+    # day is day 1); None: to the end of the analysis window.
+    conversion_window_days: int | None = Field(default=None, ge=1, le=365)
+    # The ROI's effect: inquiries per visitor within this many calendar days of first exposure,
+    # over visitors whose window has closed, so it does not depend on how long the test ran.
+    roi_window_days: int = Field(default=3, ge=1, le=90)
     cuped: bool = True
     cuped_pre_days: int = Field(default=14, ge=1, le=365)
-    sequential_tuning: float = Field(default=5000.0, gt=0)
-    prior_mean: float = 0.0
-    prior_stddev: float = Field(default=0.3, gt=0)
+    sequential_tuning: float = Field(default=5000.0, gt=0, allow_inf_nan=False)
+    prior_mean: float = Field(default=0.0, allow_inf_nan=False)
+    prior_stddev: float = Field(default=0.3, gt=0, allow_inf_nan=False)
     prior_proper: bool = False  # False: flat prior (gbstats' default); True: Normal(prior_mean, prior_stddev) on the relative lift
     correction: Literal["holm", "fdr_bh", "none"] = "holm"
     power: float = Field(default=0.8, gt=0.0, lt=1.0)
+
+    def variable_caps(self, metrics: list[str]) -> dict[str, Capping | None]:
+        """The cap of each per-visitor variable: the metric's own setting, else ``capping_default``.
+
+        Two metrics that read the same variable must not ask for different caps.
+        """
+        caps: dict[str, Capping | None] = dict.fromkeys(CAPPABLE, self.capping_default)
+        set_by: dict[str, str] = {}
+        for metric, cap in self.capping.items():
+            for var in CAPPED_VARIABLES[metric]:
+                if var in set_by and caps[var] != cap:
+                    raise ValueError(
+                        f"analysis.capping: {set_by[var]} and {metric} both read {var!r} but ask for different caps"
+                    )
+                caps[var], set_by[var] = cap, metric
+        return caps
+
+    @model_validator(mode="after")
+    def _check_caps(self) -> AnalysisSpec:
+        self.variable_caps(list(self.capping))
+        return self
 
 
 class ExperimentSpec(_Strict):

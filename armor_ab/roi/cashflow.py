@@ -1,134 +1,112 @@
-"""The deterministic cash-flow model of shipping the ARMOR variant, vectorized over effect draws.
+"""The cash-flow model of shipping the ARMOR pages, vectorized over Monte Carlo draws.
 
-Timing convention: month 0 is launch; months 1..H (H = ``horizon_months``) carry the recurring
-flows, booked at month end and discounted by ``(1 + r) ** (-t / 12)``, which is the same as
-compounding at the monthly rate ``(1 + r) ** (1 / 12) - 1``.
+Timing: month 0 is launch and carries the one-off costs (and the one-off content saving, when
+counted); months t = 1..H carry the monthly flows, booked at month end and discounted by
+``d_t = (1 + r) ** (-t / 12)`` (the monthly rate ``(1 + r) ** (1/12) - 1``, compounded).
 
-* Month 0: fine-tuning cost (GPU-hours x price), a cost, and the content saving
-  (hours per page x pages x hourly rate), a benefit. The saving is one-off by default: the
-  catalog copy is written once either way. With ``content_refresh_months = k`` it recurs at
-  months k, 2k, ... strictly before H, since a rewrite at the horizon would serve months outside it.
-* Months 1..H: incremental margin = visitors x lift x inquiry-to-order x margin (a benefit, negative
-  when the lift is), and serving plus operations cost (costs).
+* incremental margin in month t = monthly_visitors x lift x inquiry_to_order x margin_per_order
+  x retention ** (t - 1)  (``lift``: extra inquiries per NEW visitor within the effect's window)
+* net cash in month 0 = -one_off_total + one_off_saving
+* net cash in month t = incremental margin_t - monthly_total + monthly_saving
+* NPV = sum over t = 0..H of net cash_t x d_t
+     = c0 + (monthly_saving - monthly_total) x A + margin_1 x B,
+  with A = sum_{t=1..H} d_t and B = sum_{t=1..H} retention ** (t - 1) x d_t
+* PV of costs = one_off_total + monthly_total x A
+* discounted payback = the first month from which the cumulative DISCOUNTED net cash stays >= 0
+  through the horizon; +inf when it ends the horizon below 0. (With no decay and a positive monthly
+  net it is monotone, and "paid back within H" is the same event as NPV >= 0.)
 
-Everything except the incremental margin is fixed, and the margin is linear in the lift, so each
-output is ``fixed part + lift x coefficient``; the Monte Carlo only varies the lift.
+Each input may be a float or an array over draws; everything broadcasts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from armor_ab.roi.assumptions import RoiAssumptions
+from armor_ab.roi import costs
 
 # Rows of the payback matrix handled at once: bounds memory at ~8 MB x (H + 1) / 121 per chunk.
 _PAYBACK_CHUNK = 8192
 
 
-@dataclass(frozen=True)
-class CashFlowModel:
-    """The assumption-only parts of the cash flows, computed once per set of assumptions."""
+def monthly_discount_rate(annual: float) -> float:
+    return float((1.0 + annual) ** (1.0 / 12.0) - 1.0)
 
-    horizon_months: int
-    monthly_discount_rate: float
-    serving_cost_method: str  # "gpu_hours" | "per_1000_generations" | "none"
-    serving_cost_per_month: float
-    operations_cost_per_month: float
-    finetune_cost: float
-    content_saving: float  # per occurrence
-    content_saving_months: tuple[int, ...]
-    margin_per_unit_lift: float  # monthly incremental margin per 1.0 of lift (inquiries per visitor)
-    annuity: float  # sum of discount factors over months 1..H
-    pv_fixed_benefits: float  # PV of content savings
-    pv_costs: float  # PV of fine-tuning, serving and operations
-    fixed_cumulative: tuple[float, ...]  # undiscounted cumulative fixed net cash, months 0..H
 
-    @classmethod
-    def from_assumptions(cls, a: RoiAssumptions) -> CashFlowModel:
-        h = a.horizon_months
-        months = np.arange(h + 1)
-        discount = (1.0 + a.annual_discount_rate) ** (-months / 12.0)
+def _col(x: Any) -> np.ndarray:
+    """A float or a vector of draws as a column (k x 1) for month matrices."""
+    return np.atleast_1d(np.asarray(x, dtype=float))[:, None]
 
-        if a.serving_gpu_hours_per_month is not None:
-            method, serving = "gpu_hours", a.serving_gpu_hours_per_month * a.gpu_hour_price
-        elif a.cost_per_1000_generations is not None:
-            method = "per_1000_generations"
-            serving = a.cost_per_1000_generations * a.generations_per_month / 1000.0
-        else:
-            method, serving = "none", 0.0
 
-        finetune = a.finetune_gpu_hours * a.gpu_hour_price
-        saving = a.content_hours_saved_per_page * a.pages * a.hourly_rate
-        step = a.content_refresh_months
-        saving_months = (0,) if step is None else tuple(range(0, h, step))
+def factors(v: Mapping[str, Any], horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(d, w): discount factors d_t for t = 0..H and decay-weighted ones w_t = retention^(t-1) d_t
+    (w_0 = 0), each k x (H + 1) with k = 1 or the number of draws."""
+    t = np.arange(horizon + 1, dtype=float)
+    d = (1.0 + _col(v["annual_discount_rate"])) ** (-t / 12.0)
+    decay = _col(v["effect_retention_per_month"]) ** np.maximum(t - 1.0, 0.0)
+    w = decay * d
+    w[:, 0] = 0.0
+    return d, w
 
-        fixed_benefit = np.zeros(h + 1)
-        fixed_benefit[list(saving_months)] = saving
-        fixed_cost = np.full(h + 1, serving + a.monthly_operations_cost)
-        fixed_cost[0] = finetune
 
-        return cls(
-            horizon_months=h,
-            monthly_discount_rate=float((1.0 + a.annual_discount_rate) ** (1.0 / 12.0) - 1.0),
-            serving_cost_method=method,
-            serving_cost_per_month=float(serving),
-            operations_cost_per_month=float(a.monthly_operations_cost),
-            finetune_cost=float(finetune),
-            content_saving=float(saving),
-            content_saving_months=saving_months,
-            margin_per_unit_lift=float(a.monthly_visitors * a.inquiry_to_order * a.margin_per_order),
-            annuity=float(discount[1:].sum()),
-            pv_fixed_benefits=float(fixed_benefit @ discount),
-            pv_costs=float(fixed_cost @ discount),
-            fixed_cumulative=tuple(np.cumsum(fixed_benefit - fixed_cost).tolist()),
-        )
+def evaluate(v: Mapping[str, Any], lift: np.ndarray, horizon: int, handwritten: bool,
+             *, payback: bool = True) -> dict[str, np.ndarray]:
+    """Per-draw outputs for an array of lifts (inquiries per new visitor) and the values ``v``."""
+    lift = np.atleast_1d(np.asarray(lift, dtype=float))
+    n = lift.shape[0]
 
-    @property
-    def recurring_cost_per_month(self) -> float:
-        return self.serving_cost_per_month + self.operations_cost_per_month
+    def vec(x: Any) -> np.ndarray:
+        return np.broadcast_to(np.asarray(x, dtype=float), (n,))
 
-    @property
-    def npv_at_zero_lift(self) -> float:
-        return self.pv_fixed_benefits - self.pv_costs
+    one_off = vec(costs.total(costs.one_off(v)))
+    monthly = vec(costs.total(costs.monthly(v)))
+    saving = costs.savings(v, handwritten)
+    save0, save_m = vec(saving["one_off"]), vec(saving["monthly"])
+    inquiries = lift * vec(v["monthly_visitors"])
+    margin1 = inquiries * vec(v["inquiry_to_order"]) * vec(v["margin_per_order"])
 
-    def break_even_lift(self) -> float | None:
-        """The lift (inquiries per visitor) at which NPV is 0; None if the lift earns nothing."""
-        slope = self.margin_per_unit_lift * self.annuity
-        return None if slope == 0 else -self.npv_at_zero_lift / slope
+    d, w = factors(v, horizon)
+    annuity = vec(d[:, 1:].sum(axis=1))
+    weighted = vec(w.sum(axis=1))
+    c0 = save0 - one_off
+    net_fixed = save_m - monthly
+    out = {
+        "one_off": one_off,
+        "monthly": monthly,
+        "incremental_inquiries_per_month": inquiries,
+        "incremental_margin_per_month": margin1,
+        "incremental_profit_per_month": margin1 + net_fixed,
+        "npv": c0 + net_fixed * annuity + margin1 * weighted,
+        "pv_costs": one_off + monthly * annuity,
+        "pv_benefits": save0 + save_m * annuity + margin1 * weighted,
+        "annuity": annuity,
+        "effect_annuity": weighted,
+    }
+    if payback:
+        out["payback_months"] = _payback(c0, net_fixed, margin1, d, w)
+    return out
 
-    def evaluate(self, lift: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-draw outputs for an array of lifts; ROI is NaN when PV of costs is 0 (caller reports it)."""
-        lift = np.atleast_1d(np.asarray(lift, dtype=float))
-        margin = lift * self.margin_per_unit_lift
-        pv_benefits = self.pv_fixed_benefits + margin * self.annuity
-        npv = pv_benefits - self.pv_costs
-        roi = npv / self.pv_costs * 100.0 if self.pv_costs > 0 else np.full_like(npv, np.nan)
-        return {
-            "margin_per_month": margin,
-            "profit_per_month": margin - self.recurring_cost_per_month,
-            "npv": npv,
-            "roi_pct": roi,
-            "payback_months": self.payback(margin),
-        }
 
-    def payback(self, margin: np.ndarray) -> np.ndarray:
-        """First month from which cumulative undiscounted net cash stays >= 0 to the horizon, per
-        draw; +inf if it ends the horizon below 0.
+def _payback(c0: np.ndarray, net_fixed: np.ndarray, margin1: np.ndarray, d: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """First month from which the cumulative discounted cash stays >= 0 to the horizon; +inf if never.
 
-        Cumulative net cash at month t is ``fixed_cumulative[t] + margin * t`` (margin starts at
-        month 1). It is not monotone (a month-0 content saving can exceed the fine-tuning cost and
-        then be eaten by monthly costs), so "paid back" means from that month on, not a first
-        crossing that is lost again; every month is scanned.
-        """
-        fixed = np.asarray(self.fixed_cumulative)
-        months = np.arange(self.horizon_months + 1, dtype=float)
-        out = np.empty(margin.shape[0])
-        for start in range(0, margin.shape[0], _PAYBACK_CHUNK):
-            chunk = margin[start : start + _PAYBACK_CHUNK]
-            paid = fixed[None, :] + chunk[:, None] * months[None, :] >= 0.0
-            stays = np.logical_and.accumulate(paid[:, ::-1], axis=1)[:, ::-1]  # paid at t and after
-            first = stays.argmax(axis=1).astype(float)
-            out[start : start + _PAYBACK_CHUNK] = np.where(stays[:, 0] | stays.any(axis=1), first, np.inf)
-        return out
+    Cumulative discounted cash at month t is ``c0 + net_fixed x cumsum(d)_t + margin_1 x cumsum(w)_t``
+    (both sums from month 1). It need not be monotone (a counted one-off saving can be eaten by
+    monthly costs; a decaying effect can fall below the costs), so every month is scanned.
+    """
+    d = d.copy()
+    d[:, 0] = 0.0
+    cum_d, cum_w = np.cumsum(d, axis=1), np.cumsum(w, axis=1)
+    n = c0.shape[0]
+    out = np.empty(n)
+    for start in range(0, n, _PAYBACK_CHUNK):
+        sl = slice(start, start + _PAYBACK_CHUNK)
+        cd = cum_d if cum_d.shape[0] == 1 else cum_d[sl]
+        cw = cum_w if cum_w.shape[0] == 1 else cum_w[sl]
+        cash = c0[sl, None] + net_fixed[sl, None] * cd + margin1[sl, None] * cw
+        stays = np.logical_and.accumulate((cash >= 0.0)[:, ::-1], axis=1)[:, ::-1]  # >= 0 at t and after
+        out[sl] = np.where(stays[:, -1], stays.argmax(axis=1).astype(float), np.inf)
+    return out

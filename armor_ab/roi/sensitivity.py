@@ -1,143 +1,98 @@
-"""One-at-a-time sensitivity of the ROI (tornado chart data) at the point estimate of the effect.
+"""One-at-a-time sensitivity of the NPV (tornado chart data).
 
-Each assumption moves to a low and a high value while everything else stays put: +/-25% by
-default; rates and counts get ranges that stay meaningful (a share cannot exceed 1, a discount
-rate moves by percentage points, months stay whole). The effect itself moves to its 95% CI bounds.
+The base case is the NPV at the shrunk (posterior mean) effect with every assumption at its likely
+value. Each row moves one input while everything else stays put:
+
+* the effect: to its posterior 95% interval bounds;
+* a ranged assumption (``{low, likely, high}``): to its own low and high;
+* a fixed assumption: +/-25% (``RELATIVE_STEP``), kept inside its bounds (a share cannot exceed 1);
+  the annual discount rate and the effect's monthly retention move by 5 points instead, and the
+  horizon by 25% rounded to whole months. Fixed assumptions at 0 (a 25% swing of nothing) and the
+  content-saving inputs when savings are not counted (they do not enter) are left out. Rows from a
+  default swing say so (``ranged: False``, ``basis``): their width is a convention, not a belief.
+
+The swing is |NPV(high) - NPV(low)|, in money; rows sort by it, largest first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
-from armor_ab.roi.assumptions import RoiAssumptions
-from armor_ab.roi.cashflow import CashFlowModel
+from armor_ab.roi import cashflow
+from armor_ab.roi.assumptions import LABELS, RANGEABLE, SPECS, RoiAssumptions
+from armor_ab.roi.shrinkage import Posterior
 
 RELATIVE_STEP = 0.25
-DISCOUNT_RATE_STEP = 0.05  # +/- 5 percentage points: a plausible spread of costs of capital
+POINT_STEP = 0.05  # +/- 5 percentage points: discount rate, effect retention
 _Z95 = NormalDist().inv_cdf(0.975)
+_SAVINGS = ("content_hours_saved_per_page", "copywriting_hourly_rate")
 
-LABELS = {
-    "effect": "Effect (95% CI bounds)",
-    "monthly_visitors": "Monthly visitors",
-    "inquiry_to_order": "Inquiry-to-order rate",
-    "margin_per_order": "Margin per order",
-    "content_hours_saved_per_page": "Content hours saved per page",
-    "pages": "Pages",
-    "hourly_rate": "Hourly rate",
-    "content_refresh_months": "Content refresh interval (months)",
-    "finetune_gpu_hours": "Fine-tuning GPU-hours",
-    "gpu_hour_price": "GPU-hour price",
-    "serving_gpu_hours_per_month": "Serving GPU-hours per month",
-    "cost_per_1000_generations": "Cost per 1,000 generations",
-    "generations_per_month": "Generations per month",
-    "monthly_operations_cost": "Monthly operations cost",
-    "horizon_months": "Horizon (months)",
-    "annual_discount_rate": "Annual discount rate",
-}
+__all__ = ["LABELS", "RELATIVE_STEP", "tornado"]
 
 
-def _scaled(value: float) -> tuple[float, float]:
-    return value * (1 - RELATIVE_STEP), value * (1 + RELATIVE_STEP)
+def _clip(name: str, x: float) -> float:
+    spec = SPECS[name]
+    lo = spec.ge if spec.ge is not None else spec.gt
+    if lo is not None:
+        x = max(lo, x)
+    if spec.le is not None:
+        x = min(spec.le, x)
+    return x
 
 
-def _months(value: int, upper: int) -> tuple[int, int]:
-    return max(1, round(value * (1 - RELATIVE_STEP))), min(upper, round(value * (1 + RELATIVE_STEP)))
+def _default_swing(name: str, value: float) -> tuple[float, float, str]:
+    if name in ("annual_discount_rate", "effect_retention_per_month"):
+        return _clip(name, value - POINT_STEP), _clip(name, value + POINT_STEP), "±5 points (fixed value)"
+    return (_clip(name, value * (1 - RELATIVE_STEP)), _clip(name, value * (1 + RELATIVE_STEP)),
+            f"±{RELATIVE_STEP:.0%} (fixed value)")
 
 
-_RANGES: dict[str, Callable[[float], tuple[float, float]]] = {
-    "inquiry_to_order": lambda v: (v * (1 - RELATIVE_STEP), min(1.0, v * (1 + RELATIVE_STEP))),
-    "annual_discount_rate": lambda v: (max(0.0, v - DISCOUNT_RATE_STEP), min(1.0, v + DISCOUNT_RATE_STEP)),
-    "horizon_months": lambda v: _months(int(v), 120),
-    "content_refresh_months": lambda v: _months(int(v), 10_000),
-}
+def _npv(values: dict[str, float], lift: float, horizon: int, handwritten: bool) -> float:
+    return float(cashflow.evaluate(values, np.array([lift]), horizon, handwritten, payback=False)["npv"][0])
 
 
-def _varied_fields(a: RoiAssumptions, model: CashFlowModel) -> list[str]:
-    """The assumptions that actually enter the ROI under the configured serving method."""
-    names = [
-        "monthly_visitors",
-        "inquiry_to_order",
-        "margin_per_order",
-        "content_hours_saved_per_page",
-        "pages",
-        "hourly_rate",
-        "finetune_gpu_hours",
-        "gpu_hour_price",
-        "monthly_operations_cost",
-        "horizon_months",
-        "annual_discount_rate",
-    ]
-    if a.content_refresh_months is not None:
-        names.append("content_refresh_months")
-    if model.serving_cost_method == "gpu_hours":
-        names.append("serving_gpu_hours_per_month")
-    elif model.serving_cost_method == "per_1000_generations":
-        names += ["cost_per_1000_generations", "generations_per_month"]
-    return names
+def tornado(a: RoiAssumptions, posterior: Posterior) -> dict[str, Any]:
+    """Tornado rows (NPV at each input's low and high), sorted by swing, largest first."""
+    base = a.likely_values()
+    h, hw = a.horizon_months, a.content_would_be_handwritten
+    lift = posterior.mean
+    base_npv = _npv(base, lift, h, hw)
 
+    items: list[dict[str, Any]] = []
 
-def _point(model: CashFlowModel, lift: float) -> tuple[float, float | None]:
-    out = model.evaluate(np.array([lift]))
-    roi = float(out["roi_pct"][0])
-    return float(out["npv"][0]), (roi if np.isfinite(roi) else None)
+    def add(name: str, value: float, low: float, high: float, at_low: float, at_high: float, ranged: bool,
+            basis: str) -> None:
+        items.append({"name": name, "label": LABELS[name], "ranged": ranged, "basis": basis,
+                      "base_value": float(value), "low_value": float(low), "high_value": float(high),
+                      "npv_low": at_low, "npv_high": at_high, "swing": abs(at_high - at_low)})
 
+    lo, hi = lift - _Z95 * posterior.sd, lift + _Z95 * posterior.sd
+    add("effect", lift, lo, hi, _npv(base, lo, h, hw), _npv(base, hi, h, hw), True, "posterior 95% interval")
 
-def tornado(a: RoiAssumptions, lift_abs: float, lift_abs_se: float) -> dict:
-    """Tornado rows sorted by swing (largest first); the swing is in ROI points, or in NPV if ROI is undefined."""
-    base_model = CashFlowModel.from_assumptions(a)
-    base_npv, base_roi = _point(base_model, lift_abs)
-    metric = "roi_pct" if base_roi is not None else "npv"
-
-    rows: list[tuple[str, float, float, float, tuple[float, float | None], tuple[float, float | None]]] = []
-    rows.append(
-        (
-            "effect",
-            lift_abs,
-            lift_abs - _Z95 * lift_abs_se,
-            lift_abs + _Z95 * lift_abs_se,
-            _point(base_model, lift_abs - _Z95 * lift_abs_se),
-            _point(base_model, lift_abs + _Z95 * lift_abs_se),
-        )
-    )
-    for name in _varied_fields(a, base_model):
-        value = getattr(a, name)
-        low, high = _RANGES.get(name, _scaled)(value)
-        at_low = _point(CashFlowModel.from_assumptions(a.with_updates(**{name: low})), lift_abs)
-        at_high = _point(CashFlowModel.from_assumptions(a.with_updates(**{name: high})), lift_abs)
-        rows.append((name, value, low, high, at_low, at_high))
-
-    items = []
-    for name, value, low, high, (npv_lo, roi_lo), (npv_hi, roi_hi) in rows:
-        if metric == "roi_pct" and roi_lo is not None and roi_hi is not None:
-            swing = abs(roi_hi - roi_lo)
-        elif metric == "roi_pct":
-            swing = None  # ROI undefined at one end (all costs zero there): cannot rank it
+    ranges = a.ranges()
+    for name in RANGEABLE:
+        if name in _SAVINGS and not hw:
+            continue
+        value = base[name]
+        if name in ranges:
+            low, high, ranged, basis = ranges[name].low, ranges[name].high, True, "range"
+        elif value == 0:
+            continue
         else:
-            swing = abs(npv_hi - npv_lo)
-        items.append(
-            {
-                "name": name,
-                "label": LABELS[name],
-                "base_value": float(value),
-                "low_value": float(low),
-                "high_value": float(high),
-                "npv_low": npv_lo,
-                "npv_high": npv_hi,
-                "roi_pct_low": roi_lo,
-                "roi_pct_high": roi_hi,
-                "swing": swing,
-            }
-        )
-    # Rounded so that float noise between equal swings (visitors vs margin: both scale the
-    # margin) cannot reorder them from one run to the next; ties then sort by name.
-    items.sort(key=lambda row: (row["swing"] is None, -round(row["swing"] or 0.0, 6), row["name"]))
-    return {
-        "metric": metric,
-        "base": base_roi if metric == "roi_pct" else base_npv,
-        "base_npv": base_npv,
-        "base_roi_pct": base_roi,
-        "items": items,
-    }
+            low, high, basis = _default_swing(name, value)
+            ranged = False
+        add(name, value, low, high, _npv({**base, name: low}, lift, h, hw), _npv({**base, name: high}, lift, h, hw),
+            ranged, basis)
+
+    h_lo, h_hi = max(1, round(h * (1 - RELATIVE_STEP))), min(120, round(h * (1 + RELATIVE_STEP)))
+    add("horizon_months", h, h_lo, h_hi, _npv(base, lift, h_lo, hw), _npv(base, lift, h_hi, hw), False,
+        f"±{RELATIVE_STEP:.0%} (fixed value)")
+
+    # Rounded so that float noise between equal swings (visitors vs margin: both scale the margin)
+    # cannot reorder them from one run to the next; ties then sort by name.
+    items.sort(key=lambda row: (-round(row["swing"], 6), row["name"]))
+    return {"metric": "npv", "base": base_npv, "base_npv": base_npv, "relative_step": RELATIVE_STEP,
+            "items": items}

@@ -1,262 +1,344 @@
-"""The ship / keep running / stop call for an experiment, in plain words for executives.
+"""Ship / keep running / stop, from the report JSON alone, in plain words for executives.
 
-Decisions read the SEQUENTIAL (always-valid) interval of the primary metric, because product
-managers look at the dashboard daily and a fixed-horizon interval would be peeked into false wins.
+``decide_report(report)`` reads only the report's own fields (results, guardrails, power plan,
+data quality, runtime, ROI), so anyone can reproduce a verdict from the JSON the API served, and
+a what-if (the ROI page) is ``decide_report({**report, "roi": edited})``.
 
-* ship: the primary's sequential CI lies above 0, its status is "ok", no guardrail is broken or
-  unproven, no sample ratio mismatch (SRM), and the ROI is favourable (P(ROI > 0) >= 0.8, or no
-  ROI block at all, which the reasons say).
-* stop: harm (sequential CI below 0); a guardrail broken; a significant effect that clearly does
-  not pay (P(ROI > 0) <= 0.2); no meaningful effect (sequential CI inside +/- ``negligible_rel``);
-  or the planned duration reached (``days_remaining == 0``) without a significant effect.
-* keep_running: everything else, with the days left.
-* SRM overrides: the underlying call is made first; "ship" then becomes "keep_running" (never
-  ship on a broken split), "stop" stays, and the first reason says to investigate assignment.
+The rules, in the order they are applied (docs/statistics.md has the error rates they achieve):
 
-A guardrail with ``passed: False`` is broken when its own sequential CI lies wholly below
-``-margin`` (worse than tolerated) or the planned duration is over; before that, a failed
-non-inferiority test usually means "not shown yet", which blocks shipping but is no reason to stop.
-If the entry carries no sequential CI, ``passed: False`` is taken as broken (nothing else to go on).
+1. No usable primary result: keep running (stop once the maximum duration is reached).
+2. Minimum runtime and minimum sample not met: keep running, whatever the data say so far.
+3. A guardrail breached (its always-valid upper bound below -margin): stop, whatever the primary says.
+4. The decision interval of the primary metric (the analysis mode picks it: the always-valid
+   interval in ``sequential`` mode and before the horizon in ``hybrid``; the fixed-horizon
+   interval at and after the planned horizon in ``fixed`` and ``hybrid``; before the horizon
+   ``fixed`` mode waits) lies below 0: stop, harm.
+5. It lies above 0: ship when data quality is clean (no SRM), every guardrail passed, and, with
+   an ``roi`` block, expected NPV > 0 and the expected loss of shipping is within the tolerance.
+   Clearly unprofitable (P(NPV > 0) < 0.2): stop. Otherwise keep running until the maximum
+   duration, then stop with the reason.
+6. Futility: the always-valid interval excludes effects of MDE size and more (upper bound < MDE):
+   stop, no effect of the size we planned for.
+7. The maximum duration under the plan reached without a clear effect: stop.
+8. Otherwise keep running, with the days the plan still needs.
+
+A sample ratio mismatch never lets "ship" through; a stop stays a stop and says to investigate.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from armor_ab.roi import wording as w
 
-ROI_SHIP_PROB = 0.8  # ship only when at least 80% sure the variant pays for itself
-ROI_STOP_PROB = 0.2  # and stop a real effect when at least 80% sure it does not
-DEFAULT_NEGLIGIBLE_REL = 0.01  # relative lifts within +/-1% are too small to matter for any metric here
+NOT_PAYING_PROB = 0.2  # stop a real effect when at least 80% sure it does not pay
 
 Decision = Literal["ship", "keep_running", "stop"]
 
 
 @dataclass(frozen=True)
-class _Call:
+class Verdict:
     decision: Decision
+    reason: str  # a stable code: ship, min_runtime, harm, guardrail, futility, max_duration, ...
     headline: str
     reasons: tuple[str, ...]
+    days_remaining: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "headline": self.headline,
+            "reasons": list(self.reasons),
+            "days_remaining": self.days_remaining,
+        }
 
 
-def _sequential_ci(entry: dict) -> tuple[float, float] | None:
-    """The entry's sequential relative CI, or None when missing or not a finite ordered pair."""
-    seq = entry.get("sequential") or {}
-    ci = seq.get("ci_rel")
+def _pair(ci: object) -> tuple[float, float] | None:
+    """A finite ordered pair, or None."""
     if not isinstance(ci, list | tuple) or len(ci) != 2:
         return None
     lo, hi = ci
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)) or lo > hi:
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)):
         return None
-    return float(lo), float(hi)
+    return (float(lo), float(hi)) if lo <= hi else None
+
+
+def _num(x: object) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
-class _Guard:
-    state: Literal["ok", "unproven", "broken"]
-    name: str  # the metric in words
-    reason: str
+class _Facts:
+    """What the rules read, pulled out of the report once."""
+
+    mode: str
+    metric: str  # the primary metric, in words
+    who: str
+    lift: float | None
+    seq_ci: tuple[float, float] | None
+    seq_alpha: float
+    fixed_ci: tuple[float, float] | None
+    fixed_alpha: float
+    status: str
+    mde: float | None
+    reached: bool  # the planned horizon (maximum duration) is reached
+    days_remaining: float | None
+    runtime_days: float
+    min_runtime_days: float
+    min_sample_met: bool
+    min_sample_words: str
+    guardrails: list[dict]
+    srm: dict
+    quality_fail: list[dict]
+    roi: dict | None
+    roi_block: bool
 
 
-def _guardrail_state(entry: dict, reached: bool) -> _Guard:
-    """Whether one guardrail results entry is ok, not yet shown ok, or broken."""
-    if "guardrail" not in entry or "passed" not in entry["guardrail"]:
-        raise ValueError(f"guardrail entry for {entry.get('metric')!r} lacks guardrail.passed")
-    g = entry["guardrail"]
-    name = w.metric_words(entry.get("metric"))
-    margin = g.get("margin")
-    tolerance = f"the {margin * 100:g}% tolerance" if isinstance(margin, int | float) else "its tolerance"
-    ci = _sequential_ci(entry)
-    if entry.get("status", "ok") != "ok":
-        why = f"Guardrail {name}: result not usable (status {entry.get('status')!r})."
-        return _Guard("broken" if reached else "unproven", name, why)
-    if g["passed"]:
-        return _Guard("ok", name, f"Guardrail {name}: within {tolerance}.")
-    if ci is None:
-        return _Guard("broken", name, f"Guardrail {name}: failed its non-inferiority test ({tolerance}).")
-    if isinstance(margin, int | float) and ci[1] < -margin:
-        why = f"Guardrail {name}: worse than {tolerance} (sequential CI {w.pct(ci[0])} to {w.pct(ci[1])})."
-        return _Guard("broken", name, why)
-    if reached:
-        return _Guard("broken", name, f"Guardrail {name}: not shown within {tolerance} by the planned end.")
-    return _Guard("unproven", name, f"Guardrail {name}: not yet shown within {tolerance}.")
-
-
-def _roi_prob(roi: dict) -> float | None:
-    p = roi.get("prob_roi_positive")
-    # ROI is undefined when every cost is zero; P(NPV > 0) is then the same question.
-    return p if p is not None else roi.get("prob_npv_positive")
-
-
-def _roi_words(roi: dict) -> str:
-    npv = (roi.get("point") or {}).get("npv")
-    p = _roi_prob(roi)
-    parts = []
-    if npv is not None:
-        parts.append(f"{roi.get('horizon_months', 12)}-month NPV {w.money(npv)}")
-    if p is not None:
-        parts.append(f"(P(ROI>0) = {w.probability(p)})")
-    return " ".join(parts) if parts else "ROI not computable"
-
-
-def _underlying(
-    primary: dict,
-    guardrails: list[dict],
-    roi: dict | None,
-    days_remaining: float | None,
-    alpha: float,
-    band: float,
-) -> _Call:
-    """The call ignoring SRM."""
-    metric = w.metric_words(primary.get("metric"))
-    who = w.subject(primary.get("variant"))
-    reached = days_remaining is not None and days_remaining <= 0
-    guards = [_guardrail_state(g, reached) for g in guardrails]
-    broken = [g for g in guards if g.state == "broken"]
-    unproven = [g for g in guards if g.state == "unproven"]
-    guard_reasons = tuple(g.reason for g in guards)
-    ci = _sequential_ci(primary)
-    status = primary.get("status")
-
-    if status != "ok" or ci is None:
-        why = f"status {status!r}" if status != "ok" else "no sequential interval"
-        reason = (f"Primary metric {metric}: result not usable ({why}); it cannot justify shipping.",)
-        if broken:
-            return _Call("stop", f"Stop: {who} hurt {broken[0].name}", reason + guard_reasons)
-        if reached:
-            return _Call("stop", f"Stop: planned duration reached without a usable {metric} result", reason)
-        return _Call(
-            "keep_running", f"Keep running: no usable {metric} result yet; {w.days(days_remaining)}", reason
-        )
-
-    lift = primary.get("lift_rel")
-    lift_txt = w.pct(lift) if isinstance(lift, int | float) and math.isfinite(lift) else "an effect"
-    ci_txt = w.ci_words(ci, alpha)
-    primary_reason = f"Primary metric {metric}: {lift_txt}, sequential (always-valid) {ci_txt}."
-
-    if ci[1] < 0:
-        return _Call(
-            "stop",
-            f"Stop: {who} lower {metric} ({lift_txt}, {ci_txt})",
-            (primary_reason + " The whole interval is below zero: harm.", *guard_reasons),
-        )
-    if broken:
-        return _Call(
-            "stop",
-            f"Stop: {who} hurt {broken[0].name} beyond what the guardrail tolerates",
-            (*(g.reason for g in broken), primary_reason),
-        )
-
-    if ci[0] > 0:
-        significant = primary_reason + " The interval excludes zero."
-        if roi is None:
-            roi_reason, p = "ROI not assessed (no roi block): the ship call rests on the metrics alone.", None
-        else:
-            p = _roi_prob(roi)
-            roi_reason = f"ROI: {_roi_words(roi)}."
-            be = roi.get("break_even_lift_rel")
-            if be is not None:
-                roi_reason += f" Break-even lift on inquiries: {w.pct(be)}."
-        if p is not None and p <= ROI_STOP_PROB:
-            return _Call(
-                "stop",
-                f"Stop: {lift_txt} {metric} is real but does not pay: {_roi_words(roi or {})}",
-                (significant, roi_reason, *guard_reasons),
-            )
-        if unproven:
-            return _Call(
-                "keep_running",
-                f"Keep running: {lift_txt} {metric}, but {unproven[0].name} is not yet shown safe; "
-                f"{w.days(days_remaining)}",
-                (significant, *(g.reason for g in unproven), roi_reason),
-            )
-        if p is not None and p < ROI_SHIP_PROB:
-            tail = (
-                "planned duration reached: extend the test or revisit the ROI assumptions"
-                if reached
-                else w.days(days_remaining)
-            )
-            return _Call(
-                "keep_running",
-                f"Keep running: {lift_txt} {metric} is real, but whether it pays is unclear "
-                f"(P(ROI>0) = {w.probability(p)}); {tail}",
-                (significant, roi_reason, *guard_reasons),
-            )
-        money = f", {_roi_words(roi)}" if roi is not None else "; ROI not assessed"
-        return _Call(
-            "ship",
-            f"Ship {who}: {lift_txt} {metric} ({ci_txt}){money}",
-            (significant, roi_reason, *guard_reasons),
-        )
-
-    if -band < ci[0] and ci[1] < band:
-        return _Call(
-            "stop",
-            f"Stop: no meaningful effect on {metric} ({ci_txt}, inside +/-{band * 100:g}%)",
-            (primary_reason + f" The whole interval is inside +/-{band * 100:g}%, too small to matter.",),
-        )
-    if reached:
-        return _Call(
-            "stop",
-            f"Stop: planned duration reached without a clear effect on {metric} ({ci_txt})",
-            (primary_reason + " The interval still includes zero.", *guard_reasons),
-        )
-    return _Call(
-        "keep_running",
-        f"Keep running: {metric} {lift_txt} so far ({ci_txt}), not conclusive yet; {w.days(days_remaining)}",
-        (primary_reason + " The interval still includes zero.", *guard_reasons),
+def _facts(report: dict) -> _Facts:
+    analysis = report.get("analysis") or {}
+    mode = analysis.get("mode", "sequential")
+    if mode not in ("sequential", "fixed", "hybrid"):
+        raise ValueError(f"analysis.mode must be sequential, fixed or hybrid, got {mode!r}")
+    primary_metric, variant = report.get("primary_metric"), report.get("primary_variant")
+    primary = next(
+        (e for e in report.get("results") or [] if e.get("metric") == primary_metric and e.get("variant") == variant),
+        {},
+    )
+    dec = primary.get("decision") or {}
+    power = report.get("power") or {}
+    runtime = report.get("runtime") or {}
+    days_remaining = _num(power.get("days_remaining"))
+    guardrails = [e for e in report.get("results") or [] if "guardrail" in e and e.get("variant") == variant]
+    quality = report.get("data_quality") or {}
+    roi = report.get("roi")
+    return _Facts(
+        mode=mode,
+        metric=w.metric_words(primary_metric),
+        who=w.subject(variant),
+        lift=_num(primary.get("lift_rel")),
+        seq_ci=_pair(dec.get("sequential_ci_rel")),
+        seq_alpha=float(dec.get("sequential_alpha") or report.get("alpha") or 0.05),
+        fixed_ci=_pair(dec.get("fixed_ci_rel")),
+        fixed_alpha=float(dec.get("fixed_alpha") or report.get("alpha") or 0.05),
+        status=str(primary.get("status")),
+        mde=_num(power.get("mde", report.get("mde"))),
+        reached=bool(power.get("reached")),
+        days_remaining=max(0.0, days_remaining) if days_remaining is not None else None,
+        runtime_days=float(_num(runtime.get("days_elapsed")) or 0.0),
+        min_runtime_days=float(_num(runtime.get("min_runtime_days")) or 0.0),
+        min_sample_met=bool(runtime.get("min_sample_met", True)),
+        min_sample_words=str(runtime.get("min_sample_words") or ""),
+        guardrails=guardrails,
+        srm=report.get("srm") or {},
+        quality_fail=[c for c in quality.get("checks") or [] if c.get("status") == "fail"],
+        roi=roi if isinstance(roi, dict) else None,
+        roi_block=roi is not None,
     )
 
 
-def decide(
-    *,
-    primary: dict,
-    guardrails: list[dict],
-    srm: dict,
-    roi: dict | None,
-    days_remaining: float | None,
-    alpha: float,
-    negligible_rel: float = DEFAULT_NEGLIGIBLE_REL,
-) -> dict:
-    """Ship / keep_running / stop with an executive headline and the reasons behind it.
+def _ci_words(ci: tuple[float, float], alpha: float, kind: str) -> str:
+    label = "always-valid" if kind == "sequential" else "fixed-horizon"
+    return f"{label} {w.ci_words(ci, alpha)}"
 
-    ``days_remaining`` None means no planned end; a negative value (the test overran its plan) is
-    treated as 0, i.e. the planned duration is reached. ``negligible_rel`` is the half-width of
-    the "too small to matter" band on the relative lift.
-    """
+
+def _days(f: _Facts, days: float | None = None) -> str:
+    return w.days(f.days_remaining if days is None else days)
+
+
+def _guard(entry: dict) -> tuple[str, str]:
+    """(state, reason) of one guardrail entry: passed | breached | pending | unavailable."""
+    g = entry.get("guardrail") or {}
+    if "state" not in g:
+        raise ValueError(f"guardrail entry for {entry.get('metric')!r} lacks guardrail.state")
+    name = w.metric_words(entry.get("metric"))
+    margin = _num(g.get("margin"))
+    tol = f"the {margin * 100:g}% tolerance" if margin is not None else "its tolerance"
+    lo, hi = _num(g.get("sequential_lower")), _num(g.get("sequential_upper"))
+    bounds = f" (always-valid interval {w.pct(lo)} to {w.pct(hi)})" if lo is not None and hi is not None else ""
+    state = g["state"]
+    if state == "passed":
+        return state, f"Guardrail {name}: within {tol}{bounds}."
+    if state == "breached":
+        return state, f"Guardrail {name}: worse than {tol}{bounds}."
+    if state == "pending":
+        return state, f"Guardrail {name}: not yet shown within {tol}{bounds}."
+    return "unavailable", f"Guardrail {name}: no usable result yet (status {entry.get('status')!r})."
+
+
+def _roi_facts(roi: dict) -> tuple[float | None, float | None, float | None, float | None]:
+    npv = _num((roi.get("npv") or {}).get("expected"))
+    return npv, _num(roi.get("prob_npv_positive")), _num(roi.get("expected_loss")), _num(roi.get("max_expected_loss"))
+
+
+def _roi_words(roi: dict) -> str:
+    npv, p, loss, _ = _roi_facts(roi)
+    horizon = roi.get("horizon_months", 12)
+    parts = []
+    if npv is not None:
+        parts.append(f"expected {horizon}-month NPV {w.money(npv)}")
+    if p is not None:
+        parts.append(f"P(NPV > 0) {w.probability(p)}")
+    if loss is not None:
+        parts.append(f"expected loss if wrong {w.money(loss)}")
+    return ", ".join(parts) if parts else "ROI not computable"
+
+
+def _win(f: _Facts, ci: tuple[float, float], kind: str, alpha: float) -> Verdict:
+    """The primary metric is better; ship if everything else allows it."""
+    lift = w.pct(f.lift) if f.lift is not None else "an effect"
+    ci_txt = _ci_words(ci, alpha, kind)
+    why = [f"Primary metric {f.metric}: {lift}, {ci_txt}: the interval excludes zero."]
+    states = [_guard(g) for g in f.guardrails]
+    if f.quality_fail:
+        names = ", ".join(c.get("name", "?") for c in f.quality_fail)
+        return Verdict(
+            "keep_running", "data_quality",
+            f"Do not ship yet: {lift} {f.metric}, but data quality fails ({names}); investigate before acting",
+            (*why, *(c.get("message", "") for c in f.quality_fail)), f.days_remaining,
+        )
+    waiting = [r for s, r in states if s != "passed"]
+    why += [r for _, r in states]
+    if waiting:
+        if f.reached:
+            return Verdict("stop", "guardrail_not_shown",
+                           f"Stop: {lift} {f.metric}, but a guardrail was not shown safe by the maximum duration",
+                           tuple(why), 0.0)
+        return Verdict("keep_running", "guardrail_pending",
+                       f"Keep running: {lift} {f.metric}, but a guardrail is not yet shown safe; {_days(f)}",
+                       tuple(why), f.days_remaining)
+    if not f.roi_block:
+        why.append("ROI not assessed (no roi block): the ship call rests on the metrics alone.")
+        return Verdict("ship", "ship", f"Ship {f.who}: {lift} {f.metric} ({ci_txt}); ROI not assessed",
+                       tuple(why), f.days_remaining)
+    roi = f.roi or {}
+    npv, p, loss, tolerance = _roi_facts(roi)
+    if roi.get("status") != "ok" or npv is None or loss is None:
+        why.append(f"ROI: not assessable yet ({roi.get('reason') or roi.get('status')}).")
+        if f.reached:
+            return Verdict("stop", "roi_unavailable",
+                           f"Stop: {lift} {f.metric}, but the ROI could not be assessed by the maximum duration",
+                           tuple(why), 0.0)
+        return Verdict("keep_running", "roi_unavailable",
+                       f"Keep running: {lift} {f.metric}; the ROI cannot be assessed yet; {_days(f)}",
+                       tuple(why), f.days_remaining)
+    be = _num(roi.get("break_even_lift_rel"))
+    why.append(f"ROI: {_roi_words(roi)}" + (f"; break-even lift on inquiries {w.pct(be)}." if be is not None else "."))
+    if npv > 0 and (tolerance is None or loss <= tolerance):
+        return Verdict("ship", "ship", f"Ship {f.who}: {lift} {f.metric} ({ci_txt}); {_roi_words(roi)}",
+                       tuple(why), f.days_remaining)
+    if p is not None and p < NOT_PAYING_PROB:
+        return Verdict("stop", "does_not_pay", f"Stop: {lift} {f.metric} is real but does not pay: {_roi_words(roi)}",
+                       tuple(why), f.days_remaining)
+    tail = f"the expected loss {w.money(loss)} is above the {w.money(tolerance)} tolerance" \
+        if tolerance is not None and loss > tolerance else "the expected NPV is not above zero"
+    if f.reached:
+        return Verdict("stop", "roi_unclear",
+                       f"Stop: {lift} {f.metric} is real, but by the maximum duration {tail}", tuple(why), 0.0)
+    return Verdict("keep_running", "roi_unclear",
+                   f"Keep running: {lift} {f.metric} is real, but {tail}; {_days(f)}", tuple(why), f.days_remaining)
+
+
+def _underlying(f: _Facts) -> Verdict:
+    lift = w.pct(f.lift) if f.lift is not None else "no estimate"
+    if f.status != "ok" or f.seq_ci is None:
+        why = (f"Primary metric {f.metric}: no usable result (status {f.status!r}).",)
+        if f.reached:
+            return Verdict("stop", "no_usable_result",
+                           f"Stop: maximum duration reached without a usable {f.metric} result", why, 0.0)
+        return Verdict("keep_running", "no_usable_result",
+                       f"Keep running: no usable {f.metric} result yet; {_days(f)}", why, f.days_remaining)
+
+    if f.runtime_days < f.min_runtime_days or not f.min_sample_met:
+        left = max(f.min_runtime_days - f.runtime_days, 0.0)
+        gate = []
+        if f.runtime_days < f.min_runtime_days:
+            gate.append(f"the minimum runtime is {f.min_runtime_days:g} days ({f.runtime_days:.1f} so far)")
+        if not f.min_sample_met:
+            gate.append(f.min_sample_words or "the minimum sample is not reached")
+        days = max(left, f.days_remaining or 0.0) if f.days_remaining is not None else left
+        return Verdict(
+            "keep_running", "min_runtime",
+            f"Keep running: {' and '.join(gate)}; {w.days(days)}",
+            (f"Primary metric {f.metric}: {lift} so far. No verdict before the minimum runtime and sample: "
+             "early data over-represent the most eager visitors and the first days' novelty.",),
+            days,
+        )
+
+    breached = [(s, r) for s, r in (_guard(g) for g in f.guardrails) if s == "breached"]
+    if breached:
+        name = w.metric_words(next(g for g in f.guardrails if _guard(g)[0] == "breached").get("metric"))
+        return Verdict("stop", "guardrail", f"Stop: guardrail — {f.who} hurt {name} beyond its tolerance",
+                       tuple(r for _, r in breached), f.days_remaining)
+
+    at_horizon = f.mode in ("fixed", "hybrid") and f.reached
+    if at_horizon:
+        ci, kind, alpha = f.fixed_ci, "fixed", f.fixed_alpha
+    elif f.mode == "fixed":
+        seq_txt = _ci_words(f.seq_ci, f.seq_alpha, "sequential")
+        return Verdict(
+            "keep_running", "fixed_horizon",
+            f"Keep running: fixed-horizon test, read once at the planned sample; {_days(f)}",
+            (f"Primary metric {f.metric}: {lift} so far ({seq_txt}, shown for monitoring only).",),
+            f.days_remaining,
+        )
+    else:
+        ci, kind, alpha = f.seq_ci, "sequential", f.seq_alpha
+    if ci is None:
+        return Verdict("keep_running", "no_usable_result", f"Keep running: no usable {f.metric} interval yet; {_days(f)}",
+                       (f"Primary metric {f.metric}: no {kind} interval.",), f.days_remaining)
+    ci_txt = _ci_words(ci, alpha, kind)
+    primary_why = f"Primary metric {f.metric}: {lift}, {ci_txt}."
+
+    if ci[1] < 0:
+        return Verdict("stop", "harm", f"Stop: {f.who} lower {f.metric} ({lift}, {ci_txt})",
+                       (primary_why + " The whole interval is below zero: harm.",), f.days_remaining)
+    if ci[0] > 0:
+        return _win(f, ci, kind, alpha)
+    if kind == "sequential" and f.mde is not None and ci[1] < f.mde:
+        return Verdict(
+            "stop", "futility",
+            f"Stop: no clear effect — {f.metric} {lift}, and the interval rules out the {w.pct(f.mde)} we planned to detect "
+            f"({ci_txt})",
+            (primary_why + f" Its upper bound is below the MDE ({w.pct(f.mde)}): an effect of the size the test "
+             "was planned for is ruled out, so more data would not change the decision.",),
+            0.0,
+        )
+    if f.reached:
+        return Verdict(
+            "stop", "max_duration",
+            f"Stop: no clear effect — maximum duration reached under the plan ({f.metric} {lift}, {ci_txt})",
+            (primary_why + " The interval still includes zero and the planned sample is reached.",),
+            0.0,
+        )
+    return Verdict(
+        "keep_running", "not_conclusive",
+        f"Keep running: {f.metric} {lift} so far ({ci_txt}), not conclusive yet; {_days(f)}",
+        (primary_why + " The interval still includes zero, and effects of the planned size are still possible.",),
+        f.days_remaining,
+    )
+
+
+def decide_report(report: dict) -> dict:
+    """The verdict of one report (every field of the report but ``verdict`` may be read)."""
+    alpha = report.get("alpha", 0.05)
     if not (isinstance(alpha, int | float) and 0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not (isinstance(negligible_rel, int | float) and 0 <= negligible_rel < 1):
-        raise ValueError(f"negligible_rel must be in [0, 1), got {negligible_rel!r}")
-    if days_remaining is not None:
-        if not math.isfinite(days_remaining):
-            raise ValueError(f"days_remaining must be finite or None, got {days_remaining!r}")
-        days_remaining = max(0.0, float(days_remaining))
-    if "flag" not in srm:
-        raise ValueError("srm must carry 'flag'")
-
-    call = _underlying(primary, guardrails, roi, days_remaining, alpha, negligible_rel)
-    decision, headline, reasons = call.decision, call.headline, list(call.reasons)
-
-    if srm["flag"]:
-        p = srm.get("p_value")
-        p_txt = f" (p = {p:.2g})" if isinstance(p, int | float) and math.isfinite(p) else ""
-        reasons.insert(
-            0,
-            f"Sample ratio mismatch{p_txt}: the traffic split differs from the plan, so every result is "
-            "suspect; investigate assignment and tracking before acting on it.",
-        )
+    f = _facts(report)
+    v = _underlying(f)
+    decision, headline, reasons = v.decision, v.headline, list(v.reasons)
+    if f.srm.get("flag"):
+        p = _num(f.srm.get("p_value"))
+        p_txt = f" (always-valid p = {p:.2g})" if p is not None else ""
+        reasons.insert(0, f"Sample ratio mismatch{p_txt}: the split between the configured variants differs from "
+                          "the plan, so every result is suspect; investigate assignment and tracking before acting.")
         if decision == "stop":
             headline += "; also, the traffic split is off: investigate assignment and tracking"
-        else:
-            if decision == "ship":
-                reasons.append("The metrics alone would support shipping, but not with a broken split.")
-            decision = "keep_running"
-            headline = (
+        elif decision == "ship":  # _win already refuses a failing data-quality check; never let one through
+            decision, headline = "keep_running", (
                 "Do not ship yet: the traffic split between variants is off (sample ratio mismatch); "
-                "investigate assignment and tracking"
-            )
-
-    return {"decision": decision, "headline": headline, "reasons": reasons, "days_remaining": days_remaining}
+                "investigate assignment and tracking")
+    return Verdict(decision, v.reason, headline, tuple(reasons), v.days_remaining).to_dict()

@@ -89,3 +89,51 @@ def sequential(fixed: FixedResult, n_total: int, alpha: float = 0.05, tuning: fl
         hw_rel = half_width(fixed.se_rel**2, n_total, alpha, tuning)
         ci_rel = (fixed.lift_rel - hw_rel, fixed.lift_rel + hw_rel)
     return SequentialResult(fixed.status, ci_abs, ci_rel, p)
+
+
+@dataclass(frozen=True)
+class SequentialGuardrail:
+    """Always-valid non-inferiority of one guardrail metric: is its relative change above -margin?
+
+    ``passed`` when the sequential interval's lower bound is above -margin, ``breached`` when its
+    upper bound is below -margin (worse than tolerated, shown), else ``pending``. The lower bound
+    of a two-sided (1 - alpha) confidence sequence crosses -margin wrongly with probability at most
+    alpha at ANY look (Ville's inequality bounds the two-sided crossing, hence each side), so daily
+    looks cannot turn a harmful change into "passed".
+    """
+
+    status: Status
+    state: str  # passed | breached | pending | unavailable
+    margin: float
+    lower: float | None
+    upper: float | None
+    alpha: float
+
+    @property
+    def passed(self) -> bool:
+        return self.state == "passed"
+
+    def to_dict(self) -> dict:
+        return {
+            "margin": self.margin,
+            "state": self.state,
+            "passed": self.passed,
+            "sequential_lower": self.lower,
+            "sequential_upper": self.upper,
+            "alpha": self.alpha,
+            "status": self.status.value,
+        }
+
+
+def sequential_guardrail(
+    fixed: FixedResult, n_total: int, margin: float, alpha: float = 0.05, tuning: float = DEFAULT_TUNING
+) -> SequentialGuardrail:
+    check_alpha(alpha)
+    if not (isinstance(margin, int | float) and 0.0 <= margin < 1.0):
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    seq = sequential(fixed, n_total, alpha, tuning)
+    if fixed.status is not Status.OK or seq.ci_rel is None:
+        return SequentialGuardrail(fixed.status, "unavailable", margin, None, None, alpha)
+    lo, hi = seq.ci_rel
+    state = "passed" if lo > -margin else "breached" if hi < -margin else "pending"
+    return SequentialGuardrail(Status.OK, state, margin, lo, hi, alpha)

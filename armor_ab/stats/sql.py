@@ -4,13 +4,43 @@ What counts (the analysis contract):
 
 * A visitor enters on its **first exposure** inside the window [start, end] that names a variant;
   its variant is that exposure's variant, its segment values (device, category, ...) are read
-  from that exposure's ``properties``. Visitors exposed to more than one variant keep the first
-  one and are counted in ``multi_variant_visitors``.
+  from that exposure's ``properties``.
+* Data quality comes before statistics. These visitors are excluded from every sum (totals,
+  daily rows, segments, ages) and only counted, each under the first reason that applies:
+
+  1. ``multi``: exposed to more than one variant in the window (GrowthBook's ``__multiple__``);
+  2. ``unknown``: its first exposure names a variant outside ``variants`` (when given);
+  3. bot ``user_agent``: one of its exposures in the window (with a variant or not) has
+     ``properties.bot = true`` (the JSON boolean; the API sets it when the request's User-Agent
+     is a known bot, ``armor_ab.bots``);
+  4. bot ``rate``: more than ``max_views_per_day`` page views in one UTC day after its first
+     exposure (in the window; the conversion window does not shorten this check).
+
 * Its page_view / dwell / inquiry events count from its first exposure (``ts >= t0``) to the
-  window end. Events in the ``pre_days`` x 24 h before ``t0`` are its pre-exposure (CUPED)
-  values; a client sends those only when it logs events before assigning.
-* Dwell values are capped at the ``cap_percentile`` quantile (``quantile_cont``, linear
-  interpolation, the same as ``numpy.quantile``) of every dwell value of the experiment in the window.
+  window end, and with ``conversion_window_days`` = W only on the UTC calendar days day0 ..
+  day0 + W - 1 (day0: the day of t0). The window is **day-granular**: an exposure at 23:59 gets
+  W - 1 days and one minute. Events in the ``pre_days`` x 24 h before ``t0`` are its
+  pre-exposure (CUPED) values; a client sends those only when it logs events before assigning.
+* **Per-visitor capping** (Statsig-style winsorisation) of ``views``, ``dwell``, ``inq`` and
+  ``inqv``: each visitor's total is capped at a fixed value (``absolute``) or at the
+  ``quantile_cont`` of all included visitors' totals (``percentile``: pooled over variants,
+  zeros included, after the exclusions above; linear interpolation like ``numpy.quantile``).
+  The same cap applies to the variable's pre-exposure total. ``any`` (0/1) is never capped.
+  The daily series stays exact: the capped cumulative value is min(c, cap), the day's change
+  min(c, cap) - min(c - δ, cap). Caps, exclusions and the ROI values below are decided on the
+  whole window, so re-running the analysis later can revise earlier days of the series.
+* Optionally (``cap_percentile``, off by default) single dwell values are first capped at that
+  quantile of every dwell value of the experiment in the window (the old event-level cap).
+* The ROI's window, R = ``roi_window_days``: ``mature`` is 1 when day0 + R <= the analysis end's
+  UTC day (the R days are complete), and then ``wq`` is the visitor's inquiries on days day0 ..
+  day0 + R - 1 (capped with ``inq``'s cap; the conversion window does not shorten it), else both
+  are 0. ``mature`` is booked on the entry day and ``wq`` on the days it happens, so their totals
+  and segments are right while their daily series is not meaningful (a visitor counts as mature
+  from its first day on, but its window's inquiries arrive over R days).
+* **Ages** (lift by days since exposure): for k in 0 .. ``max_age_days`` (and < W), every
+  included visitor whose day day0 + k is complete before the analysis end's UTC day counts in
+  age k's ``n``, with the (capped) changes of that single day as its values; ``any`` there means
+  "inquired that day"; pre-exposure and ROI columns are 0.
 * Days are UTC calendar days. Day d's statistics cover all data up to the end of day d.
 * Events are unique by ``event_id``: when the source table enforces it (the real ``events``
   table has it as PRIMARY KEY) nothing more is needed; otherwise the query deduplicates first.
@@ -18,47 +48,69 @@ What counts (the analysis contract):
 
 How it stays fast (one pass over the events on the common path, no join against them):
 
-1. ``fe``: each visitor's first exposure, from the exposure rows only (~1 per visitor).
+1. ``fe0``: each visitor's first exposure and exclusion reason, from the exposure rows only
+   (~1 per visitor); ``fe`` keeps the visitors not excluded there.
 2. ``s1``: the experiment's events grouped by (visitor, UTC day) once: the sums per type and the
    group's earliest and latest timestamps.
 3. ``j``: each group classified as post-exposure, pre-exposure, outside, or "mixed" (the exposure
    day when something happened before the exposure, or the day the pre-window starts in). Only
    mixed groups are recomputed from their events (``fix``); with none, that join reads nothing.
-4. A running sum per visitor over its days gives the cumulative value c at each active day, so
-   the daily *changes* of sums of squares and cross-products are exact (c² - p² with p = c - δ);
-   summing the changes over days gives the totals and, cumulated in Python, the daily series.
-   Variant, segment values and the multi-variant flag travel as one small integer ("cell").
-5. One small aggregation by (cell, day), then GROUPING SETS for the daily and per-segment rows.
+4. ``rate_bots``: the rows of a post-exposure day with too many page views (a filter, a tiny
+   result); ``post`` drops those visitors and applies the conversion window.
+5. ``cum``: one window pass per visitor over its days gives the running value c at each active
+   day; its last row's values are the visitor's totals, from which ``caps`` takes the quantiles.
+   ``d`` caps c and the day's change, so the daily *changes* of sums of squares and
+   cross-products are exact (c² - p² with p = c - δ); summing the changes over days gives the
+   totals and, cumulated in Python, the daily series. Variant and segment values travel as one
+   small integer ("cell").
+6. One small aggregation by (cell, day, entry day) (``fine``), then GROUPING SETS for the daily
+   and per-segment rows, and the per-age rows from the same small table; the exclusion counts
+   and the caps ride along as rows of their own (``UNION ALL BY NAME``).
 
-On 1M visitors / 10M events this is ~4.5 CPU-seconds (see benchmarks/bench_analysis.py).
+On 1M visitors / 10M events this is ~5 CPU-seconds (see benchmarks/bench_analysis.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
-from armor_ab.stats.suffstats import CROSS, POST, SUM_COLUMNS, VisitorSums
+from armor_ab.experiments.models import CAPPABLE, Capping
+from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS, VisitorSums
 
 DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 _FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
+
+# The default per-visitor caps: the spec's default (``AnalysisSpec.capping_default``) on every variable.
+DEFAULT_CAPS: dict[str, Capping | None] = dict.fromkeys(CAPPABLE, Capping())
+BOT_REASONS = ("user_agent", "rate")
+# Variables with one value per visitor, booked on its entry row (no daily history). ``wq`` is not
+# one of them: it is summed day by day like ``inq`` (then no window looks ahead for its total).
+_FIXED = frozenset((*PRE, "mature"))
 
 
 @dataclass(frozen=True)
 class ExperimentSums:
     """The query's answer: sums per variant, per variant and day, per segment value and variant."""
 
-    cap: float | None
+    cap: float | None  # the event-level dwell cap in ms (``cap_percentile``); None when it is off
     daily: dict[str, dict[date, VisitorSums]]  # variant -> day -> change during that day
     segments: dict[str, dict[str, dict[str, VisitorSums]]]  # key -> value -> variant -> totals
-    multi_variant_visitors: int
+    multi_variant_visitors: int  # excluded: exposed to more than one variant
     deduplicated_in_sql: bool
+    unknown_variant_visitors: dict[str, int] = field(default_factory=dict)  # excluded: variant -> visitors
+    bot_visitors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOT_REASONS, 0))  # excluded
+    caps: dict[str, float | None] = field(default_factory=dict)  # per-visitor cap used per variable (None: none)
+    ages: dict[str, dict[int, VisitorSums]] = field(default_factory=dict)  # variant -> days since exposure -> sums
     totals: dict[str, VisitorSums] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,46 +161,171 @@ def _json_path_literal(key: str) -> str:
 
 
 def _post_sum(col: str) -> str:
-    """The SQL expression whose sum over visitor-day rows is the column ``col`` of SUM_COLUMNS."""
+    """The SQL expression whose sum over visitor-day rows of ``d`` is the column ``col`` of SUM_COLUMNS.
+
+    Daily variables contribute their (capped) change each day; fixed ones (pre-exposure, ROI
+    window) their one value on the entry row, so every sum adds up over days to the visitor's total.
+    """
     if col == "n":
         return "entry"
     kind, _, rest = col.partition("_")
     if kind == "s":
-        return f"entry * {rest}" if rest.startswith("q_") else f"d_{rest}"
+        return f"entry * {rest}" if rest in _FIXED else f"d_{rest}"
     if kind == "ss":
         # c² - p² with p = c - δ, written as δ(2c - δ) to avoid cancellation.
-        return f"entry * {rest} * {rest}" if rest.startswith("q_") else f"d_{rest} * (2 * c_{rest} - d_{rest})"
+        return f"entry * {rest} * {rest}" if rest in _FIXED else f"d_{rest} * (2 * c_{rest} - d_{rest})"
     a, b = rest.split("__")
-    if a.startswith("q_") and b.startswith("q_"):
+    if a in _FIXED and b in _FIXED:
         return f"entry * {a} * {b}"
-    if b.startswith("q_"):  # post x pre: the pre value is fixed, so the change is δ_a * q_b
+    if b in _FIXED:  # daily x fixed: the fixed value does not change, so the change is δ_a * b
         return f"d_{a} * {b}"
+    if a in _FIXED:
+        return f"d_{b} * {a}"
     return f"d_{a} * c_{b} + d_{b} * c_{a} - d_{a} * d_{b}"  # c_a c_b - p_a p_b
 
 
-def build_query(segments: Sequence[str], *, dedup: bool, source: str = "events") -> str:
-    """The SQL text; parameters $exp, $lo, $start, $end (epoch µs), $pct and $pre (days)."""
+def _age_sum(col: str) -> str | None:
+    """The single-day contribution of ``col`` for the per-age rows; None where it is 0 (pre, ROI, n)."""
+    if col == "n":
+        return None
+    kind, _, rest = col.partition("_")
+    names = rest.split("__") if kind == "x" else [rest]
+    if any(v not in POST for v in names):
+        return None
+    value = [("a_any" if v == "any" else f"d_{v}") for v in names]  # a_any: inquired that day
+    if kind == "s":
+        return value[0]
+    return f"{value[0]} * {value[0]}" if kind == "ss" else f"{value[0]} * {value[1]}"
+
+
+def _capped(var: str, cap: str | None) -> tuple[str, str]:
+    """``d``'s expressions of the visitor's running total of ``var`` and that day's change, capped at ``cap``."""
+    if cap is None:
+        return f"c.c_{var}", f"c.{var}"
+    return f"least(c.c_{var}, {cap})", f"least(c.c_{var}, {cap}) - least(c.c_{var} - c.{var}, {cap})"
+
+
+def build_query(
+    segments: Sequence[str],
+    *,
+    dedup: bool,
+    source: str = "events",
+    event_cap: bool = False,
+    caps: Mapping[str, str | None] | None = None,
+    variants: bool = False,
+    bot_user_agents: bool = True,
+    rate_limit: bool = False,
+    conversion_window: bool = False,
+) -> str:
+    """The SQL text of the query; what ``load_sums`` runs.
+
+    ``caps`` maps each variable of ``CAPPABLE`` to its cap's kind (``"percentile"``,
+    ``"absolute"`` or None; missing: None; ``caps=None``: percentile everywhere, the default).
+    The flags switch on the parts that need them. Parameters (epoch µs, days, values):
+    $exp, $lo, $start, $end, $end_day, $pre, $roi, $max_age, and when used $pct (event-level dwell
+    cap), $cap_<variable> (quantile or value), $variants (VARCHAR[]), $max_views, $cw (days).
+    """
     if not _TABLE_NAME.match(source):
         raise ValueError(f"source table {source!r} is not a plain identifier")
-    assert all(a in (*POST, *(f"q_{p}" for p in POST)) for pair in CROSS for a in pair)
+    kinds = dict.fromkeys(CAPPABLE, "percentile") if caps is None else dict(caps)
+    if not set(kinds) <= set(CAPPABLE) or not set(kinds.values()) <= {None, "percentile", "absolute"}:
+        raise ValueError(f"caps must map some of {CAPPABLE} to 'percentile', 'absolute' or None, got {kinds!r}")
+    kinds = {v: kinds.get(v) for v in CAPPABLE}
+    assert all(a in (*POST, *PRE, *ROI_WINDOW) for pair in CROSS for a in pair)
 
     seg_cols = [f"g{i}" for i in range(len(segments))]
     seg_extract = "".join(
-        f",\n        json_extract_string(arg_min(properties, tu), {_json_path_literal(name)}) AS g{i}"
+        f",\n            json_extract_string(arg_min(properties, tu) FILTER (variant IS NOT NULL), "
+        f"{_json_path_literal(name)}) AS g{i}"
         for i, name in enumerate(segments)
     )
     carry = "".join(f", {c}" for c in seg_cols)
     cell_match = "".join(f" AND fe0.{c} IS NOT DISTINCT FROM cells.{c}" for c in seg_cols)
-    exposure = "type = 'exposure' AND variant IS NOT NULL AND tu >= $start"
-    per_type = """count(*) FILTER (type = 'page_view')::DOUBLE AS views,
-        coalesce(sum(CASE WHEN value > cap.c THEN cap.c ELSE value END) FILTER (type = 'dwell'), 0) AS dwell,
+
+    # Exclusions decided from the exposure rows alone; the first reason that applies wins.
+    ua_col = (",\n            coalesce(bool_or(json_extract(properties, '$.bot') = 'true'), false) AS ua_bot"
+              if bot_user_agents else "")
+    reasons = "WHEN multi THEN 'multi'"
+    if variants:
+        reasons += " WHEN NOT list_contains($variants::VARCHAR[], variant) THEN 'unknown'"
+    if bot_user_agents:
+        reasons += " WHEN ua_bot THEN 'user_agent'"
+
+    def dwell(prefix: str) -> str:
+        value = f"{prefix}value"
+        return f"CASE WHEN {value} > cap.c THEN cap.c ELSE {value} END" if event_cap else value
+
+    cap_cte = (
+        "SELECT quantile_cont(value, $pct) AS c FROM src WHERE type = 'dwell' AND value IS NOT NULL AND tu >= $start"
+        if event_cap else "SELECT NULL::DOUBLE AS c"
+    )
+    cap_join = " CROSS JOIN cap" if event_cap else ""
+    per_type = f"""count(*) FILTER (type = 'page_view')::DOUBLE AS views,
+        coalesce(sum({dwell('')}) FILTER (type = 'dwell'), 0) AS dwell,
         count(*) FILTER (type = 'inquiry')::DOUBLE AS inq,
         coalesce(sum(value) FILTER (type = 'inquiry'), 0) AS inqv"""
-    cum_cols = ",\n        ".join(f"sum({v}) OVER w AS c_{v}" for v in ("views", "dwell", "inq", "inqv"))
-    fine_sums = ",\n        ".join(f"sum({_post_sum(c)}) AS {c}" for c in SUM_COLUMNS)
+
+    daily_vars = ("views", "dwell", "inq", "inqv")
+    # The conversion window: a day counts only when day0 <= day < day0 + W. Later days keep their
+    # rows while the ROI window still needs them, with the other values zeroed: the running sums
+    # then stay at the window's totals.
+    if conversion_window:
+        post_vals = ", ".join(f"CASE WHEN day < day0 + $cw THEN {v} ELSE 0 END AS {v}" for v in daily_vars)
+        post_where = " AND day < day0 + greatest($cw, $roi)"
+    else:
+        post_vals, post_where = ", ".join(daily_vars), ""
+    if rate_limit:
+        post_where += " AND uid NOT IN (SELECT uid FROM rate_bots)"
+    window_cols = [f"sum({v}) OVER w AS c_{v}" for v in (*daily_vars, "wq")]
+    if "percentile" in kinds.values():
+        window_cols.append("lead(day) OVER w IS NULL AS last")  # the row whose running sums are the totals
+    cum_cols = ",\n        ".join(window_cols)
+    rate_cte = (
+        "\n-- More page views in a post-exposure day than allowed: a filter over rows, a tiny result.\n"
+        "rate_bots AS (SELECT DISTINCT uid FROM rows WHERE part = 1 AND views > $max_views),"
+        if rate_limit else ""
+    )
+
+    cap_exprs = []
+    for v in CAPPABLE:
+        if kinds[v] == "percentile":
+            cap_exprs.append(f"quantile_cont(c_{v}, $cap_{v}) AS cap_{v}")
+        elif kinds[v] == "absolute":
+            cap_exprs.append(f"$cap_{v}::DOUBLE AS cap_{v}")
+        else:
+            cap_exprs.append(f"NULL::DOUBLE AS cap_{v}")
+    caps_from = " FROM cum WHERE last" if "percentile" in kinds.values() else ""
+    caps_cte = f"SELECT {', '.join(cap_exprs)}{caps_from}"
+
+    capped = ",\n        ".join(
+        f"{c} AS c_{v}, {d} AS d_{v}" for v in daily_vars for c, d in [_capped(v, f"k.cap_{v}" if kinds[v] else None)]
+    )
+    pre_cols = ", ".join(
+        f"least(coalesce(p.q_{v}, 0), k.cap_{v}) AS q_{v}" if kinds[v] else f"coalesce(p.q_{v}, 0) AS q_{v}"
+        for v in daily_vars
+    )
+    wq_c, wq_d = _capped("wq", "k.cap_inq" if kinds["inq"] else None)  # wq is capped with inq's cap
+
+    fine_cols = [f"sum({_post_sum(c)}) AS {c}" for c in SUM_COLUMNS]
+    age_source: dict[str, str | None] = {}
+    for c in SUM_COLUMNS:
+        expr = _age_sum(c)
+        if expr is None or expr == _post_sum(c):  # s_views & co: the day's change either way
+            age_source[c] = None if expr is None else c
+        else:
+            age_source[c] = f"a_{c}"
+            fine_cols.append(f"sum({expr}) AS a_{c}")
+    fine_sums = ",\n        ".join(fine_cols)
     final_sums = ", ".join(f"sum({c}) AS {c}" for c in SUM_COLUMNS)
+    age_sums = ", ".join(
+        f"sum({age_source[c]}) AS {c}" if age_source[c] else f"0::DOUBLE AS {c}" for c in SUM_COLUMNS
+    )
     grouping_sets = ", ".join(["(variant, day)", *(f"(variant, {c})" for c in seg_cols)])
     grouping_flags = "".join(f", GROUPING({c}) AS grp_{c}" for c in seg_cols)
+    rate_count = (
+        "\nUNION ALL BY NAME\nSELECT 'excluded' AS part, 'rate' AS reason, count(*) AS visitors FROM rate_bots"
+        if rate_limit else ""
+    )
     if dedup:
         src = f"""src AS MATERIALIZED (
     SELECT DISTINCT ON (event_id) user_id, variant, type, value, epoch_us(ts) AS tu, properties
@@ -161,30 +338,34 @@ def build_query(segments: Sequence[str], *, dedup: bool, source: str = "events")
 )"""
     return f"""
 WITH {src},
-cap AS (
-    SELECT quantile_cont(value, $pct) AS c FROM src WHERE type = 'dwell' AND value IS NOT NULL AND tu >= $start
+cap AS ({cap_cte}),
+fe0 AS MATERIALIZED (
+    SELECT *, CASE {reasons} END AS excluded
+    FROM (
+        SELECT user_id, min(tu) FILTER (variant IS NOT NULL) AS t0,
+            arg_min(variant, tu) FILTER (variant IS NOT NULL) AS variant,
+            min(variant) <> max(variant) AS multi{ua_col}{seg_extract}
+        FROM src WHERE type = 'exposure' AND tu >= $start
+        GROUP BY user_id
+        HAVING count(variant) > 0
+    )
 ),
-fe0 AS (
-    SELECT user_id, min(tu) AS t0, min(tu) // {DAY_US} AS day0, arg_min(variant, tu) AS variant,
-        (min(variant) <> max(variant))::DOUBLE AS multi{seg_extract}
-    FROM src WHERE {exposure}
-    GROUP BY user_id
-),
--- The few distinct (variant, segment values, multi) combinations, numbered: the wide strings
--- then travel through the per-visitor-day steps as one integer.
+-- The few distinct (variant, segment values) combinations, numbered: the wide strings then
+-- travel through the per-visitor-day steps as one integer.
 cells AS (
-    SELECT *, row_number() OVER () AS cell FROM (SELECT DISTINCT variant, multi{carry} FROM fe0)
+    SELECT *, row_number() OVER () AS cell FROM (SELECT DISTINCT variant{carry} FROM fe0 WHERE excluded IS NULL)
 ),
 fe AS (
-    SELECT fe0.user_id, fe0.t0, fe0.day0, cells.cell, row_number() OVER () AS uid
-    FROM fe0 JOIN cells ON fe0.variant = cells.variant AND fe0.multi = cells.multi{cell_match}
+    SELECT fe0.user_id, fe0.t0, fe0.t0 // {DAY_US} AS day0, cells.cell, row_number() OVER () AS uid
+    FROM fe0 JOIN cells ON fe0.variant = cells.variant{cell_match}
+    WHERE fe0.excluded IS NULL
 ),
 s1 AS (
     SELECT user_id, tu // {DAY_US} AS day,
         min(tu) AS mt,
         max(tu) AS mx,
         {per_type}
-    FROM src CROSS JOIN cap
+    FROM src{cap_join}
     GROUP BY ALL
 ),
 j AS (
@@ -206,10 +387,10 @@ mixed AS (SELECT user_id, uid, day, t0, day0, cell FROM j WHERE part = 2),
 fix AS (
     SELECT m.uid, m.day, (e.tu >= m.t0)::INTEGER AS part, m.t0, m.day0, m.cell,
         count(*) FILTER (e.type = 'page_view')::DOUBLE AS views,
-        coalesce(sum(CASE WHEN e.value > cap.c THEN cap.c ELSE e.value END) FILTER (e.type = 'dwell'), 0) AS dwell,
+        coalesce(sum({dwell('e.')}) FILTER (e.type = 'dwell'), 0) AS dwell,
         count(*) FILTER (e.type = 'inquiry')::DOUBLE AS inq,
         coalesce(sum(e.value) FILTER (e.type = 'inquiry'), 0) AS inqv
-    FROM src e JOIN mixed m ON e.user_id = m.user_id AND e.tu // {DAY_US} = m.day CROSS JOIN cap
+    FROM src e JOIN mixed m ON e.user_id = m.user_id AND e.tu // {DAY_US} = m.day{cap_join}
     WHERE e.tu >= m.t0 - $pre * {DAY_US}
     GROUP BY ALL
 ),
@@ -223,31 +404,54 @@ pre AS (
         (sum(inq) > 0)::DOUBLE AS q_any, sum(inqv) AS q_inqv
     FROM rows WHERE part = 0 GROUP BY uid
 ),
-cum AS (
-    SELECT uid, day, day0, cell, views, dwell, inq, inqv,
+{rate_cte}
+post AS (
+    SELECT uid, day, day0, cell, {post_vals},
+        CASE WHEN day < day0 + $roi THEN inq ELSE 0 END AS wq  -- the day's inquiries in the ROI window
+    FROM rows WHERE part = 1{post_where}
+),
+-- Every window function shares this one window, so one sort: the totals come from each visitor's
+-- ``last`` row. A second window over the whole partition costs another sort (on 1M visitors
+-- ~1.5x this one; with ORDER BY and a full frame ~10x), for values the last row already has.
+cum AS MATERIALIZED (
+    SELECT *,
         {cum_cols}
-    FROM rows WHERE part = 1
+    FROM post
     WINDOW w AS (PARTITION BY uid ORDER BY day ROWS UNBOUNDED PRECEDING)
 ),
+caps AS ({caps_cte}),
 d AS (
-    SELECT c.cell, c.day, (c.day = c.day0)::DOUBLE AS entry,
-        c.views AS d_views, c.dwell AS d_dwell, c.inq AS d_inq, c.inqv AS d_inqv,
-        c.c_views, c.c_dwell, c.c_inq, c.c_inqv,
+    SELECT c.cell, c.day, c.day0, (c.day = c.day0)::DOUBLE AS entry,
+        {capped},
         (c.c_inq > 0)::DOUBLE AS c_any, (c.c_inq > 0)::DOUBLE - (c.c_inq - c.inq > 0)::DOUBLE AS d_any,
-        coalesce(p.q_views, 0) AS q_views, coalesce(p.q_dwell, 0) AS q_dwell, coalesce(p.q_inq, 0) AS q_inq,
-        coalesce(p.q_any, 0) AS q_any, coalesce(p.q_inqv, 0) AS q_inqv
-    FROM cum c LEFT JOIN pre p USING (uid)
+        (c.inq > 0)::DOUBLE AS a_any,
+        {pre_cols}, coalesce(p.q_any, 0) AS q_any,
+        (c.day0 + $roi <= $end_day)::DOUBLE AS mature,
+        CASE WHEN c.day0 + $roi <= $end_day THEN {wq_c} ELSE 0 END AS c_wq,
+        CASE WHEN c.day0 + $roi <= $end_day THEN {wq_d} ELSE 0 END AS d_wq
+    FROM cum c LEFT JOIN pre p USING (uid) CROSS JOIN caps k
 ),
-fine AS (
-    SELECT cell, day, sum(entry) AS entered,
+fine AS MATERIALIZED (
+    SELECT cell, day, day0,
         {fine_sums}
     FROM d GROUP BY ALL
 )
-SELECT GROUPING(day) AS grp_day{grouping_flags}, variant, day{carry}, any_value(cap.c) AS cap,
-    sum(entered * multi) AS multi_n,
+SELECT 'sums' AS part, GROUPING(day) AS grp_day{grouping_flags}, variant, day{carry},
     {final_sums}
-FROM fine JOIN cells USING (cell) CROSS JOIN cap
+FROM fine JOIN cells USING (cell)
 GROUP BY GROUPING SETS ({grouping_sets})
+UNION ALL BY NAME
+SELECT 'age' AS part, variant, age AS day,
+    {age_sums}
+FROM (SELECT *, day - day0 AS age FROM fine) JOIN cells USING (cell)
+WHERE age <= $max_age AND day < $end_day
+GROUP BY variant, age
+UNION ALL BY NAME
+SELECT 'excluded' AS part, excluded AS reason, CASE WHEN excluded = 'unknown' THEN variant END AS variant,
+    count(*) AS visitors
+FROM fe0 WHERE excluded IS NOT NULL GROUP BY ALL{rate_count}
+UNION ALL BY NAME
+SELECT 'caps' AS part, (SELECT c FROM cap) AS cap_event, {", ".join(f"cap_{v}" for v in CAPPABLE)} FROM caps
 """
 
 
@@ -258,58 +462,169 @@ def _epoch_us(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _check_caps(caps: Mapping[str, Capping | None]) -> dict[str, Capping | None]:
+    unknown = set(caps) - set(CAPPABLE)
+    if unknown:
+        raise ValueError(f"caps: no variable {sorted(unknown)}; the cappable ones are {CAPPABLE}")
+    out = {v: caps.get(v) for v in CAPPABLE}
+    for var, cap in out.items():
+        if cap is None:
+            continue
+        ok = isinstance(cap.value, int | float) and math.isfinite(cap.value)
+        if cap.type == "percentile":
+            ok = ok and 0.0 < cap.value <= 1.0
+        elif cap.type == "absolute":
+            ok = ok and cap.value >= 0.0
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(f"caps[{var!r}]: not a valid cap: {cap!r}")
+    return out
+
+
+def _used_parameters(sql: str) -> set[str]:
+    """The ``$name`` parameters of the SQL text (outside string literals: JSON paths start with ``$``)."""
+    return set(_PARAMETER.findall(_STRING_LITERAL.sub("''", sql)))
+
+
 def load_sums(
     con: duckdb.DuckDBPyConnection,
     experiment: str,
     *,
     start: datetime | None,
     end: datetime,
-    cap_percentile: float = 0.99,
+    cap_percentile: float | None = None,
     pre_days: int = 14,
     segments: Sequence[str] = (),
     source: str = "events",
     dedup: bool | None = None,
+    variants: Sequence[str] | None = None,
+    caps: Mapping[str, Capping | None] | None = None,
+    bot_user_agents: bool = True,
+    max_views_per_day: int | None = None,
+    conversion_window_days: int | None = None,
+    roi_window_days: int = 3,
+    max_age_days: int = 27,
 ) -> ExperimentSums:
-    """Run the query for one experiment; ``dedup=None`` deduplicates only when the table does not enforce it."""
-    if not 0.0 < cap_percentile <= 1.0:
-        raise ValueError(f"cap_percentile must be in (0, 1], got {cap_percentile!r}")
+    """Run the query for one experiment (the rules are in this module's docstring).
+
+    ``cap_percentile``: the optional event-level dwell cap (None: off). ``caps``: the per-visitor
+    cap of each variable of ``CAPPABLE`` (``AnalysisSpec.variable_caps``); a variable missing
+    from the mapping, or mapped to None, is not capped; ``caps=None`` means ``DEFAULT_CAPS``.
+    ``variants``: the configured variants (None: every variant seen is reported).
+    ``dedup=None`` deduplicates only when the table does not enforce unique event ids.
+    """
+    if cap_percentile is not None and not 0.0 < cap_percentile <= 1.0:
+        raise ValueError(f"cap_percentile must be in (0, 1] or None, got {cap_percentile!r}")
     if pre_days < 1:
         raise ValueError(f"pre_days must be >= 1, got {pre_days!r}")
+    if max_views_per_day is not None and max_views_per_day < 0:
+        raise ValueError(f"max_views_per_day must be >= 0 or None, got {max_views_per_day!r}")
+    if conversion_window_days is not None and conversion_window_days < 1:
+        raise ValueError(f"conversion_window_days must be >= 1 or None, got {conversion_window_days!r}")
+    if roi_window_days < 1:
+        raise ValueError(f"roi_window_days must be >= 1, got {roi_window_days!r}")
+    if max_age_days < 0:
+        raise ValueError(f"max_age_days must be >= 0, got {max_age_days!r}")
+    if isinstance(variants, str):
+        raise ValueError("variants must be a sequence of variant keys, not one string")
+    var_caps = _check_caps(DEFAULT_CAPS if caps is None else caps)
     start_us, end_us = _epoch_us(start or _FAR_PAST), _epoch_us(end)
     if start_us > end_us:
         raise ValueError(f"window start {start} is after its end {end}")
     segments = list(dict.fromkeys(segments))
     if dedup is None:
         dedup = not event_id_enforced_unique(con, source)
-    params = {
+    end_day = end_us // DAY_US
+    max_age = max_age_days if conversion_window_days is None else min(max_age_days, conversion_window_days - 1)
+    sql = build_query(
+        segments, dedup=dedup, source=source, event_cap=cap_percentile is not None,
+        caps={v: c.type if c is not None else None for v, c in var_caps.items()},
+        variants=variants is not None, bot_user_agents=bot_user_agents,
+        rate_limit=max_views_per_day is not None, conversion_window=conversion_window_days is not None,
+    )
+    params: dict[str, object] = {
         "exp": experiment,
         "start": start_us,
         "lo": start_us - pre_days * DAY_US,
         "end": end_us,
-        "pct": float(cap_percentile),
+        "end_day": end_day,
         "pre": int(pre_days),
+        "roi": int(roi_window_days),
+        "max_age": int(max_age),
+        "pct": float(cap_percentile) if cap_percentile is not None else None,
+        "variants": [str(v) for v in variants] if variants is not None else None,
+        "max_views": int(max_views_per_day) if max_views_per_day is not None else None,
+        "cw": int(conversion_window_days) if conversion_window_days is not None else None,
+        **{f"cap_{v}": float(c.value) for v, c in var_caps.items() if c is not None},
     }
-    rows = con.execute(build_query(segments, dedup=dedup, source=source), params).fetchall()
+    used = _used_parameters(sql)
+    cur = con.execute(sql, {k: v for k, v in params.items() if k in used})
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
 
-    k = len(segments)
-    n_flags = 1 + k
+    col = {name: i for i, name in enumerate(names)}
+    sum_idx = [col[c] for c in SUM_COLUMNS]
+    flag_idx = [col["grp_day"], *(col[f"grp_g{i}"] for i in range(len(segments)))]
     daily: dict[str, dict[date, VisitorSums]] = {}
     seg: dict[str, dict[str, dict[str, VisitorSums]]] = {name: {} for name in segments}
-    cap: float | None = None
+    age_sums: dict[str, dict[int, VisitorSums]] = {}
+    unknown: dict[str, int] = {}
+    bots = dict.fromkeys(BOT_REASONS, 0)
     multi = 0
+    event_cap: float | None = None
+    used_caps: dict[str, float | None] = dict.fromkeys(CAPPABLE)
     for row in rows:
-        flags = row[:n_flags]
-        variant, day = row[n_flags], row[n_flags + 1]
-        values = row[n_flags + 2 : n_flags + 2 + k]
-        cap_value, multi_value = row[n_flags + 2 + k], row[n_flags + 3 + k]
-        sums = VisitorSums(tuple(float(v) for v in row[n_flags + 4 + k :]))
-        if cap_value is not None:
-            cap = float(cap_value)
-        if flags[0] == 0:  # the (variant, day) grouping set
-            daily.setdefault(variant, {})[_EPOCH + timedelta(days=int(day))] = sums
-            multi += int(round(multi_value or 0))
-            continue
-        for i in range(k):
-            if flags[1 + i] == 0 and values[i] is not None:
-                seg[segments[i]].setdefault(str(values[i]), {})[variant] = sums
-    return ExperimentSums(cap=cap, daily=daily, segments=seg, multi_variant_visitors=multi, deduplicated_in_sql=dedup)
+        part = row[col["part"]]
+        if part in ("sums", "age"):
+            sums = VisitorSums(tuple(float(row[i]) for i in sum_idx))
+            variant, day = row[col["variant"]], row[col["day"]]
+            if part == "age":
+                age_sums.setdefault(variant, {})[int(day)] = sums
+            elif row[flag_idx[0]] == 0:  # the (variant, day) grouping set
+                daily.setdefault(variant, {})[_EPOCH + timedelta(days=int(day))] = sums
+            else:
+                for i, name in enumerate(segments):
+                    value = row[col[f"g{i}"]]
+                    if row[flag_idx[1 + i]] == 0 and value is not None:
+                        seg[name].setdefault(str(value), {})[variant] = sums
+        elif part == "excluded":
+            reason, count = row[col["reason"]], int(row[col["visitors"]])
+            if reason == "multi":
+                multi += count
+            elif reason == "unknown":
+                unknown[row[col["variant"]]] = unknown.get(row[col["variant"]], 0) + count
+            else:
+                bots[reason] += count
+        elif part == "caps":
+            event_cap = None if row[col["cap_event"]] is None else float(row[col["cap_event"]])
+            for v in CAPPABLE:
+                value = row[col[f"cap_{v}"]]
+                used_caps[v] = None if value is None else float(value)
+    ages = _ages(daily, age_sums, end_day, max_age)
+    return ExperimentSums(
+        cap=event_cap, daily=daily, segments=seg, multi_variant_visitors=multi, deduplicated_in_sql=dedup,
+        unknown_variant_visitors=unknown, bot_visitors=bots, caps=used_caps, ages=ages,
+    )
+
+
+def _ages(
+    daily: dict[str, dict[date, VisitorSums]], age_sums: dict[str, dict[int, VisitorSums]], end_day: int, max_age: int
+) -> dict[str, dict[int, VisitorSums]]:
+    """Per-age sums with their ``n``: every visitor whose age-k day ended before the analysis end.
+
+    The visitors without activity that day count too, which is why ``n`` comes from the entries
+    per day (the daily rows' ``n``) rather than from the activity rows SQL aggregated.
+    """
+    n_index = SUM_COLUMNS.index("n")
+    out: dict[str, dict[int, VisitorSums]] = {}
+    for variant, days in daily.items():
+        entries = [((d - _EPOCH).days, s.n) for d, s in days.items() if s.n]
+        for k in range(max_age + 1):
+            n = sum(count for day0, count in entries if day0 + k < end_day)
+            if n == 0:
+                break  # fewer visitors qualify at every later age
+            values = list(age_sums.get(variant, {}).get(k, VisitorSums.zero()).values)
+            values[n_index] = float(n)
+            out.setdefault(variant, {})[k] = VisitorSums(tuple(values))
+    return out

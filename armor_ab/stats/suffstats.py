@@ -4,13 +4,26 @@ Every class holds plain sums over visitors (n, sums, sums of squares, cross-prod
 disjoint groups of visitors merge with ``+`` (two days, two shards, two segments). ``moments()``
 turns the sums into the mean vector and the sample covariance matrix (ddof=1) the estimators use.
 
-Variables, per visitor, inside the analysis window and at or after its first exposure:
+Variables, per visitor, inside the analysis window (and its conversion window, when one is set)
+and at or after its first exposure:
 
-* ``views``  page views                  * ``dwell`` capped dwell milliseconds (sum over views)
+* ``views``  page views                  * ``dwell`` dwell milliseconds (sum over views)
 * ``inq``    inquiries                   * ``any``   1 when the visitor made at least one inquiry
 * ``inqv``   money value of inquiries
 
-and the same five over the pre-exposure window (prefix ``q_``), the CUPED covariate.
+and the same five over the pre-exposure window (prefix ``q_``), the CUPED covariate. ``views``,
+``dwell``, ``inq`` and ``inqv`` (and their ``q_`` values) are capped per visitor (see
+``armor_ab.stats.sql``); ``any`` is never capped. Two more variables cover the ROI's fixed window
+(``roi_window_days`` UTC days from the first exposure):
+
+* ``wq``     inquiries in the ROI window (0 while the window is still open)
+* ``mature`` 1 when the visitor's ROI window has closed by the analysis end, else 0
+
+so ``inquiries_per_visitor_window`` = sum wq / sum mature is the inquiries per visitor within the
+window over the visitors whose window is complete: it does not grow with the test's length.
+Whether a window is complete is decided as of the analysis end, so the daily series of these two
+is not meaningful (only totals and segments are). They have no pre-exposure values, so that
+metric never gets CUPED.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import numpy as np
 
 POST = ("views", "dwell", "inq", "any", "inqv")
 PRE = tuple(f"q_{v}" for v in POST)
+ROI_WINDOW = ("wq", "mature")  # the ROI window's variables: no pre-exposure (CUPED) values
 
 # (metric, numerator variable, denominator variable or None for a per-visitor mean)
 METRIC_VARIABLES: dict[str, tuple[str, str | None]] = {
@@ -29,6 +43,8 @@ METRIC_VARIABLES: dict[str, tuple[str, str | None]] = {
     "inquiry_rate": ("any", None),
     "inquiries_per_visitor": ("inq", None),
     "inquiry_value_per_visitor": ("inqv", None),
+    # Internal (the ROI's effect), not selectable in a spec: see ROI_WINDOW.
+    "inquiries_per_visitor_window": ("wq", "mature"),
 }
 
 # The pairs whose cross-product sums SQL computes (besides each variable's square).
@@ -42,13 +58,14 @@ CROSS: tuple[tuple[str, str], ...] = (
     ("inq", "q_inq"),
     ("any", "q_any"),
     ("inqv", "q_inqv"),
+    ("wq", "mature"),
 )
 
 # Column order of ``VisitorSums.values``: the SQL query selects exactly these.
 SUM_COLUMNS: tuple[str, ...] = (
     "n",
-    *(f"s_{v}" for v in (*POST, *PRE)),
-    *(f"ss_{v}" for v in (*POST, *PRE)),
+    *(f"s_{v}" for v in (*POST, *PRE, *ROI_WINDOW)),
+    *(f"ss_{v}" for v in (*POST, *PRE, *ROI_WINDOW)),
     *(f"x_{a}__{b}" for a, b in CROSS),
 )
 _INDEX = {name: i for i, name in enumerate(SUM_COLUMNS)}
@@ -187,10 +204,15 @@ class VisitorSums:
         return self[f"x_{a}__{b}"] if f"x_{a}__{b}" in _INDEX else self[f"x_{b}__{a}"]
 
     def metric(self, name: str, *, cuped: bool = False) -> MetricStats:
-        """The sufficient statistics of one metric, with its pre-exposure covariate when ``cuped``."""
+        """The sufficient statistics of one metric, with its pre-exposure covariate when ``cuped``.
+
+        A metric whose variables have no pre-exposure values (``ROI_WINDOW``) returns its plain
+        statistics even when ``cuped``: the estimators then report it without CUPED.
+        """
         if name not in METRIC_VARIABLES:
             raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRIC_VARIABLES)}")
         num, den = METRIC_VARIABLES[name]
+        cuped = cuped and num in POST
         n = self.n
         if den is None:
             if not cuped:

@@ -116,9 +116,10 @@ class ApiClient:
         return self._json("POST", "/v1/roi", json_body=body)
 
     def power(self, *, baseline_mean: float, baseline_sd: float, mde: float, alpha: float = 0.05,
-              power: float = 0.8, variants: int = 2, visitors_per_day: float | None = None) -> dict:
+              power: float = 0.8, variants: int = 2, visitors_per_day: float | None = None,
+              mode: str = "sequential") -> dict:
         body = {"baseline_mean": baseline_mean, "baseline_sd": baseline_sd, "mde": mde, "alpha": alpha,
-                "power": power, "variants": variants, "visitors_per_day": visitors_per_day}
+                "power": power, "variants": variants, "visitors_per_day": visitors_per_day, "mode": mode}
         return self._json("POST", "/v1/power", json_body=body)
 
     def content_review(self, key: str, *, status: str | None = None, item_id: str | None = None) -> list[dict]:

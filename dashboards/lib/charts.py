@@ -44,23 +44,25 @@ def timeseries_chart(rows: list[dict[str, Any]], alpha: float = 0.05, height: in
     return alt.layer(area, line, zero).properties(height=height)
 
 
-def histogram_chart(rows: list[dict[str, Any]], of: str = "roi_pct", height: int = 280) -> alt.LayerChart:
-    """The distribution of ROI (or NPV) over the effect's uncertainty, bins above zero in green."""
-    title = "ROI (%)" if of == "roi_pct" else "NPV ($)"
-    axis = alt.Axis(format=",.0f", title=title)
+def histogram_chart(rows: list[dict[str, Any]], of: str = "npv", height: int = 280) -> alt.LayerChart:
+    """The distribution of the NPV over the effect's posterior and the ranged assumptions; bins above zero
+    in green."""
+    title = "NPV ($)" if of == "npv" else of
+    axis = alt.Axis(format="$,.0f", title=title)
     bars = alt.Chart(alt.Data(values=rows)).mark_rect(stroke="white", strokeWidth=0.5).encode(
         x=alt.X("start:Q", axis=axis), x2="end:Q", y=alt.Y("count:Q", title="simulated outcomes"), y2=alt.datum(0),
         color=alt.Color("positive:N", scale=alt.Scale(domain=[True, False], range=[WIN, LOSS]),
                         legend=alt.Legend(title="pays off", labelExpr="datum.value ? 'yes' : 'no'")),
-        tooltip=[alt.Tooltip("start:Q", format=",.0f"), alt.Tooltip("end:Q", format=",.0f"),
-                 alt.Tooltip("count:Q"), alt.Tooltip("share:Q", format=".1%")])
+        tooltip=[alt.Tooltip("start:Q", title="from", format="$,.0f"), alt.Tooltip("end:Q", title="to",
+                                                                                   format="$,.0f"),
+                 alt.Tooltip("count:Q", format=","), alt.Tooltip("share:Q", format=".1%")])
     zero = alt.Chart(alt.Data(values=[{"zero": 0}])).mark_rule(strokeDash=[4, 4], color="black").encode(x="zero:Q")
     return alt.layer(bars, zero).properties(height=height)
 
 
-def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct") -> alt.LayerChart:
-    """One-at-a-time sensitivity: bars from the base case to the result at each assumption's low/high value."""
-    title = "ROI (%)" if metric == "roi_pct" else "NPV ($)"
+def tornado_chart(rows: list[dict[str, Any]], metric: str = "npv") -> alt.LayerChart:
+    """One-at-a-time sensitivity: bars from the base NPV to the NPV at each input's low/high value."""
+    title = "NPV ($)" if metric == "npv" else metric
     order = [r["label"] for r in rows]
     data = []
     for r in rows:
@@ -69,15 +71,33 @@ def tornado_chart(rows: list[dict[str, Any]], metric: str = "roi_pct") -> alt.La
         data.append({"label": r["label"], "base": r["base"], "end": r["at_high"], "end_label": "high value",
                      "value": r["high_value"]})
     bars = alt.Chart(alt.Data(values=data)).mark_bar().encode(
-        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=280)),
-        x=alt.X("base:Q", axis=alt.Axis(format=",.0f", title=title)), x2="end:Q",
+        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=320)),
+        x=alt.X("base:Q", axis=alt.Axis(format="$,.0f", title=title)), x2="end:Q",
         color=alt.Color("end_label:N", scale=alt.Scale(domain=["low value", "high value"], range=[LOSS, NEUTRAL]),
-                        legend=alt.Legend(title="assumption at its", orient="bottom")),
+                        legend=alt.Legend(title="input at its", orient="bottom")),
         tooltip=[alt.Tooltip("label:N"), alt.Tooltip("end_label:N", title="at"), alt.Tooltip("value:Q", format=",.4g"),
-                 alt.Tooltip("end:Q", title=title, format=",.0f")])
+                 alt.Tooltip("end:Q", title=title, format="$,.0f")])
     base = rows[0]["base"] if rows else 0.0
     rule = alt.Chart(alt.Data(values=[{"base": base}])).mark_rule(color="black").encode(x="base:Q")
     return alt.layer(bars, rule).properties(height=alt.Step(28))
+
+
+def breakeven_chart(rows: list[dict[str, Any]]) -> alt.LayerChart:
+    """Relative lift on inquiries per visitor: the measured and shrunk effects' intervals as bars, the
+    break-even and the experiment's MDE as points, zero as a dashed rule."""
+    order = [r["what"] for r in rows]
+    colors = alt.Scale(domain=["Measured effect (95% CI)", "Shrunk effect (95% interval)", "Break-even",
+                               "Experiment's MDE"], range=[BAND, NEUTRAL, LOSS, "#6a51a3"])
+    base = alt.Chart(alt.Data(values=rows)).encode(
+        y=alt.Y("what:N", sort=order, title=None, axis=alt.Axis(labelLimit=240)),
+        color=alt.Color("what:N", scale=colors, legend=None))
+    bars = base.mark_rule(strokeWidth=6).encode(
+        x=alt.X("low:Q", axis=alt.Axis(format="+%", title="lift on inquiries per visitor")), x2="high:Q")
+    dots = base.mark_point(filled=True, size=90).encode(
+        x="value:Q", tooltip=[alt.Tooltip("what:N", title=" "), alt.Tooltip("value:Q", format="+.1%"),
+                              alt.Tooltip("low:Q", format="+.1%"), alt.Tooltip("high:Q", format="+.1%")])
+    zero = alt.Chart(alt.Data(values=[{"zero": 0}])).mark_rule(strokeDash=[4, 4], color="gray").encode(x="zero:Q")
+    return alt.layer(bars, dots, zero).properties(height=alt.Step(34))
 
 
 def segment_chart(points: list[dict[str, Any]]) -> alt.LayerChart:

@@ -1,7 +1,7 @@
 """Exports of the ROI view: a CSV of every figure, and a one-page PNG summary for a meeting (PIL).
 
 matplotlib is not a dependency: the PNG is drawn with PIL (text, a key-figure table and a small
-bar chart of the ROI distribution), 1600 x 1000 px, legible on a projector and in a slide deck.
+bar chart of the NPV distribution), 1600 x 1000 px, legible on a projector and in a slide deck.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.I
 
 
 def roi_csv(experiment: str, roi: dict, *, verdict: dict | None = None, whatif: bool = False) -> bytes:
-    """Every ROI figure as CSV rows: section, name, value, 95% interval low/high."""
+    """Every ROI figure as CSV rows: section, name, value, 95% interval low/high (or a range's low/high)."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["section", "name", "value", "ci_low", "ci_high"])
@@ -45,26 +45,55 @@ def roi_csv(experiment: str, roi: dict, *, verdict: dict | None = None, whatif: 
     if verdict:
         w.writerow(["verdict", "decision", verdict.get("decision", ""), "", ""])
         w.writerow(["verdict", "headline", verdict.get("headline", ""), "", ""])
-    point = roi.get("point") or {}
-    for name in ("roi_pct", "npv", "payback_months", "incremental_profit_per_month", "incremental_inquiries_per_month"):
-        ci = (roi.get(name) or {}).get("ci") or [None, None]
-        w.writerow(["figure", name, _cell(point.get(name)), _cell(ci[0]), _cell(ci[1])])
-    w.writerow(["figure", "prob_roi_positive", _cell(figures.roi_prob(roi)), "", ""])
-    w.writerow(["figure", "break_even_lift_rel", _cell(roi.get("break_even_lift_rel")), "", ""])
+    for name in ("npv", "incremental_profit_per_month", "incremental_inquiries_per_month"):
+        block = roi.get(name) or {}
+        ci = block.get("ci") or [None, None]
+        w.writerow(["figure", name, _cell(block.get("expected")), _cell(ci[0]), _cell(ci[1])])
+    for name in ("prob_npv_positive", "expected_loss", "max_expected_loss", "break_even_lift_abs",
+                 "break_even_lift_rel", "horizon_months"):
+        w.writerow(["figure", name, _cell(roi.get(name)), "", ""])
+    pay = roi.get("payback") or {}
+    w.writerow(["figure", "payback_median_months", _cell(pay.get("median_months")), "", ""])
+    w.writerow(["figure", "payback_prob_within_horizon", _cell(pay.get("prob_within_horizon")), "", ""])
+    w.writerow(["figure", "payback_text", pay.get("text", ""), "", ""])
+    r = roi.get("roi_pct") or {}
+    if r.get("shown"):
+        ci = r.get("ci") or [None, None]
+        w.writerow(["figure", "roi_pct", _cell(r.get("expected")), _cell(ci[0]), _cell(ci[1])])
+    else:
+        w.writerow(["figure", "roi_pct", f"not shown: {r.get('reason', '')}", "", ""])
+    c = roi.get("costs") or {}
+    for kind in ("one_off", "monthly"):
+        for name, value in (c.get(kind) or {}).items():
+            w.writerow([f"cost ({kind.replace('_', '-')})", name, _cell(value), "", ""])
+    for name in ("one_off_total", "monthly_total", "pv_costs"):
+        w.writerow(["cost", name, _cell(c.get(name)), "", ""])
     for name, value in (roi.get("effect") or {}).items():
-        w.writerow(["effect", name, _cell(value), "", ""])
+        if isinstance(value, dict):
+            for k, v in value.items():
+                w.writerow(["effect", f"{name}.{k}", _cell(v), "", ""])
+        elif isinstance(value, list):
+            w.writerow(["effect", name, "", _cell(value[0]), _cell(value[1])])
+        else:
+            w.writerow(["effect", name, _cell(value), "", ""])
     for name, value in (roi.get("assumptions") or {}).items():
-        w.writerow(["assumption", name, _cell(value), "", ""])
-    sens = roi.get("sensitivity") or {}
-    metric = sens.get("metric", "roi_pct")
-    for item in sens.get("items") or []:
-        w.writerow([f"sensitivity ({metric})", item["name"], _cell(item.get("base_value")),
-                    _cell(item.get(f"{metric}_low")), _cell(item.get(f"{metric}_high"))])
+        if isinstance(value, dict):
+            w.writerow(["assumption", name, _cell(value.get("likely")), _cell(value.get("low")),
+                        _cell(value.get("high"))])
+        else:
+            w.writerow(["assumption", name, _cell(value), "", ""])
+    for item in (roi.get("sensitivity") or {}).get("items") or []:
+        w.writerow(["sensitivity (npv)", item["name"], _cell(item.get("base_value")), _cell(item.get("npv_low")),
+                    _cell(item.get("npv_high"))])
     return out.getvalue().encode("utf-8")
 
 
 def _cell(x: Any) -> str:
     return "" if x is None else (repr(x) if isinstance(x, float) else str(x))
+
+
+def _likely(x: Any) -> Any:
+    return x.get("likely") if isinstance(x, dict) else x
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
@@ -85,7 +114,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[s
 
 def summary_png(name: str, experiment: str, roi: dict, verdict: dict | None, *, primary: dict | None = None,
                 alpha: float = 0.05, whatif_changes: list[str] | None = None, now: datetime | None = None) -> bytes:
-    """The one-page meeting summary: verdict, key figures with 95% intervals, and the ROI distribution."""
+    """The one-page meeting summary: verdict, key figures with 95% intervals, and the NPV distribution."""
     now = now or datetime.now(UTC)
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
@@ -105,37 +134,42 @@ def summary_png(name: str, experiment: str, roi: dict, verdict: dict | None, *, 
     # Key figures (left).
     y = 300
     d.text((MARGIN, y), "Key figures", font=_font(24, True), fill=INK)
-    d.text((MARGIN + 160, y + 4), "with 95% intervals over the measured effect", font=_font(18), fill=GREY)
+    d.text((MARGIN + 160, y + 4), "95% intervals over the shrunk effect and the ranged assumptions", font=_font(18), fill=GREY)
     y += 48
-    rows = [(f.label, f.value, f.interval) for f in figures.roi_figures(roi)]
+    rows = [(f.label, f.value, f.caption) for f in figures.roi_figures(roi)]
     if primary:
         rows.insert(0, (f"{fmt.metric_label(primary['metric'])} (lift)", fmt.pct(primary.get("lift_rel")),
                         fmt.interval(primary.get("ci_rel"))))
-    for label, value, ci in rows:
-        d.text((MARGIN, y), label, font=_font(22), fill=GREY)
-        d.text((MARGIN + 330, y - 4), value, font=_font(28, True), fill=INK)
+    for label, value, ci in rows[:8]:
+        d.text((MARGIN, y), label, font=_font(20), fill=GREY)
+        d.text((MARGIN + 300, y - 4), textwrap.shorten(value, 32), font=_font(26 if len(value) <= 20 else 21, True),
+               fill=INK)
         if ci:
-            d.text((MARGIN + 330, y + 30), ci, font=_font(18), fill=GREY)
-        y += 78
-        d.line((MARGIN, y - 14, 780, y - 14), fill=LIGHT, width=2)
-    # ROI distribution (right).
-    _histogram(d, figures.histogram_rows(roi), (840, 300, W - MARGIN, 700),
-               "ROI distribution (%)" if (roi.get("roi_histogram") or {}).get("of") == "roi_pct" else "NPV distribution ($)")
+            d.text((MARGIN + 300, y + 26), textwrap.shorten(ci, 48), font=_font(16), fill=GREY)
+        y += 66
+        d.line((MARGIN, y - 12, 780, y - 12), fill=LIGHT, width=2)
+    # NPV distribution (right).
+    _histogram(d, figures.histogram_rows(roi), (840, 300, W - MARGIN, 700), "NPV distribution ($)")
     # Assumptions and sensitivity (bottom right).
     top = figures.tornado_rows(roi, top=3)
     y = 730
     d.text((840, y), "Biggest sensitivities (one at a time)", font=_font(22, True), fill=INK)
-    unit = fmt.roi_pct if (roi.get("sensitivity") or {}).get("metric", "roi_pct") == "roi_pct" else fmt.money_short
     for r in top:
         y += 34
-        d.text((840, y), f"{r['label']}: {unit(r['at_low'])} to {unit(r['at_high'])}", font=_font(19), fill=INK)
+        d.text((840, y), f"NPV {fmt.money_short(r['at_low'])} to {fmt.money_short(r['at_high'])}: {r['label']}",
+               font=_font(19), fill=INK)
     a = roi.get("assumptions") or {}
-    foot = (f"Assumptions: {fmt.count(a.get('monthly_visitors'))} visitors/month, inquiry-to-order "
-            f"{fmt.pct(a.get('inquiry_to_order'), 0, signed=False)}, margin {fmt.money(a.get('margin_per_order'))}/order, "
-            f"horizon {a.get('horizon_months')} months, discount {fmt.pct(a.get('annual_discount_rate'), 0, signed=False)}"
-            " a year. Only the effect is uncertain in the simulation.")
-    for i, line in enumerate(_wrap(d, foot, _font(18), W - 2 * MARGIN)[:2]):
-        d.text((MARGIN, H - 78 + 24 * i), line, font=_font(18), fill=GREY)
+    e = roi.get("effect") or {}
+    c = roi.get("costs") or {}
+    note = figures.roi_pct_note(roi)
+    foot = (f"Assumptions (likely values): {fmt.count(_likely(a.get('monthly_visitors')))} new visitors/month, "
+            f"inquiry-to-order {fmt.pct(_likely(a.get('inquiry_to_order')), 0, signed=False)}, margin "
+            f"{fmt.money(_likely(a.get('margin_per_order')))}/order, one-off costs {fmt.money(c.get('one_off_total'))}, "
+            f"running costs {fmt.money(c.get('monthly_total'))}/month, horizon {a.get('horizon_months')} months. "
+            f"Effect {fmt.pct(e.get('lift_rel'))} measured, {fmt.pct(e.get('shrunk_lift_rel'))} after shrinkage."
+            + (f" {note}" if note else ""))
+    for i, line in enumerate(_wrap(d, foot, _font(17), W - 2 * MARGIN)[:3]):
+        d.text((MARGIN, H - 88 + 22 * i), line, font=_font(17), fill=GREY)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
@@ -163,6 +197,6 @@ def _histogram(d: ImageDraw.ImageDraw, rows: list[dict], box: tuple[int, int, in
     if lo < 0 < hi:
         d.line((sx(0), top - 6, sx(0), bottom + 6), fill=INK, width=2)
         d.text((sx(0) + 4, top - 8), "0", font=_font(18), fill=INK)
-    d.text((x0, bottom + 8), f"{lo:,.0f}", font=_font(18), fill=GREY)
-    label = f"{hi:,.0f}"
+    d.text((x0, bottom + 8), fmt.money_short(lo), font=_font(18), fill=GREY)
+    label = fmt.money_short(hi)
     d.text((x1 - d.textlength(label, font=_font(18)), bottom + 8), label, font=_font(18), fill=GREY)

@@ -5,8 +5,9 @@ Pages render what these return; tests compare it with the JSON. Every text goes 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 from dashboards.lib import fmt
@@ -229,17 +230,21 @@ def power_defaults(report: dict | None) -> PowerDefaults:
                          f"No baseline from data yet ({why}): enter the baseline mean and sd.")
 
 
-def mde_for_visitors(n_per_variant: float, baseline_mean: float, baseline_sd: float, *, alpha: float = 0.05,
-                     power: float = 0.8) -> float | None:
-    """The relative MDE a two-arm test of ``n_per_variant`` per arm detects (closed form, equal split).
+def mde_for_days(plan: Callable[[float], dict], days: float, lo: float = 1e-4, hi: float = 5.0) -> float:
+    """The smallest relative MDE whose plan (the API's, ``plan(mde)``) fits in ``days``: bisection,
+    since the planned days fall as the MDE grows. Returns ``hi`` when even that does not fit."""
+    def fits(mde: float) -> bool:
+        p = plan(mde)
+        return p.get("status") == "ok" and p.get("days") is not None and p["days"] <= days
 
-    Inverse of ``n = (z_{1-alpha/2} + z_power)^2 * 2 / d^2`` with ``d = mde * |mean| / sd``.
-    """
-    if n_per_variant <= 0 or baseline_mean == 0 or baseline_sd <= 0:
-        return None
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    d = z * (2.0 / n_per_variant) ** 0.5
-    return d * baseline_sd / abs(baseline_mean)
+    if not fits(hi):
+        return hi
+    for _ in range(30):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        if hi / lo < 1.001:
+            break
+    return hi
 
 
 # ---- ROI ---------------------------------------------------------------------------------------------
@@ -249,79 +254,202 @@ def mde_for_visitors(n_per_variant: float, baseline_mean: float, baseline_sd: fl
 class KeyFigure:
     label: str
     value: str
-    interval: str  # the 95% interval over the effect's uncertainty
+    caption: str  # the line under the figure: its 95% interval, a tolerance, a probability
     help: str
 
 
-def roi_prob(roi: dict) -> float | None:
-    p = roi.get("prob_roi_positive")
-    return p if p is not None else roi.get("prob_npv_positive")
+def _finite(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def roi_ready(roi: dict | None) -> bool:
+    """Whether the ROI block carries a computed distribution (not a status/reason stub)."""
+    return bool(roi) and roi.get("status") == "ok" and isinstance(roi.get("npv"), dict) and "expected" in roi["npv"]
+
+
+def _ci(roi: dict, name: str) -> str:
+    text = fmt.interval((roi.get(name) or {}).get("ci"), fmt.money)
+    return "" if text == fmt.DASH else f"95% interval {text}"
+
+
+def small_pct(x: object) -> str:
+    """A relative lift with two decimals below 1% (break-evens are often tiny): 0.0022 -> "+0.22%"."""
+    v = _finite(x)
+    return fmt.pct(v, 2 if v is not None and abs(v) < 0.01 else 1)
+
+
+def per_1000(x: object) -> str:
+    """Extra inquiries per visitor, written per 1,000 visitors: 0.00015 -> "0.15 per 1,000 visitors"."""
+    v = _finite(x)
+    return fmt.DASH if v is None else f"{v * 1000:,.2f} per 1,000 visitors"
+
+
+def payback_figure(roi: dict) -> KeyFigure:
+    """Discounted payback: the median month and the chance within the horizon; never "0 months" for
+    an investment that was never entered."""
+    p = roi.get("payback") or {}
+    horizon = roi.get("horizon_months")
+    status = p.get("status")
+    chance = f"P(paid back within {horizon} months) = {fmt.probability(p.get('prob_within_horizon'))}"
+    help_ = "first month from which the cumulative discounted cash stays above zero (median over the draws)"
+    if status == "no_upfront_investment":
+        text = p.get("text") or "no up-front investment entered"
+        head, _, rest = text.partition(":")
+        return KeyFigure("Discounted payback", head[:1].upper() + head[1:], rest.strip(), help_)
+    if status == "ok":
+        return KeyFigure("Discounted payback", fmt.months(p.get("median_months")), f"median · {chance}", help_)
+    return KeyFigure("Discounted payback", f"Not within {horizon} months", f"median · {chance}", help_)
 
 
 def roi_figures(roi: dict) -> list[KeyFigure]:
-    """ROI, NPV, payback, incremental profit (point estimate and 95% interval) and P(ROI > 0)."""
-    point = roi.get("point") or {}
+    """The executive figures: expected NPV, P(NPV > 0), expected loss, break-even, payback, incremental
+    profit per month, and ROI % only when the result says it is meaningful."""
     horizon = roi.get("horizon_months")
-
-    def payback(x: object) -> str:
-        return fmt.months(x, horizon)
-
-    return [
-        KeyFigure("ROI", fmt.roi_pct(point.get("roi_pct")), fmt.interval((roi.get("roi_pct") or {}).get("ci"),
-                                                                         fmt.roi_pct),
-                  f"(PV of benefits - PV of costs) / PV of costs over {horizon} months"),
-        KeyFigure("NPV", fmt.money(point.get("npv")), fmt.interval((roi.get("npv") or {}).get("ci"), fmt.money),
-                  f"net present value over {horizon} months"),
-        KeyFigure("Payback", payback(point.get("payback_months")),
-                  fmt.interval((roi.get("payback_months") or {}).get("ci"), payback),
-                  "first month whose cumulative net cash is >= 0"),
-        KeyFigure("Incremental profit / month", fmt.money(point.get("incremental_profit_per_month")),
-                  fmt.interval((roi.get("incremental_profit_per_month") or {}).get("ci"), fmt.money),
-                  "extra margin from extra inquiries, less serving and operations"),
-        KeyFigure("P(ROI > 0)", fmt.probability(roi_prob(roi)), "",
-                  "share of simulated effects for which the variant pays for itself"),
+    npv = roi.get("npv") or {}
+    loss, tolerance = roi.get("expected_loss"), roi.get("max_expected_loss")
+    if _finite(loss) is not None and _finite(tolerance) is not None:
+        within = "within" if loss <= tolerance else "above"
+        loss_caption = f"{within} the tolerance of {fmt.money(tolerance)}"
+    else:
+        loss_caption = ""
+    out = [
+        KeyFigure("Expected NPV", fmt.money(npv.get("expected")), _ci(roi, "npv"),
+                  f"net present value over {horizon} months, averaged over the effect's uncertainty and the "
+                  "ranged assumptions"),
+        KeyFigure("P(NPV > 0)", fmt.probability(roi.get("prob_npv_positive")), "",
+                  "share of simulated outcomes in which shipping pays for itself within the horizon"),
+        KeyFigure("Expected loss if shipped", fmt.money(loss), loss_caption,
+                  "the average money lost over the outcomes in which shipping does not pay: E[max(0, -NPV)]"),
+        KeyFigure("Break-even effect", small_pct(roi.get("break_even_lift_rel")),
+                  per_1000(roi.get("break_even_lift_abs")),
+                  "the lift on inquiries per visitor at which NPV is zero (likely values of the assumptions)"),
+        payback_figure(roi),
+        KeyFigure("Incremental profit / month", fmt.money((roi.get("incremental_profit_per_month") or {})
+                                                          .get("expected")),
+                  _ci(roi, "incremental_profit_per_month"),
+                  "extra margin from extra inquiries, less the monthly running costs (month 1)"),
     ]
+    r = roi.get("roi_pct") or {}
+    if r.get("shown"):
+        ci = fmt.interval(r.get("ci"), fmt.roi_pct)
+        out.append(KeyFigure("ROI", fmt.roi_pct(r.get("expected")), f"95% interval {ci}",
+                             f"NPV / PV of costs over {horizon} months"))
+    return out
+
+
+def roi_pct_note(roi: dict) -> str | None:
+    """Why ROI % is not shown, with the NPV range to read instead; None when it is shown."""
+    r = roi.get("roi_pct") or {}
+    if r.get("shown"):
+        return None
+    why = r.get("text") or "ROI % not shown."
+    return f"{why} NPV 95% interval: {fmt.interval((roi.get('npv') or {}).get('ci'), fmt.money)}."
+
+
+def mde_of(report: dict, roi: dict | None = None) -> float | None:
+    """The experiment's relative MDE: the ROI block's ``mde``, else ``report["mde"]``, else the power block's
+    (a number, or a dict with ``rel``)."""
+    for candidate in ((roi or {}).get("mde"), report.get("mde"), (report.get("power") or {}).get("mde")):
+        if isinstance(candidate, dict):
+            candidate = candidate.get("rel", candidate.get("mde_rel", candidate.get("value")))
+        if _finite(candidate) is not None:
+            return float(candidate)  # type: ignore[arg-type]
+    return None
+
+
+def breakeven_rows(report: dict, roi: dict) -> list[dict[str, Any]]:
+    """Relative lifts on inquiries per visitor: the measured effect's CI, the shrunk effect's interval,
+    the break-even and the experiment's MDE (the break-even chart's data)."""
+    e = roi.get("effect") or {}
+    rows = []
+    ci, shrunk = e.get("ci_rel") or [None, None], e.get("shrunk_ci_rel") or [None, None]
+    if e.get("lift_rel") is not None and None not in ci:
+        rows.append({"what": "Measured effect (95% CI)", "value": e["lift_rel"], "low": ci[0], "high": ci[1]})
+    if e.get("shrunk_lift_rel") is not None and None not in shrunk:
+        rows.append({"what": "Shrunk effect (95% interval)", "value": e["shrunk_lift_rel"], "low": shrunk[0],
+                     "high": shrunk[1]})
+    if roi.get("break_even_lift_rel") is not None:
+        be = roi["break_even_lift_rel"]
+        rows.append({"what": "Break-even", "value": be, "low": be, "high": be})
+    mde = mde_of(report, roi)
+    if mde is not None:
+        rows.append({"what": "Experiment's MDE", "value": mde, "low": mde, "high": mde})
+    return rows
+
+
+def breakeven_text(report: dict, roi: dict) -> str:
+    """One line: break-even next to the measured and shrunk effects and the MDE."""
+    e = roi.get("effect") or {}
+    parts = [f"Break-even {small_pct(roi.get('break_even_lift_rel'))} ({per_1000(roi.get('break_even_lift_abs'))})",
+             f"measured effect {fmt.pct(e.get('lift_rel'))} (95% CI {fmt.interval(e.get('ci_rel'))})",
+             f"shrunk {fmt.pct(e.get('shrunk_lift_rel'))} (95% interval {fmt.interval(e.get('shrunk_ci_rel'))})",
+             f"experiment's MDE {fmt.pct(mde_of(report, roi), signed=False)}"]
+    return " · ".join(parts)
+
+
+COST_LABELS = {
+    "engineering": "Engineering and integration", "fine_tuning": "Fine-tuning (all runs)",
+    "first_generation": "First generation of the pages", "review": "Review",
+    "generation": "Generation (new pages and on demand)", "maintenance": "Maintenance",
+    "retraining": "Re-training (amortised)", "storage_cdn": "Storage and CDN", "other": "Other running costs",
+}
+
+
+def cost_rows(roi: dict) -> list[dict[str, str]]:
+    """The itemised costs (and the content savings when counted), formatted: one row per item."""
+    c = roi.get("costs") or {}
+    rows = [{"When": "one-off", "Item": COST_LABELS.get(k, k), "Amount": fmt.money(v)}
+            for k, v in (c.get("one_off") or {}).items()]
+    rows.append({"When": "one-off", "Item": "Total up-front investment", "Amount": fmt.money(c.get("one_off_total"))})
+    rows += [{"When": "per month", "Item": COST_LABELS.get(k, k), "Amount": fmt.money(v)}
+             for k, v in (c.get("monthly") or {}).items()]
+    rows.append({"When": "per month", "Item": "Total running costs", "Amount": fmt.money(c.get("monthly_total"))})
+    rows.append({"When": f"over {roi.get('horizon_months')} months", "Item": "Present value of all costs",
+                 "Amount": fmt.money(c.get("pv_costs"))})
+    saving = c.get("savings") or {}
+    if saving.get("counted"):
+        rows.append({"When": "one-off", "Item": "Content saving (hand-writing avoided)",
+                     "Amount": fmt.money(saving.get("one_off"))})
+        rows.append({"When": "per month", "Item": "Content saving (hand-writing avoided)",
+                     "Amount": fmt.money(saving.get("monthly"))})
+    return rows
 
 
 def histogram_rows(roi: dict) -> list[dict[str, Any]]:
-    """Bars of the ROI (or NPV) distribution: start, end, count, and whether the bin is above zero."""
-    h = roi.get("roi_histogram") or {}
+    """Bars of the NPV distribution: start, end, count, and whether the bin is above zero."""
+    h = roi.get("histogram") or {}
     edges, counts = h.get("bin_edges") or [], h.get("counts") or []
     total = sum(counts) or 1
     return [{"start": lo, "end": hi, "count": c, "share": c / total, "positive": (lo + hi) / 2 > 0}
             for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=False)]
 
 
+def _tag(item: dict) -> str:
+    if item.get("ranged"):
+        return ""
+    return " (±5 pts)" if "points" in (item.get("basis") or "") else " (±25%)"
+
+
 def tornado_rows(roi: dict, top: int = 10) -> list[dict[str, Any]]:
-    """Per assumption: the ROI (or NPV) at its low and high value, largest swing first."""
+    """Per input: the NPV at its low and high value, largest swing first. Inputs without a range of their
+    own swing by a default step, which their label says."""
     sens = roi.get("sensitivity") or {}
-    metric = sens.get("metric", "roi_pct")
     rows = []
     for item in (sens.get("items") or [])[:top]:
-        low, high = item.get(f"{metric}_low"), item.get(f"{metric}_high")
+        low, high = item.get("npv_low"), item.get("npv_high")
         if low is None or high is None:
             continue
-        rows.append({"label": item["label"], "name": item["name"], "base": sens.get("base"),
+        rows.append({"label": item["label"] + _tag(item), "name": item["name"], "base": sens.get("base"),
                      "at_low": low, "at_high": high, "low_value": item["low_value"],
-                     "high_value": item["high_value"], "swing": item.get("swing")})
+                     "high_value": item["high_value"], "swing": item.get("swing"), "ranged": item.get("ranged")})
     return rows
 
 
 def whatif_verdict(report: dict, roi: dict | None) -> dict | None:
-    """The verdict with a what-if ROI, by the same rules (``armor_ab.roi.verdict.decide``) as the report's."""
-    from armor_ab.roi.verdict import decide
+    """The verdict with a what-if ROI, by the same rules as the report's:
+    ``armor_ab.roi.verdict.decide_report({**report, "roi": roi})``."""
+    from armor_ab.roi.verdict import decide_report  # imported when first needed
 
-    variant = report.get("primary_variant")
-    results = report.get("results") or []
-    primary = next((r for r in results if r["metric"] == report.get("primary_metric") and r["variant"] == variant),
-                   None)
-    if primary is None or not report.get("srm"):
-        return report.get("verdict")
-    guardrails = [r for r in results if "guardrail" in r and r["variant"] == variant]
-    return decide(primary=primary, guardrails=guardrails, srm=report["srm"], roi=roi,
-                  days_remaining=(report.get("power") or {}).get("days_remaining"), alpha=report.get("alpha", 0.05))
-
-
-def roi_ready(roi: dict | None) -> bool:
-    """Whether the ROI block carries a computed distribution (not a status/reason stub)."""
-    return bool(roi) and roi.get("status") in ("ok", "roi_undefined_zero_cost") and "point" in roi
+    return decide_report({**report, "roi": roi})

@@ -101,9 +101,12 @@ with tab_power, ui.guard():
     variants = c3.number_input("Variants (control included)", key="power_variants", min_value=2, max_value=20, step=1)
     direction = st.radio("Solve for", [FORWARD, BACKWARD], key="power_mode", horizontal=True)
 
+    analysis_mode = str((spec_now.get("analysis") or {}).get("mode", "sequential"))
+
     def plan(mde: float) -> dict:
-        params = (("baseline_mean", mean), ("baseline_sd", sd), ("mde", mde), ("alpha", alpha),
-                  ("power", power_target), ("variants", int(variants)), ("visitors_per_day", vpd))
+        params = (("baseline_mean", mean), ("baseline_sd", sd), ("mde", round(mde, 6)), ("alpha", alpha),
+                  ("power", power_target), ("variants", int(variants)), ("visitors_per_day", vpd),
+                  ("mode", analysis_mode))
         return ui.power(ctx.api, ctx.key, params)
 
     if direction == FORWARD:
@@ -111,8 +114,7 @@ with tab_power, ui.guard():
                               max_value=500.0, step=0.5, format="%0.1f") / 100
     else:
         days = st.number_input("Days you can run", key="power_days", min_value=1.0, step=1.0, format="%0.0f")
-        n = days * vpd / int(variants)
-        mde = figures.mde_for_visitors(n, mean, sd, alpha=alpha, power=power_target) or 0.0
+        mde = figures.mde_for_days(plan, days) if mean and sd > 0 else 0.0
     if mde <= 0:
         st.warning("Enter a non-zero baseline mean and a positive sd.")
         st.stop()
@@ -135,5 +137,8 @@ with tab_power, ui.guard():
             curve.append({"mde": x, "days": p["days"], "total_visitors": p["total_visitors"]})
     if curve:
         st.altair_chart(charts.power_curve(curve, mde), key="power_curve_chart", width="stretch")
-    st.caption("Two-sided test at the given alpha and power, equal split; the sample size comes from the API "
-               "(POST /v1/power), the days from the traffic above.")
+    test = {"sequential": "the always-valid (sequential) interval the verdict reads",
+            "fixed": "a fixed-horizon test read once", "hybrid": "the fixed-horizon test at the hybrid horizon"}
+    st.caption(f"Planned for {test.get(analysis_mode, analysis_mode)} ({analysis_mode} analysis) at the given "
+               "alpha and power, equal split; the sample size comes from the API (POST /v1/power), the days "
+               "from the traffic above.")

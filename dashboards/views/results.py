@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.lib import charts, figures, fmt, ui
+from dashboards.lib import charts, figures, fmt, quality, ui
 
 ctx = ui.page()
 exp_key = ctx.experiment_key
@@ -26,6 +26,10 @@ if srm.get("flag"):
     st.error(figures.srm_message(srm))
 r = figures.reading(report)
 ui.verdict_box(r.decision, r.headline, r.reasons)
+
+st.subheader("Data quality")
+for line in quality.quality_lines(report):
+    st.markdown(line.text)
 
 # One card per metric x variant: lift, CI, adjusted p, significance, chance to win.
 alpha = report.get("alpha", 0.05)
@@ -56,6 +60,16 @@ if options:
     else:
         st.info("No daily estimate yet.")
 
+st.subheader("Lift by days since exposure")
+if options:
+    age_rows = quality.age_rows(report, *labels[chosen])
+    if age_rows:
+        st.altair_chart(quality.age_chart(age_rows), key="results_age_chart", width="stretch")
+        st.caption("The lift on each visitor's k-th day after first exposure (complete days only). New pictures "
+                   "that only look new show as a lift that fades from left to right: a novelty effect.")
+    else:
+        st.info("No complete day after first exposure yet.")
+
 st.subheader("Segments")
 keys = figures.segment_keys(report)
 if keys:
@@ -73,6 +87,8 @@ else:
 power = report.get("power") or {}
 if power.get("total_visitors"):
     st.subheader("Progress")
+    if plan := quality.plan_text(report):
+        st.caption(plan)
     done = min(1.0, power["visitors"] / power["total_visitors"])
     st.progress(done, text=f"{fmt.count(power['visitors'])} of {fmt.count(power['total_visitors'])} planned visitors "
                            f"(MDE {fmt.pct(power['mde'], signed=False)}, power {fmt.pct(power['power'], 0, False)}); "

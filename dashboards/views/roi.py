@@ -1,5 +1,8 @@
-"""ROI: every assumption editable (what-if through POST /v1/roi, saved only when asked), the key figures
-with their 95% intervals and P(ROI > 0), the ROI distribution, the tornado, the verdict, and exports."""
+"""ROI: every assumption editable as a likely value with an optional low/high (what-if through
+POST /v1/roi, saved only when asked); the executive figures (expected NPV with its 95% interval,
+P(NPV > 0), the expected loss of shipping against its tolerance, the break-even effect next to the
+measured effect and the MDE, the discounted payback, incremental profit per month, and ROI % only
+where it means something); the NPV distribution, the tornado, the verdict, and exports."""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ import json
 
 import streamlit as st
 
+from armor_ab.roi.assumptions import GROUPS
 from dashboards.lib import assumptions, charts, export, figures, fmt, ui
 
 FIELDS = assumptions.fields()
+GROUPED = assumptions.groups()
+LABEL = {f.name: f.label for f in FIELDS}
 
 ctx = ui.page()
 exp_key = ctx.experiment_key
@@ -23,9 +29,8 @@ defaults = assumptions.defaults_from(spec.get("roi"))
 # The form starts from the experiment's assumptions, and again whenever they (or the experiment) change.
 signature = json.dumps([exp_key, defaults], sort_keys=True)
 if st.session_state.get("roi_defaults") != signature:
-    for f in FIELDS:
-        v = defaults[f.name]
-        st.session_state[f"roi_{f.name}"] = None if v is None else (int(v) if f.integer else float(v))
+    for k, v in assumptions.widget_values(defaults).items():
+        st.session_state[k] = v
     st.session_state["roi_defaults"] = signature
 
 
@@ -33,27 +38,65 @@ def _reset() -> None:
     st.session_state.pop("roi_defaults", None)
 
 
+def _style(f: assumptions.Field) -> tuple[float | int, str]:
+    """(step, format): whole numbers for large figures, cents for small ones, shares to 0.001."""
+    if f.integer:
+        return 1, "%d"
+    if f.unit == "share":
+        return 0.01, "%0.3f"
+    default = float(f.default or 0)
+    if default >= 1_000:
+        return 100.0 if default < 20_000 else 1_000.0, "%0.0f"
+    if default >= 100:
+        return 10.0, "%0.0f"
+    return (0.01, "%0.3f") if 0 < default < 1 else (1.0, "%0.2f")
+
+
+def _number(f: assumptions.Field, key: str, label: str, help_: str, target=st) -> None:  # noqa: ANN001
+    cast = int if f.integer else float
+    step, format_ = _style(f)
+    target.number_input(
+        label, key=key, help=help_,
+        min_value=None if f.minimum is None else cast(f.minimum),
+        max_value=None if f.maximum is None else cast(f.maximum),
+        step=step, format=format_,
+    )
+
+
+def _field(f: assumptions.Field) -> None:
+    if f.kind == "bool":
+        st.checkbox(f.label, key=f"roi_{f.name}", help=f.help)
+        return
+    if not f.rangeable:
+        _number(f, f"roi_{f.name}", f.label, f.help)
+        return
+    c1, c2, c3 = st.columns([2, 1, 1])
+    _number(f, f"roi_{f.name}", f.label, f"{f.help} (likely value)", c1)
+    _number(f, f"roi_{f.name}_low", "low", f"optional: the low end of {f.label.lower()}", c2)
+    _number(f, f"roi_{f.name}_high", "high", f"optional: the high end of {f.label.lower()}", c3)
+
+
 st.title(f"ROI · {report['name']}")
 top = st.container()
-left, right = st.columns([1, 2], gap="large")
+left, right = st.columns([5, 6], gap="large")
 
 with left:
     st.subheader("Assumptions")
+    st.caption("Each figure is its likely value; give a low and a high to make it uncertain (drawn from a "
+               "PERT distribution in the simulation, and shown in the tornado).")
     with st.form("roi_form"):
-        for f in FIELDS:
-            st.number_input(
-                f.label, key=f"roi_{f.name}", help=f.help + (" (leave empty: not used)" if f.optional else ""),
-                min_value=None if f.minimum is None else (int if f.integer else float)(f.minimum),
-                max_value=None if f.maximum is None else (int if f.integer else float)(f.maximum),
-                step=1 if f.integer else (0.01 if f.maximum == 1 else 1.0),
-                format="%d" if f.integer else ("%0.3f" if f.maximum == 1 else "%0.2f"),
-            )
+        for group, group_fields in GROUPED.items():
+            with st.expander(GROUPS[group], expanded=group in ("value", "one_off")):
+                for f in group_fields:
+                    _field(f)
         st.form_submit_button("Run what-if", type="primary")
     st.button("Reset to the experiment's assumptions", key="roi_reset", on_click=_reset)
 
-values = {f.name: st.session_state.get(f"roi_{f.name}") for f in FIELDS}
-edited = assumptions.changed(values, defaults)
-validated, problem = assumptions.validate(values)
+values, problem = assumptions.collect(st.session_state)
+validated = None
+if problem is None:
+    validated, problem = assumptions.validate(values)
+edited = assumptions.changed(validated, defaults) if validated is not None else []
 
 with ui.guard():
     if problem:
@@ -76,7 +119,7 @@ with ui.guard():
             st.error(figures.srm_message(report["srm"]))
         ui.verdict_box(r.decision, r.headline, r.reasons)
         if edited:
-            names = ", ".join(f.label for f in FIELDS if f.name in edited)
+            names = ", ".join(LABEL.get(n, n) for n in edited)
             st.info(f"What-if: {len(edited)} assumption(s) changed ({names}). Nothing is saved unless you save it.")
 
     with left:
@@ -93,26 +136,43 @@ with ui.guard():
 
     if roi is not None:
         with right:
-            st.subheader("Key figures")
-            st.caption(f"Point estimates at the measured effect, with 95% intervals over its uncertainty "
-                       f"(effect on inquiries per visitor {fmt.pct(roi.get('lift_rel'))}).")
+            e = roi.get("effect") or {}
+            ranged = [LABEL.get(n, n) for n in roi.get("ranged_assumptions") or []]
+            st.subheader("Does it pay?")
+            st.caption(
+                f"Over {roi['horizon_months']} months, discounted. 95% intervals over the effect on inquiries per "
+                f"visitor (measured {fmt.pct(e.get('lift_rel'))}, shrunk toward zero to "
+                f"{fmt.pct(e.get('shrunk_lift_rel'))})"
+                + (f" and the ranged assumptions ({', '.join(ranged)})." if ranged else "; no assumption is ranged."))
             key_figures = figures.roi_figures(roi)
-            for row in (key_figures[:3], key_figures[3:]):
-                for col, kf in zip(st.columns(3), row, strict=False):
+            for start in range(0, len(key_figures), 3):
+                for col, kf in zip(st.columns(3), key_figures[start:start + 3], strict=False):
                     col.metric(kf.label, kf.value, help=kf.help)
-                    if kf.interval:
-                        col.caption(f"95% interval {kf.interval}")
-            st.subheader("ROI distribution")
-            st.altair_chart(charts.histogram_chart(figures.histogram_rows(roi), roi["roi_histogram"]["of"]),
-                            key="roi_histogram_chart", width="stretch")
+                    if kf.caption:
+                        col.caption(kf.caption)
+            if note := figures.roi_pct_note(roi):
+                st.info(note)
+
+            st.subheader("Break-even against the measured effect")
+            st.altair_chart(charts.breakeven_chart(figures.breakeven_rows(report, roi)), key="roi_breakeven_chart",
+                            width="stretch")
+            st.caption(figures.breakeven_text(report, roi))
+
+            st.subheader("NPV distribution")
+            st.altair_chart(charts.histogram_chart(figures.histogram_rows(roi), "npv"), key="roi_histogram_chart",
+                            width="stretch")
             st.subheader("Sensitivity")
-            st.altair_chart(charts.tornado_chart(figures.tornado_rows(roi), roi["sensitivity"]["metric"]),
-                            key="roi_tornado_chart", width="stretch")
-            st.caption("Each assumption moved to a low and a high value with everything else fixed; "
-                       "the effect moves to its 95% interval bounds.")
-            primary = next((e for e in report.get("results") or []
-                            if e["metric"] == report.get("primary_metric")
-                            and e["variant"] == report.get("primary_variant")), None)
+            st.altair_chart(charts.tornado_chart(figures.tornado_rows(roi), "npv"), key="roi_tornado_chart",
+                            width="stretch")
+            st.caption("Each input moved to its low and high value with everything else at its likely value: the "
+                       "effect to its 95% posterior interval, a ranged assumption to its range, a fixed one by the "
+                       "step its label shows.")
+            with st.expander("Where the costs come from (likely values)"):
+                st.dataframe(figures.cost_rows(roi), hide_index=True, key="roi_costs")
+
+            primary = next((x for x in report.get("results") or []
+                            if x["metric"] == report.get("primary_metric")
+                            and x["variant"] == report.get("primary_variant")), None)
             c1, c2 = st.columns(2)
             c1.download_button("Download CSV", export.roi_csv(exp_key, roi, verdict=verdict, whatif=bool(edited)),
                                file_name=f"{exp_key}-roi.csv", mime="text/csv", key="roi_csv")

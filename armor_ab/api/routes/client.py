@@ -19,6 +19,7 @@ from armor_ab.api.deps import Principal, authorize
 from armor_ab.api.errors import ApiError, validation_error
 from armor_ab.api.schemas import ERRORS, AssignmentPublic, ContentPublic
 from armor_ab.api.state import AppState, LiveExperiment, json_bytes
+from armor_ab.bots import is_bot
 from armor_ab.content.store import SHA256
 from armor_ab.events import (
     EventBatch,
@@ -89,7 +90,7 @@ def device_of(user_agent: str | None) -> str | None:
 
 def log_exposure(
     state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None,
-    device: str | None = None,
+    device: str | None = None, user_agent: str | None = None,
 ) -> str:
     """Queue a visitor's first exposure; returns its fixed event id.
 
@@ -99,13 +100,18 @@ def log_exposure(
     whose exposure was still queued in a crash logs it again on the next request; and clients
     (armor-ab.js) put the same ``exposure_id`` in their acknowledged event batches, where the fixed
     id makes it a no-op when the server already has it. A full queue is counted, never hidden.
+
+    A known bot's User-Agent (``armor_ab.bots``) adds ``"bot": true`` to the exposure's properties:
+    the analysis excludes the visitor. Checked only here, when a first exposure is queued, so a
+    returning visitor's request costs nothing more.
     """
     key = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
     if key in state.exposures_seen or key in state.exposures_pending:
         return key
     now = micros(datetime.now(UTC))
     # The exposure carries the visitor's segments (analysis reads them from the first exposure).
-    props = {"category": state.categories.get(item_id) if item_id else None, "device": device}
+    props = {"category": state.categories.get(item_id) if item_id else None, "device": device,
+             "bot": True if user_agent and is_bot(user_agent) else None}
     props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
     row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, props_json)
     try:
@@ -119,7 +125,7 @@ def log_exposure(
 
 def resolve_assignment(
     state: AppState, principal: Principal, key: str, user_id: str, item_id: str | None, force_variant: str | None,
-    device: str | None = None,
+    device: str | None = None, user_agent: str | None = None,
 ) -> tuple[LiveExperiment, str | None, bool, str | None]:
     """(experiment, variant or None, in_experiment, exposure id), logging the first exposure."""
     exp = live_experiment(state, key)
@@ -135,7 +141,7 @@ def resolve_assignment(
     assignment = exp.assigner.assign(user_id)
     if not assignment.in_experiment:
         return exp, None, False, None
-    exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id, device)
+    exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id, device, user_agent)
     return exp, assignment.variant, True, exposure_id
 
 
@@ -201,9 +207,10 @@ async def get_assignment(key: str, request: Request):
     state: AppState = request.app.state.armor
     principal = authorize(request, "client")
     user_id = id_param(request, "user_id", required=True)
+    agent = request.headers.get("user-agent")
     exp, variant, in_exp, exposure_id = resolve_assignment(
         state, principal, key, user_id, id_param(request, "item_id"), id_param(request, "force_variant"),
-        device_of(request.headers.get("user-agent")),
+        device_of(agent), agent,
     )
     return JSONResponse({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
                          "exposure_id": exposure_id})
@@ -227,9 +234,9 @@ async def get_content(key: str, request: Request):
     principal = authorize(request, "client")
     user_id = id_param(request, "user_id", required=True)
     item_id = id_param(request, "item_id", required=True)
+    agent = request.headers.get("user-agent")
     exp, variant, in_exp, exposure_id = resolve_assignment(
-        state, principal, key, user_id, item_id, id_param(request, "force_variant"),
-        device_of(request.headers.get("user-agent")),
+        state, principal, key, user_id, item_id, id_param(request, "force_variant"), device_of(agent), agent,
     )
     body = await content_answer(state, exp, variant, in_exp, exposure_id, item_id)
     return Response(body, media_type="application/json")

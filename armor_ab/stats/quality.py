@@ -1,0 +1,125 @@
+"""Data quality before statistics: every check a typed status, one line each on the Results page.
+
+Each check is ``ok``, ``warn`` (reported, the verdict still stands) or ``fail`` (the verdict can't
+say "ship"). What the checks cover:
+
+* ``srm``: the sequential sample-ratio test over the configured variants (``armor_ab.stats.srm``);
+  fail when its anytime-valid p-value is below ``analysis.srm_alpha``.
+* ``unknown_variants``: visitors whose exposure names a variant the spec does not have. They are
+  excluded from every metric and from the SRM test; warn when there are any.
+* ``multiple_variants``: visitors exposed to more than one variant (GrowthBook's ``__multiple__``),
+  excluded from every metric; warn above ``analysis.multi_exposure_warn_share``.
+* ``bots``: visitors excluded as bots (a known bot User-Agent flagged when the request arrived, or
+  more page views in a day than ``analysis.bots.max_views_per_day``); warn above 10%.
+* ``capping``: the per-visitor caps in force, for the record; always ok.
+* ``min_runtime`` and ``min_sample``: ok once met, else ``warn``: the verdict stays "keep running".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+BOT_WARN_SHARE = 0.10
+
+
+class CheckStatus(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    name: str
+    status: CheckStatus
+    message: str
+    value: float | int | None = None  # the count or share the check is about
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status.value, "message": self.message, "value": self.value}
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def _fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def quality_checks(
+    *,
+    srm: dict,
+    included_visitors: int,
+    unknown: dict[str, int],
+    multi: int,
+    bots: dict[str, int],
+    caps: dict[str, float | None],
+    multi_warn_share: float,
+    days_elapsed: float,
+    min_runtime_days: float,
+    visitors_per_variant: dict[str, int],
+    min_visitors_per_variant: int,
+) -> list[QualityCheck]:
+    """Every data-quality check of one report, in the order the Results page lists them."""
+    checks: list[QualityCheck] = []
+    p = srm.get("p_value")
+    if srm.get("flag"):
+        checks.append(QualityCheck(
+            "srm", CheckStatus.FAIL,
+            f"Sample ratio mismatch: the split between the configured variants differs from the plan "
+            f"(always-valid p = {p:.2g} < {srm.get('threshold')}). Investigate assignment and tracking.", p))
+    else:
+        checks.append(QualityCheck("srm", CheckStatus.OK, "Traffic split matches the plan (sequential SRM test).", p))
+
+    stray = sum(unknown.values())
+    seen = included_visitors + stray + multi + sum(bots.values())
+    if stray:
+        names = ", ".join(f"{k!r} ({_fmt_count(v)})" for k, v in sorted(unknown.items()))
+        checks.append(QualityCheck(
+            "unknown_variants", CheckStatus.WARN,
+            f"{_fmt_count(stray)} visitor(s) exposed to variants the experiment does not have: {names}. "
+            "Excluded from every metric and from the SRM test.", stray))
+    else:
+        checks.append(QualityCheck("unknown_variants", CheckStatus.OK, "No exposures to unknown variants.", 0))
+
+    share = _share(multi, seen)
+    status = CheckStatus.WARN if share > multi_warn_share else CheckStatus.OK
+    checks.append(QualityCheck(
+        "multiple_variants", status,
+        f"{_fmt_count(multi)} visitor(s) ({share:.2%}) exposed to more than one variant, excluded from every metric"
+        + (f"; above the {multi_warn_share:.0%} threshold: check that assignment is sticky." if status == "warn" else "."),
+        multi))
+
+    n_bots = sum(bots.values())
+    share = _share(n_bots, seen)
+    how = ", ".join(f"{v:,} by {k.replace('_', ' ')}" for k, v in sorted(bots.items()) if v)
+    checks.append(QualityCheck(
+        "bots", CheckStatus.WARN if share > BOT_WARN_SHARE else CheckStatus.OK,
+        f"{_fmt_count(n_bots)} visitor(s) ({share:.2%}) excluded as bots" + (f" ({how})." if how else "."), n_bots))
+
+    capped = ", ".join(f"{k} at {v:,.4g}" for k, v in caps.items() if v is not None)
+    checks.append(QualityCheck(
+        "capping", CheckStatus.OK,
+        f"Per-visitor caps: {capped}." if capped else "No per-visitor capping.", None))
+
+    if days_elapsed < min_runtime_days:
+        checks.append(QualityCheck(
+            "min_runtime", CheckStatus.WARN,
+            f"Ran {days_elapsed:.1f} of the minimum {min_runtime_days:g} days: no verdict before then.", days_elapsed))
+    else:
+        checks.append(QualityCheck(
+            "min_runtime", CheckStatus.OK, f"Minimum runtime of {min_runtime_days:g} days met.", days_elapsed))
+    short = {k: n for k, n in visitors_per_variant.items() if n < min_visitors_per_variant}
+    if short:
+        names = ", ".join(f"{k} {_fmt_count(n)}" for k, n in sorted(short.items()))
+        checks.append(QualityCheck(
+            "min_sample", CheckStatus.WARN,
+            f"Fewer than {_fmt_count(min_visitors_per_variant)} visitors in: {names}.", min(short.values())))
+    else:
+        checks.append(QualityCheck(
+            "min_sample", CheckStatus.OK,
+            f"Every variant has at least {_fmt_count(min_visitors_per_variant)} visitors.",
+            min(visitors_per_variant.values()) if visitors_per_variant else 0))
+    return checks
