@@ -33,3 +33,24 @@ def test_every_benchmark_is_recorded_in_the_docs() -> None:
     doc = (ROOT / "docs" / "benchmarks.md").read_text()
     for bench in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         assert f"benchmarks/{bench.name}" in doc, f"{bench.name} has no figures in docs/benchmarks.md"
+
+
+def test_statistics_doc_settings_validate_and_name_every_check() -> None:
+    """docs/statistics.md and the code agree: its YAML is a valid analysis block, its check table
+    names exactly the checks the report carries."""
+    import re
+
+    import yaml
+
+    from armor_ab.experiments.models import AnalysisSpec
+    from armor_ab.stats.quality import quality_checks
+
+    doc = (ROOT / "docs" / "statistics.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    AnalysisSpec.model_validate(yaml.safe_load(block)["analysis"])
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", doc, re.M))
+    checks = quality_checks(srm={"flag": False, "p_value": 1.0}, included_visitors=0, unknown={}, multi=0, bots={},
+                            caps={}, multi_warn_share=0.01, days_elapsed=0.0, min_runtime_days=7.0,
+                            visitors_per_variant={"a": 0}, min_visitors_per_variant=100)
+    assert documented >= {c.name for c in checks}
+    assert {c.name for c in checks} >= documented - {"sequential", "fixed", "hybrid"}

@@ -22,6 +22,7 @@ _MODULES = (
     "serve",  # serve
     "simulate",  # simulate
     "analyze",  # analyze, power
+    "roi",  # roi prior
     "generate",  # generate (ARMOR model)
     "engine",  # engine build (ONNX / TensorRT)
     "content",  # content generate|approve|list

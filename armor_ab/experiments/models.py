@@ -148,6 +148,9 @@ class AnalysisSpec(_Strict):
     # The ROI's effect: inquiries per visitor within this many calendar days of first exposure,
     # over visitors whose window has closed, so it does not depend on how long the test ran.
     roi_window_days: int = Field(default=3, ge=1, le=90)
+    # The sd of the Normal(0, sd^2) prior the ROI shrinks the relative inquiry lift with; None: the
+    # documented default (0.1). `armor-ab roi prior` estimates it from the database's past experiments.
+    roi_prior_sd: float | None = Field(default=None, gt=0.0, le=10.0, allow_inf_nan=False)
     cuped: bool = True
     cuped_pre_days: int = Field(default=14, ge=1, le=365)
     sequential_tuning: float = Field(default=5000.0, gt=0, allow_inf_nan=False)

@@ -213,9 +213,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["sequential", "fixed", "hybrid"], default="sequential")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--roi-cv", type=float, default=ROI_CV, help="per-visitor cv of the priced inquiry metric")
+    parser.add_argument("--no-roi", action="store_true", help="experiments without a roi block (metrics only)")
     args = parser.parse_args(argv)
     for name in args.scenario or sorted(SCENARIOS):
-        print(json.dumps(simulate(name, args.runs, args.seed, mode=args.mode, roi_cv=args.roi_cv)), flush=True)
+        extra = {"with_roi": False} if args.no_roi else {}
+        print(json.dumps(simulate(name, args.runs, args.seed, mode=args.mode, roi_cv=args.roi_cv, **extra)),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,24 @@ def _fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+def _visitors(n: int) -> str:
+    return f"{n:,} visitor{'' if n == 1 else 's'}"
+
+
+def _cap_words(variable: str, value: float) -> str:
+    """A per-visitor cap in the variable's own unit, for people."""
+    if variable == "dwell":
+        seconds = value / 1000.0
+        return f"dwell {seconds / 60:,.1f} min" if seconds >= 120 else f"dwell {seconds:,.0f} s"
+    if variable == "views":
+        return f"{value:,.0f} page views"
+    if variable == "inq":
+        return f"{value:,.0f} inquir{'y' if value == 1 else 'ies'}"
+    if variable == "inqv":
+        return f"inquiry value ${value:,.0f}"
+    return f"{variable} {value:,.4g}"
+
+
 def quality_checks(
     *,
     srm: dict,
@@ -79,7 +97,7 @@ def quality_checks(
         names = ", ".join(f"{k!r} ({_fmt_count(v)})" for k, v in sorted(unknown.items()))
         checks.append(QualityCheck(
             "unknown_variants", CheckStatus.WARN,
-            f"{_fmt_count(stray)} visitor(s) exposed to variants the experiment does not have: {names}. "
+            f"{_visitors(stray)} exposed to variants the experiment does not have: {names}. "
             "Excluded from every metric and from the SRM test.", stray))
     else:
         checks.append(QualityCheck("unknown_variants", CheckStatus.OK, "No exposures to unknown variants.", 0))
@@ -88,7 +106,7 @@ def quality_checks(
     status = CheckStatus.WARN if share > multi_warn_share else CheckStatus.OK
     checks.append(QualityCheck(
         "multiple_variants", status,
-        f"{_fmt_count(multi)} visitor(s) ({share:.2%}) exposed to more than one variant, excluded from every metric"
+        f"{_visitors(multi)} ({share:.2%}) exposed to more than one variant, excluded from every metric"
         + (f"; above the {multi_warn_share:.0%} threshold: check that assignment is sticky." if status == "warn" else "."),
         multi))
 
@@ -97,12 +115,12 @@ def quality_checks(
     how = ", ".join(f"{v:,} by {k.replace('_', ' ')}" for k, v in sorted(bots.items()) if v)
     checks.append(QualityCheck(
         "bots", CheckStatus.WARN if share > BOT_WARN_SHARE else CheckStatus.OK,
-        f"{_fmt_count(n_bots)} visitor(s) ({share:.2%}) excluded as bots" + (f" ({how})." if how else "."), n_bots))
+        f"{_visitors(n_bots)} ({share:.2%}) excluded as bots" + (f" ({how})." if how else "."), n_bots))
 
-    capped = ", ".join(f"{k} at {v:,.4g}" for k, v in caps.items() if v is not None)
+    capped = ", ".join(_cap_words(k, v) for k, v in caps.items() if v is not None)
     checks.append(QualityCheck(
         "capping", CheckStatus.OK,
-        f"Per-visitor caps: {capped}." if capped else "No per-visitor capping.", None))
+        f"Each visitor's totals capped at: {capped}." if capped else "No per-visitor capping.", None))
 
     if days_elapsed < min_runtime_days:
         checks.append(QualityCheck(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from armor_ab.roi.engine import EffectInput, compute_roi
+from armor_ab.roi.engine import EffectInput, EffectPrior, compute_roi
 from armor_ab.roi.verdict import decide_report
 from armor_ab.stats.analysis import Comparison, Settings, compare, entry
 from armor_ab.stats.bayesian import Prior
@@ -329,8 +329,10 @@ def _roi(record: ExperimentRecord, sums: ExperimentSums, settings: Settings, var
         baseline_inquiries_per_visitor=max(comp.pair.control.raw_mean, 0.0), lift_abs=f.lift_abs,
         lift_abs_se=f.se_abs, window_days=window,
     )
+    a = spec.analysis
+    prior = None if a.roi_prior_sd is None else EffectPrior(a.roi_prior_sd, "analysis.roi_prior_sd")
     return {"variant": variant, "mde": spec.mde, "mature_visitors": comp.pair.control.n + comp.pair.treatment.n,
-            **compute_roi(spec.roi, effect)}
+            **compute_roi(spec.roi, effect, prior=prior)}
 
 
 def experiment_report(
@@ -498,3 +500,30 @@ def report_from_sums(
         "segments": _segments(record, sums, settings),
         "verdict": verdict,
     }
+
+
+def past_roi_effects(con: duckdb.DuckDBPyConnection, records: list[ExperimentRecord]) -> list[dict]:
+    """The measured relative effect on windowed inquiries (and its se) of each stopped experiment
+    with a roi block: what ``armor_ab.roi.shrinkage.prior_from_history`` estimates the prior from."""
+    out = []
+    for record in records:
+        spec = record.spec
+        if record.status != "stopped" or spec.roi is None or record.started_at is None:
+            continue
+        start, end = _window(record, record.stopped_at or datetime.now(UTC))
+        sums = _load(con, record, start, end, [])
+        settings = Settings(spec.alpha, False, spec.analysis.sequential_tuning)
+        comps = {
+            (spec.metrics.primary, v): compare(sums.totals.get(spec.control_key, VisitorSums.zero()),
+                                               sums.totals.get(v, VisitorSums.zero()), spec.metrics.primary,
+                                               settings, with_bayes=False)
+            for v in _treatments(record)
+        }
+        variant = _primary_variant(record, comps)
+        if variant is None:
+            continue
+        f = compare(sums.totals.get(spec.control_key, VisitorSums.zero()), sums.totals.get(variant, VisitorSums.zero()),
+                    ROI_METRIC, settings, with_bayes=False).fixed
+        if f.lift_rel is not None and f.se_rel is not None:
+            out.append({"experiment": spec.key, "variant": variant, "lift_rel": f.lift_rel, "se_rel": f.se_rel})
+    return out

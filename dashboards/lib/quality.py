@@ -10,7 +10,8 @@ import altair as alt
 
 from dashboards.lib import fmt
 
-ICONS = {"ok": "✅", "warn": "⚠️", "fail": "❌"}
+# Streamlit badges, not emoji: they render the same in every browser and font setup.
+BADGES = {"ok": ":green-badge[ok]", "warn": ":orange-badge[warning]", "fail": ":red-badge[fail]"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def quality_lines(report: dict) -> list[QualityLine]:
     for c in (report.get("data_quality") or {}).get("checks") or []:
         status = c.get("status", "ok")
         name = str(c.get("name", "")).replace("_", " ")
-        out.append(QualityLine(c.get("name", ""), status, f"{ICONS.get(status, '•')} **{name}**: "
+        out.append(QualityLine(c.get("name", ""), status, f"{BADGES.get(status, status)} **{name}**: "
                                                            f"{fmt.md_escape(str(c.get('message', '')))}"))
     return out
 
