@@ -118,3 +118,47 @@ def test_the_stored_exposure_carries_the_flag(tmp_path) -> None:
         props = json.loads(rows[user] or "{}")
         assert props.get("bot") is (True if bot else None), (user, props)
         assert props.get("device") == "desktop"  # the other properties are still there
+
+
+def test_exposures_posted_by_a_bot_are_flagged_too(tmp_path) -> None:
+    """The snippet also posts the visitor's exposure in its event batches (same id as the server's):
+    whichever copy is stored first, a bot's carries the flag. Other events and humans are untouched."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from armor_ab.api.app import create_app
+    from armor_ab.api.state import Settings
+
+    db = tmp_path / "bots-events.duckdb"
+    keys = seed_database(db)
+    auth = {"Authorization": f"Bearer {keys['client']}"}
+    sent: dict[str, bool] = {}
+    for fast in (True, False):
+        with TestClient(create_app(Settings(db_path=db, fast_path=fast))) as client:
+            for agent, bot in ((GOOGLEBOT, True), (CHROME, False)):
+                user = f"{'fast' if fast else 'fastapi'}-{'bot' if bot else 'human'}"
+                events = [
+                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": user,
+                     "item_id": "pumps-01", "type": "exposure", "properties": {"device": "desktop"}},
+                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": user,
+                     "item_id": "pumps-01", "type": "page_view"},
+                ]
+                r = client.post("/v1/events", json={"events": events}, headers={**auth, "User-Agent": agent})
+                assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+                sent[user] = bot
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT user_id, type, properties::VARCHAR FROM events WHERE experiment = ?",
+                           [EXP]).fetchall()
+    finally:
+        con.close()
+    for user, kind, props in rows:
+        if user not in sent:
+            continue
+        got = json.loads(props or "{}")
+        if kind == "exposure":
+            assert got.get("bot") is (True if sent[user] else None), (user, got)
+            assert got["device"] == "desktop"
+        else:
+            assert "bot" not in got

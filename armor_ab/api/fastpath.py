@@ -114,7 +114,7 @@ async def serve(
                            headers={"WWW-Authenticate": "Bearer"})
         principal = key_principal(state, token, "client")
         if route == EVENTS:
-            payload = await accept_batch(state, await _body(receive, state.settings.max_body_bytes))
+            payload = await accept_batch(state, await _body(receive, state.settings.max_body_bytes), agent)
             return await _answer(send, 200, headers, payload)
         params = _params(scope)
         user_id = _id(params, "user_id", True)

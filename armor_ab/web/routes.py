@@ -121,7 +121,7 @@ async def post_events_beacon(request: Request):
     if principal.scope != "client":
         raise ApiError(403, "forbidden", "the beacon takes only a client-scope (publishable) key; "
                        "never put a read or admin key in a URL", field="key")
-    return await append_batch(state, await request.body())
+    return await append_batch(state, await request.body(), request.headers.get("user-agent"))
 
 
 # -- the example catalog site --------------------------------------------------------------------------

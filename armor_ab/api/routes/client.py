@@ -8,6 +8,7 @@ Their parameters and security are declared in ``openapi_extra`` so /docs still s
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_string
 
@@ -270,11 +271,26 @@ async def post_events(request: Request):
     """Append a batch of at most 1000 events; 2xx only after the commit that holds them."""
     state: AppState = request.app.state.armor
     authorize(request, "client")
-    return await append_batch(state, await request.body())
+    return await append_batch(state, await request.body(), request.headers.get("user-agent"))
 
 
-async def accept_batch(state: AppState, raw: bytes) -> bytes:
-    """Validate a raw ``{"events": [...]}`` body, check its references, commit it: the answer's JSON."""
+def flag_bot_exposures(rows: list[tuple]) -> list[tuple]:
+    """Exposure rows sent by a known bot carry ``"bot": true`` in their properties, as the server's own
+    exposures do, so the analysis excludes the visitor whichever copy of the exposure arrives first."""
+    out = []
+    for row in rows:
+        if row[5] == "exposure":
+            props = json.loads(row[9]) if row[9] else {}
+            props["bot"] = True
+            row = (*row[:9], json_bytes(props).decode())
+        out.append(row)
+    return out
+
+
+async def accept_batch(state: AppState, raw: bytes, user_agent: str | None = None) -> bytes:
+    """Validate a raw ``{"events": [...]}`` body, check its references, commit it: the answer's JSON.
+
+    A batch from a known bot User-Agent (one regex per batch) has its exposures flagged."""
     try:
         batch = EventBatch.model_validate_json(raw)
     except ValidationError as exc:
@@ -283,10 +299,13 @@ async def accept_batch(state: AppState, raw: bytes) -> bytes:
         check_references(batch.events, state.variants)
     except UnknownReferenceError as exc:
         raise ApiError(422, "unknown_reference", exc.message, field=exc.field) from None
-    accepted = await commit(state, event_rows(batch.events, datetime.now(UTC)))
+    rows = event_rows(batch.events, datetime.now(UTC))
+    if user_agent and is_bot(user_agent):
+        rows = flag_bot_exposures(rows)
+    accepted = await commit(state, rows)
     return b'{"accepted":%d,"duplicates":%d}' % (accepted.accepted, accepted.duplicates)
 
 
-async def append_batch(state: AppState, raw: bytes) -> Response:
+async def append_batch(state: AppState, raw: bytes, user_agent: str | None = None) -> Response:
     """``accept_batch`` as a response (the FastAPI routes: ``POST /v1/events`` and the beacon)."""
-    return Response(await accept_batch(state, raw), media_type="application/json")
+    return Response(await accept_batch(state, raw, user_agent), media_type="application/json")
