@@ -19,22 +19,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System packages the browser tests need (Debian's Chromium); skipped when already present.
+# The browser the browser tests drive (tests/test_web_e2e.py, tests/test_dashboard_browser.py).
+CHROMIUM := /usr/bin/chromium
+
+# System packages the browser tests need (Debian's Chromium): nothing to do when present, installed as root,
+# and a failure (not a skip later) when it is missing and cannot be installed here.
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
-	  else echo "chromium missing: run 'sudo apt-get install -y chromium'" >&2; fi; \
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && apt-get install -y -q chromium || { echo "system-deps: installing chromium failed" >&2; exit 1; }; \
+	  else \
+	    echo "system-deps: $(CHROMIUM) is missing and installing it needs root: run 'sudo apt-get install -y chromium' (or 'sudo make system-deps'), then make test again" >&2; \
+	    exit 1; \
+	  fi; \
+	  [ -x "$(CHROMIUM)" ] || { echo "system-deps: chromium was installed but $(CHROMIUM) is still missing" >&2; exit 1; }; \
 	fi
 
 demo: install
 	$(BIN)/python -m armor_ab.demo
 
-test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+# The browser tests fail instead of skipping when Chromium is missing (ARMOR_AB_REQUIRE_BROWSER).
+test: install system-deps
+	ARMOR_AB_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: failing" >&2; exit 1; fi; exit $$rc
 
-test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+test-fast: install system-deps
+	ARMOR_AB_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

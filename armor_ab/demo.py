@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from armor_ab.config import resolve_db_path
+from armor_ab.config import DEMO_CLIENT_KEY_ENV, KEY_ENV, env_settings, resolve_db_path
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store.db import DatabaseLockedError, connect
 from armor_ab.store.experiments import set_status, upsert_experiment
@@ -130,20 +130,53 @@ def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 90) ->
 
 
 def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a child started in its own session, with its whole group (streamlit, the API's database process)."""
     if proc is None or proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)  # the whole group: streamlit has children
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    except ProcessLookupError:
+        pass  # it exited meanwhile
+
+
+# Ctrl-C (SIGINT), `kill <pid>` (SIGTERM) and a closed terminal (SIGHUP) all stop the demo the same way.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def handle_stop_signals() -> dict[int, object]:
+    """Turn SIGTERM and SIGHUP into the KeyboardInterrupt that SIGINT raises, so `finally` stops the children.
+
+    A signal inherited as ignored stays ignored (`nohup` ignores SIGHUP, a shell's background job SIGINT),
+    as Python itself does for SIGINT; SIGTERM is always handled. Returns the handlers it replaced."""
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGTERM and before[sig] == signal.SIG_IGN:
+            continue
+        signal.signal(sig, _interrupt)
+    return before
+
+
+def ignore_stop_signals() -> None:
+    """While the children are being stopped: a second Ctrl-C or `kill` must not cut that short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
+    env_ports = env_settings()
     ap = argparse.ArgumentParser(prog="armor-ab demo")
     ap.add_argument("--db", default=None)
-    ap.add_argument("--port", type=int, default=int(os.environ.get("ARMOR_AB_PORT", 8000)))
-    ap.add_argument("--dashboard-port", type=int, default=int(os.environ.get("ARMOR_AB_DASHBOARD_PORT", 8501)))
+    ap.add_argument("--port", type=int, default=env_ports.port)
+    ap.add_argument("--dashboard-port", type=int, default=env_ports.dashboard_port)
     # 50,000: enough for the ROI's inquiry effect (about 5% of visitors inquire) to be priced with an
     # expected loss under the demo's $2,000 tolerance, so the demo reaches "ship" on its true effects.
     ap.add_argument("--visitors", type=int, default=50_000)
@@ -163,20 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         if not port_free(host, port):
             raise SystemExit(f"[demo] port {port} is in use; set --port/--dashboard-port "
                              "(or ARMOR_AB_PORT/ARMOR_AB_DASHBOARD_PORT)")
-    try:
-        keys = prepare(db, args.days)
-    except DatabaseLockedError as exc:
-        raise SystemExit(f"[demo] {exc}") from None
-    if not args.no_content:
-        build_content(db, use_engine=not args.no_engine)
-
     url = f"http://{host}:{args.port}"
     dash_url = f"http://{host}:{args.dashboard_port}"
-    server = dashboard = None
+    server = dashboard = sim = None
+    handlers = handle_stop_signals()
     try:
+        try:
+            keys = prepare(db, args.days)
+        except DatabaseLockedError as exc:
+            raise SystemExit(f"[demo] {exc}") from None
+        if not args.no_content:
+            build_content(db, use_engine=not args.no_engine)
+
         log(f"starting the API on {url} over {db}")
         # The example site publishes the client key to its pages, as a customer's site would.
-        env = {**os.environ, "ARMOR_AB_DEMO_CLIENT_KEY": keys["client"]}
+        env = {**os.environ, DEMO_CLIENT_KEY_ENV: keys["client"]}
         server = subprocess.Popen(
             [sys.executable, "-m", "armor_ab", "serve", "--db", str(db), "--port", str(args.port),
              "--log-level", "warning"], start_new_session=True, env=env)
@@ -186,17 +220,18 @@ def main(argv: list[str] | None = None) -> int:
             dashboard = subprocess.Popen(
                 [sys.executable, "-m", "armor_ab", "dashboard", "--api", url, "--port", str(args.dashboard_port),
                  "--no-auth", "--headless"],
-                start_new_session=True, env={**os.environ, "ARMOR_AB_KEY": keys["admin"]},
+                start_new_session=True, env={**os.environ, KEY_ENV: keys["admin"]},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         log(f"simulating {args.visitors} visitors over {args.days} days, true effect {args.effect}")
-        sim = subprocess.run(
+        sim = subprocess.Popen(
             [sys.executable, "-m", "armor_ab", "simulate", "--experiment", KEY, "--visitors", str(args.visitors),
              "--effect", args.effect, "--seed", str(args.seed), "--days", str(args.days), "--api", url,
              "--key", keys["client"]],
-            check=False, stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        sim_out = sim.communicate()[0]
         if sim.returncode != 0:
             raise SystemExit("[demo] the simulation failed (see above)")
-        log(f"simulation: {sim.stdout.strip()}")
+        log(f"simulation: {sim_out.strip()}")
         verdict = httpx.get(f"{url}/v1/experiments/{KEY}/results", timeout=300,
                             headers={"Authorization": f"Bearer {keys['read']}"}).json().get("verdict") or {}
         if dashboard is not None:
@@ -218,13 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         while server.poll() is None:
             time.sleep(0.5)
         return server.returncode or 0
-    except KeyboardInterrupt:
-        log("stopping")
+    except KeyboardInterrupt as exc:
+        log(f"stopping ({exc.args[0] if exc.args else 'SIGINT'})")
         return 0
     finally:
+        ignore_stop_signals()
+        stop(sim)
         stop(dashboard)
         stop(server)
         log("stopped")
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from typing import Annotated, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+# The columns are declared once, in event_schema; ARROW_SCHEMA and EVENT_TYPES stay importable here.
+from armor_ab.event_schema import ARROW_SCHEMA, CLIENT_COLUMNS, COLUMN_NAMES, EVENT_TYPES
+
 MAX_BATCH = 1000
 MAX_DWELL_MS = 24 * 3600 * 1000  # one page view longer than a day is a broken client, not a reader
 MAX_FUTURE = timedelta(hours=24)  # client clocks drift, but not by days
@@ -33,7 +36,8 @@ PropertyValue = Annotated[str, StringConstraints(max_length=500)] | int | Annota
 
 
 class EventIn(BaseModel):
-    """One event as clients send it (``EventCreate``)."""
+    """One event as clients send it (``EventCreate``): exactly the client-sent columns of
+    ``EVENT_SCHEMA``, in its order (checked below, at import)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,7 +46,7 @@ class EventIn(BaseModel):
     variant: Id | None = None
     user_id: Id
     item_id: Id | None = None
-    type: Literal["exposure", "page_view", "dwell", "inquiry"]
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]  # Literal of a tuple: its members
     value: float | None = Field(default=None, allow_inf_nan=False)
     ts: datetime | None = None
     properties: dict[Annotated[str, StringConstraints(max_length=64)], PropertyValue] | None = Field(
@@ -84,21 +88,14 @@ class EventsAccepted(BaseModel):
     duplicates: int
 
 
-_TS = pa.timestamp("us", tz="UTC")
-ARROW_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("experiment", pa.string()),
-        ("variant", pa.string()),
-        ("user_id", pa.string()),
-        ("item_id", pa.string()),
-        ("type", pa.string()),
-        ("value", pa.float64()),
-        ("ts", _TS),
-        ("received_at", _TS),
-        ("properties", pa.string()),
-    ]
-)
+def _check_wire_model() -> None:
+    """Fail at import if ``EventIn`` drifts from the client-sent columns of ``EVENT_SCHEMA``."""
+    fields = tuple(EventIn.model_fields)
+    if fields != CLIENT_COLUMNS:
+        raise RuntimeError(f"EventIn has fields {fields}, EVENT_SCHEMA's client columns are {CLIENT_COLUMNS}")
+
+
+_check_wire_model()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -113,10 +110,12 @@ def micros(ts: datetime) -> int:
 
 
 def event_rows(events: Iterable[EventIn], received_at: datetime | None = None) -> list[tuple]:
-    """One tuple per event in ``events`` column order, timestamps as integer microseconds.
+    """One tuple per event in ``EVENT_SCHEMA`` order, timestamps as integer microseconds.
 
     ts defaults to the receive time. Tuples are what the API ships to the database process:
-    they pickle faster than an Arrow table of the same rows is built.
+    they pickle faster than an Arrow table of the same rows is built. The tuple is spelled out
+    inline (a call per event would cost more than the rest of the loop); ``_check_event_rows``
+    pins it to the declaration at import and ``tests/test_event_schema.py`` round-trips it.
     """
     received = micros(received_at or datetime.now(UTC))
     return [
@@ -125,6 +124,22 @@ def event_rows(events: Iterable[EventIn], received_at: datetime | None = None) -
          _encode_properties(e.properties) if e.properties else None)
         for e in events
     ]
+
+
+def _check_event_rows() -> None:
+    """Fail at import if ``event_rows`` puts a value at another position than ``EVENT_SCHEMA``'s:
+    a probe event whose every field holds a marker naming its column must come out in column order."""
+    sent: dict[str, object] = {name: name for name in CLIENT_COLUMNS}
+    sent.update(ts=_EPOCH + _US, properties={"properties": 1})
+    stored: dict[str, object] = {name: name for name in COLUMN_NAMES}
+    stored.update(ts=1, received_at=2, properties='{"properties":1}')
+    row = event_rows([EventIn.model_construct(**sent)], _EPOCH + 2 * _US)[0]
+    expected = tuple(stored[name] for name in COLUMN_NAMES)
+    if row != expected:
+        raise RuntimeError(f"event_rows builds {row}, EVENT_SCHEMA wants {expected}")
+
+
+_check_event_rows()
 
 
 def rows_to_arrow(rows: list[tuple]) -> pa.Table:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
-from tests.conftest import Server, seed_database
+from tests.helpers.platform import Server, seed_database
 
 runner = CliRunner()
 EXP = "catalog-interleaved"

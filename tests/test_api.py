@@ -11,7 +11,7 @@ import pytest
 from armor_ab.events import exposure_event_id
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.loader import load_experiment_file
-from tests.conftest import DEMO_EXPERIMENT, Platform, Server, seed_database
+from tests.helpers.platform import DEMO_EXPERIMENT, Platform, Server, seed_database
 
 EXP = "catalog-interleaved"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from armor_ab.api.app import create_app
 from armor_ab.api.state import Settings
-from tests.conftest import Platform
+from tests.helpers.platform import Platform
 
 EXP = "catalog-interleaved"
 
@@ -185,7 +185,7 @@ def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
     """Back-pressure is an answer, never a silent drop: the batch was not stored and can be retried."""
     import time
 
-    from tests.conftest import seed_database, wait_for_file
+    from tests.helpers.platform import seed_database, wait_for_file
 
     db = tmp_path / "q.duckdb"
     keys = seed_database(db)

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from armor_ab.bots import is_bot
-from tests.conftest import seed_database
+from tests.helpers.platform import seed_database
 
 EXP = "catalog-interleaved"
 

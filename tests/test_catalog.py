@@ -13,6 +13,7 @@ from PIL import Image
 
 from armor_ab.catalog import CATEGORIES, build_products, draw_product, load_catalog
 from armor_ab.catalog.build import DEFAULT_SEED, build_catalog, png_bytes
+from armor_ab.catalog.draw import draw_picture, picture_attributes
 from armor_ab.catalog.products import product_picture, redraw_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +63,19 @@ def test_redraws_keep_the_category_and_use_fresh_seeds() -> None:
     catalog_seeds = {p.picture_seed for p in products}
     redraws = {redraw_seed(p.picture_seed, v) for p in products for v in range(1, 20)}
     assert not catalog_seeds & redraws
-    picture = product_picture(products[0], variant=3)
-    assert picture.size == (64, 64)
+    # One product per category: a re-draw is that category's painting, with the re-draw seed's attributes
+    # (colour, scale, offset, background); the same attributes with any other category's shape differ.
+    for category in CATEGORIES:
+        product = next(p for p in products if p.category == category)
+        for variant in (1, 3):
+            picture = product_picture(product, variant=variant)
+            assert picture.size == (64, 64)
+            attributes = picture_attributes(redraw_seed(product.picture_seed, variant))
+            assert picture.tobytes() == draw_picture(category, **attributes).tobytes()
+            for other in CATEGORIES:
+                if other != category:
+                    assert picture.tobytes() != draw_picture(other, **attributes).tobytes(), (category, other)
+            assert picture.tobytes() != product_picture(product).tobytes()  # a fresh picture, not the catalog's
 
 
 def test_unknown_category_is_an_error() -> None:

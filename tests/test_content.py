@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
-from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.loader import load_experiment_file
-from tests.conftest import DEMO_EXPERIMENT, ROOT, Server, seed_database
+from tests.helpers.content import EXP, small_catalog, users_by_variant
+from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
-EXP = "catalog-interleaved"
-
-
-def small_catalog(directory: Path, ids: list[str]) -> Path:
-    data = json.loads((ROOT / "experiments" / "catalog" / "catalog.json").read_text())
-    data["products"] = [p for p in data["products"] if p["id"] in ids]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "catalog.json").write_text(json.dumps(data))
-    return directory
-
-
-def users_by_variant(spec) -> dict[str, str]:
-    assigner = Assigner.from_experiment(spec)
-    found: dict[str, str] = {}
-    for i in range(1000):
-        found.setdefault(assigner.assign(f"visitor-{i}").variant, f"visitor-{i}")
-        if len(found) == 2:
-            return found
-    raise AssertionError("no split")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
-from tests.conftest import DEMO_EXPERIMENT, Server, seed_database
-from tests.test_content import EXP, small_catalog, users_by_variant
+from tests.helpers.content import EXP, small_catalog, users_by_variant
+from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
 ITEMS = ["pumps-01", "valves-02", "motors-03", "bearings-04"]

@@ -11,7 +11,7 @@ import duckdb
 import httpx
 import pytest
 
-from tests.conftest import Server, seed_database
+from tests.helpers.platform import Server, seed_database
 
 pytestmark = pytest.mark.slow
 EXP = "catalog-interleaved"

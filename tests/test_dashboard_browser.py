@@ -4,12 +4,13 @@ no error; screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from dashboards.lib import fmt
-from tests.test_dashboard_support import (
+from tests.helpers.dashboard import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -27,7 +28,10 @@ CHARTS = "[data-testid=stVegaLiteChart]"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DashboardPlatform, Dashboard]]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (`make system-deps`) to run browser tests")
+        why = f"{CHROMIUM} is missing: install Debian's chromium (`make system-deps`) to run browser tests"
+        if os.environ.get("ARMOR_AB_REQUIRE_BROWSER") == "1":  # `make test`: no silent skip
+            pytest.fail(f"{why} (ARMOR_AB_REQUIRE_BROWSER=1)", pytrace=False)
+        pytest.skip(why)
     plat = start_platform(tmp_path_factory, "dashboard-browser")
     try:
         dash = start_dashboard(plat.url, plat.keys["read"], plat.root / "dashboard.log")

@@ -22,7 +22,7 @@ from armor_ab.roi.verdict import decide_report
 from armor_ab.stats.power import sequential_sample_size
 from dashboards.lib import assumptions, charts, export, figures, fmt, specs
 from dashboards.lib.api import ApiClient, ApiError, ApiUnavailable, _error_from
-from tests.conftest import DEMO_EXPERIMENT, free_port
+from tests.helpers.platform import DEMO_EXPERIMENT, free_port
 
 # ---- a small report in the API's shape ---------------------------------------------------------------
 

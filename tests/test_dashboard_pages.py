@@ -11,8 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboards.lib import figures, fmt, specs, ui
-from tests.conftest import free_port
-from tests.test_dashboard_support import (
+from tests.helpers.dashboard import (
     APP,
     EXP,
     PENDING_ITEMS,
@@ -21,6 +20,7 @@ from tests.test_dashboard_support import (
     DashboardPlatform,
     start_platform,
 )
+from tests.helpers.platform import free_port
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -19,7 +19,7 @@ import pytest
 from armor_ab.experiments.models import CAPPABLE, AnalysisSpec, Capping
 from armor_ab.stats.sql import load_sums
 from armor_ab.store.schema import ensure_schema
-from tests.test_stats_sql import Events, insert
+from tests.helpers.events import Events, insert
 
 US = 1_000_000
 DAY = 86_400 * US

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from armor_ab.cli import app
 from armor_ab.engine.errors import BackendUnavailable
 from armor_ab.engine.tensorrt_backend import tensorrt_missing_reason
-
-from .test_engine_parity import TINY_RECIPE, tiny_engine_dir
+from tests.helpers.engine import TINY_RECIPE, tiny_engine_dir
 
 GREEDY = ["--temperature", "0", "--image-temperature", "0", "--max-new-tokens", "6", "--guidance", "3"]
 

@@ -13,8 +13,7 @@ from armor_ab.engine.errors import EngineError
 from armor_ab.engine.manifest import file_record
 from armor_ab.engine.runtime import load_backend
 from armor_ab.model import get_config
-
-from .test_engine_parity import tiny_engine_dir
+from tests.helpers.engine import tiny_engine_dir
 
 
 @pytest.fixture()
@@ -37,8 +36,26 @@ def _load_error(engine: Path, **kw) -> EngineError:
     return info.value
 
 
-def test_intact_copy_loads(engine: Path) -> None:
-    load_backend(engine, "onnxruntime", get_config("armor-tiny"), threads=1).close()
+def test_intact_copy_loads_and_answers_like_the_original(
+    engine: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The control case: the copy every other test damages is, undamaged, the same engine.
+    import torch
+
+    cfg = get_config("armor-tiny")
+    copy = load_backend(engine, "onnxruntime", cfg, threads=1)
+    original = load_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", cfg, threads=1)
+    try:
+        assert copy.directory == engine
+        assert copy.manifest.to_json() == original.manifest.to_json()
+        assert copy.manifest.config_hash == cfg.config_hash()
+        h = torch.randn(3, cfg.text_config.hidden_size, generator=torch.Generator().manual_seed(0))
+        logits = copy.text_head(h)
+        assert logits.shape[0] == 3 and torch.isfinite(logits).all()
+        assert torch.equal(logits, original.text_head(h))
+    finally:
+        copy.close()
+        original.close()
 
 
 def test_missing_file(engine: Path) -> None:

@@ -38,8 +38,7 @@ def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) 
     from armor_ab.engine.parity import greedy_parity, step_parity
     from armor_ab.engine.recipe import load_recipe
     from armor_ab.engine.runtime import load_backend
-
-    from .test_engine_parity import TINY_RECIPE
+    from tests.helpers.engine import TINY_RECIPE
 
     root = tmp_path_factory.mktemp("trt")
     directory: Path = build_tensorrt(load_recipe(TINY_RECIPE), out_root=root, progress=False)
@@ -55,8 +54,7 @@ def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) 
 def test_onnxruntime_cuda_ep_parity(tmp_path_factory: pytest.TempPathFactory, loaded) -> None:
     from armor_ab.engine.parity import step_parity
     from armor_ab.engine.runtime import load_backend
-
-    from .test_engine_parity import tiny_engine_dir
+    from tests.helpers.engine import tiny_engine_dir
 
     be = load_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", loaded.model.config)
     assert be.compute_device.type == "cuda"

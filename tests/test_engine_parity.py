@@ -1,7 +1,7 @@
 """ONNX engine of armor-tiny vs PyTorch eager: every graph within 1e-4, identical greedy generation, the manifest.
 
 The engine is built once per test session, through the real CLI (``armor-ab engine build``), into a temporary
-directory; ``tiny_engine_dir`` is shared with the other ``test_engine_*`` modules.
+directory; ``tests.helpers.engine.tiny_engine_dir`` is shared with the other ``test_engine_*`` modules.
 """
 
 from __future__ import annotations
@@ -12,31 +12,13 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from armor_ab.engine.graphs import GRAPH_NAMES, graph_specs
 from armor_ab.engine.manifest import Manifest, read_manifest, sha256_file
 from armor_ab.engine.parity import greedy_parity, greedy_settings, step_parity
 from armor_ab.engine.runtime import OnnxRuntimeBackend, load_backend, load_generator
 from armor_ab.model import InterleavedGenerator, SamplingConfig, load_model
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY_RECIPE = ROOT / "engine" / "recipes" / "armor-tiny.yaml"
-_BUILT: dict[str, Path] = {}
-
-
-def tiny_engine_dir(factory: pytest.TempPathFactory) -> Path:
-    """engine/build/armor-tiny/onnx, built once per session by `armor-ab engine build` into a temp root."""
-    if "onnx" not in _BUILT:
-        from armor_ab.cli import app
-
-        root = factory.mktemp("engine-build")
-        args = ["engine", "build", "--recipe", str(TINY_RECIPE), "--backend", "onnx", "--out", str(root)]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-        _BUILT["onnx"] = root / "armor-tiny" / "onnx"
-        _BUILT["cli_output"] = result.output  # type: ignore[assignment]
-    return _BUILT["onnx"]
+from tests.helpers.engine import _BUILT, tiny_engine_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.loader import ExperimentFileError, load_experiment_file
-from tests.conftest import DEMO_EXPERIMENT
+from tests.helpers.platform import DEMO_EXPERIMENT
 
 runner = CliRunner()
 

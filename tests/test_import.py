@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
-from tests.conftest import seed_database
+from tests.helpers.platform import seed_database
 
 runner = CliRunner()
 

@@ -586,7 +586,7 @@ def test_post_roi_takes_the_new_assumptions_effect_and_prior(tmp_path):
 
     from armor_ab.api.app import create_app
     from armor_ab.api.state import Settings
-    from tests.conftest import seed_database
+    from tests.helpers.platform import seed_database
 
     db = tmp_path / "roi.duckdb"
     keys = seed_database(db)

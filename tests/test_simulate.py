@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.simulate import Effects
-from tests.conftest import Server, seed_database
+from tests.helpers.platform import Server, seed_database
 
 runner = CliRunner()
 

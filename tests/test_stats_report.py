@@ -20,7 +20,7 @@ from armor_ab.stats.report import experiment_report, primary_baseline
 from armor_ab.stats.sql import load_sums
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, get_experiment, upsert_experiment
-from tests.test_stats_sql import END, PRE_DAYS, START, generate_events, insert, reference
+from tests.helpers.events import END, PRE_DAYS, START, generate_events, insert, reference
 
 METRICS = {
     "primary": "dwell_time_per_view",
@@ -140,7 +140,7 @@ def reference_from_db(con) -> dict:
         "SELECT event_id::VARCHAR, experiment, variant, user_id, type, value, epoch_us(ts), properties::VARCHAR "
         "FROM events WHERE experiment = 'exp'"
     ).fetchall()
-    from tests.test_stats_sql import Events
+    from tests.helpers.events import Events
 
     cols = list(zip(*rows, strict=True))
     return reference(Events(*(list(c) for c in cols)))
@@ -212,6 +212,14 @@ def test_three_variants_holm_over_the_family(con) -> None:
     assert [r["p_value_adjusted"] for r in report["results"]] == pytest.approx(list(multipletests(ps, method="holm")[1]))
     assert report["primary_variant"] in ("a", "b")
     assert set(report["srm"]["expected"]) == {"control", "a", "b"}
+    # Two treatment arms: the verdict reads intervals at alpha / 2 (Bonferroni over the arms), wider
+    # than the entry's own always-valid interval at alpha.
+    for r in report["results"]:
+        if r["metric"] == "dwell_time_per_view":
+            d = r["decision"]
+            assert d["sequential_alpha"] == d["fixed_alpha"] == pytest.approx(0.025)
+            assert d["sequential_ci_rel"][0] < r["sequential"]["ci_rel"][0]
+            assert d["sequential_ci_rel"][1] > r["sequential"]["ci_rel"][1]
 
 
 def test_srm_flags_a_skewed_split(con) -> None:

@@ -8,28 +8,19 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from armor_ab.events import micros
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store.db import DatabaseLockedError
 from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
 from armor_ab.store.process import RemoteError, StoreClient, query
 from armor_ab.store.writer import WriterClosedError
+from tests.helpers.store import rows
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "catalog-interleaved.yaml"
-
-
-def rows(n: int, kind: str = "dwell", user: str = "u") -> list[tuple]:
-    now = micros(datetime.now(UTC))
-    value = 1000.0 if kind == "dwell" else None
-    return [(str(uuid.uuid4()), "catalog-interleaved", "armor", user, None, kind, value, now, now, None)
-            for _ in range(n)]
 
 
 def _raise_unpicklable(con) -> None:
@@ -108,7 +99,7 @@ def test_the_database_process_exits_and_frees_the_file_when_its_parent_is_killed
     script = textwrap.dedent(f"""
         import sys, time, uuid
         from armor_ab.store.process import StoreClient
-        from tests.test_store_process import rows
+        from tests.helpers.store import rows
         client = StoreClient({str(db)!r})
         batch = rows(100)
         print(client.pid, client.submit(batch).result(10), flush=True)

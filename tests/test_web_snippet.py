@@ -19,7 +19,7 @@ from armor_ab.content.control import load_products
 from armor_ab.store.process import query
 from armor_ab.web.routes import STATIC
 from armor_ab.web.site import script_json
-from tests.conftest import seed_database
+from tests.helpers.platform import seed_database
 
 EXP = "catalog-interleaved"
 SNIPPET = STATIC / "armor-ab.js"

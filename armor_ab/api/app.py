@@ -16,19 +16,18 @@ from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import HotPaths, RequestContextMiddleware
 from armor_ab.api.routes import admin, analysis, client, ops
 from armor_ab.api.state import AppState, Settings
-from armor_ab.config import resolve_db_path
+from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
 from armor_ab.web import routes as web
 
 log = logging.getLogger("armor_ab.api")
-CORS_ENV = "ARMOR_AB_CORS_ORIGINS"
+CORS_ENV = CORS_ORIGINS_ENV
 # FastAPI's built-in OpenTelemetry hooks look up the global providers and environment on every
 # request even when none is configured; the API exports its own Prometheus metrics instead.
 TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 
 
 def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> Settings:
-    origins = tuple(o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip())
-    return Settings(db_path=resolve_db_path(db), cors_origins=origins, **overrides)
+    return Settings(db_path=resolve_db_path(db), cors_origins=env_settings().cors_origins, **overrides)
 
 
 class ArmorApp(FastAPI):

@@ -10,9 +10,11 @@ from typing import Annotated, NoReturn
 import duckdb
 import typer
 
+from armor_ab.config import DB_ENV, DEFAULT_DB
+
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="DuckDB file (default: $ARMOR_AB_DB or .armor_ab/armor_ab.duckdb)"),
+    typer.Option("--db", help=f"DuckDB file (default: ${DB_ENV} or {DEFAULT_DB})"),
 ]
 
 
@@ -25,11 +27,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 @contextmanager
 def open_db(db: Path | None, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """The database for one command; a lock held by a running server is a clean error."""
-    from armor_ab.store.db import DatabaseLockedError, connect
+    from armor_ab.store.db import DatabaseLockedError, SchemaVersionError, connect
 
     try:
         con = connect(db, read_only=read_only)
-    except DatabaseLockedError as exc:
+    except (DatabaseLockedError, SchemaVersionError) as exc:
         fail(str(exc))
     except duckdb.Error as exc:
         fail(f"cannot open database: {exc}")

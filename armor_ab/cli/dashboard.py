@@ -10,17 +10,21 @@ from typing import Annotated
 import typer
 
 from armor_ab.cli._common import fail
+from armor_ab.config import API_ENV, DASHBOARD_NO_AUTH_ENV, DEFAULT_API, env_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboards" / "app.py"
 
 
 def streamlit_command(app: Path, *, host: str, port: int, headless: bool) -> list[str]:
-    """The ``streamlit run`` command line: no file watcher, no usage statistics."""
+    """The ``streamlit run`` command line: no file watcher, no usage statistics, never a prompt.
+
+    Without ``--server.showEmailPrompt false`` the first non-headless run on a machine stops at Streamlit's
+    e-mail prompt (and exits when stdin is not a terminal)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", host, "--server.port", str(port),
-        "--server.headless", "true" if headless else "false",
+        "--server.headless", "true" if headless else "false", "--server.showEmailPrompt", "false",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
@@ -29,14 +33,14 @@ def streamlit_command(app: Path, *, host: str, port: int, headless: bool) -> lis
 def dashboard_env(api: str, no_auth: bool, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment the dashboard reads: API URL, auth mode, and the repository on PYTHONPATH."""
     env = dict(os.environ if base is None else base)
-    env["ARMOR_AB_API"] = api
-    env["ARMOR_AB_DASHBOARD_NO_AUTH"] = "1" if no_auth else "0"
+    env[API_ENV] = api
+    env[DASHBOARD_NO_AUTH_ENV] = "1" if no_auth else "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
 def dashboard_command(
-    api: Annotated[str, typer.Option("--api", envvar="ARMOR_AB_API", help="API base URL")] = "http://127.0.0.1:8000",
+    api: Annotated[str, typer.Option("--api", envvar=API_ENV, help="API base URL")] = DEFAULT_API,
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="dashboard TCP port")] = 8501,
     host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
     no_auth: Annotated[bool, typer.Option(
@@ -46,7 +50,7 @@ def dashboard_command(
     """Serve the dashboards (Experiments, Design, Results, ROI, Content) with `streamlit run`."""
     if not APP.is_file():
         fail(f"the dashboards are not installed here ({APP} is missing): run from a source checkout")
-    if no_auth and not os.environ.get("ARMOR_AB_KEY"):
+    if no_auth and env_settings().key is None:
         fail("--no-auth needs a read or admin key in ARMOR_AB_KEY (create one: armor-ab keys create --scope read)")
     cmd = streamlit_command(APP, host=host, port=port, headless=headless)
     typer.echo(f"dashboard on http://{host}:{port} over the API at {api}"

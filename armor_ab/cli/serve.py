@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from armor_ab.cli._common import DbOption, fail
+from armor_ab.config import CATALOG_ENV
 
 
 def serve_command(
@@ -18,7 +19,7 @@ def serve_command(
         list[str] | None, typer.Option("--cors-origin", help="allowed origin for client endpoints (repeatable)")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
-    catalog: Annotated[Path | None, typer.Option("--catalog", envvar="ARMOR_AB_CATALOG",
+    catalog: Annotated[Path | None, typer.Option("--catalog", envvar=CATALOG_ENV,
                                                  help="catalog directory for control copy (default: the demo catalog)")] = None,
     on_demand_timeout: Annotated[float, typer.Option(
         help="seconds a visitor waits for a page generated on demand (variants with on_demand: true)")] = 2.0,
@@ -29,7 +30,7 @@ def serve_command(
     from dataclasses import replace
 
     from armor_ab.api.app import serve, settings_from_env
-    from armor_ab.store.db import DatabaseLockedError
+    from armor_ab.store.db import DatabaseLockedError, SchemaVersionError
 
     settings = settings_from_env(db)
     if cors_origin:
@@ -46,7 +47,7 @@ def serve_command(
                        engine_dir=engine)
     try:
         serve(settings, host=host, port=port, log_level=log_level)
-    except DatabaseLockedError as exc:
+    except (DatabaseLockedError, SchemaVersionError) as exc:
         fail(str(exc))
 
 

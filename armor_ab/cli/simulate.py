@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from armor_ab.cli._common import fail
+from armor_ab.config import API_ENV, CLIENT_KEY_ENV, DEFAULT_API
 
 
 def simulate_command(
@@ -17,8 +18,8 @@ def simulate_command(
     effect: Annotated[str, typer.Option("--effect", help="true relative effects, e.g. dwell=+8%,inquiry=+15%")] = "",
     seed: Annotated[int, typer.Option("--seed", help="random seed (visitor ids depend on it)")] = 0,
     days: Annotated[int, typer.Option("--days", min=0, help="spread visits over this many past days")] = 0,
-    api: Annotated[str, typer.Option("--api", envvar="ARMOR_AB_API", help="API base URL")] = "http://127.0.0.1:8000",
-    key: Annotated[str | None, typer.Option("--key", envvar="ARMOR_AB_CLIENT_KEY", help="client-scope key",
+    api: Annotated[str, typer.Option("--api", envvar=API_ENV, help="API base URL")] = DEFAULT_API,
+    key: Annotated[str | None, typer.Option("--key", envvar=CLIENT_KEY_ENV, help="client-scope key",
                                             show_envvar=True)] = None,
     control: Annotated[str, typer.Option("--control", help="the variant that gets no effect")] = "control",
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 16,

@@ -22,7 +22,6 @@ device (a no-op on the CPU; a few KB per step on CUDA, while the KV cache stays 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,16 +258,18 @@ def ort_session_options(threads: int | None = None, spinning: bool | None = None
     by default: between two graph calls the Python loop runs, and spinning workers would only steal its core."""
     import onnxruntime as ort
 
+    from armor_ab.config import env_settings
+
+    env = env_settings()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.inter_op_num_threads = 1
-    env_threads = os.environ.get("ARMOR_ORT_THREADS")
-    threads = threads or (int(env_threads) if env_threads else None)
+    threads = threads or env.ort_threads
     if threads:
         so.intra_op_num_threads = threads
     if spinning is None:
-        spinning = os.environ.get("ARMOR_ORT_SPINNING", "0") == "1"
+        spinning = env.ort_spinning
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3
     return so

@@ -1,4 +1,8 @@
-"""Reading experiment YAML files, with errors that name the file and the field at fault."""
+"""Reading experiment YAML files, with errors that name the file and the field at fault.
+
+Keys renamed since a file was written (``RENAMED_KEYS`` in ``armor_ab.experiments.models``) are
+read under their new name, with a ``DeprecationWarning`` and a log line naming the file and field.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from armor_ab.experiments.models import ExperimentSpec
+from armor_ab.experiments.models import ExperimentSpec, RenamedKeyError, apply_renamed_keys
 
 
 class ExperimentFileError(ValueError):
@@ -32,6 +36,10 @@ def spec_from_mapping(data: object, source: Path | str = "<input>") -> Experimen
     """Validate a parsed mapping; raises ``ExperimentFileError`` naming the first bad field."""
     if not isinstance(data, dict):
         raise ExperimentFileError(source, None, "expected a mapping of experiment fields at the top level")
+    try:
+        data = apply_renamed_keys(data, str(source))  # here, so that the warning names the file
+    except RenamedKeyError as exc:
+        raise ExperimentFileError(source, exc.field, str(exc)) from None
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:

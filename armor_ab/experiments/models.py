@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Annotated, Literal
+import warnings
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +30,66 @@ MetricName = Literal[
     "inquiry_value_per_visitor",
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+log = logging.getLogger("armor_ab.experiments")
+
+# Renamed keys of the experiment schema: (*path of the mapping, old key) -> new key, e.g.
+# ("analysis", "min_days"): "min_runtime_days", or ("variants", "*", "content", "images"): "max_images"
+# ("*": every item of a list). An old key is read as the new one with a DeprecationWarning and a log
+# line; both names at once is an error. Keep an entry for as long as old files or stored specs may
+# use it (docs/migrations.md).
+RENAMED_KEYS: dict[tuple[str, ...], str] = {}
+
+
+class RenamedKeyError(ValueError):
+    """A key given under its old and its new name; ``field`` is the new name's dotted path."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.field = old, new
+        super().__init__(f"'{old}' is the old name of '{new}'; both are given, keep only '{new}'")
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
+
+
+def apply_renamed_keys(data: Any, source: str = "experiment spec",
+                       renames: dict[tuple[str, ...], str] | None = None) -> Any:
+    """``data`` with every old key of ``RENAMED_KEYS`` under its new name (a copy; ``data`` is kept).
+
+    Each rename warns (``DeprecationWarning``) and logs, naming ``source``, the old and the new field.
+    Raises ``RenamedKeyError`` when a mapping holds both names.
+    """
+    table = RENAMED_KEYS if renames is None else renames
+    if not table or not isinstance(data, dict):
+        return data
+
+    def walk(node: Any, pattern: tuple[str, ...], at: tuple[str, ...], old: str, new: str) -> Any:
+        if pattern:
+            head, rest = pattern[0], pattern[1:]
+            if head == "*" and isinstance(node, list):
+                items = [walk(v, rest, (*at, str(i)), old, new) for i, v in enumerate(node)]
+                return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
+            if isinstance(node, dict) and head != "*" and head in node:
+                child = walk(node[head], rest, (*at, head), old, new)
+                return node if child is node[head] else {**node, head: child}
+            return node
+        if not isinstance(node, dict) or old not in node:
+            return node
+        old_path, new_path = _dotted((*at, old)), _dotted((*at, new))
+        if new in node:
+            raise RenamedKeyError(old_path, new_path)
+        message = f"{source}: field '{old_path}' is renamed '{new_path}'; read as '{new_path}', please rename it"
+        warnings.warn(message, DeprecationWarning, stacklevel=4)
+        log.warning(message)
+        return {(new if k == old else k): v for k, v in node.items()}  # same position, new name
+
+    for (*where, old), new in table.items():
+        data = walk(data, tuple(where), (), old, new)
+    return data
 
 
 class _Strict(BaseModel):
@@ -198,6 +260,15 @@ class ExperimentSpec(_Strict):
     segments: list[str] = []
     roi: RoiAssumptions | None = None
     analysis: AnalysisSpec = AnalysisSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        # Old key names (RENAMED_KEYS) in a YAML file, an API body or a spec stored by older code.
+        if isinstance(data, dict):
+            key = data.get("key")
+            return apply_renamed_keys(data, f"experiment {key!r}" if isinstance(key, str) else "experiment spec")
+        return data
 
     @model_validator(mode="after")
     def _check_variants(self) -> ExperimentSpec:

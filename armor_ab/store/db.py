@@ -8,7 +8,10 @@ from pathlib import Path
 import duckdb
 
 from armor_ab.config import resolve_db_path
+from armor_ab.store.migrations import SchemaVersionError, check_version
 from armor_ab.store.schema import ensure_schema
+
+__all__ = ["DatabaseLockedError", "SchemaVersionError", "connect", "db_path"]
 
 
 class DatabaseLockedError(RuntimeError):
@@ -16,7 +19,11 @@ class DatabaseLockedError(RuntimeError):
 
 
 def connect(db: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and create, unless read-only) the database with every table in place."""
+    """Open (and create, unless read-only) the database with every table in place.
+
+    A writable open migrates an older schema in place (``armor_ab.store.migrations``); a read-only
+    one leaves it as it is. Either refuses a database made by newer code (``SchemaVersionError``).
+    """
     path = resolve_db_path(db)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +36,14 @@ def connect(db: str | os.PathLike[str] | None = None, *, read_only: bool = False
                 "stop it or go through its HTTP API"
             ) from exc
         raise
-    if not read_only:
-        ensure_schema(con)
+    try:
+        if read_only:
+            check_version(con, where=str(path))
+        else:
+            ensure_schema(con, where=str(path))
+    except BaseException:
+        con.close()  # release the file lock
+        raise
     return con
 
 

@@ -424,9 +424,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--read-concurrency", type=int, default=4)
     ap.add_argument("--lock-wait", type=float, default=10.0)
     args = ap.parse_args(argv)
+    from armor_ab.config import env_settings
     from armor_ab.logs import setup_logging
 
-    setup_logging(os.environ.get("ARMOR_AB_LOG_LEVEL", "WARNING"))
+    setup_logging(env_settings().log_level)
     # Several threads share this interpreter (receiver, writer, reads); hand the GIL over sooner
     # than the default 5 ms so that none waits behind another's Python work.
     sys.setswitchinterval(0.0005)

@@ -1,33 +1,25 @@
 """The DuckDB schema: the one contract analysts, the API and the statistics engine share.
 
 ``docs/events.md`` documents the ``events`` table; ``tests/test_docs.py`` checks that the docs
-and this DDL name the same columns.
+and this DDL name the same columns. The ``events`` columns come from ``armor_ab.event_schema``
+(``tests/test_event_schema.py`` checks the live table against it).
+
+The database records its schema version (table ``schema_version``); ``ensure_schema`` migrates an
+older one in place, see ``armor_ab.store.migrations`` and ``docs/migrations.md``.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-EVENT_TYPES = ("exposure", "page_view", "dwell", "inquiry")
+# The events table is declared once, in armor_ab.event_schema (with its Arrow schema and row order);
+# EVENT_COLUMNS and EVENT_TYPES stay importable from here.
+from armor_ab.event_schema import EVENT_COLUMNS, EVENT_TYPES, EVENTS_DDL
+from armor_ab.store.migrations import SCHEMA_VERSION, SchemaVersionError, upgrade
 
-# Column order is the order the writer appends Arrow batches in.
-EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_id", "UUID"),  # client-generated, the idempotency key: a retried batch never counts twice
-    ("experiment", "VARCHAR"),
-    ("variant", "VARCHAR"),  # NULL for a visitor outside coverage (who logs no exposure anyway)
-    ("user_id", "VARCHAR"),
-    ("item_id", "VARCHAR"),
-    ("type", "VARCHAR"),  # one of EVENT_TYPES
-    ("value", "DOUBLE"),  # dwell: milliseconds of one page view; inquiry: optional money amount
-    ("ts", "TIMESTAMPTZ"),  # when it happened, by the client's clock
-    ("received_at", "TIMESTAMPTZ"),  # when the server accepted it
-    ("properties", "JSON"),  # free-form segment attributes: device, category, ...
-)
+__all__ = ["DDL", "EVENT_COLUMNS", "EVENT_TYPES", "SCHEMA_VERSION", "SchemaVersionError", "ensure_schema"]
 
-DDL = f"""
-CREATE TABLE IF NOT EXISTS events (
-    {", ".join(f"{name} {typ}{' PRIMARY KEY' if name == 'event_id' else ''}" for name, typ in EVENT_COLUMNS)}
-);
+DDL = EVENTS_DDL + """
 CREATE TABLE IF NOT EXISTS experiments (
     key VARCHAR PRIMARY KEY,
     name VARCHAR NOT NULL,
@@ -73,6 +65,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet (idempotent)."""
-    con.execute(DDL)
+def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the database") -> list[int]:
+    """Create every table that does not exist yet and migrate an older schema (idempotent).
+
+    One transaction: a fresh database gets the DDL and the current version; an older one runs
+    its missing migrations. Returns the versions migrated to (empty when none ran). A database
+    newer than this code raises ``SchemaVersionError`` and is left as it was.
+    """
+    return upgrade(con, DDL, where=where)

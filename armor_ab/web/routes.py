@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +31,7 @@ from armor_ab.api.deps import key_principal
 from armor_ab.api.errors import ApiError
 from armor_ab.api.routes.client import append_batch
 from armor_ab.catalog.products import Product
+from armor_ab.config import DEFAULT_DEMO_EXPERIMENT, env_settings
 from armor_ab.content.control import DEFAULT_CATALOG, load_products
 from armor_ab.events import EventsAccepted
 from armor_ab.store.keys import hash_key
@@ -39,10 +39,7 @@ from armor_ab.web import site
 
 STATIC = Path(__file__).resolve().parent / "static"
 SNIPPET = "armor-ab.js"
-DEMO_KEY_ENV = "ARMOR_AB_DEMO_CLIENT_KEY"
-DEMO_API_ENV = "ARMOR_AB_DEMO_API"
-DEMO_EXPERIMENT_ENV = "ARMOR_AB_DEMO_EXPERIMENT"
-DEFAULT_EXPERIMENT = "catalog-interleaved"
+DEFAULT_EXPERIMENT = DEFAULT_DEMO_EXPERIMENT
 # The snippet's URL is not versioned: caches revalidate (cheaply, by ETag) after five minutes.
 ASSET_CACHE = "public, max-age=300, stale-while-revalidate=86400"
 MEDIA_TYPES = {".js": "application/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -129,7 +126,7 @@ async def post_events_beacon(request: Request):
 
 def _catalog_dir(request: Request) -> Path:
     state = getattr(request.app.state, "armor", None)
-    configured = state.settings.catalog_dir if state is not None else os.environ.get("ARMOR_AB_CATALOG")
+    configured = state.settings.catalog_dir if state is not None else env_settings().catalog
     return Path(configured) if configured else DEFAULT_CATALOG
 
 
@@ -149,7 +146,8 @@ def catalog(request: Request) -> tuple[Path, dict[str, Product]]:
 
 def demo_config(request: Request) -> dict | None:
     """What the pages pass to the snippet, or None when no usable publishable key is configured."""
-    key = os.environ.get(DEMO_KEY_ENV, "").strip()
+    env = env_settings()
+    key = env.demo_client_key.get_secret_value() if env.demo_client_key is not None else ""
     if not key:
         return None
     state = getattr(request.app.state, "armor", None)
@@ -157,8 +155,7 @@ def demo_config(request: Request) -> dict | None:
         known = state.keys.get(hash_key(key))
         if known is not None and known[1] != "client":
             return None  # never publish a read or admin key in a page
-    return {"api": os.environ.get(DEMO_API_ENV, "").strip().rstrip("/"), "key": key,
-            "experiment": os.environ.get(DEMO_EXPERIMENT_ENV, "").strip() or DEFAULT_EXPERIMENT}
+    return {"api": env.demo_api.rstrip("/"), "key": key, "experiment": env.demo_experiment}
 
 
 _HTML_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}

@@ -12,6 +12,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from armor_ab.catalog.products import Product
+from armor_ab.config import DEMO_CLIENT_KEY_ENV
 
 SNIPPET_URL = "/v1/sdk/armor-ab.js"
 CSS_URL = "/demo/static/demo.css"
@@ -35,7 +36,7 @@ def _layout(title: str, body: str, scripts: str = "") -> str:
 
 
 def _missing_key_notice() -> str:
-    return ('<p class="notice" id="no-key">No client key configured: set <code>ARMOR_AB_DEMO_CLIENT_KEY</code> '
+    return (f'<p class="notice" id="no-key">No client key configured: set <code>{DEMO_CLIENT_KEY_ENV}</code> '
             "to a client-scope key (<code>armor-ab keys create --scope client</code>) to run the experiment. "
             "This page shows the catalog copy only.</p>")
 

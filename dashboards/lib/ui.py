@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,13 +17,14 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from dashboards.lib.api import CACHE_TTL_S, DEFAULT_API, ApiClient, ApiError, ApiUnavailable
+from armor_ab.config import API_ENV, DASHBOARD_NO_AUTH_ENV, KEY_ENV, env_settings
+from dashboards.lib.api import CACHE_TTL_S, ApiClient, ApiError, ApiUnavailable
 from dashboards.lib.fmt import decision as decision_label
 from dashboards.lib.fmt import md_escape
 
-ENV_API = "ARMOR_AB_API"
-ENV_KEY = "ARMOR_AB_KEY"
-ENV_NO_AUTH = "ARMOR_AB_DASHBOARD_NO_AUTH"
+ENV_API = API_ENV
+ENV_KEY = KEY_ENV
+ENV_NO_AUTH = DASHBOARD_NO_AUTH_ENV
 TTL_S = CACHE_TTL_S  # reads are cached this long: a page re-run does not re-ask the API, a refresh soon sees new data
 
 SESSION_KEY = "armor_api_key"
@@ -41,8 +41,8 @@ class Settings:
 
 
 def settings() -> Settings:
-    no_auth = os.environ.get(ENV_NO_AUTH, "").strip().lower() in ("1", "true", "yes")
-    return Settings(os.environ.get(ENV_API) or DEFAULT_API, no_auth, os.environ.get(ENV_KEY) or None)
+    env = env_settings()
+    return Settings(env.api, env.dashboard_no_auth, env.key.get_secret_value() if env.key is not None else None)
 
 
 # ---- cached reads (arguments are the cache key) -----------------------------------------------------

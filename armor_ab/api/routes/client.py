@@ -22,6 +22,7 @@ from armor_ab.api.schemas import ERRORS, AssignmentPublic, ContentPublic
 from armor_ab.api.state import AppState, LiveExperiment, json_bytes
 from armor_ab.bots import is_bot
 from armor_ab.content.store import SHA256
+from armor_ab.event_schema import COLUMN_INDEX, exposure_row
 from armor_ab.events import (
     EventBatch,
     EventsAccepted,
@@ -114,7 +115,8 @@ def log_exposure(
     props = {"category": state.categories.get(item_id) if item_id else None, "device": device,
              "bot": True if user_agent and is_bot(user_agent) else None}
     props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
-    row = (key, exp.record.key, variant, user_id, item_id, "exposure", None, now, now, props_json)
+    row = exposure_row(event_id=key, experiment=exp.record.key, variant=variant, user_id=user_id,
+                       item_id=item_id, ts=now, received_at=now, properties=props_json)
     try:
         state.store.log_row(row)
     except (QueueFullError, WriterClosedError):
@@ -277,12 +279,13 @@ async def post_events(request: Request):
 def flag_bot_exposures(rows: list[tuple]) -> list[tuple]:
     """Exposure rows sent by a known bot carry ``"bot": true`` in their properties, as the server's own
     exposures do, so the analysis excludes the visitor whichever copy of the exposure arrives first."""
+    kind, prop = COLUMN_INDEX["type"], COLUMN_INDEX["properties"]
     out = []
     for row in rows:
-        if row[5] == "exposure":
-            props = json.loads(row[9]) if row[9] else {}
+        if row[kind] == "exposure":
+            props = json.loads(row[prop]) if row[prop] else {}
             props["bot"] = True
-            row = (*row[:9], json_bytes(props).decode())
+            row = (*row[:prop], json_bytes(props).decode(), *row[prop + 1:])
         out.append(row)
     return out
 

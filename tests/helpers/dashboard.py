@@ -1,4 +1,4 @@
-"""Shared set-up of the dashboard tests (this module holds no tests).
+"""Shared set-up of the dashboard tests.
 
 A platform with simulated data: the demo experiment started 15 days ago, two
 generated catalog pages pending review, and visitors with a known true effect sent through the
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Server, free_port, seed_database
+from tests.helpers.platform import ROOT, Server, free_port, seed_database
 
 EXP = "catalog-interleaved"
 VISITORS = 1500

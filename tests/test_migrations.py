@@ -1,0 +1,288 @@
+"""Schema versions: a fresh database records the current version, an older one migrates in place on
+open (once), a newer one is refused, and a new migration (a column added) runs once and only once."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from armor_ab.content.store import list_content
+from armor_ab.experiments.loader import load_experiment_file
+from armor_ab.store import migrations
+from armor_ab.store.db import SchemaVersionError, connect
+from armor_ab.store.experiments import get_experiment, list_experiments
+from armor_ab.store.keys import list_keys
+from armor_ab.store.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    add_column,
+    column_exists,
+    current_version,
+    table_exists,
+)
+from armor_ab.store.schema import ensure_schema
+from tests.helpers.platform import DEMO_EXPERIMENT
+
+# The DDL of version 0, as the code released before schema versions wrote it (a frozen copy: the
+# current DDL may change, the databases already out there do not). No schema_version table.
+V0_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id UUID PRIMARY KEY,
+    experiment VARCHAR,
+    variant VARCHAR,
+    user_id VARCHAR,
+    item_id VARCHAR,
+    type VARCHAR,
+    value DOUBLE,
+    ts TIMESTAMPTZ,
+    received_at TIMESTAMPTZ,
+    properties JSON
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    key VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    status VARCHAR NOT NULL DEFAULT 'draft',
+    spec JSON NOT NULL,
+    bucket_version INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ,
+    stopped_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS experiment_history (
+    key VARCHAR NOT NULL,
+    revision INTEGER NOT NULL,
+    action VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    bucket_version INTEGER NOT NULL,
+    spec JSON NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (key, revision)
+);
+CREATE TABLE IF NOT EXISTS content (
+    experiment VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    content JSON NOT NULL,
+    digest VARCHAR NOT NULL,
+    prompt VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    generated_at TIMESTAMPTZ NOT NULL,
+    reviewed_at TIMESTAMPTZ,
+    PRIMARY KEY (experiment, variant, item_id)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR PRIMARY KEY,
+    key_hash VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    name VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ
+);
+"""
+
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+EVENT_IDS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
+
+
+def make_version_0(path: Path) -> dict:
+    """A database as the code before schema versions left it, rows written with plain SQL."""
+    spec = load_experiment_file(DEMO_EXPERIMENT)
+    spec_json = spec.model_dump_json()
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(V0_DDL)
+        con.execute("INSERT INTO experiments VALUES (?, ?, 'running', ?, 0, ?, ?, ?, NULL)",
+                    [spec.key, spec.name, spec_json, T0, T0, T0])
+        con.execute("INSERT INTO experiment_history VALUES (?, 1, 'create', 'draft', 0, ?, ?)",
+                    [spec.key, spec_json, T0])
+        con.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[EVENT_IDS[0], spec.key, "control", "u1", "pumps-01", "exposure", None, T0, T0, '{"device": "web"}'],
+             [EVENT_IDS[1], spec.key, "control", "u1", "pumps-01", "page_view", None, T0, T0, None],
+             [EVENT_IDS[2], spec.key, "control", "u1", "pumps-01", "dwell", 1234.5, T0, T0, None]],
+        )
+        con.execute("INSERT INTO api_keys VALUES ('0123456789ab', 'deadbeef', 'admin', 'old-admin', ?, NULL)", [T0])
+        con.execute("INSERT INTO api_keys VALUES ('ba9876543210', 'feedface', 'client', NULL, ?, ?)", [T0, T0])
+        content = {"segments": [{"type": "text", "text": "A pump."}]}
+        con.execute("INSERT INTO content VALUES (?, 'armor', 'pumps-01', 'approved', ?, 'abc', 'p', 'armor-demo', ?, ?)",
+                    [spec.key, json.dumps(content), T0, T0])
+    finally:
+        con.close()
+    return {"spec": spec, "content": content}
+
+
+def counting(fn: Callable[[duckdb.DuckDBPyConnection], None], calls: list[str], name: str) -> Callable:
+    def run(con: duckdb.DuckDBPyConnection) -> None:
+        calls.append(name)
+        fn(con)
+
+    return run
+
+
+def versions(path: Path) -> list[int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return [v for (v,) in con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()]
+    finally:
+        con.close()
+
+
+def test_schema_version_is_the_number_of_migrations() -> None:
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+
+
+def test_fresh_database_records_the_current_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
+    connect(db_path).close()
+    connect(db_path).close()
+    assert calls == []  # a fresh database gets the current DDL, no migration
+    assert versions(db_path) == [SCHEMA_VERSION]
+
+
+def test_in_memory_ensure_schema_is_idempotent() -> None:
+    con = duckdb.connect(":memory:")
+    try:
+        assert current_version(con) is None
+        assert ensure_schema(con) == []
+        assert ensure_schema(con) == []
+        assert current_version(con) == SCHEMA_VERSION
+        assert table_exists(con, "events") and table_exists(con, "schema_version")
+    finally:
+        con.close()
+
+
+def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made by the code before versions opens through the normal path, keeps every row,
+    records the current version, and a second open runs no migration."""
+    made = make_version_0(db_path)
+    con = duckdb.connect(str(db_path), read_only=True)
+    assert current_version(con) == 0
+    con.close()
+
+    calls: list[str] = []
+    monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
+    con = connect(db_path)
+    try:
+        assert calls == ["_v0_to_v1"]
+        assert current_version(con) == SCHEMA_VERSION
+        rec = get_experiment(con, made["spec"].key)
+        assert rec is not None and rec.spec == made["spec"] and rec.status == "running"
+        assert rec.started_at == T0
+        assert [r.key for r in list_experiments(con)] == [made["spec"].key]
+        keys = {k.key_id: k for k in list_keys(con)}
+        assert set(keys) == {"0123456789ab", "ba9876543210"}
+        assert keys["0123456789ab"].scope == "admin" and keys["0123456789ab"].revoked_at is None
+        assert keys["ba9876543210"].revoked_at == T0
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+        assert sorted(str(r[0]) for r in con.execute("SELECT event_id FROM events").fetchall()) == EVENT_IDS
+        assert con.execute("SELECT value FROM events WHERE type = 'dwell'").fetchone()[0] == 1234.5
+        [row] = list_content(con, made["spec"].key)
+        assert row.content == made["content"] and row.status == "approved"
+        assert con.execute("SELECT count(*) FROM experiment_history").fetchone()[0] == 1
+    finally:
+        con.close()
+
+    connect(db_path).close()  # the second open: already current
+    assert calls == ["_v0_to_v1"]
+    assert versions(db_path) == [SCHEMA_VERSION]
+    connect(db_path, read_only=True).close()
+
+
+def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How the next issues add a column: append a migration N -> N + 1 that calls ``add_column``."""
+    con = connect(db_path)  # a database of today's version, with rows in a scratch table and events
+    con.execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+    con.execute("INSERT INTO scratch VALUES (1), (2)")
+    con.execute("INSERT INTO events (event_id, experiment, type, received_at) VALUES (?, 'e', 'exposure', ?)",
+                [EVENT_IDS[0], T0])
+    con.close()
+
+    calls: list[str] = []
+
+    def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+        add_column(con, "scratch", "note", "VARCHAR", default="'none'")
+        add_column(con, "events", "test_extra", "VARCHAR")  # a table with a primary key and rows
+        add_column(con, "not_there_yet", "x", "INTEGER")  # a table the DDL creates later: skipped
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, counting(v1_to_v2, calls, "v1_to_v2")])
+    con = connect(db_path)
+    try:
+        assert calls == ["v1_to_v2"]
+        assert current_version(con) == SCHEMA_VERSION + 1
+        assert con.execute("SELECT id, note FROM scratch ORDER BY id").fetchall() == [(1, "none"), (2, "none")]
+        assert column_exists(con, "events", "test_extra")
+        assert con.execute("SELECT count(*), count(test_extra) FROM events").fetchone() == (1, 0)
+        v1_to_v2(con)  # idempotent: running it again changes nothing and does not fail
+    finally:
+        con.close()
+    connect(db_path).close()
+    connect(db_path).close()
+    assert calls == ["v1_to_v2"]
+    assert versions(db_path) == [SCHEMA_VERSION, SCHEMA_VERSION + 1]
+
+    # The code without that migration now refuses the database instead of downgrading it.
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(MIGRATIONS))
+    with pytest.raises(SchemaVersionError):
+        connect(db_path)
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_version_0(db_path)
+
+    def broken(con: duckdb.DuckDBPyConnection) -> None:
+        add_column(con, "api_keys", "half_done", "INTEGER")
+        raise RuntimeError("migration failed halfway")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, broken])
+    with pytest.raises(RuntimeError, match="halfway"):
+        connect(db_path)
+    con = duckdb.connect(str(db_path), read_only=True)  # the lock was released, nothing was kept
+    try:
+        assert current_version(con) == 0
+        assert not table_exists(con, "schema_version")
+        assert not column_exists(con, "api_keys", "half_done")
+    finally:
+        con.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(MIGRATIONS))
+    connect(db_path).close()
+    assert versions(db_path) == [SCHEMA_VERSION]
+
+
+def test_a_newer_database_is_refused_naming_both_versions(db_path: Path) -> None:
+    connect(db_path).close()
+    con = duckdb.connect(str(db_path))
+    con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION + 6, T0])
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(SchemaVersionError) as info:
+            connect(db_path, read_only=read_only)
+        message = str(info.value)
+        assert f"schema version {SCHEMA_VERSION + 6}" in message and f"version {SCHEMA_VERSION}" in message
+        assert str(db_path) in message and "upgrade" in message
+        assert (info.value.found, info.value.supported) == (SCHEMA_VERSION + 6, SCHEMA_VERSION)
+    assert versions(db_path) == [SCHEMA_VERSION, SCHEMA_VERSION + 6]  # untouched, not downgraded
+    copy = pickle.loads(pickle.dumps(info.value))  # it crosses from the database process to the API
+    assert type(copy) is SchemaVersionError and str(copy) == message
+    duckdb.connect(str(db_path)).close()  # the refused opens released the file
+
+
+def test_the_database_process_refuses_a_newer_database(db_path: Path) -> None:
+    """The API's database process opens through ``connect``; its error crosses to the API as is."""
+    from armor_ab.store.process import StoreClient
+
+    connect(db_path).close()
+    con = duckdb.connect(str(db_path))
+    con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION + 1, T0])
+    con.close()
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        StoreClient(db_path)
