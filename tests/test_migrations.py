@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from armor_ab.content.store import list_content
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store import migrations
+from armor_ab.store.content import list_content
 from armor_ab.store.db import SchemaVersionError, connect
 from armor_ab.store.experiments import get_experiment, list_experiments
 from armor_ab.store.keys import list_keys

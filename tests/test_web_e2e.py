@@ -67,8 +67,8 @@ def platform_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     """A database with the demo experiment running and an approved armor page (text, image, text)."""
     from PIL import Image, ImageDraw
 
-    from armor_ab.content.store import images_dir_for, save_generated, set_review
     from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.store.content import images_dir_for, save_generated, set_review
 
     db = tmp_path_factory.mktemp("e2e") / "armor_ab.duckdb"
     keys = seed_database(db)

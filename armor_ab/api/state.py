@@ -54,7 +54,7 @@ class Settings:
 
     @property
     def images(self) -> Path:
-        from armor_ab.content.store import images_dir_for
+        from armor_ab.store.content import images_dir_for
 
         return self.images_dir or images_dir_for(self.db_path)
 

@@ -35,7 +35,7 @@ def generate(
     from armor_ab.config import resolve_db_path
     from armor_ab.content.control import load_products
     from armor_ab.content.generate import ContentError, generate_content
-    from armor_ab.content.store import images_dir_for
+    from armor_ab.store.content import images_dir_for
 
     products = load_products(items)
     if not products:
@@ -52,7 +52,7 @@ def generate(
 
 
 def _review(key: str, status: str, item: str | None, variant: str | None, all_: bool, db: Path | None) -> None:
-    from armor_ab.content.store import set_review
+    from armor_ab.store.content import set_review
 
     if not (item or all_):
         fail("name the content: --item ID, or --all")
@@ -84,7 +84,7 @@ def reject(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: All
 @group.command("list")
 def list_(key: str, status: Annotated[str | None, typer.Option("--status")] = None, db: DbOption = None) -> None:
     """Stored content of an experiment with its review status."""
-    from armor_ab.content.store import list_content
+    from armor_ab.store.content import list_content
 
     with open_db(db) as con:
         _record(con, key)

@@ -14,8 +14,8 @@ import duckdb
 
 from armor_ab.catalog.products import Product
 from armor_ab.content.control import prompt_fields
-from armor_ab.content.store import exists, save_generated
 from armor_ab.experiments.models import ContentSpec
+from armor_ab.store.content import exists, save_generated
 from armor_ab.store.experiments import ExperimentRecord
 
 log = logging.getLogger("armor_ab.content")

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from armor_ab.catalog.products import Product
 from armor_ab.content.generate import page_sampling, render_prompt, resolve_model
-from armor_ab.content.store import save_generated
 from armor_ab.experiments.models import ContentSpec
+from armor_ab.store.content import save_generated
 
 if TYPE_CHECKING:
     from armor_ab.api.state import AppState, LiveExperiment

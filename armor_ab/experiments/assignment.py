@@ -26,14 +26,22 @@ import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from armor_ab.experiments.models import ExperimentSpec
 
-if TYPE_CHECKING:
-    from armor_ab.store.experiments import ExperimentRecord
+
+class SeededExperiment(Protocol):
+    """A stored experiment as assignment needs it (``armor_ab.store.experiments.ExperimentRecord``),
+    named structurally so that this layer does not import the store above it."""
+
+    @property
+    def spec(self) -> ExperimentSpec: ...
+
+    @property
+    def effective_seed(self) -> str: ...
 
 FNV_OFFSET = 0x811C9DC5
 FNV_PRIME = 0x01000193
@@ -268,7 +276,7 @@ class Assigner:
             self._suffix_mult, self._suffix_add = _suffix_table(seed_units, bits)
 
     @classmethod
-    def from_experiment(cls, experiment: ExperimentSpec | ExperimentRecord) -> Assigner:
+    def from_experiment(cls, experiment: ExperimentSpec | SeededExperiment) -> Assigner:
         """From a spec (seed = ``spec.seed``) or a stored record (seed = ``record.effective_seed``,
         which changes with each new bucket version)."""
         if isinstance(experiment, ExperimentSpec):

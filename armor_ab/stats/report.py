@@ -75,7 +75,8 @@ def _decision_block(comp: Comparison, record: ExperimentRecord) -> dict:
     a_seq, a_fix = _decision_alphas(record)
     pair = comp.pair
     fixed = welch(pair, a_fix)
-    seq = sequential(welch(pair, a_seq), pair.control.n + pair.treatment.n, a_seq, record.spec.analysis.sequential_tuning)
+    # The confidence sequence reads only the estimates and their se, which do not depend on alpha.
+    seq = sequential(comp.fixed, pair.control.n + pair.treatment.n, a_seq, record.spec.analysis.sequential_tuning)
     return {
         "mode": record.spec.analysis.mode,
         "sequential_alpha": a_seq,
@@ -161,7 +162,7 @@ def _by_age(record: ExperimentRecord, sums: ExperimentSums, settings: Settings) 
     spec = record.spec
     control = spec.control_key
     plain = Settings(settings.alpha, False, settings.sequential_tuning, settings.prior)
-    ages = getattr(sums, "ages", {}) or {}
+    ages = sums.ages
     out = []
     for variant in _treatments(record):
         for metric in spec.metrics.all():
@@ -402,7 +403,7 @@ def decision_inputs(
 
     weights = {v.key: v.weight for v in spec.variants}
     visitors = {k: sums.totals[k].n if k in sums.totals else 0 for k in weights}
-    unknown = dict(getattr(sums, "unknown_variant_visitors", {}) or {})
+    unknown = dict(sums.unknown_variant_visitors)
     unknown.update({k: s.n for k, s in sums.totals.items() if k not in weights and s.n})
     srm = _srm(record, sums)
 
@@ -426,8 +427,8 @@ def decision_inputs(
     }
     checks = quality_checks(
         srm=srm, included_visitors=sum(visitors.values()), unknown=unknown,
-        multi=sums.multi_variant_visitors, bots=dict(getattr(sums, "bot_visitors", {}) or {}),
-        caps=dict(getattr(sums, "caps", {}) or {}), multi_warn_share=a.multi_exposure_warn_share,
+        multi=sums.multi_variant_visitors, bots=dict(sums.bot_visitors),
+        caps=dict(sums.caps), multi_warn_share=a.multi_exposure_warn_share,
         days_elapsed=traffic["days_elapsed"], min_runtime_days=a.min_runtime_days,
         visitors_per_variant=visitors, min_visitors_per_variant=a.min_visitors_per_variant,
     )
@@ -486,10 +487,10 @@ def report_from_sums(
         "data": {
             "dwell_cap_ms": sums.cap,
             "dwell_cap_percentile": a.dwell_cap_percentile,
-            "caps": dict(getattr(sums, "caps", {}) or {}),
+            "caps": dict(sums.caps),
             "multi_variant_visitors": sums.multi_variant_visitors,
             "unknown_variant_visitors": unknown,
-            "bot_visitors": dict(getattr(sums, "bot_visitors", {}) or {}),
+            "bot_visitors": dict(sums.bot_visitors),
             "deduplicated_in_sql": sums.deduplicated_in_sql,
             "conversion_window_days": a.conversion_window_days,
             "roi_window_days": a.roi_window_days,

@@ -75,7 +75,7 @@ class Snapshot:
 
 
 def read_snapshot(con: duckdb.DuckDBPyConnection) -> Snapshot:
-    from armor_ab.content.store import approved, statuses
+    from armor_ab.store.content import approved, statuses
     from armor_ab.store.experiments import list_experiments
     from armor_ab.store.keys import active_key_hashes
 

@@ -40,8 +40,8 @@ def _seed_content(db: Path) -> None:
     """Two generated pages, pending review: one with a picture between two texts, one text only."""
     from PIL import Image
 
-    from armor_ab.content.store import images_dir_for, save_generated
     from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.store.content import images_dir_for, save_generated
     from armor_ab.store.db import connect
 
     pages = {

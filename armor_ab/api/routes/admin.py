@@ -19,9 +19,9 @@ from armor_ab.api.schemas import (
     ContentReview,
     ExperimentPublic,
 )
-from armor_ab.content.store import list_content, set_review
 from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
 from armor_ab.experiments.models import ExperimentSpec
+from armor_ab.store.content import list_content, set_review
 from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
 from armor_ab.store.keys import create_key, list_keys, revoke_key
 

@@ -21,7 +21,6 @@ from armor_ab.api.errors import ApiError, validation_error
 from armor_ab.api.schemas import ERRORS, AssignmentPublic, ContentPublic
 from armor_ab.api.state import AppState, LiveExperiment, json_bytes
 from armor_ab.bots import is_bot
-from armor_ab.content.store import SHA256
 from armor_ab.event_schema import COLUMN_INDEX, exposure_row
 from armor_ab.events import (
     EventBatch,
@@ -32,6 +31,7 @@ from armor_ab.events import (
     exposure_event_id,
     micros,
 )
+from armor_ab.store.content import SHA256
 from armor_ab.store.writer import QueueFullError, WriterClosedError
 
 router = APIRouter(prefix="/v1", tags=["client"], responses=ERRORS)
