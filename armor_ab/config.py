@@ -24,6 +24,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DB = Path(".armor_ab") / "armor_ab.duckdb"
+# Built engines (armor-ab engine build), relative to the working directory like the database.
+DEFAULT_ENGINE_ROOT = Path("engine") / "build"
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_DEMO_EXPERIMENT = "catalog-interleaved"
 
@@ -76,7 +78,7 @@ class EnvSettings(BaseSettings):
     dashboard_no_auth: bool = Field(False, validation_alias=DASHBOARD_NO_AUTH_ENV,
                                     description="1: the dashboards skip sign-in and use the key in ARMOR_AB_KEY "
                                                 "(set by `armor-ab dashboard --no-auth`)")
-    # -- make demo (python -m armor_ab.demo)
+    # -- make demo (python -m armor_ab.devtools.demo)
     port: int = Field(8000, validation_alias=PORT_ENV, description="the demo's API port (`--port`)")
     dashboard_port: int = Field(8501, validation_alias=DASHBOARD_PORT_ENV,
                                 description="the demo's dashboard port (`--dashboard-port`)")

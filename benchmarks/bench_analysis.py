@@ -122,8 +122,7 @@ def pandas_sums(con, record):  # noqa: ANN001, ANN201 - duckdb connection, Exper
     import numpy as np
     import pandas as pd
 
-    from armor_ab.stats import report as report_module
-    from armor_ab.stats.report import report_segments
+    from armor_ab.reporting.report import MAX_AGE_DAYS, report_segments
     from armor_ab.stats.sql import DAY_US, ExperimentSums, _epoch_us
     from armor_ab.stats.suffstats import SUM_COLUMNS, VisitorSums
 
@@ -135,7 +134,7 @@ def pandas_sums(con, record):  # noqa: ANN001, ANN201 - duckdb connection, Exper
     known = {v.key for v in spec.variants}
     caps = a.variable_caps(spec.metrics.all())
     cw, roi, max_views = a.conversion_window_days, a.roi_window_days, a.bots.max_views_per_day
-    max_age = getattr(report_module, "MAX_AGE_DAYS", 27)
+    max_age = MAX_AGE_DAYS
     if cw is not None:
         max_age = min(max_age, cw - 1)
     df = con.execute(
@@ -301,7 +300,7 @@ def pandas_sums(con, record):  # noqa: ANN001, ANN201 - duckdb connection, Exper
 
 
 def worker(side: str, db: Path, runs: int) -> None:
-    from armor_ab.stats.report import experiment_report, report_from_sums
+    from armor_ab.reporting.report import experiment_report, report_from_sums
     from armor_ab.store.db import connect
     from armor_ab.store.experiments import get_experiment
 

@@ -77,7 +77,7 @@ def seed_content(db: Path) -> list[str]:
     from PIL import Image
 
     from armor_ab.content.control import load_products
-    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.model.interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from armor_ab.store.content import images_dir_for, save_generated, set_review
     from armor_ab.store.db import connect
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_analysis import KEY, generate  # noqa: E402
 
-from dashboards.lib import fmt  # noqa: E402
-from dashboards.lib.api import CACHE_TTL_S as TTL_S  # noqa: E402
+from armor_ab.dashboards.lib import fmt  # noqa: E402
+from armor_ab.dashboards.lib.api import CACHE_TTL_S as TTL_S  # noqa: E402
 
 GOAL_S = 2.0
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,8 +1,9 @@
 """ARMOR engine benchmark: ONNX Runtime (and TensorRT where CUDA is present) vs PyTorch eager, in one run.
 
-    .venv/bin/python benchmarks/bench_engine.py [--recipe engine/recipes/armor-demo.yaml] [--runs 5] [--threads 1]
+    .venv/bin/python benchmarks/bench_engine.py [--recipe armor_ab/assets/recipes/build/armor-demo.yaml]
+        [--runs 5] [--threads 1] [--engine-root engine/build]
 
-Model: the recipe's trained directory (engine/models/armor-demo) if it exists, else the named config with
+Model: the recipe's trained directory (armor_ab/assets/models/armor-demo) if it exists, else the named config with
 random weights - the table says which. Speed does not depend on the weights: text runs ban <eos> (fixed
 length), image runs force <imgbos> (one image: prefill, catch-up, N guided code steps, VQ decode).
 Both backends decode greedily with the same settings, and the benchmark checks that they produce the same
@@ -61,9 +62,9 @@ def _generators(args, which: list[str]):
     import torch
 
     from armor_ab.engine.build import build_onnx, load_recipe_model
+    from armor_ab.engine.build_recipe import load_recipe
+    from armor_ab.engine.loader import open_engine_generator
     from armor_ab.engine.manifest import verify_engine_dir
-    from armor_ab.engine.recipe import load_recipe
-    from armor_ab.engine.runtime import load_generator
     from armor_ab.model import InterleavedGenerator, get_config
     from armor_ab.model.configuration import ArmorConfig
 
@@ -91,7 +92,7 @@ def _generators(args, which: list[str]):
                 from armor_ab.engine.build import build_tensorrt
 
                 build_tensorrt(recipe, out_root=Path(args.engine_root))
-        gens[backend] = load_generator(engine, backend, cfg, threads=args.threads)
+        gens[backend] = open_engine_generator(engine, backend, cfg, threads=args.threads)
     return gens, (source, not trained, cfg)
 
 
@@ -145,7 +146,7 @@ def measure_rss(args, backend: str) -> dict:
         "--text-tokens",
         str(args.text_tokens),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # same working directory
     if out.returncode != 0:
         return {"backend": backend, "error": out.stderr.strip().splitlines()[-1:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -153,8 +154,11 @@ def measure_rss(args, backend: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default=str(ROOT / "engine" / "recipes" / "armor-demo.yaml"))
-    parser.add_argument("--engine-root", default=str(ROOT / "engine" / "build"))
+    from armor_ab.assets import build_recipe
+    from armor_ab.config import DEFAULT_ENGINE_ROOT
+
+    parser.add_argument("--recipe", default=str(build_recipe("armor-demo")))
+    parser.add_argument("--engine-root", default=str(DEFAULT_ENGINE_ROOT), help="built engines (default engine/build)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads = ONNX Runtime intra-op threads"
@@ -179,7 +183,7 @@ def main() -> None:
     which = [b.strip() for b in args.backends.split(",") if b.strip()]
     gens, (source, random_weights, cfg) = _generators(args, which)
     n = cfg.codes_per_image
-    weights = "RANDOM (no trained engine/models/armor-demo)" if random_weights else "trained"
+    weights = "RANDOM (no trained armor_ab/assets/models/armor-demo)" if random_weights else "trained"
 
     # Same tokens on every backend (greedy), checked once before timing.
     outputs = {}

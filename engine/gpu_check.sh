@@ -10,6 +10,7 @@
 # they are installed from it offline (pip --no-index --find-links .whl). Exit codes: 0 ok, 1 parity failed,
 # 3 refused (no CUDA, or tensorrt missing), 124 over the time budget.
 set -uo pipefail
+# From the repository root: the check finds benchmarks/bench_engine.py and writes engine/build relative to it.
 cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-.venv/bin/python}"

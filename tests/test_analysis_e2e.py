@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
+from armor_ab.reporting.models import ExperimentReport
 from tests.helpers.platform import Server, seed_database
 
 runner = CliRunner()
@@ -50,11 +51,12 @@ def test_true_effect_is_inside_the_ci_in_api_and_cli(tmp_path) -> None:
     inquiry = entry(api_report, "inquiry_rate")
     assert inquiry["ci_rel"][0] < 0 < inquiry["ci_rel"][1] or inquiry["p_value"] > 0.001  # no true inquiry effect
     assert api_report["roi"] is not None and "verdict" in api_report
+    ExperimentReport.model_validate(api_report)  # the served JSON keeps the report's contract
 
     # The CLI reads the same file (the server is stopped) and shows the same numbers.
-    cli = runner.invoke(app, ["analyze", EXP, "--db", str(db), "--json"])
+    cli = runner.invoke(app, ["report", EXP, "--db", str(db), "--json"])
     assert cli.exit_code == 0, cli.output
     cli_report = json.loads(cli.stdout)
     assert entry(cli_report, "dwell_time_per_view")["ci_rel"] == pytest.approx(dwell["ci_rel"], rel=1e-9)
-    table = runner.invoke(app, ["analyze", EXP, "--db", str(db)])
+    table = runner.invoke(app, ["report", EXP, "--db", str(db)])
     assert table.exit_code == 0 and "dwell_time_per_view" in table.output

@@ -184,137 +184,6 @@ def test_outside_coverage_gets_no_variant_and_no_exposure(tmp_path) -> None:
     assert exposures == 300 - len(outside)
 
 
-def assert_same_answers(fast: list[tuple[int, dict]], slow: list[tuple[int, dict]]) -> None:
-    """Same statuses; same bodies, or for errors the same code and field (messages may differ)."""
-    for fast_answer, slow_answer in zip(fast, slow, strict=True):
-        assert fast_answer[0] == slow_answer[0]
-        if fast_answer[0] >= 400:
-            assert fast_answer[1]["error"]["code"] == slow_answer[1]["error"]["code"]
-            assert fast_answer[1]["error"]["field"] == slow_answer[1]["error"]["field"]
-        else:
-            assert fast_answer[1] == slow_answer[1]
-
-
-def test_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
-    """The ASGI fast path and the documented FastAPI route share every rule."""
-    from fastapi.testclient import TestClient
-
-    from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
-
-    db = tmp_path / "fp.duckdb"
-    keys = seed_database(db)
-    auth = {"client": {"Authorization": f"Bearer {keys['client']}"},
-            "admin": {"Authorization": f"Bearer {keys['admin']}"}, "none": {},
-            "bad": {"Authorization": "Bearer aab_000000000000_x"}, "read": {"Authorization": f"Bearer {keys['read']}"}}
-    cases = [
-        ("client", EXP, {"user_id": "a"}), ("client", EXP, {"user_id": "b", "item_id": "i"}),
-        ("none", EXP, {"user_id": "a"}), ("bad", EXP, {"user_id": "a"}), ("read", EXP, {"user_id": "a"}),
-        ("client", "nope", {"user_id": "a"}), ("client", EXP, {}), ("client", EXP, {"user_id": "x" * 201}),
-        ("client", EXP, {"user_id": "a", "force_variant": "armor"}),
-        ("admin", EXP, {"user_id": "a", "force_variant": "armor"}),
-        ("admin", EXP, {"user_id": "a", "force_variant": "zzz"}),
-    ]
-    answers = {}
-    for fast in (True, False):
-        app = create_app(Settings(db_path=db, fast_path=fast))
-        with TestClient(app) as client:
-            answers[fast] = [
-                (r.status_code, r.json())
-                for who, key, params in cases
-                for r in [client.get(f"/v1/experiments/{key}/assignment", params=params, headers=auth[who])]
-            ]
-    assert_same_answers(answers[True], answers[False])
-    assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 403, 404, 422, 422, 403, 200, 422]
-
-
-def test_page_routes_send_the_cors_headers_of_corsmiddleware(tmp_path) -> None:
-    """The page routes bypass Starlette's CORSMiddleware; their CORS headers must be the same."""
-    import json
-    import uuid
-
-    from fastapi.testclient import TestClient
-
-    from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
-
-    db = tmp_path / "cors.duckdb"
-    keys = seed_database(db)
-    auth = {"Authorization": f"Bearer {keys['client']}"}
-    event = {"event_id": str(uuid.uuid4()), "experiment": EXP, "user_id": "c", "type": "page_view"}
-    seen = {}
-    for fast in (True, False):
-        for origins in (("https://shop.example.com",), ("*",)):
-            app = create_app(Settings(db_path=db, fast_path=fast, cors_origins=origins))
-            with TestClient(app) as client:
-                out = []
-                for origin in ("https://shop.example.com", "https://evil.example.net", None):
-                    headers = {**auth, **({"Origin": origin} if origin else {})}
-                    for r in (client.get(f"/v1/experiments/{EXP}/assignment", params={"user_id": "u"}, headers=headers),
-                              client.get(f"/v1/experiments/{EXP}/content", params={"user_id": "u", "item_id": "pumps-01"},
-                                         headers=headers),
-                              client.get(f"/v1/experiments/{EXP}/assignment", headers=headers),  # a 422
-                              client.post("/v1/events", content=json.dumps({"events": [event]}), headers=headers)):
-                        out.append((r.status_code, r.headers.get("access-control-allow-origin"), r.headers.get("vary")))
-                seen[fast, origins] = out
-    for origins in (("https://shop.example.com",), ("*",)):
-        assert seen[True, origins] == seen[False, origins]
-    allowed = seen[True, ("https://shop.example.com",)]
-    assert allowed[0] == (200, "https://shop.example.com", "Origin")
-    assert allowed[4][1] is None and allowed[8][1] is None  # another origin, and none: no grant
-    assert seen[True, ("*",)][0][1] == "*"
-
-
-def test_events_fast_path_and_fastapi_route_answer_alike(tmp_path) -> None:
-    """POST /v1/events below FastAPI answers every case as the documented route does."""
-    import json
-    import shutil
-    import uuid
-
-    from fastapi.testclient import TestClient
-
-    from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
-
-    db = tmp_path / "fpe.duckdb"
-    keys = seed_database(db)
-
-    def ev(**kw) -> dict:
-        return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "fp",
-                "type": "dwell", "value": 10.0, **kw}
-
-    good = [ev() for _ in range(3)]
-    cases = [  # (key, body); each runs against both apps, the good batch first and then again
-        ("client", {"events": good}), ("client", {"events": good[:1] + [ev()]}),
-        (None, {"events": [ev()]}), ("read", {"events": [ev()]}), ("bad", {"events": [ev()]}),
-        ("client", "not json"), ("client", {"events": []}), ("client", {"events": [ev(value=-1.0)]}),
-        ("client", {"events": [ev(experiment="nope")]}), ("client", {"events": [ev(variant="zzz")]}),
-        ("client", {"events": [ev() for _ in range(1001)]}), ("client", {"events": [ev(event_id="x")]}),
-        ("client", {"events": [ev(user_id="x" * 2_000_000)]}),  # over 1 MiB: 413
-    ]
-    answers = {}
-    for fast in (True, False):
-        db_copy = tmp_path / f"fpe-{fast}.duckdb"  # each app gets the same fresh database
-        shutil.copy(db, db_copy)
-        app = create_app(Settings(db_path=db_copy, fast_path=fast))
-        with TestClient(app) as client:
-            out = []
-            for who, body in cases:
-                headers = {"Content-Type": "application/json"}
-                if who == "bad":
-                    headers["Authorization"] = "Bearer aab_000000000000_x"
-                elif who:
-                    headers["Authorization"] = f"Bearer {keys[who]}"
-                r = client.post("/v1/events", content=body if isinstance(body, str) else json.dumps(body),
-                                headers=headers)
-                assert r.headers["x-request-id"]
-                out.append((r.status_code, r.json()))
-            answers[fast] = out
-    assert_same_answers(answers[True], answers[False])
-    assert [a[0] for a in answers[True]] == [200, 200, 401, 403, 401, 400, 422, 422, 422, 422, 422, 422, 413]
-    assert answers[True][:2] == [(200, {"accepted": 3, "duplicates": 0}), (200, {"accepted": 1, "duplicates": 1})]
-
-
 def test_openapi_documents_every_route_and_schema(platform: Platform) -> None:
     spec = httpx.get(f"{platform.url}/openapi.json").json()
     paths = spec["paths"]
@@ -373,7 +242,7 @@ def test_server_exposures_carry_segments(tmp_path) -> None:
 def test_report_cache_serves_until_events_or_the_experiment_change() -> None:
     import asyncio
 
-    from armor_ab.api.reports import ReportCache
+    from armor_ab.services.report_cache import ReportCache
 
     calls = []
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from armor_ab.api.app import create_app
-from armor_ab.api.state import Settings
+from armor_ab.services.state import ServerSettings
 from tests.helpers.platform import Platform
 
 EXP = "catalog-interleaved"
@@ -126,7 +126,7 @@ def test_non_finite_numbers_are_refused(platform: Platform, raw: str) -> None:
 
 
 def test_unexpected_error_is_500_with_request_id(tmp_path) -> None:
-    app = create_app(Settings(db_path=tmp_path / "e.duckdb"))
+    app = create_app(ServerSettings(db_path=tmp_path / "e.duckdb"))
 
     @app.get("/boom")
     async def boom():
@@ -189,7 +189,7 @@ def test_full_writer_queue_answers_503_with_retry_after(tmp_path) -> None:
 
     db = tmp_path / "q.duckdb"
     keys = seed_database(db)
-    app = create_app(Settings(db_path=db, writer_queue=1))
+    app = create_app(ServerSettings(db_path=db, writer_queue=1))
     gate = tmp_path / "gate"
     with TestClient(app) as client:
         store = app.state.armor.store

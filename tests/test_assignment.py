@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
-from pathlib import Path
 
 import growthbook
 import numpy as np
@@ -19,6 +18,7 @@ from growthbook import core as gb
 from scipy.stats import chisquare
 from typer.testing import CliRunner
 
+from armor_ab.assets import DEMO_EXPERIMENT
 from armor_ab.experiments.assignment import (
     Assigner,
     Assignment,
@@ -34,7 +34,7 @@ from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store.experiments import ExperimentRecord
 
 P, OFFSET, M = 0x01000193, 0x811C9DC5, 0xFFFFFFFF
-DEMO = str(Path(__file__).resolve().parents[1] / "experiments" / "catalog-interleaved.yaml")
+DEMO = str(DEMO_EXPERIMENT)
 
 
 def random_ids(rng: random.Random, n: int) -> list[str]:

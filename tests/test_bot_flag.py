@@ -90,14 +90,14 @@ def test_the_stored_exposure_carries_the_flag(tmp_path) -> None:
     from fastapi.testclient import TestClient
 
     from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
+    from armor_ab.services.state import ServerSettings
 
     db = tmp_path / "bots.duckdb"
     keys = seed_database(db)
     auth = {"Authorization": f"Bearer {keys['client']}"}
     users: dict[str, bool] = {}  # user id -> whether its User-Agent is a bot
     for fast in (True, False):
-        with TestClient(create_app(Settings(db_path=db, fast_path=fast))) as client:
+        with TestClient(create_app(ServerSettings(db_path=db, fast_path=fast))) as client:
             for endpoint in ("assignment", "content"):
                 for agent, bot in ((GOOGLEBOT, True), (CHROME, False)):
                     user = f"{'fast' if fast else 'fastapi'}-{endpoint}-{'bot' if bot else 'human'}"
@@ -128,14 +128,14 @@ def test_exposures_posted_by_a_bot_are_flagged_too(tmp_path) -> None:
     from fastapi.testclient import TestClient
 
     from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
+    from armor_ab.services.state import ServerSettings
 
     db = tmp_path / "bots-events.duckdb"
     keys = seed_database(db)
     auth = {"Authorization": f"Bearer {keys['client']}"}
     sent: dict[str, bool] = {}
     for fast in (True, False):
-        with TestClient(create_app(Settings(db_path=db, fast_path=fast))) as client:
+        with TestClient(create_app(ServerSettings(db_path=db, fast_path=fast))) as client:
             for agent, bot in ((GOOGLEBOT, True), (CHROME, False)):
                 user = f"{'fast' if fast else 'fastapi'}-{'bot' if bot else 'human'}"
                 events = [

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from armor_ab.assets import DEMO_CATALOG, DEMO_MODEL
 from armor_ab.catalog import CATEGORIES, build_products, draw_product, load_catalog
 from armor_ab.catalog.build import DEFAULT_SEED, build_catalog, png_bytes
 from armor_ab.catalog.draw import draw_picture, picture_attributes
 from armor_ab.catalog.products import product_picture, redraw_seed
 
-ROOT = Path(__file__).resolve().parents[1]
-CATALOG = ROOT / "experiments" / "catalog"
-MODEL = ROOT / "engine" / "models" / "armor-demo"
+CATALOG = DEMO_CATALOG
+MODEL = DEMO_MODEL
 
 
 def test_committed_catalog_has_enough_products_and_categories() -> None:
@@ -83,7 +83,6 @@ def test_unknown_category_is_an_error() -> None:
         draw_product("anvils", 1)
 
 
-@pytest.mark.skipif(not (MODEL / "classifier.safetensors").exists(), reason="demo model not trained yet")
 def test_judge_recognises_the_category_of_fresh_draws() -> None:
     from armor_ab.training.classifier import load_classifier
 

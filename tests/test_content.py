@@ -36,7 +36,7 @@ def content_platform(tmp_path_factory):
     # A page with a picture, as the trained model writes them (armor-tiny's random weights rarely draw).
     from PIL import Image
 
-    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.model.interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from armor_ab.store.content import images_dir_for, save_generated, set_review
     from armor_ab.store.db import connect
 

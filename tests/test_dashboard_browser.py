@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboards.lib import fmt
+from armor_ab.dashboards.lib import fmt
 from tests.helpers.dashboard import (
     ARTIFACTS,
     CHROMIUM,

@@ -4,13 +4,16 @@ simulated visitors: the figures shown must be the API's, formatted."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboards.lib import figures, fmt, specs, ui
+from armor_ab.dashboards.lib import figures, fmt, specs, ui
+from armor_ab.reporting.verdict import decide_report
 from tests.helpers.dashboard import (
     APP,
     EXP,
@@ -65,6 +68,56 @@ def results(plat: DashboardPlatform, key: str = EXP, **params: object) -> dict:
     return plat.get(f"/v1/experiments/{key}/results", **params)  # type: ignore[return-value]
 
 
+# Numbers written for machines, not people: a float's tail ("50000.0", "0.123456", "14.3 days"), or a
+# whole number of 1,000 and more without separators ("50000", "1500 visitors"). Years and clock times
+# ("2026-11-14 14:58 UTC") and parts of keys ("P-01") are not numbers of this kind.
+RAW_NUMBER = re.compile(
+    r"(?<![\w.,:/-])(?:\d{4,}\.\d+|\d+\.\d{4,}|\d+\.\d+(?= ?(?:days?|visitors?|months?)\b)|\d{5,}"
+    r"|[1-9]\d{3}(?![\d-]| ?UTC))(?![\w.,:/-]*\d)")
+
+
+def page_texts(at: AppTest) -> list[str]:
+    """Every figure-bearing text of a page: metric values, markdown, captions, alerts, progress text and
+    the string cells of its tables."""
+    out = [m.value for m in at.metric]
+    for elements in (at.markdown, at.caption, at.info, at.success, at.warning, at.error, at.title, at.subheader):
+        out += texts(elements)
+    out += [p.proto.text for p in at.get("progress")]
+    for df in at.dataframe:
+        out += [str(v) for col in df.value.columns for v in df.value[col] if isinstance(v, str)]
+    return out
+
+
+def assert_human_numbers(at: AppTest) -> None:
+    """No raw float or unseparated large number anywhere on the page, and no float cell in a table."""
+    raw = [(t, RAW_NUMBER.findall(t)) for t in page_texts(at) if RAW_NUMBER.search(t)]
+    assert raw == [], raw
+    for df in at.dataframe:
+        floats = [c for c in df.value.columns if df.value[c].dtype.kind == "f"]
+        assert floats == [], f"float columns shown raw: {floats}"
+
+
+def signed_pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def dollars(x: float) -> str:
+    return f"{'-' if x < 0 else ''}${abs(x):,.0f}"
+
+
+def whole_days(x: float, up: bool = False) -> str:
+    n = math.ceil(x - 1e-9) if up else round(x)
+    return f"{n} day{'' if n == 1 else 's'}"
+
+
+def test_raw_number_pattern() -> None:
+    for raw in ("50000.0", "0.123456", "50000", "1500 visitors", "14.3 days", "53753.1000", "x 1234.5"):
+        assert RAW_NUMBER.search(raw), raw
+    for ok in ("50,000", "1,500 visitors", "+9.4%", "0.336", "<0.001", "2026-11-14 14:58 UTC", "$1,346,815",
+               "14 days", "5%", "Pump P-01", "/v1/power", "per 1,000 visitors", "95% CI +5.2% to +13.6%"):
+        assert not RAW_NUMBER.search(ok), ok
+
+
 # ---- Experiments -------------------------------------------------------------------------------------
 
 
@@ -80,11 +133,14 @@ def test_experiments_page_lists_every_experiment_with_the_apis_figures(page, pla
     assert row["Started"] == fmt.timestamp(exp["started_at"]) and row["Started"].endswith(" UTC")
     assert row["Visitors"] == f"control {report['visitors']['control']:,} · armor {report['visitors']['armor']:,}"
     assert row["Total visitors"] == sum(report["visitors"].values()) == 1500
+    assert '"Total visitors"' in at.dataframe[0].proto.columns and "localized" in at.dataframe[0].proto.columns
     assert row["SRM"] == "ok" and report["srm"]["flag"] is False
     assert row["Verdict"] == fmt.decision(report["verdict"]["decision"])
     assert row["Headline"] == report["verdict"]["headline"]
-    assert metrics(at)["Experiments"] == str(len(listed))
+    running = sum(e["status"] == "running" for e in listed)
+    assert metrics(at) == {"Experiments": f"{len(listed):,}", "Running": f"{running:,}", "Sample ratio mismatch": "0"}
     assert not at.error
+    assert_human_numbers(at)
 
 
 # ---- Results -----------------------------------------------------------------------------------------
@@ -134,6 +190,33 @@ def test_results_page_shows_the_apis_lift_ci_p_and_chance_to_win(page, plat) -> 
     # Segments: device by default.
     seg = at.dataframe[1].value.to_dict("records")
     assert seg == figures.segment_rows(report, "device") and {r["device"] for r in seg} == {"mobile", "desktop"}
+
+
+def test_results_page_writes_every_figure_for_people(page, plat) -> None:
+    at = page("results", scope="read")
+    report = results(plat)
+    v = report["visitors"]
+    header = at.caption[0].value
+    assert f"visitors control {v['control']:,} · armor {v['armor']:,} · " in header
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC to ", header)
+    dwell = next(e for e in report["results"] if e["metric"] == "dwell_time_per_view")
+    label = f"Dwell time per view · {dwell['variant']} vs {dwell['baseline']}"
+    assert metrics(at)[label] == signed_pct(dwell["lift_rel"])
+    lo, hi = dwell["ci_rel"]
+    assert any(c.startswith(f"95% CI {signed_pct(lo)} to {signed_pct(hi)} · p (adjusted) ") for c in texts(at.caption))
+    row = at.dataframe[0].value.to_dict("records")[report["results"].index(dwell)]
+    assert row["control mean"] == f"{dwell['baseline_mean'] / 1000:.1f} s" and row["Lift"] == signed_pct(dwell["lift_rel"])
+    power = report["power"]
+    assert power["total_visitors"] > 1000  # so the separator shows
+    progress = at.get("progress")[0].proto.text
+    assert progress == (f"{power['visitors']:,} of {power['total_visitors']:,} visitors planned "
+                        f"(MDE {power['mde'] * 100:g}%, power {power['power'] * 100:g}%); "
+                        f"about {whole_days(power['days_remaining'], up=True)} left")
+    plan = next(c for c in texts(at.caption) if c.startswith("Plan ("))
+    assert f"{power['total_visitors']:,} visitors for the " in plan
+    assert f"about {whole_days(power['planned_days'], up=True)} at the observed " in plan
+    assert f"{round(power['visitors_per_day']):,} visitors/day" in plan
+    assert_human_numbers(at)
 
 
 def test_results_cuped_toggle_and_segment_choice(page, plat) -> None:
@@ -198,8 +281,22 @@ def test_roi_page_shows_the_executive_figures_and_a_what_if_that_is_not_saved(pa
     assert f"within the tolerance of {fmt.money(roi['max_expected_loss'])}" in " ".join(captions) or (
         f"above the tolerance of {fmt.money(roi['max_expected_loss'])}" in " ".join(captions))
     assert figures.breakeven_text(report, roi) in captions  # break-even next to the effect's CI and the MDE
-    assert f"experiment's MDE {fmt.pct(report['roi'].get('mde', 0.05), signed=False)}" in figures.breakeven_text(
-        report, roi)
+    assert f"experiment's MDE {report['roi'].get('mde', 0.05) * 100:g}%" in figures.breakeven_text(report, roi)
+    assert_human_numbers(at)
+    # Exact text, written here independently of fmt: money with $ and separators, percentages, whole months.
+    assert shown["Expected NPV"] == dollars(roi["npv"]["expected"])
+    assert shown["Incremental profit / month"] == dollars(roi["incremental_profit_per_month"]["expected"])
+    a = roi["assumptions"]
+    likely = lambda x: x["likely"] if isinstance(x, dict) else x  # noqa: E731
+    visitors = likely(a["monthly_visitors"])
+    assert visitors >= 10_000  # the separator shows
+    assumptions_line = next(c for c in captions if c.startswith("Assumptions (likely values): "))
+    assert assumptions_line.startswith(
+        f"Assumptions (likely values): {round(visitors):,} new visitors/month, inquiry-to-order "
+        f"{likely(a['inquiry_to_order']) * 100:g}%, margin {dollars(likely(a['margin_per_order']))}/order, "
+        f"one-off costs {dollars(roi['costs']['one_off_total'])}, running costs "
+        f"{dollars(roi['costs']['monthly_total'])}/month, horizon {a['horizon_months']} months. ")
+    assert any(c.startswith(f"Over {roi['horizon_months']} months, discounted.") for c in captions)
     assert len(at.get("vega_lite_chart")) == 3  # break-even, the NPV distribution and the tornado
     hist = json.loads(at.get("vega_lite_chart")[1].proto.spec)
     assert [b["count"] for b in hist["layer"][0]["data"]["values"]] == roi["histogram"]["counts"]
@@ -216,12 +313,23 @@ def test_roi_page_shows_the_executive_figures_and_a_what_if_that_is_not_saved(pa
     next(b for b in at.button if b.label == "Run what-if").click().run()
     assert not at.exception, [e.value for e in at.exception]
     edited = {**roi["assumptions"], "margin_per_order": {"low": 1000.0, "likely": 3000.0, "high": 3500.0}}
-    whatif = plat.post("/v1/roi", {"assumptions": edited, "effect": roi["effect"]})
+    whatif = plat.post("/v1/roi", {"assumptions": edited, "effect": roi["effect"], "experiment": EXP})
+    whatif_verdict = whatif.pop("verdict")
     shown = metrics(at)
     assert shown["Expected NPV"] == fmt.money(whatif["npv"]["expected"]) != fmt.money(roi["npv"]["expected"])
     assert shown["P(NPV > 0)"] == fmt.probability(whatif["prob_npv_positive"])
     assert shown["Expected loss if shipped"] == fmt.money(whatif["expected_loss"])
     assert any("What-if: 1 assumption(s) changed (Margin per order)" in v for v in texts(at.info))
+    assert_human_numbers(at)
+    # The verdict is the API's, decided with the what-if ROI by the report's rules: the dashboard decides nothing.
+    assert whatif_verdict == decide_report({**report, "roi": whatif})
+    assert any(whatif_verdict["headline"] in v.replace("\\", "") for v in texts(at.info) + texts(at.success)
+               + texts(at.warning) + texts(at.error))
+    # A what-if that cannot pay is never a ship, whatever the report said with the saved assumptions.
+    ruinous = {**roi["assumptions"], "engineering_cost": 1e9}
+    ruined = plat.post("/v1/roi", {"assumptions": ruinous, "effect": roi["effect"], "experiment": EXP})
+    assert ruined["verdict"]["decision"] != "ship"
+    assert ruined["verdict"] == decide_report({**report, "roi": {k: v for k, v in ruined.items() if k != "verdict"}})
     # Not saved: the experiment still has its own assumptions; a read key cannot save.
     assert plat.get(f"/v1/experiments/{EXP}")["spec"]["roi"]["margin_per_order"] == margin
     assert at.button(key="roi_save").disabled
@@ -264,17 +372,23 @@ def test_design_power_calculator_uses_the_baseline_from_past_data(page, plat) ->
     plan = plat.post("/v1/power", {"baseline_mean": power["baseline_mean"], "baseline_sd": power["baseline_sd"],
                                    "mde": 0.05, "alpha": 0.05, "power": 0.8, "variants": 2})
     shown = metrics(at)
-    assert shown["Detectable effect (MDE)"] == "5.0%"
+    assert shown["Detectable effect (MDE)"] == "5%"
     assert shown["Visitors per variant"] == f"{plan['n_per_variant']:,}" == fmt.count(power["n_per_variant"])
-    assert shown["Total visitors"] == fmt.count(plan["total_visitors"])
+    assert plan["total_visitors"] >= 1000 and shown["Total visitors"] == f"{plan['total_visitors']:,}"
     vpd = at.number_input(key="power_vpd").value
-    assert shown["Days at this traffic"] == fmt.number(plan["total_visitors"] / vpd, 1)
+    assert shown["Days at this traffic"] == whole_days(plan["total_visitors"] / vpd, up=True)
+    assert f"At {round(vpd):,} visitors/day, alpha 5%, power 80%, 2 variants." in texts(at.caption)
+    assert any(re.fullmatch(rf"So far: {power['visitors']:,} visitors in \d+ days?\.", c) for c in texts(at.caption))
+    note = next(v for v in texts(at.info) if "Baseline from past data" in v)
+    assert f"over {power['visitors']:,} visitors; traffic {round(power['visitors_per_day']):,} visitors/day." in note
+    assert_human_numbers(at)
     # The other way round: 30 days at this traffic -> the MDE, then the API's plan for that MDE.
     at.radio(key="power_mode").set_value("Days → detectable effect (MDE)").run()
     at.number_input(key="power_days").set_value(30.0).run()
     shown = metrics(at)
     mde = float(shown["Detectable effect (MDE)"].rstrip("%")) / 100
-    assert float(shown["Days at this traffic"]) <= 30.0
+    assert re.fullmatch(r"\d+ days", shown["Days at this traffic"]) and int(shown["Days at this traffic"][:-5]) <= 30
+    assert_human_numbers(at)
     # The smallest effect that fits: a slightly smaller one needs more than 30 days (the API's plan).
     smaller = plat.post("/v1/power", {"baseline_mean": power["baseline_mean"], "baseline_sd": power["baseline_sd"],
                                       "mde": mde * 0.98, "visitors_per_day": vpd})
@@ -328,6 +442,9 @@ def test_content_page_approving_changes_what_the_api_serves(page, plat) -> None:
     before = served()
     assert (before["source"], before["fallback"]) == ("catalog", "unapproved")
     at = page("content", scope="admin")
+    assert at.caption[0].value.startswith(f"{len(PENDING_ITEMS)} pending · 0 approved · 0 rejected generated pages.")
+    assert any(re.search(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC · prompt: ", c) for c in texts(at.caption))
+    assert_human_numbers(at)
     assert at.selectbox(key="content_item").value == PENDING_ITEMS[0]
     assert at.image and at.image[0].value, "the generated page's picture is shown"
     assert ":orange-badge[generated page: pending]" in texts(at.markdown)
@@ -349,6 +466,31 @@ def test_content_page_with_a_read_key_shows_pages_but_no_review_buttons(page, pl
     assert at.selectbox(key="content_item").options == sorted(PENDING_ITEMS)
     assert not [b for b in at.button if b.key and b.key.startswith("content_")]
     assert any("needs an admin key" in c for c in texts(at.caption))
+
+
+# ---- The client's typed answers ----------------------------------------------------------------------
+
+
+def test_the_client_returns_the_apis_models(plat) -> None:
+    from armor_ab.api.schemas import ExperimentPublic
+    from armor_ab.dashboards.lib.api import ApiClient
+    from armor_ab.reporting.models import ExperimentReport, PowerPlanPublic
+
+    client = ApiClient(plat.url, plat.keys["read"])
+    exps = client.experiments()
+    assert exps and all(isinstance(e, ExperimentPublic) for e in exps)
+    assert client.experiment(EXP).key == EXP and client.experiment(EXP).status == "running"
+    report = client.results(EXP)
+    assert isinstance(report, ExperimentReport) and report.verdict is not None
+    served = results(plat)
+    assert report.verdict.model_dump(mode="json") == served["verdict"]  # the API's verdict, read as it is
+    assert figures.as_json(report)["visitors"] == served["visitors"]
+    plan = client.power(baseline_mean=served["power"]["baseline_mean"], baseline_sd=served["power"]["baseline_sd"],
+                        mde=0.05, visitors_per_day=100.0)
+    assert isinstance(plan, PowerPlanPublic) and plan.status == "ok"
+    assert plan.model_dump(mode="json") == plat.post("/v1/power", {
+        "baseline_mean": served["power"]["baseline_mean"], "baseline_sd": served["power"]["baseline_sd"],
+        "mde": 0.05, "visitors_per_day": 100.0})
 
 
 # ---- Sign-in, errors, the entrypoint -----------------------------------------------------------------

@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     db = tmp_path / "demo" / "armor_ab.duckdb"
     port = free_port()
     out = subprocess.run(
-        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
+        [sys.executable, "-m", "armor_ab.devtools.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
          "--port", str(port)],
         capture_output=True, text=True, timeout=300,
     )
@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     assert visitors == 300 and status == "running"
     # A second run reuses the database and keys; the same seeded visitors are recognised as retries.
     again = subprocess.run(
-        [sys.executable, "-m", "armor_ab.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
+        [sys.executable, "-m", "armor_ab.devtools.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
          "--port", str(port)],
         capture_output=True, text=True, timeout=300,
     )
@@ -60,7 +60,7 @@ def test_full_demo_serves_the_site_the_dashboards_and_stops_on_ctrl_c(tmp_path) 
     db = tmp_path / "full" / "armor_ab.duckdb"
     port, dash_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "armor_ab.demo", "--db", str(db), "--port", str(port),
+        [sys.executable, "-u", "-m", "armor_ab.devtools.demo", "--db", str(db), "--port", str(port),
          "--dashboard-port", str(dash_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # A terminal's foreground job gets Ctrl-C; a test run in the background (`make test &`) inherits an ignored

@@ -1,4 +1,4 @@
-"""The shipped demo model (engine/models/armor-demo) against issue 6's acceptance bar, measured here.
+"""The shipped demo model (armor_ab/assets/models/armor-demo) against issue 6's acceptance bar, measured here.
 
 `armor-ab eval` regenerates every held-out answer with the committed weights (greedy, so deterministic) and
 judges the pictures with the committed classifier; the test also ties the weights to the recipe that made them.
@@ -7,19 +7,18 @@ judges the pictures with the committed classifier; the test also ties the weight
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from armor_ab.assets import DEMO_CATALOG, DEMO_MODEL, training_recipe
 from armor_ab.catalog import load_catalog
 from armor_ab.cli import app
 from armor_ab.training.data import build_datasets, data_hash
-from armor_ab.training.recipe import Recipe
+from armor_ab.training.training_recipe import TrainingRecipe
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "engine" / "models" / "armor-demo"
-RECIPE = ROOT / "engine" / "recipes" / "demo.yaml"
+MODEL = DEMO_MODEL
+RECIPE = training_recipe("armor-demo")
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +27,9 @@ def record() -> dict:
 
 
 def test_shipped_model_was_made_by_the_shipped_recipe(record) -> None:
-    recipe = Recipe.load(RECIPE)
+    recipe = TrainingRecipe.load(RECIPE)
     assert record["recipe_sha256"] == recipe.sha256()
-    sets = build_datasets(load_catalog(ROOT / "experiments" / "catalog"), recipe.data)
+    sets = build_datasets(load_catalog(DEMO_CATALOG), recipe.data)
     assert record["data"]["data_sha256"] == data_hash(sets)
     assert all(stage["frozen_unchanged"] for stage in record["stages"].values())
     size = sum(f.stat().st_size for f in MODEL.iterdir() if f.is_file())

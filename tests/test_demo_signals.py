@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, command line) of every process on the machine."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
+    """pid -> (ppid, whole command line) of every process on the machine (``-ww``: never cut to a width)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
     procs = {}
     for line in out.splitlines():
         pid, ppid, *args = line.split(None, 2)
@@ -46,7 +46,7 @@ def _descendants(root: int) -> dict[int, str]:
 
 def _start_demo(db: Path, port: int, dash_port: int, visitors: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-u", "-m", "armor_ab.demo", "--db", str(db), "--port", str(port),
+        [sys.executable, "-u", "-m", "armor_ab.devtools.demo", "--db", str(db), "--port", str(port),
          "--dashboard-port", str(dash_port), "--visitors", str(visitors), "--no-content"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # As a terminal starts it: a test run in the background (`make test &`, nohup) inherits an ignored SIGINT

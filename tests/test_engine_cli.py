@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
+from armor_ab.engine.backends.tensorrt import tensorrt_missing_reason
 from armor_ab.engine.errors import BackendUnavailable
-from armor_ab.engine.tensorrt_backend import tensorrt_missing_reason
 from tests.helpers.engine import TINY_RECIPE, tiny_engine_dir
 
 GREEDY = ["--temperature", "0", "--image-temperature", "0", "--max-new-tokens", "6", "--guidance", "3"]
@@ -71,7 +71,7 @@ def test_engine_verify(engine_dir: Path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: TensorRT may well run")
 def test_tensorrt_refuses_cleanly_without_cuda(engine_dir: Path, tmp_path: Path) -> None:
-    import armor_ab.engine.tensorrt_backend  # noqa: F401 - imports cleanly without tensorrt / CUDA
+    import armor_ab.engine.backends.tensorrt  # noqa: F401 - imports cleanly without tensorrt / CUDA
 
     assert "CUDA" in tensorrt_missing_reason()
     args = ["engine", "build", "--recipe", str(TINY_RECIPE), "--backend", "tensorrt", "--out", str(tmp_path)]
@@ -94,10 +94,10 @@ def test_tensorrt_refuses_cleanly_without_cuda(engine_dir: Path, tmp_path: Path)
         ],
     )
     assert gen.exit_code == 2 and "CUDA" in gen.output
-    from armor_ab.engine.runtime import load_backend
+    from armor_ab.engine.loader import open_engine_backend
 
     with pytest.raises(BackendUnavailable, match="CUDA"):
-        load_backend(engine_dir, "tensorrt")
+        open_engine_backend(engine_dir, "tensorrt")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")

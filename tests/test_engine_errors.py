@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from armor_ab.engine.errors import EngineError
-from armor_ab.engine.manifest import file_record
-from armor_ab.engine.runtime import load_backend
+from armor_ab.engine.loader import open_engine_backend, open_engine_generator
+from armor_ab.engine.manifest import file_record, verify_engine_dir
 from armor_ab.model import get_config
 from tests.helpers.engine import tiny_engine_dir
 
@@ -32,30 +32,44 @@ def _edit_manifest(engine: Path, edit) -> None:
 
 def _load_error(engine: Path, **kw) -> EngineError:
     with pytest.raises(EngineError) as info:
-        load_backend(engine, "onnxruntime", threads=1, **kw)
+        open_engine_backend(engine, "onnxruntime", threads=1, **kw)
     return info.value
 
 
 def test_intact_copy_loads_and_answers_like_the_original(
     engine: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # The control case: the copy every other test damages is, undamaged, the same engine.
+    # The control case: the copy every other test damages is, undamaged, the same engine: it verifies (every
+    # file's SHA-256, the config, the graphs' shapes), its graphs answer like the original's, and a whole
+    # generation over it (text and an image, guided) is the original's, token for token and pixel for pixel.
     import torch
 
+    from armor_ab.model import SamplingConfig
+
     cfg = get_config("armor-tiny")
-    copy = load_backend(engine, "onnxruntime", cfg, threads=1)
-    original = load_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", cfg, threads=1)
+    manifest, config = verify_engine_dir(engine, cfg, backend="onnx")
+    assert config.config_hash() == cfg.config_hash() == manifest.config_hash
+    original_dir = tiny_engine_dir(tmp_path_factory)
+    copy = open_engine_generator(engine, "onnxruntime", cfg, threads=1)
+    original = open_engine_generator(original_dir, "onnxruntime", cfg, threads=1)
     try:
-        assert copy.directory == engine
-        assert copy.manifest.to_json() == original.manifest.to_json()
-        assert copy.manifest.config_hash == cfg.config_hash()
+        assert copy.backend.directory == engine and original.backend.directory == original_dir
+        assert copy.backend.manifest.to_json() == original.backend.manifest.to_json() == manifest.to_json()
         h = torch.randn(3, cfg.text_config.hidden_size, generator=torch.Generator().manual_seed(0))
-        logits = copy.text_head(h)
+        logits = copy.backend.text_head(h)
         assert logits.shape[0] == 3 and torch.isfinite(logits).all()
-        assert torch.equal(logits, original.text_head(h))
+        assert torch.equal(logits, original.backend.text_head(h))
+        settings = SamplingConfig(max_new_tokens=8, max_images=1, seed=3, guidance_scale=3.0,
+                                  text_logit_bias={cfg.imgbos_id: 3.0})
+        prompts = ["a blue mug", "a lamp"]
+        a, b = copy.generate(prompts, settings=settings), original.generate(prompts, settings=settings)
+        assert all(c.segments for c in a.contents)  # it generated something
+        assert [c.to_json_str() for c in a.contents] == [c.to_json_str() for c in b.contents]
+        assert [i.png for c in a.contents for i in c.images] == [i.png for c in b.contents for i in c.images]
+        assert sum(copy.backend.calls.values()) > 0  # it ran on the copy's graphs, not elsewhere
     finally:
-        copy.close()
-        original.close()
+        copy.backend.close()
+        original.backend.close()
 
 
 def test_missing_file(engine: Path) -> None:
@@ -118,6 +132,6 @@ def test_manifest_declaring_shapes_the_config_does_not_imply(engine: Path) -> No
 def test_wrong_input_shape_at_run_time_is_an_engine_error(engine: Path) -> None:
     import torch
 
-    be = load_backend(engine, "onnxruntime", threads=1)
+    be = open_engine_backend(engine, "onnxruntime", threads=1)
     with pytest.raises(EngineError, match="text_head.onnx"):
         be.text_head(torch.zeros(2, 65))  # hidden size is 64

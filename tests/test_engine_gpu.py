@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from armor_ab.engine.tensorrt_backend import tensorrt_missing_reason
+from armor_ab.engine.backends.tensorrt import tensorrt_missing_reason
 
 pytestmark = pytest.mark.gpu
 
@@ -35,14 +35,14 @@ def loaded():
 @pytest.mark.skipif(tensorrt_missing_reason() is not None, reason=str(tensorrt_missing_reason()))
 def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) -> None:
     from armor_ab.engine.build import build_tensorrt
+    from armor_ab.engine.build_recipe import load_recipe
+    from armor_ab.engine.loader import open_engine_backend
     from armor_ab.engine.parity import greedy_parity, step_parity
-    from armor_ab.engine.recipe import load_recipe
-    from armor_ab.engine.runtime import load_backend
     from tests.helpers.engine import TINY_RECIPE
 
     root = tmp_path_factory.mktemp("trt")
     directory: Path = build_tensorrt(load_recipe(TINY_RECIPE), out_root=root, progress=False)
-    be = load_backend(directory, "tensorrt", loaded.model.config)
+    be = open_engine_backend(directory, "tensorrt", loaded.model.config)
     report = step_parity(loaded.model, be)  # reference: PyTorch fp32 on the CPU
     assert report.failures(FP16_TOLERANCE, relative=True) == {}, report.max_abs_diff
     assert min(report.top1_agreement.values()) >= TOP1, report.top1_agreement
@@ -52,11 +52,11 @@ def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) 
 
 @pytest.mark.skipif(not _cuda_ep(), reason="needs CUDA and onnxruntime-gpu (CUDAExecutionProvider)")
 def test_onnxruntime_cuda_ep_parity(tmp_path_factory: pytest.TempPathFactory, loaded) -> None:
+    from armor_ab.engine.loader import open_engine_backend
     from armor_ab.engine.parity import step_parity
-    from armor_ab.engine.runtime import load_backend
     from tests.helpers.engine import tiny_engine_dir
 
-    be = load_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", loaded.model.config)
+    be = open_engine_backend(tiny_engine_dir(tmp_path_factory), "onnxruntime", loaded.model.config)
     assert be.compute_device.type == "cuda"
     report = step_parity(loaded.model, be)
     assert report.failures(1e-4) == {}, report.max_abs_diff

@@ -13,12 +13,13 @@ import onnx
 import pytest
 import torch
 
+from armor_ab.engine.backends.onnxruntime import OnnxRuntimeBackend
 from armor_ab.engine.graphs import GRAPH_NAMES, graph_specs
+from armor_ab.engine.loader import open_engine_backend, open_engine_generator
 from armor_ab.engine.manifest import Manifest, read_manifest, sha256_file
 from armor_ab.engine.parity import greedy_parity, greedy_settings, step_parity
-from armor_ab.engine.runtime import OnnxRuntimeBackend, load_backend, load_generator
 from armor_ab.model import InterleavedGenerator, SamplingConfig, load_model
-from tests.helpers.engine import _BUILT, tiny_engine_dir
+from tests.helpers.engine import tiny_engine_build_output, tiny_engine_dir
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,12 @@ def loaded():
 
 @pytest.fixture(scope="module")
 def ort_backend(engine_dir: Path, loaded) -> OnnxRuntimeBackend:
-    return load_backend(engine_dir, "onnxruntime", loaded.model.config, threads=1)
+    return open_engine_backend(engine_dir, "onnxruntime", loaded.model.config, threads=1)
 
 
-def test_build_writes_every_graph_and_a_self_describing_manifest(engine_dir: Path, loaded) -> None:
+def test_build_writes_every_graph_and_a_self_describing_manifest(
+    engine_dir: Path, loaded, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     cfg = loaded.model.config
     data = json.loads((engine_dir / "manifest.json").read_text())
     assert data["format"] == "armor-engine/1" and data["backend"] == "onnx" and data["precision"] == "fp32"
@@ -66,7 +69,8 @@ def test_build_writes_every_graph_and_a_self_describing_manifest(engine_dir: Pat
     parity = data["parity"]
     assert max(parity["max_abs_diff"].values()) <= 1e-4 and set(parity["max_abs_diff"]) == set(GRAPH_NAMES)
     assert parity["greedy_generation"]["identical_tokens"] and parity["greedy_generation"]["identical_codes"]
-    assert "built" in _BUILT["cli_output"] and "RANDOM" in _BUILT["cli_output"]
+    printed = tiny_engine_build_output(tmp_path_factory)
+    assert "built" in printed and "RANDOM" in printed
 
 
 def test_manifest_round_trip(engine_dir: Path, tmp_path: Path) -> None:
@@ -96,7 +100,7 @@ def test_greedy_interleaved_generation_is_identical(loaded, ort_backend: OnnxRun
 
 
 def test_sampled_generation_with_guidance_matches_and_is_batched(engine_dir: Path, loaded) -> None:
-    gen = load_generator(engine_dir, "onnxruntime", threads=1)
+    gen = open_engine_generator(engine_dir, "onnxruntime", threads=1)
     ref = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, "armor-tiny")
     cfg = loaded.model.config
     s = SamplingConfig(

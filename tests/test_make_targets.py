@@ -39,7 +39,9 @@ def test_test_targets_run_system_deps_and_require_the_browser(target: str) -> No
     assert "system-deps" in (ROOT / ".ci" / "run").read_text()
 
 
-def _system_deps(tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path) -> tuple[subprocess.CompletedProcess, str]:
+def _system_deps(
+    tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path, node: Path = Path("/usr/bin/node")
+) -> tuple[subprocess.CompletedProcess, str]:
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
     calls = tmp_path / "apt-get.calls"
@@ -49,7 +51,7 @@ def _system_deps(tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path) -> tu
         stub.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CHROMIUM")}
     env["PATH"] = f"{stubs}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(["make", "-s", "-C", str(ROOT), "system-deps", f"CHROMIUM={chromium}"],
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "system-deps", f"CHROMIUM={chromium}", f"NODE={node}"],
                           capture_output=True, text=True, env=env, timeout=60)
     return done, calls.read_text() if calls.exists() else ""
 
@@ -72,13 +74,27 @@ def test_system_deps_as_root_installs_and_fails_when_that_fails(tmp_path) -> Non
     assert "install -y -q chromium" in apt
 
 
-def test_system_deps_does_nothing_when_chromium_is_present(tmp_path) -> None:
-    chromium = tmp_path / "chromium"
-    chromium.write_text("#!/bin/sh\n")
-    chromium.chmod(0o755)
-    done, apt = _system_deps(tmp_path, uid=1000, apt_rc=1, chromium=chromium)
+def _present(path: Path) -> Path:
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_system_deps_does_nothing_when_chromium_and_node_are_present(tmp_path) -> None:
+    done, apt = _system_deps(tmp_path, uid=1000, apt_rc=1, chromium=_present(tmp_path / "chromium"),
+                             node=_present(tmp_path / "node"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert apt == ""
+
+
+def test_system_deps_installs_nodejs_when_node_is_missing(tmp_path) -> None:
+    chromium, node = _present(tmp_path / "chromium"), tmp_path / "missing" / "node"
+    done, apt = _system_deps(tmp_path, uid=1000, apt_rc=0, chromium=chromium, node=node)
+    assert done.returncode != 0 and "sudo apt-get install -y nodejs" in done.stderr, done.stderr
+    assert apt == ""
+    done, apt = _system_deps(tmp_path, uid=0, apt_rc=0, chromium=chromium, node=node)
+    assert "install -y -q nodejs" in apt and "chromium" not in apt.split("install", 1)[1], apt
+    assert done.returncode != 0 and "nodejs was installed but" in done.stderr, done.stderr  # the stub installs nothing
 
 
 _NO_CHROMIUM_PLUGIN = '''

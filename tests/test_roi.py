@@ -496,12 +496,12 @@ def test_old_yaml_keys_still_load_with_a_warning():
 
 
 def test_the_demo_yaml_roi_block_loads_with_its_ranges():
-    from pathlib import Path
 
     import yaml
 
-    block = yaml.safe_load(Path(__file__).parents[1].joinpath("experiments/catalog-interleaved.yaml")
-                           .read_text())["roi"]
+    from armor_ab.assets import DEMO_EXPERIMENT
+
+    block = yaml.safe_load(DEMO_EXPERIMENT.read_text())["roi"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # new keys only
         a = RoiAssumptions.model_validate(block)
@@ -585,7 +585,7 @@ def test_post_roi_takes_the_new_assumptions_effect_and_prior(tmp_path):
     from fastapi.testclient import TestClient
 
     from armor_ab.api.app import create_app
-    from armor_ab.api.state import Settings
+    from armor_ab.services.state import ServerSettings
     from tests.helpers.platform import seed_database
 
     db = tmp_path / "roi.duckdb"
@@ -593,7 +593,7 @@ def test_post_roi_takes_the_new_assumptions_effect_and_prior(tmp_path):
     auth = {"Authorization": f"Bearer {keys['read']}"}
     a = RoiAssumptions(margin_per_order={"low": 1000, "likely": 1500, "high": 2000})
     e = effect(0.003, 0.001)
-    with TestClient(create_app(Settings(db_path=db))) as client:
+    with TestClient(create_app(ServerSettings(db_path=db))) as client:
         body = {"assumptions": a.model_dump(mode="json"), "effect": {**e.__dict__}, "draws": 10_000, "seed": 2}
         got = client.post("/v1/roi", json=body, headers=auth)
         assert got.status_code == 200, got.text

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.models import ExperimentSpec
+from armor_ab.reporting.report import experiment_report
 from armor_ab.roi.shrinkage import prior_from_history
-from armor_ab.stats.report import experiment_report
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import get_experiment, upsert_experiment
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from armor_ab.experiments.models import ExperimentSpec
-from armor_ab.stats.report import experiment_report
+from armor_ab.reporting.report import experiment_report
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import get_experiment, upsert_experiment
 

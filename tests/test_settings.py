@@ -29,7 +29,7 @@ from armor_ab.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted([*(ROOT / "armor_ab").rglob("*.py"), *(ROOT / "dashboards").rglob("*.py")])
+SOURCES = sorted((ROOT / "armor_ab").rglob("*.py"))
 SETTINGS_MODULE = ROOT / "armor_ab" / "config.py"
 ENV_NAME = re.compile(r"ARMOR_[A-Z0-9_]+")
 # The names the code may hold an environment variable's name in (config's constants and their aliases).
@@ -86,7 +86,7 @@ def test_documented_defaults_are_the_behaviour_of_an_empty_environment(clean_env
 
 
 def test_the_dashboards_default_api_is_the_settings_default() -> None:
-    from dashboards.lib.api import DEFAULT_API
+    from armor_ab.dashboards.lib.api import DEFAULT_API
 
     assert EnvSettings.model_fields["api"].default == DEFAULT_API
 
@@ -285,8 +285,8 @@ def test_a_malformed_value_names_its_variable(clean_env) -> None:
 def test_users_of_the_settings_see_the_environment(clean_env) -> None:
     """A few readers, end to end: the ONNX Runtime options and the dashboards' settings."""
     pytest.importorskip("onnxruntime")
-    from armor_ab.engine.runtime import ort_session_options
-    from dashboards.lib import ui
+    from armor_ab.dashboards.lib import ui
+    from armor_ab.engine.backends.onnxruntime import ort_session_options
 
     clean_env.setenv(config.ORT_THREADS_ENV, "2")
     clean_env.setenv(config.ORT_SPINNING_ENV, "1")
@@ -295,8 +295,8 @@ def test_users_of_the_settings_see_the_environment(clean_env) -> None:
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert ort_session_options(threads=5, spinning=False).intra_op_num_threads == 5
 
-    assert ui.settings() == ui.Settings("http://127.0.0.1:8000", False, None)
+    assert ui.settings() == ui.DashboardSettings("http://127.0.0.1:8000", False, None)
     clean_env.setenv(ui.ENV_API, "http://api.example:1")
     clean_env.setenv(ui.ENV_KEY, "aab_read")
     clean_env.setenv(ui.ENV_NO_AUTH, "1")
-    assert ui.settings() == ui.Settings("http://api.example:1", True, "aab_read")
+    assert ui.settings() == ui.DashboardSettings("http://api.example:1", True, "aab_read")

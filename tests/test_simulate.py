@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
-from armor_ab.simulate import Effects
+from armor_ab.devtools.simulate import Effects
 from tests.helpers.platform import Server, seed_database
 
 runner = CliRunner()
@@ -64,7 +64,7 @@ def test_a_simulated_past_ends_by_the_time_the_simulation_started(tmp_path) -> N
     """Sessions drawn at the very end of the window are moved back: no event lies in the future."""
     import asyncio
 
-    from armor_ab.simulate import Simulator
+    from armor_ab.devtools.simulate import Simulator
 
     db = tmp_path / "now.duckdb"
     keys = seed_database(db, started_days_ago=1)

@@ -1,4 +1,4 @@
-"""The experiment report end to end on a real DuckDB file, and the `analyze` / `power` commands."""
+"""The experiment report end to end on a real DuckDB file, and the `report` / `power` commands."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.models import ExperimentSpec
-from armor_ab.stats.analysis import Settings, compare
+from armor_ab.reporting.report import experiment_report, primary_baseline
+from armor_ab.stats.comparison import ComparisonOptions, compare
 from armor_ab.stats.power import sample_size, sequential_sample_size
-from armor_ab.stats.report import experiment_report, primary_baseline
 from armor_ab.stats.sql import load_sums
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, get_experiment, upsert_experiment
@@ -117,6 +117,15 @@ def test_report_is_strict_json_with_every_section(report: dict) -> None:
     assert {c["name"] for c in report["data_quality"]["checks"]} == {
         "srm", "unknown_variants", "multiple_variants", "bots", "capping", "min_runtime", "min_sample"}
     assert all(c["status"] in ("ok", "warn", "fail") for c in report["data_quality"]["checks"])
+
+
+@pytest.mark.parametrize("key", ["exp", "empty", "three", "skewed"])
+def test_report_validates_against_its_schema(con, key: str) -> None:
+    from armor_ab.reporting.models import ExperimentReport
+
+    report = json.loads(json.dumps(experiment_report(con, get_experiment(con, key)), allow_nan=False))
+    model = ExperimentReport.model_validate(report)
+    assert model.verdict is not None and model.verdict.reason == report["verdict"]["reason"]
 
 
 def test_report_numbers_match_the_reference(con, report: dict) -> None:
@@ -277,7 +286,7 @@ def test_zero_baseline_and_zero_variance_statuses(tmp_path: Path) -> None:
 def test_report_matches_direct_computation(con, report: dict) -> None:
     record = get_experiment(con, "exp")
     sums = load_sums(con, "exp", start=START, end=END, pre_days=PRE_DAYS)
-    comp = compare(sums.totals["control"], sums.totals["treatment"], "dwell_time_per_view", Settings(alpha=0.05))
+    comp = compare(sums.totals["control"], sums.totals["treatment"], "dwell_time_per_view", ComparisonOptions(alpha=0.05))
     e = _entry(report, "dwell_time_per_view")
     assert e["lift_rel"] == pytest.approx(comp.fixed.lift_rel, rel=1e-12)
     assert e["p_value"] == pytest.approx(comp.fixed.p_value, rel=1e-12)
@@ -290,26 +299,39 @@ def test_report_matches_direct_computation(con, report: dict) -> None:
 runner = CliRunner()
 
 
-def test_cli_analyze_json_and_table(db: Path) -> None:
-    out = runner.invoke(app, ["analyze", "exp", "--db", str(db), "--json"])
+def test_cli_report_json_and_table(db: Path) -> None:
+    out = runner.invoke(app, ["report", "exp", "--db", str(db), "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["experiment"] == "exp" and len(data["results"]) == 5
-    off = runner.invoke(app, ["analyze", "exp", "--db", str(db), "--json", "--no-cuped"])
+    off = runner.invoke(app, ["report", "exp", "--db", str(db), "--json", "--no-cuped"])
     assert not any(r["cuped"] for r in json.loads(off.stdout)["results"])
-    table = runner.invoke(app, ["analyze", "exp", "--db", str(db)])
+    table = runner.invoke(app, ["report", "exp", "--db", str(db)])
     assert table.exit_code == 0, table.output
     assert "dwell_time_per_view" in table.stdout and "sample ratio" in table.stdout
 
 
-def test_cli_analyze_errors(db: Path, tmp_path: Path) -> None:
-    missing = runner.invoke(app, ["analyze", "nope", "--db", str(db)])
+def test_cli_analyze_is_a_deprecated_alias_of_report(db: Path) -> None:
+    new = runner.invoke(app, ["report", "exp", "--db", str(db), "--json"])
+    old = runner.invoke(app, ["analyze", "exp", "--db", str(db), "--json"])
+    assert old.exit_code == 0, old.output
+    assert "deprecated" in old.stderr and "armor-ab report" in old.stderr and "deprecated" not in new.stderr
+    a, b = json.loads(old.stdout), json.loads(new.stdout)
+    assert a.keys() == b.keys() and a["verdict"] == b["verdict"] and a["visitors"] == b["visitors"]
+    # DuckDB's parallel sums may differ in the last bits from one query to the next.
+    assert [r["lift_rel"] for r in a["results"]] == pytest.approx([r["lift_rel"] for r in b["results"]], rel=1e-9)
+    listing = runner.invoke(app, ["--help"]).stdout
+    assert " report " in listing and " analyze " not in listing  # hidden
+
+
+def test_cli_report_errors(db: Path, tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["report", "nope", "--db", str(db)])
     assert missing.exit_code == 2 and "no experiment 'nope'" in missing.output
-    nofile = runner.invoke(app, ["analyze", "exp", "--db", str(tmp_path / "none.duckdb")])
+    nofile = runner.invoke(app, ["report", "exp", "--db", str(tmp_path / "none.duckdb")])
     assert nofile.exit_code == 2 and "cannot open database" in nofile.output
 
 
-def test_cli_analyze_locked_database(tmp_path: Path) -> None:
+def test_cli_report_locked_database(tmp_path: Path) -> None:
     path = tmp_path / "locked.duckdb"
     connect(path).close()
     holder = subprocess.Popen(
@@ -319,7 +341,7 @@ def test_cli_analyze_locked_database(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        out = runner.invoke(app, ["analyze", "exp", "--db", str(path)])
+        out = runner.invoke(app, ["report", "exp", "--db", str(path)])
         assert out.exit_code == 2 and "in use by another process" in out.output
     finally:
         holder.kill()

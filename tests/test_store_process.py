@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from armor_ab.assets import DEMO_EXPERIMENT
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store.db import DatabaseLockedError
 from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
@@ -20,7 +21,7 @@ from armor_ab.store.process import RemoteError, StoreClient, query
 from armor_ab.store.writer import WriterClosedError
 from tests.helpers.store import rows
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "catalog-interleaved.yaml"
+EXPERIMENT = DEMO_EXPERIMENT
 
 
 def _raise_unpicklable(con) -> None:

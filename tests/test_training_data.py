@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from armor_ab.assets import DEMO_CATALOG
 from armor_ab.catalog import load_catalog
 from armor_ab.model import ByteTokenizer, get_config
 from armor_ab.training import grammar
@@ -37,12 +38,10 @@ from armor_ab.training.data import (
 )
 from armor_ab.training.grammar import TEXT_NOUNS, TEXT_VERBS, frame_cores
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def products():
-    return load_catalog(ROOT / "experiments" / "catalog")
+    return load_catalog(DEMO_CATALOG)
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from armor_ab.assets import DEMO_CATALOG, DEMO_MODEL
 from armor_ab.catalog import load_catalog
 from armor_ab.model import ArmorForInterleavedGeneration, ByteTokenizer, get_config
 from armor_ab.training.data import REFUSAL, DataConfig, build_datasets, prompt_text
 from armor_ab.training.probe import by_phrasing, decision_margins, main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(3)
     model = ArmorForInterleavedGeneration(get_config("armor-tiny")).eval()
-    sets = build_datasets(load_catalog(ROOT / "experiments" / "catalog"), DataConfig())
+    sets = build_datasets(load_catalog(DEMO_CATALOG), DataConfig())
     samples = [s for task in ("t2t", "t2i", "t2ti") for s in [x for x in sets["heldout"] if x["task"] == task][:5]]
     return model, ByteTokenizer(), samples
 
@@ -66,7 +64,7 @@ def test_shipped_model_reads_held_out_requests() -> None:
     """The probe tracks the full evaluation (tests/test_demo_model.py): most held-out decisions are right."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        assert main(["--model", str(ROOT / "engine" / "models" / "armor-demo"), "--json"]) == 0
+        assert main(["--model", str(DEMO_MODEL), "--json"]) == 0
     table = json.loads(buffer.getvalue())
     assert set(table) >= {"t2t", "t2i", "t2ti", "t2t/heldout/0"}
     assert all(table[t]["n"] == 168 for t in ("t2t", "t2i", "t2ti"))

@@ -11,15 +11,14 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from armor_ab.assets import DEMO_CATALOG, training_recipe
 from armor_ab.catalog import load_catalog
 from armor_ab.cli import app
 from armor_ab.model import ArmorForInterleavedGeneration, ByteTokenizer, get_config
 from armor_ab.training.batches import PictureStore, TaskSampler, answer_picture_keys, collate
 from armor_ab.training.data import DataConfig, build_datasets
-from armor_ab.training.recipe import Recipe, StageConfig
 from armor_ab.training.trainer import StageTrainer, compute_losses, make_optimizer
-
-ROOT = Path(__file__).resolve().parents[1]
+from armor_ab.training.training_recipe import StageConfig, TrainingRecipe
 
 # The paper's table (ARMOR-notes.md): trained in each stage; everything else frozen. Stage 0 (not in the paper)
 # is the base model's own training.
@@ -33,7 +32,7 @@ ALPHA_BETA = {0: (1.0, 0.0), 1: (1.0, 0.0), 2: (0.0, 1.0), 3: (1.0, 1.0)}
 
 @pytest.fixture(scope="module")
 def setup():
-    products = load_catalog(ROOT / "experiments" / "catalog")
+    products = load_catalog(DEMO_CATALOG)
     cfg, tok = get_config("armor-tiny"), ByteTokenizer()
     sets = build_datasets(products, DataConfig(ti2t_train_variants=2))
     store = PictureStore(products, cfg)
@@ -155,8 +154,9 @@ def test_resume_continues_exactly_where_the_checkpoint_was(setup, tmp_path: Path
 
 
 def _tiny_recipe(tmp_path: Path) -> Path:
-    raw = yaml.safe_load((ROOT / "engine" / "recipes" / "demo.yaml").read_text())
+    raw = yaml.safe_load((training_recipe("armor-demo")).read_text())
     raw["config"] = "armor-tiny"
+    raw["catalog"] = str(DEMO_CATALOG)  # the shipped recipe's ../../catalog is relative to its own directory
     raw["export"] = str(tmp_path / "export")
     raw["data"]["ti2t_train_variants"] = 2
     raw["classifier"] = {"steps": 3, "pool_per_category": 3, "eval_per_category": 2}
@@ -195,7 +195,7 @@ def test_cli_smoke_runs_every_stage_and_exports(tmp_path: Path) -> None:
         assert (shipped / name).exists(), name
     record = json.loads((shipped / "training.json").read_text())
     assert (
-        record["recipe_sha256"] == Recipe.load(recipe).sha256() and "eval" in record and "base_eval" in record
+        record["recipe_sha256"] == TrainingRecipe.load(recipe).sha256() and "eval" in record and "base_eval" in record
     )
 
     # One stage alone, then the comparison run; both land in the shipped training.json.
@@ -227,7 +227,7 @@ def test_unknown_stage_and_bad_recipe_fail_cleanly(tmp_path: Path) -> None:
 
 
 def test_recipe_one_stage_has_the_same_total_steps() -> None:
-    recipe = Recipe.load(ROOT / "engine" / "recipes" / "demo.yaml")
+    recipe = TrainingRecipe.load(training_recipe("armor-demo"))
     assert [s.wohg for s in recipe.stages] == [0, 1, 2, 3]
     assert [(s.alpha, s.beta) for s in recipe.stages] == [ALPHA_BETA[i] for i in range(4)]
     assert recipe.one_stage.steps == sum(s.steps for s in recipe.stages[1:])
@@ -319,3 +319,20 @@ def test_switch_weight_scales_only_the_decision_positions(setup) -> None:
     with pytest.raises(TypeError):
         StageConfig(stage=1, name="t", wohg=1, switch_weights=2.0)  # a typo is an error, not a default
     assert StageConfig.from_dict({"stage": 1, "name": "t", "wohg": 1, "switch_weight": 6}).switch_weight == 6
+
+
+def test_recipe_paths_are_relative_to_the_recipe_file_and_not_hashed(tmp_path: Path) -> None:
+    from armor_ab.assets import DEMO_MODEL
+
+    shipped = TrainingRecipe.load(training_recipe("armor-demo"))
+    assert shipped.catalog == DEMO_CATALOG.resolve()  # input: ../../catalog from recipes/training/
+    assert shipped.export == DEMO_MODEL.resolve()  # output: the shipped model's directory, by default
+    raw = yaml.safe_load(training_recipe("armor-demo").read_text())
+    (tmp_path / "recipes").mkdir()
+    moved = tmp_path / "recipes" / "moved.yaml"
+    moved.write_text(yaml.safe_dump({**raw, "catalog": "../catalog", "export": "../out"}))
+    recipe = TrainingRecipe.load(moved)
+    assert recipe.catalog == (tmp_path / "catalog").resolve() and recipe.export == (tmp_path / "out").resolve()
+    assert recipe.sha256() == shipped.sha256()  # where the files are is not what is trained
+    moved.write_text(yaml.safe_dump({**raw, "seed": raw["seed"] + 1}))
+    assert TrainingRecipe.load(moved).sha256() != shipped.sha256()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from armor_ab.roi.verdict import decide_report
+from armor_ab.reporting.verdict import decide_report
 
 
 def entry(lo: float, hi: float, lift: float | None = None, *, fixed: list | None = None, status: str = "ok",

@@ -1,5 +1,5 @@
 """The verdict's error rates under daily looks, seeded, on simulated sufficient statistics through the
-production report and verdict (armor_ab.stats.error_rates). N = 200 runs each here, bounds widened
+production report and verdict (armor_ab.reporting.error_rates). N = 200 runs each here, bounds widened
 to 3 standard errors of N; the 1,000-run figures are in docs/statistics.md."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from armor_ab.stats.error_rates import simulate
+from armor_ab.reporting.error_rates import simulate
 
 N = 200
 ALPHA = 0.05

@@ -67,7 +67,7 @@ def platform_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     """A database with the demo experiment running and an approved armor page (text, image, text)."""
     from PIL import Image, ImageDraw
 
-    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.model.interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from armor_ab.store.content import images_dir_for, save_generated, set_review
 
     db = tmp_path_factory.mktemp("e2e") / "armor_ab.duckdb"

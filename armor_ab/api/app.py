@@ -1,23 +1,24 @@
-"""The FastAPI application: ``create_app(settings)`` builds it; ``serve`` runs it on uvicorn."""
+"""The FastAPI application of the API: ``create_app(settings)`` builds it.
+
+``armor_ab.web.server`` mounts the browser side (snippet, example site) on it and runs the whole
+server on uvicorn (``armor-ab serve``).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import HotPaths, RequestContextMiddleware
-from armor_ab.api.routes import admin, analysis, client, ops
-from armor_ab.api.state import AppState, Settings
+from armor_ab.api.routes import admin, client, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
-from armor_ab.web import routes as web
+from armor_ab.services.state import AppState, ServerSettings
 
 log = logging.getLogger("armor_ab.api")
 CORS_ENV = CORS_ORIGINS_ENV
@@ -26,8 +27,8 @@ CORS_ENV = CORS_ORIGINS_ENV
 TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 
 
-def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> Settings:
-    return Settings(db_path=resolve_db_path(db), cors_origins=env_settings().cors_origins, **overrides)
+def settings_from_env(db: str | os.PathLike[str] | None = None, **overrides) -> ServerSettings:
+    return ServerSettings(db_path=resolve_db_path(db), cors_origins=env_settings().cors_origins, **overrides)
 
 
 class ArmorApp(FastAPI):
@@ -44,7 +45,7 @@ class ArmorApp(FastAPI):
         return HotPaths(stack, state) if state.settings.fast_path else stack
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: ServerSettings) -> FastAPI:
     """The API over one DuckDB file, which this process owns for as long as it runs."""
 
     @asynccontextmanager
@@ -67,9 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(client.router)
     app.include_router(admin.router)
-    app.include_router(analysis.router)
+    app.include_router(planning.router)
+    app.include_router(results.router)
     app.include_router(ops.router)
-    app.include_router(web.router)
     app.openapi = lambda: _openapi(app)
     # The last added is the outermost: CORS wraps every route but the page routes (see ArmorApp).
     app.add_middleware(RequestContextMiddleware, state=state)
@@ -103,21 +104,4 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the API on uvicorn with uvloop and httptools until interrupted."""
-    import uvicorn
-
-    from armor_ab.logs import setup_logging
-
-    setup_logging(log_level.upper())
-    # The writer thread and the event loop share the GIL; the default 5 ms switch interval makes
-    # every GIL hand-off of the writer wait behind request parsing (a convoy), so hand off sooner.
-    sys.setswitchinterval(0.0005)
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=host, port=port, loop="uvloop", http="httptools", access_log=False, log_config=None,
-        log_level=log_level, timeout_graceful_shutdown=10,
-    )
-
-
-__all__ = ["Path", "Settings", "create_app", "serve", "settings_from_env"]
+__all__ = ["ServerSettings", "create_app", "settings_from_env"]

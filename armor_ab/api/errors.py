@@ -1,5 +1,8 @@
 """The one place errors become responses: ``{"error": {"code", "message", "field"}}``.
 
+Services raise ``ServiceError`` (``armor_ab.services.errors``); FastAPI's own validation and HTTP
+errors are rendered in the same shape.
+
 ``tests/test_api_errors.py`` pins this shape. An unexpected exception answers 500 with a
 request id (rendered by ``internal_error``, called from the request middleware, which is the
 layer that knows the request id); its traceback goes to the log only.
@@ -15,26 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from armor_ab.services.errors import ServiceError, validation_error
+
 log = logging.getLogger("armor_ab.api")
-
-
-class ApiError(Exception):
-    """Raise from a route to answer ``status`` with a stable ``code``."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = headers
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: object) -> dict:
@@ -47,14 +33,6 @@ def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None, **extra
 ) -> JSONResponse:
     return JSONResponse(error_body(code, message, field, **extra), status_code=status, headers=headers)
-
-
-def _loc_to_field(loc: tuple) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or None
 
 
 _HTTP_CODES = {
@@ -72,21 +50,9 @@ _HTTP_CODES = {
 }
 
 
-def validation_error(errors: list) -> ApiError:
-    """The first pydantic error as our 422 (or 400 for a body that is not JSON at all)."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-    if first.get("type") == "json_invalid":
-        detail = first.get("ctx", {}).get("error", first["msg"])
-        return ApiError(400, "invalid_json", f"request body is not valid JSON: {detail}")
-    msg = first["msg"]
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return ApiError(422, "validation_error", msg, _loc_to_field(tuple(first["loc"])))
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def _api_error(request: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -2,10 +2,11 @@
 
 Every page view asks for its visitor's variant (``…/assignment``) or content (``…/content``), and
 pages send their events in batches (``POST /v1/events``), so these three routes are served straight
-from the ASGI scope: about a third of the cost of the FastAPI routes they shadow. The FastAPI routes with the same paths stay registered: it documents the endpoint in OpenAPI, serves it when the fast path
-is switched off (``Settings.fast_path``), and shares every rule with this path
-(``resolve_assignment``, ``key_principal``, the error shape); ``tests/test_api.py`` checks that
-both answer every case alike.
+from the ASGI scope: about a third of the cost of the FastAPI routes they shadow. The FastAPI routes
+with the same paths stay registered: they document the endpoints in OpenAPI and serve them when the
+fast path is switched off (``ServerSettings.fast_path``). Both call the same services
+(``armor_ab.services``: auth, assignment, serving, ingest) and render errors in the same shape;
+``tests/test_fastpath_parity.py`` checks that both answer every case alike, byte for byte.
 """
 
 from __future__ import annotations
@@ -15,19 +16,18 @@ from urllib.parse import parse_qsl, unquote
 
 from starlette.types import Receive, Scope, Send
 
-from armor_ab.api.deps import key_principal
-from armor_ab.api.errors import ApiError, error_body
-from armor_ab.api.routes.client import MAX_ID, accept_batch, content_answer, device_of, resolve_assignment
-from armor_ab.api.state import AppState, json_bytes
+from armor_ab.api.errors import error_body
+from armor_ab.services.assignment import assign_visitor, query_id
+from armor_ab.services.auth import bearer_token, key_principal
+from armor_ab.services.errors import BodyTooLarge, ServiceError
+from armor_ab.services.ingest import accept_batch
+from armor_ab.services.serving import content_answer
+from armor_ab.services.state import AppState
 
 PREFIX = "/v1/experiments/"
 ROUTES = {"/assignment": "/v1/experiments/{key}/assignment", "/content": "/v1/experiments/{key}/content"}
 EVENTS = "/v1/events"
 _JSON = [(b"content-type", b"application/json")]
-
-
-class BodyTooLarge(Exception):
-    """The body passed the size limit while it was being read."""
 
 
 def match(scope: Scope) -> tuple[str, str] | None:
@@ -60,22 +60,12 @@ def _params(scope: Scope) -> dict[str, str]:
     return out
 
 
-def _id(params: dict[str, str], name: str, required: bool = False) -> str | None:
-    value = params.get(name) or None
-    if value is None and required:
-        raise ApiError(422, "validation_error", f"query parameter {name} is required", field=name)
-    if value is not None and len(value) > MAX_ID:
-        raise ApiError(422, "validation_error", f"{name} must be at most {MAX_ID} characters", field=name)
-    return value
-
-
 def _headers(scope: Scope) -> tuple[str | None, str | None]:
     """(bearer token, User-Agent) in one pass over the headers."""
     token = agent = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, rest = value.decode("latin-1").partition(" ")
-            token = rest.strip() if scheme.lower() == "bearer" and rest.strip() else None
+            token = bearer_token(value.decode("latin-1"))
         elif name == b"user-agent":
             agent = value.decode("latin-1")
     return token, agent
@@ -91,13 +81,13 @@ async def _body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def serve(
+async def answer(
     state: AppState, route: str, key: str, scope: Scope, receive: Receive, send: Send, request_id: str,
     extra_headers: list[tuple[bytes, bytes]] = (),
 ) -> int:
@@ -109,25 +99,18 @@ async def serve(
     content = route.endswith("/content")
     try:
         token, agent = _headers(scope)
-        if token is None:
-            raise ApiError(401, "unauthorized", "missing API key: send `Authorization: Bearer <key>`",
-                           headers={"WWW-Authenticate": "Bearer"})
-        principal = key_principal(state, token, "client")
+        principal = key_principal(state.keys, token, "client")
         if route == EVENTS:
             payload = await accept_batch(state, await _body(receive, state.settings.max_body_bytes), agent)
             return await _answer(send, 200, headers, payload)
         params = _params(scope)
-        user_id = _id(params, "user_id", True)
-        item_id = _id(params, "item_id", content)
-        exp, variant, in_exp, exposure_id = resolve_assignment(
-            state, principal, unquote(key), user_id, item_id, _id(params, "force_variant"), device_of(agent), agent)
+        user_id = query_id(params.get("user_id"), "user_id", True)
+        item_id = query_id(params.get("item_id"), "item_id", content)
+        resolved = assign_visitor(state, principal, unquote(key), user_id, item_id,
+                          query_id(params.get("force_variant"), "force_variant"), agent)
         status = 200
-        if content:
-            payload = await content_answer(state, exp, variant, in_exp, exposure_id, item_id)
-        else:
-            payload = json_bytes({"experiment": exp.record.key, "variant": variant, "in_experiment": in_exp,
-                                  "exposure_id": exposure_id})
-    except ApiError as exc:
+        payload = await content_answer(state, resolved, item_id) if content else resolved.body()
+    except ServiceError as exc:
         status = exc.status
         payload = json.dumps(error_body(exc.code, exc.message, exc.field)).encode()
         headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]

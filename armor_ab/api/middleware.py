@@ -17,12 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armor_ab.api import fastpath
 from armor_ab.api.errors import error_body, internal_error
-from armor_ab.api.state import AppState
-
-
-class BodyTooLargeError(Exception):
-    pass
-
+from armor_ab.services.errors import BodyTooLarge, too_large_error
+from armor_ab.services.state import AppState
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
 _PREFIX = os.urandom(4).hex()
@@ -53,9 +49,8 @@ class _Observed:
         children[1].observe(time.perf_counter() - started)
 
     async def _too_large(self, send: Send, request_id: str, extra: list | None = None) -> None:
-        body = json.dumps(
-            error_body("payload_too_large", f"request body is over {self.max_body} bytes")
-        ).encode()
+        err = too_large_error(self.max_body)
+        body = json.dumps(error_body(err.code, err.message)).encode()
         await self._send_json(send, 413, body, request_id, extra)
 
     @staticmethod
@@ -101,9 +96,9 @@ class HotPaths(_Observed):
         length = _content_length(scope)
         try:
             if length is not None and length > self.max_body:
-                raise fastpath.BodyTooLarge
-            status = await fastpath.serve(self.state, route, key, scope, receive, send, request_id, cors)
-        except fastpath.BodyTooLarge:
+                raise BodyTooLarge(self.max_body)
+            status = await fastpath.answer(self.state, route, key, scope, receive, send, request_id, cors)
+        except BodyTooLarge:
             status = 413
             await self._too_large(send, request_id, cors)
         except Exception as exc:
@@ -165,12 +160,12 @@ class RequestContextMiddleware(_Observed):
                     received += len(message.get("body", b""))
                     if received > self.max_body:  # chunked bodies carry no Content-Length
                         too_large = True
-                        raise BodyTooLargeError
+                        raise BodyTooLarge(self.max_body)
                 return message
 
             try:
                 await self.app(scope, receive_wrapper, send_wrapper)
-            except BodyTooLargeError:
+            except BodyTooLarge:
                 if not replaced:
                     status = 413
                     await self._too_large(send, request_id)

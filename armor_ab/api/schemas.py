@@ -39,6 +39,33 @@ class ContentPublic(AssignmentPublic):
         "images with a url under /v1/images/; null when the item is unknown (keep the page's own copy)")
 
 
+class StoredContentPublic(BaseModel):
+    """A generated page as stored, with its review state (the Content dashboard's rows)."""
+
+    experiment: str
+    variant: str
+    item_id: str
+    status: Literal["pending", "approved", "rejected"]
+    digest: str
+    prompt: str | None
+    model: str | None
+    generated_at: str
+    reviewed_at: str | None
+    content: dict = Field(description="InterleavedContent JSON, images with a url under /v1/images/")
+
+
+class ContentReviewed(BaseModel):
+    changed: int = Field(description="pages whose review state was set")
+    status: Literal["approved", "rejected", "pending"]
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    writer_alive: bool
+    writer_queue: int = Field(description="items waiting for the database writer")
+    experiments: int
+
+
 class ContentReview(BaseModel):
     status: Literal["approved", "rejected", "pending"]
     item_id: str | None = Field(default=None, max_length=200)

@@ -1,4 +1,4 @@
-"""Write the demo catalog: ``python -m armor_ab.catalog.build [--out experiments/catalog] [--seed 2025]``.
+"""Write the demo catalog: ``python -m armor_ab.catalog.build [--out armor_ab/assets/catalog] [--seed 2025]``.
 
 Output (small enough to commit, ~100 KB):
 
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import PIL
 
+from armor_ab.assets import DEMO_CATALOG
+
 from .products import CATALOG_FILE, CATALOG_FORMAT, build_products, product_picture
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "experiments" / "catalog"
+DEFAULT_OUT = DEMO_CATALOG
 DEFAULT_SEED = 2025
 PICTURE_SIZE = 64
 

@@ -2,7 +2,7 @@
 
 Ids follow the traffic simulator's ``<category>-NN`` (``pumps-01`` ... ``gearboxes-07``). Everything is drawn
 from one seeded ``random.Random`` so that ``build_products(seed)`` is a pure function; the committed
-``experiments/catalog/catalog.json`` is its output (see ``build.py``).
+``armor_ab/assets/catalog/catalog.json`` is its output (see ``build.py``).
 
 Texts are deliberately short and templated: the demo model reads and writes bytes, so "Pump P-01: 5.5 kW,
 120 m3/h." is about all a 45-minute CPU training can learn to write reliably. The longer ``description`` is the

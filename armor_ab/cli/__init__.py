@@ -21,7 +21,7 @@ _MODULES = (
     "events",  # events import
     "serve",  # serve
     "simulate",  # simulate
-    "analyze",  # analyze, power
+    "report",  # report (and its deprecated alias analyze), power
     "roi",  # roi prior
     "generate",  # generate (ARMOR model)
     "engine",  # engine build (ONNX / TensorRT)

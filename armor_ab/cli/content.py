@@ -52,15 +52,16 @@ def generate(
 
 
 def _review(key: str, status: str, item: str | None, variant: str | None, all_: bool, db: Path | None) -> None:
-    from armor_ab.store.content import set_review
+    from armor_ab.services.errors import ServiceError
+    from armor_ab.services.review import review_stored
 
     if not (item or all_):
         fail("name the content: --item ID, or --all")
     with open_db(db) as con:
-        _record(con, key)
-        n = set_review(con, key, status, item_id=item, variant=variant)
-    if n == 0:
-        fail(f"no content of {key!r} matched (generate it first: armor-ab content generate --experiment {key})")
+        try:
+            n = review_stored(con, key, status, item_id=item, variant=variant, all_=all_)
+        except ServiceError as exc:
+            fail(exc.message)
     typer.echo(f"{key}: {n} {status}")
 
 

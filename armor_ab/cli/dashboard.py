@@ -1,9 +1,10 @@
-"""`armor-ab dashboard`: the Streamlit dashboards (dashboards/app.py) over the HTTP API."""
+"""`armor-ab dashboard`: the Streamlit dashboards (armor_ab/dashboards/app.py) over the HTTP API."""
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +13,8 @@ import typer
 from armor_ab.cli._common import fail
 from armor_ab.config import API_ENV, DASHBOARD_NO_AUTH_ENV, DEFAULT_API, env_settings
 
-ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "dashboards" / "app.py"
+# Streamlit runs the entrypoint as a script; it ships in the wheel with the package armor_ab.dashboards.
+APP = Path(str(files("armor_ab.dashboards"))) / "app.py"
 
 
 def streamlit_command(app: Path, *, host: str, port: int, headless: bool) -> list[str]:
@@ -31,11 +32,10 @@ def streamlit_command(app: Path, *, host: str, port: int, headless: bool) -> lis
 
 
 def dashboard_env(api: str, no_auth: bool, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the dashboard reads: API URL, auth mode, and the repository on PYTHONPATH."""
+    """The environment the dashboard reads: the API URL and the auth mode (armor_ab is installed, so no PYTHONPATH)."""
     env = dict(os.environ if base is None else base)
     env[API_ENV] = api
     env[DASHBOARD_NO_AUTH_ENV] = "1" if no_auth else "0"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -49,7 +49,7 @@ def dashboard_command(
 ) -> None:
     """Serve the dashboards (Experiments, Design, Results, ROI, Content) with `streamlit run`."""
     if not APP.is_file():
-        fail(f"the dashboards are not installed here ({APP} is missing): run from a source checkout")
+        fail(f"the dashboards are missing from this installation ({APP}): reinstall armor-ab")
     if no_auth and env_settings().key is None:
         fail("--no-auth needs a read or admin key in ARMOR_AB_KEY (create one: armor-ab keys create --scope read)")
     cmd = streamlit_command(APP, host=host, port=port, headless=headless)

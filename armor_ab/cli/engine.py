@@ -1,10 +1,10 @@
 """`armor-ab engine build|verify`: build ARMOR engines (ONNX, TensorRT) from a recipe, and check one.
 
-    armor-ab engine build --recipe engine/recipes/armor-tiny.yaml --backend onnx
-    armor-ab engine build --recipe engine/recipes/armor-demo.yaml --backend tensorrt   # CUDA only
+    armor-ab engine build --recipe armor_ab/assets/recipes/build/armor-tiny.yaml --backend onnx
+    armor-ab engine build --recipe armor_ab/assets/recipes/build/armor-demo.yaml --backend tensorrt   # CUDA only
     armor-ab engine verify engine/build/armor-tiny/onnx
 
-A build writes ``engine/build/NAME/BACKEND/`` (manifest.json + one file per graph + the tokenizer); see
+A build writes ``engine/build/NAME/BACKEND/`` in the working directory (``--out`` moves it) (manifest.json + one file per graph + the tokenizer); see
 docs/engine.md. Exit codes: 0 ok, 2 bad input or a backend this machine cannot run (no CUDA / TensorRT),
 1 a build that failed (exporter error, parity over tolerance).
 """
@@ -26,7 +26,7 @@ BUILD_BACKENDS = ("onnx", "tensorrt")
 
 @engine_app.command("build")
 def build(
-    recipe: Annotated[Path, typer.Option("--recipe", help="engine/recipes/NAME.yaml")],
+    recipe: Annotated[Path, typer.Option("--recipe", help="armor_ab/assets/recipes/build/NAME.yaml")],
     backend: Annotated[str, typer.Option("--backend", help="onnx | tensorrt")] = "onnx",
     model: Annotated[
         str | None, typer.Option("--model", help="Model directory or named config (default: the recipe's)")
@@ -41,14 +41,14 @@ def build(
     """Export every graph, check it, measure parity against PyTorch and write the manifest."""
     if backend not in BUILD_BACKENDS:
         fail(f"--backend {backend!r}: expected one of {', '.join(BUILD_BACKENDS)}")
-    from armor_ab.engine.recipe import RecipeError, load_recipe
+    from armor_ab.engine.build_recipe import RecipeError, load_recipe
 
     try:
         spec = load_recipe(recipe)
     except RecipeError as exc:
         fail(str(exc))
     if backend == "tensorrt":
-        from armor_ab.engine.tensorrt_backend import tensorrt_missing_reason
+        from armor_ab.engine.backends.tensorrt import tensorrt_missing_reason
 
         reason = tensorrt_missing_reason()
         if reason:
@@ -88,13 +88,13 @@ def verify(
 ) -> None:
     """Load an engine as a request would: manifest, config, SHA-256 of every file, graph I/O shapes."""
     from armor_ab.engine.errors import BackendUnavailable, EngineError
+    from armor_ab.engine.loader import open_engine_backend
     from armor_ab.engine.manifest import read_manifest
-    from armor_ab.engine.runtime import load_backend
 
     try:
         manifest = read_manifest(engine_dir)
         expected = _model_config(model) if model else None
-        backend = load_backend(
+        backend = open_engine_backend(
             engine_dir, "onnxruntime" if manifest.backend == "onnx" else "tensorrt", expected_config=expected
         )
     except EngineError as exc:

@@ -1,11 +1,12 @@
 """`armor-ab eval`: the demo model's acceptance figures on held-out prompts, as a table or JSON.
 
-    armor-ab eval --model engine/models/armor-demo
-    armor-ab eval --model engine/models/armor-demo --json
-    armor-ab eval --model engine/models/armor-demo --base build/train/armor-demo/stage0/model
+    armor-ab eval --model armor_ab/assets/models/armor-demo
+    armor-ab eval --model armor_ab/assets/models/armor-demo --json
+    armor-ab eval --model armor_ab/assets/models/armor-demo --base build/train/armor-demo/stage0/model
 
 The held-out prompts are rebuilt from the catalog with the data settings recorded in the model's
-training.json; the judge is the classifier shipped beside the model (or ``--classifier DIR``). The base model's
+training.json (the catalog directory recorded there if it still exists, else the demo catalog; either way its
+catalog.json must hash to the recorded ``data.catalog_sha256``); the judge is the classifier shipped beside the model (or ``--classifier DIR``). The base model's
 and the one-stage alternative's figures come from training.json unless ``--base`` asks to measure the base.
 """
 
@@ -63,7 +64,7 @@ def acceptance(figures: dict, base: dict | None) -> dict:
 
 
 def eval_command(
-    model: Annotated[Path, typer.Option("--model", help="Model directory (e.g. engine/models/armor-demo)")],
+    model: Annotated[Path, typer.Option("--model", help="Model directory (e.g. armor_ab/assets/models/armor-demo)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
     base: Annotated[
         Path | None,
@@ -90,7 +91,7 @@ def eval_command(
     from armor_ab.training.classifier import load_classifier
     from armor_ab.training.data import DataConfig, build_datasets
     from armor_ab.training.evaluate import UNDERSTANDING_TASKS, evaluate_model
-    from armor_ab.training.recipe import ROOT, EvalConfig
+    from armor_ab.training.training_recipe import EvalConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -100,9 +101,7 @@ def eval_command(
     record_path = model / "training.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     recipe = record.get("recipe", {})
-    catalog = Path(recipe.get("catalog", ROOT / "experiments" / "catalog"))
-    if not catalog.is_absolute():
-        catalog = ROOT / catalog
+    catalog = _catalog(recipe.get("catalog"), record.get("data", {}).get("catalog_sha256"))
     try:
         products = load_catalog(catalog)
         loaded = load_model(model)
@@ -140,6 +139,26 @@ def eval_command(
         typer.echo(json.dumps(result, indent=2))
         return
     _print_table(result)
+
+
+def _catalog(recorded: str | None, sha256: str | None) -> Path:
+    """The catalog a model was trained on: the directory training.json records if it is still there (a
+    relative one is relative to the working directory), else the demo catalog; its catalog.json must hash to
+    the recorded ``data.catalog_sha256`` when one is recorded (the held-out prompts are rebuilt from it)."""
+    import hashlib
+
+    from armor_ab.assets import DEMO_CATALOG
+    from armor_ab.catalog.products import CATALOG_FILE
+
+    catalog = Path(recorded) if recorded else DEMO_CATALOG
+    if not (catalog / CATALOG_FILE).is_file():
+        catalog = DEMO_CATALOG
+    if sha256 and (catalog / CATALOG_FILE).is_file():
+        actual = hashlib.sha256((catalog / CATALOG_FILE).read_bytes()).hexdigest()
+        if actual != sha256:
+            fail(f"{catalog / CATALOG_FILE}: not the catalog the model was trained on (SHA-256 {actual[:12]}, "
+                 f"training.json records {sha256[:12]}; recorded directory: {recorded})")
+    return catalog
 
 
 def _fmt(value, key: str = "") -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from armor_ab.cli._common import DbOption, fail, open_db
-from armor_ab.store.importer import EventFileError, import_events
+from armor_ab.services.event_import import EventFileError, import_events
 
 group = typer.Typer(help="Load events into the event log.", no_args_is_help=True)
 

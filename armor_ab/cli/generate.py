@@ -124,7 +124,7 @@ def generate(
 def _engine_generator(backend: str, engine: Path | None, model: str | None, threads: int | None):
     """An ``InterleavedGenerator`` over an engine; every load-time check fails here, before generating."""
     from armor_ab.engine.errors import BackendUnavailable, EngineError
-    from armor_ab.engine.runtime import RUNTIME_BACKENDS, load_generator
+    from armor_ab.engine.loader import RUNTIME_BACKENDS, open_engine_generator
 
     if backend not in RUNTIME_BACKENDS:
         fail(f"--backend {backend!r}: expected one of {', '.join(RUNTIME_BACKENDS)}")
@@ -140,7 +140,7 @@ def _engine_generator(backend: str, engine: Path | None, model: str | None, thre
         except (KeyError, OSError, ValueError) as exc:
             fail(f"--model {model}: {exc}")
     try:
-        generator = load_generator(engine, backend, expected, threads=threads)
+        generator = open_engine_generator(engine, backend, expected, threads=threads)
     except EngineError as exc:
         fail(f"--engine: {exc}")
     except BackendUnavailable as exc:

@@ -22,8 +22,8 @@ def prior(
     The default prior (sd 0.1) stays in force until you set the printed value as
     ``analysis.roi_prior_sd`` of an experiment; with fewer than 3 usable experiments the default is kept.
     """
+    from armor_ab.reporting.report import past_roi_effects
     from armor_ab.roi.shrinkage import prior_from_history
-    from armor_ab.stats.report import past_roi_effects
     from armor_ab.store.experiments import list_experiments
 
     with open_db(db, read_only=True) as con:

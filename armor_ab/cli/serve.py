@@ -29,8 +29,9 @@ def serve_command(
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from dataclasses import replace
 
-    from armor_ab.api.app import serve, settings_from_env
+    from armor_ab.api.app import settings_from_env
     from armor_ab.store.db import DatabaseLockedError, SchemaVersionError
+    from armor_ab.web.server import serve
 
     settings = settings_from_env(db)
     if cors_origin:

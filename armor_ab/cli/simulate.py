@@ -27,7 +27,7 @@ def simulate_command(
     """Drive simulated visitors through the API; prints a JSON summary."""
     from tqdm import tqdm
 
-    from armor_ab.simulate import Effects, Simulator
+    from armor_ab.devtools.simulate import Effects, Simulator
 
     if not key:
         fail("a client key is needed: --key or ARMOR_AB_CLIENT_KEY (create one with `armor-ab keys create --scope client`)")

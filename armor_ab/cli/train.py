@@ -1,9 +1,13 @@
 """`armor-ab train`: run a training recipe (judge, VQ tokenizer, stage 0, WoHG stages 1-3, eval, export).
 
-armor-ab train --recipe engine/recipes/demo.yaml                    # everything, ~28 min on 2 cores
-armor-ab train --recipe engine/recipes/demo.yaml --resume           # continue a cut-off run
-armor-ab train --recipe engine/recipes/demo.yaml --stage 2          # one phase (its inputs must exist)
-armor-ab train --recipe engine/recipes/demo.yaml --stage one-stage  # the one-stage comparison
+armor-ab train --recipe armor_ab/assets/recipes/training/armor-demo.yaml                    # all, ~28 min
+armor-ab train --recipe armor_ab/assets/recipes/training/armor-demo.yaml --resume           # continue a run
+armor-ab train --recipe armor_ab/assets/recipes/training/armor-demo.yaml --stage 2          # one phase
+armor-ab train --recipe armor_ab/assets/recipes/training/armor-demo.yaml --stage one-stage  # the comparison
+
+The shipped recipe exports to the shipped model's directory (armor_ab/assets/models/armor-demo: its ``export``
+field, relative to the recipe file), so a full run replaces the demo model there; ``--no-export`` writes
+nothing outside ``--out``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ DEFAULT_OUT = Path("build/train/armor-demo")
 
 
 def train(
-    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe YAML, e.g. engine/recipes/demo.yaml")],
+    recipe: Annotated[Path, typer.Option("--recipe", help="Recipe YAML, e.g. armor_ab/assets/recipes/training/armor-demo.yaml")],
     stage: Annotated[
         str | None,
         typer.Option(
@@ -49,10 +53,10 @@ def train(
     from dataclasses import replace
 
     from armor_ab.training.pipeline import run_recipe
-    from armor_ab.training.recipe import Recipe
+    from armor_ab.training.training_recipe import TrainingRecipe
 
     try:
-        loaded = Recipe.load(recipe)
+        loaded = TrainingRecipe.load(recipe)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         fail(f"--recipe {recipe}: {exc}")
     if scale != 1.0:

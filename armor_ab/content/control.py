@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from armor_ab.assets import DEMO_CATALOG
 from armor_ab.catalog.products import Product, load_catalog
-from armor_ab.model.content import FORMAT
+from armor_ab.model.interleaved import FORMAT
 
-DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "experiments" / "catalog"
+DEFAULT_CATALOG = DEMO_CATALOG
 
 
 def control_content(product: Product) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.catalog.products import Product
 from armor_ab.content.control import prompt_fields
 from armor_ab.experiments.models import ContentSpec
@@ -19,8 +20,7 @@ from armor_ab.store.content import exists, save_generated
 from armor_ab.store.experiments import ExperimentRecord
 
 log = logging.getLogger("armor_ab.content")
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MODELS = ROOT / "engine" / "models"
+
 
 
 class ContentError(ValueError):
@@ -140,12 +140,12 @@ def _generator(loaded, backend: str, engine_dir: Path | None):
     if backend == "torch":
         return InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
     from armor_ab.engine.errors import BackendUnavailable, EngineError
-    from armor_ab.engine.runtime import load_backend  # ONNX Runtime / TensorRT
+    from armor_ab.engine.loader import open_engine_backend  # ONNX Runtime / TensorRT
 
     if engine_dir is None:
         raise ContentError(f"--backend {backend} needs --engine DIR (built by `armor-ab engine build`)")
     try:
-        engine = load_backend(engine_dir, backend, expected_config=loaded.model.config)
+        engine = open_engine_backend(engine_dir, backend, expected_config=loaded.model.config)
     except (EngineError, BackendUnavailable, ValueError) as exc:
         raise ContentError(f"--engine {engine_dir}: {exc}") from None
     return InterleavedGenerator(engine, loaded.tokenizer, loaded.name)

@@ -21,15 +21,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from armor_ab.catalog.products import Product
 from armor_ab.content.generate import page_sampling, render_prompt, resolve_model
-from armor_ab.experiments.models import ContentSpec
-from armor_ab.store.content import save_generated
-
-if TYPE_CHECKING:
-    from armor_ab.api.state import AppState, LiveExperiment
+from armor_ab.content.pages import PageKey, PageStore
+from armor_ab.experiments.models import ContentSpec, ExperimentSpec
 
 log = logging.getLogger("armor_ab.content")
 
@@ -64,29 +60,27 @@ def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str
 class OnDemand:
     """Generation of missing pages for the API: ``wanted`` then ``ensure`` on the content path."""
 
-    def __init__(self, settings: OnDemandSettings, products: dict[str, Product], images_dir: Path) -> None:
+    def __init__(self, settings: OnDemandSettings, products: dict[str, Product]) -> None:
         self.settings = settings
         self.products = products
         self.index = {item: i for i, item in enumerate(products)}  # seeds follow the catalog order
-        self.images_dir = images_dir
         self._pool: ProcessPoolExecutor | None = None
-        self._inflight: dict[tuple[str, str, str], asyncio.Future] = {}
-        self._failed: dict[tuple[str, str, str], float] = {}
+        self._inflight: dict[PageKey, asyncio.Future] = {}
+        self._failed: dict[PageKey, float] = {}
         self.generated = 0
 
-    def wanted(self, state: AppState, exp: LiveExperiment, variant: str | None, item_id: str) -> ContentSpec | None:
+    def wanted(self, pages: PageStore, spec: ExperimentSpec, variant: str | None, item_id: str) -> ContentSpec | None:
         """The variant's content spec when this item's page should be generated now, else None."""
         if variant is None or item_id not in self.products:
             return None
-        spec_variant = exp.record.spec.variant(variant)
+        spec_variant = spec.variant(variant)
         if spec_variant is None or spec_variant.content.source != "armor" or not spec_variant.content.on_demand:
             return None
-        key = (exp.record.key, variant, item_id)
-        if key in state.content or key in state.content_status:  # stored in some state: never here
+        if pages.has_page((spec.key, variant, item_id)):  # stored in some state: never here
             return None
         return spec_variant.content
 
-    async def ensure(self, state: AppState, key: tuple[str, str, str], content: ContentSpec) -> str | None:
+    async def ensure(self, pages: PageStore, key: PageKey, content: ContentSpec) -> str | None:
         """Wait up to the timeout for the missing page ``key`` (experiment, variant, item) that
         ``wanted`` returned ``content`` for; None when it arrived, else the fallback reason
         (``generating`` or ``generation_failed``)."""
@@ -97,7 +91,7 @@ class OnDemand:
         if task is None:
             if len(self._inflight) >= self.settings.max_inflight:
                 return GENERATING
-            task = asyncio.ensure_future(self._make(state, key, content))
+            task = asyncio.ensure_future(self._make(pages, key, content))
             self._inflight[key] = task
             task.add_done_callback(lambda t, key=key: self._done(key, t))
         try:
@@ -108,7 +102,7 @@ class OnDemand:
             return FAILED
         return None
 
-    async def _make(self, state: AppState, key: tuple[str, str, str], content: ContentSpec) -> None:
+    async def _make(self, pages: PageStore, key: PageKey, content: ContentSpec) -> None:
         experiment, variant, item_id = key
         product = self.products[item_id]
         prompt = render_prompt(content.prompt or "", product, f"experiment {experiment}: variant {variant}: prompt")
@@ -117,13 +111,12 @@ class OnDemand:
         page = await asyncio.get_running_loop().run_in_executor(
             self._executor(), generate_page, model, self.settings.backend, self.settings.engine_dir, prompt, content,
             self.index[item_id])
-        await state.write(save_generated, self.images_dir, experiment, variant, item_id, page, prompt,
-                          status="approved", replace=False)
+        await pages.store_generated(key, page, prompt)
         self.generated += 1
         log.info("on-demand page stored", extra={"experiment": experiment, "variant": variant, "item_id": item_id,
                                                  "seconds": round(time.perf_counter() - started, 3)})
 
-    def _done(self, key: tuple[str, str, str], task: asyncio.Future) -> None:
+    def _done(self, key: PageKey, task: asyncio.Future) -> None:
         self._inflight.pop(key, None)
         if task.cancelled():
             return

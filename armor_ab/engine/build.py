@@ -4,7 +4,10 @@ and build TensorRT engines from those ONNX files where CUDA is present.
     build_onnx(recipe)      -> engine/build/NAME/onnx/{manifest.json, <graph>.onnx, armor_tokenizer.json}
     build_tensorrt(recipe)  -> engine/build/NAME/tensorrt/{manifest.json, <graph>.plan, armor_tokenizer.json}
 
-Building is separate from loading (``runtime.load_backend``): a build writes files and a manifest that
+``engine/build`` is ``armor_ab.config.DEFAULT_ENGINE_ROOT``, relative to the working directory (``out_root``
+moves it).
+
+Building is separate from loading (``loader.open_engine_backend``): a build writes files and a manifest that
 describes them; a load verifies the manifest against the files before it runs anything.
 """
 
@@ -23,16 +26,16 @@ from typing import Any
 
 import torch
 
+from armor_ab.config import DEFAULT_ENGINE_ROOT
 from armor_ab.model.loading import LoadedModel, load_model
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
 
+from .build_recipe import BuildRecipe
 from .graphs import GRAPH_MODULES, GRAPH_NAMES, example_inputs, graph_specs
 from .manifest import EngineError, GraphEntry, Manifest, file_record, tool_versions, verify_engine_dir
-from .recipe import ROOT, Recipe
 
 log = logging.getLogger("armor_ab.engine")
 
-DEFAULT_BUILD_ROOT = ROOT / "engine" / "build"
 KV_LAYOUT = {
     "layout": "(layers, 2, rows, kv_heads, cache, head_dim); dim 1: 0 = key, 1 = value",
     "inputs": "past_key_i / past_value_i = kv[i, 0 / 1, rows] (contiguous, bound by pointer), masked by past_valid",
@@ -47,11 +50,11 @@ class BuildError(RuntimeError):
     """A build that cannot produce a valid engine (parity over tolerance, exporter failure)."""
 
 
-def engine_dir(recipe: Recipe, backend: str, root: Path | None = None) -> Path:
-    return (root or DEFAULT_BUILD_ROOT) / recipe.name / backend
+def engine_dir(recipe: BuildRecipe, backend: str, root: Path | None = None) -> Path:
+    return (root or DEFAULT_ENGINE_ROOT) / recipe.name / backend
 
 
-def load_recipe_model(recipe: Recipe, model: str | None = None) -> LoadedModel:
+def load_recipe_model(recipe: BuildRecipe, model: str | None = None) -> LoadedModel:
     """The model a recipe names (its trained directory if present), or ``model`` if given, in fp32 eval mode."""
     source = model if model is not None else recipe.model_source()[0]
     loaded = load_model(source, dtype=torch.float32)
@@ -122,15 +125,15 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def build_onnx(
-    recipe: Recipe,
+    recipe: BuildRecipe,
     model: str | None = None,
     out_root: Path | None = None,
     progress: bool = True,
     check_parity: bool = True,
 ) -> Path:
     """Export all graphs of the recipe's model to ``out_root/NAME/onnx`` and write the manifest."""
+    from .backends.onnxruntime import OnnxRuntimeBackend
     from .parity import greedy_parity, step_parity
-    from .runtime import OnnxRuntimeBackend
 
     precision = recipe.precision.get("onnx", "fp32")
     if precision != "fp32":
@@ -193,15 +196,15 @@ def build_onnx(
 
 
 def build_tensorrt(
-    recipe: Recipe,
+    recipe: BuildRecipe,
     model: str | None = None,
     out_root: Path | None = None,
     progress: bool = True,
     check_parity: bool = True,
 ) -> Path:
     """TensorRT engines from the recipe's ONNX engine (built first if missing or stale)."""
+    from .backends.tensorrt import TensorRTBackend, build_plan, require_tensorrt
     from .parity import greedy_parity, step_parity
-    from .tensorrt_backend import TensorRTBackend, build_plan, require_tensorrt
 
     require_tensorrt()  # BackendUnavailable before any work when there is no CUDA / tensorrt
     precision = recipe.precision.get("tensorrt", "fp16")
@@ -272,7 +275,7 @@ def build_tensorrt(
 
 
 def _manifest(
-    recipe: Recipe,
+    recipe: BuildRecipe,
     backend: str,
     precision: str,
     loaded: LoadedModel,

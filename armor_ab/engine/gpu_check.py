@@ -7,6 +7,11 @@ PyTorch fp32), check the ONNX engine on the CUDA execution provider if onnxrunti
 ``benchmarks/bench_engine.py`` on armor-demo with PyTorch CUDA eager, ONNX Runtime and TensorRT. Everything
 goes into one JSON file. Exit codes: 0 all within tolerance, 1 a parity check failed, 3 no CUDA / TensorRT.
 
+Runs from the root of a checkout (``engine/gpu_check.sh`` changes there first): the recipes are the shipped
+ones (``armor_ab.assets.build_recipe``), engines and figures go to ``engine/build`` in the working directory
+(``armor_ab.config.DEFAULT_ENGINE_ROOT``), and the benchmark is the repository's ``benchmarks/bench_engine.py``,
+found relative to the working directory (it is not part of the installed package; skipped when absent).
+
 Tolerances (written into the JSON): fp32 engines 1e-4 absolute on every graph's outputs; TensorRT fp16
 ``2e-2 x max(1, max |reference|)`` per graph (logits of the trained demo model reach ~10, where an fp16 ulp
 is ~1e-2), top-1 agreement of every logits graph >= 0.99; greedy generation token agreement is reported
@@ -23,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .recipe import ROOT
+from armor_ab.config import DEFAULT_ENGINE_ROOT
+
+BENCHMARK = Path("benchmarks") / "bench_engine.py"  # a repository file: relative to the working directory
 
 FP16_TOP1 = 0.99
 DEADLINE_S = 460  # the script's budget is 8 minutes, including starting Python
@@ -31,9 +38,9 @@ DEADLINE_S = 460  # the script's budget is 8 minutes, including starting Python
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "engine" / "build" / "gpu_check.json"))
+    parser.add_argument("--out", default=str(DEFAULT_ENGINE_ROOT / "gpu_check.json"))
     parser.add_argument("--recipes", default="armor-tiny,armor-demo")
-    parser.add_argument("--engine-root", default=str(ROOT / "engine" / "build"))
+    parser.add_argument("--engine-root", default=str(DEFAULT_ENGINE_ROOT))
     parser.add_argument("--bench-runs", type=int, default=5)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .tensorrt_backend import tensorrt_missing_reason
+    from .backends.tensorrt import tensorrt_missing_reason
 
     reason = tensorrt_missing_reason()
     if reason:
@@ -50,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     import onnxruntime as ort
 
+    from armor_ab.assets import build_recipe
+
+    from .backends.onnxruntime import OnnxRuntimeBackend
     from .build import build_onnx, build_tensorrt, load_recipe_model
+    from .build_recipe import load_recipe
     from .manifest import tool_versions, verify_engine_dir
     from .parity import step_parity
-    from .recipe import load_recipe
-    from .runtime import OnnxRuntimeBackend
 
     torch.set_num_threads(8)
     root = Path(args.engine_root)
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
     for name in args.recipes.split(","):
-        recipe = load_recipe(ROOT / "engine" / "recipes" / f"{name}.yaml")
+        recipe = load_recipe(build_recipe(name))
         entry: dict[str, Any] = {}
         t = time.monotonic()
         loaded = load_recipe_model(recipe)
@@ -105,15 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         _write(out, report)
 
     left = DEADLINE_S - (time.monotonic() - started)
-    if left > 60:
+    if not BENCHMARK.is_file():
+        report["benchmark"] = {"skipped": f"{BENCHMARK} not found: run from the root of a checkout"}
+    elif left > 60:
         bench_json = out.with_name("bench_engine_gpu.json")
         cmd = [
-            sys.executable, str(ROOT / "benchmarks" / "bench_engine.py"),
+            sys.executable, str(BENCHMARK),
             "--backends", "torch,onnxruntime,tensorrt", "--device", "cuda", "--threads", "8",
             "--runs", str(args.bench_runs), "--engine-root", str(root), "--json", str(bench_json),
         ]  # fmt: skip
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=left - 10, cwd=ROOT)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=left - 10)
             report["benchmark"] = {"table": done.stdout, "returncode": done.returncode}
             if bench_json.exists():
                 report["benchmark"]["figures"] = json.loads(bench_json.read_text())

@@ -1,18 +1,18 @@
-"""ARMOR (arXiv 2503.06542) in PyTorch on transformers' InternVL: model, named configs, generation, content."""
+"""ARMOR (arXiv 2503.06542) in PyTorch on transformers' InternVL: model, presets, generation, the interleaved page format."""
 
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-# Names resolve on first use (PEP 562), so ``armor_ab.model.content`` can be imported without
+# Names resolve on first use (PEP 562), so ``armor_ab.model.interleaved`` can be imported without
 # torch: the API process serves InterleavedContent and must stay small.
 _EXPORTS = {
-    "get_config": "configs",
+    "get_config": "presets",
     "ArmorConfig": "configuration",
     "ArmorVQConfig": "configuration",
-    "ContentMetadata": "content",
-    "ImageSegment": "content",
-    "InterleavedContent": "content",
-    "TextSegment": "content",
+    "ContentMetadata": "interleaved",
+    "ImageSegment": "interleaved",
+    "InterleavedContent": "interleaved",
+    "TextSegment": "interleaved",
     "GenerationResult": "generate",
     "InterleavedGenerator": "generate",
     "SamplingConfig": "generate",
@@ -33,12 +33,12 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:
-    from .configs import get_config
     from .configuration import ArmorConfig, ArmorVQConfig
-    from .content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from .generate import GenerationResult, InterleavedGenerator, SamplingConfig
+    from .interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from .loading import LoadedModel, load_model, save_model
     from .modeling import ArmorForInterleavedGeneration
+    from .presets import get_config
     from .steps import StepBackend, TorchBackend
     from .tokenizer import ByteTokenizer
 

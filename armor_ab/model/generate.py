@@ -37,7 +37,8 @@ from PIL import Image
 
 from .cache import position_ids_from_valid
 from .configuration import ArmorConfig
-from .content import (
+from .images import pixels_to_pil, preprocess_image
+from .interleaved import (
     ContentMetadata,
     ImageSegment,
     InterleavedContent,
@@ -46,7 +47,6 @@ from .content import (
     png_bytes,
     sha256_hex,
 )
-from .images import pixels_to_pil, preprocess_image
 from .sampling import apply_cfg, apply_repetition_penalty, sample_token
 from .steps import StepBackend, TorchBackend
 from .tokenizer import ByteTokenizer

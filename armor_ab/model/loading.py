@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .configs import CONFIGS, get_config
 from .modeling import ArmorForInterleavedGeneration
+from .presets import CONFIGS, get_config
 from .tokenizer import ByteTokenizer, load_tokenizer
 
 

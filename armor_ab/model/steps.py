@@ -13,7 +13,7 @@ implement the same protocol from exported graphs:
     vq_decode       VQGAN decoder                            (B, n_codes)        -> (B, 3, H, W)
 
 Backends: ``TorchBackend`` here; ``armor_ab.engine`` implements the same protocol over exported graphs on
-ONNX Runtime and TensorRT (``armor_ab.engine.runtime.load_backend``), so the loop runs unchanged on any of them.
+ONNX Runtime and TensorRT (``armor_ab.engine.loader.open_engine_backend``), so the loop runs unchanged on any of them.
 ``device`` is where the loop keeps its token buffers (the engines keep it on the CPU and move graph I/O).
 
 KV state lives in the backend, allocated once by ``allocate(rows, max_len)``. Every call that writes KV names

@@ -6,6 +6,9 @@
 * ``frequentist`` Welch t-test, relative lift, non-inferiority
 * ``sequential``  asymptotic confidence sequences (always valid under peeking)
 * ``bayesian``    Gaussian posterior of the relative lift
-* ``srm``, ``multiple``, ``power``
-* ``report``      ``experiment_report(con, record)``: everything above as one JSON-able dict
+* ``comparison``  one metric, control vs one treatment: every test above (``ComparisonOptions``)
+* ``srm``, ``multiple``, ``power``, ``quality``
+
+Pure statistics: nothing here imports the store, the specs, the ROI or the report. The report of an
+experiment (reading the store, the ROI, the verdict) is assembled one layer up, in reporting/.
 """

@@ -77,10 +77,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 import duckdb
 
-from armor_ab.experiments.models import CAPPABLE, Capping
 from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS, VisitorSums
 
 DAY_US = 86_400_000_000
@@ -90,8 +90,31 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
 
+# The per-visitor variables that can be capped: the specs' ``CAPPABLE`` (experiments/models.py) is this
+# tuple, and tests/test_stats_layers.py pins the two together (the statistics import nothing of the specs).
+CAPPABLE = ("views", "dwell", "inq", "inqv")
+
+
+class Capping(Protocol):
+    """A per-visitor cap as the query reads it (the specs' ``Capping``, experiments/models.py, is one)."""
+
+    @property
+    def type(self) -> str: ...  # "percentile" | "absolute"
+
+    @property
+    def value(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class VisitorCap:
+    """A plain per-visitor cap (``Capping`` without the spec's validation)."""
+
+    type: str = "percentile"
+    value: float = 0.999
+
+
 # The default per-visitor caps: the spec's default (``AnalysisSpec.capping_default``) on every variable.
-DEFAULT_CAPS: dict[str, Capping | None] = dict.fromkeys(CAPPABLE, Capping())
+DEFAULT_CAPS: dict[str, Capping | None] = dict.fromkeys(CAPPABLE, VisitorCap())
 BOT_REASONS = ("user_agent", "rate")
 # Variables with one value per visitor, booked on its entry row (no daily history). ``wq`` is not
 # one of them: it is summed day by day like ``inq`` (then no window looks ahead for its total).

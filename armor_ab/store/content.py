@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from armor_ab.model.content import InterleavedContent
+from armor_ab.model.interleaved import InterleavedContent
 
 STATUSES = ("pending", "approved", "rejected")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -31,8 +31,8 @@ from __future__ import annotations
 import argparse
 import collections
 import itertools
+import json
 import logging
-import os
 import pickle
 import socket
 import subprocess
@@ -54,6 +54,13 @@ log = logging.getLogger("armor_ab.store")
 
 ROWS_FLUSH_S = 0.02  # exposure rows are shipped to the database process in bundles this often
 READY_TIMEOUT_S = 60.0
+# The child's entry point. Like multiprocessing's spawn, it starts from this process's sys.path (the
+# first argument), so it imports the same armor_ab (the installed one, whatever the working directory
+# holds) and the same modules of the functions sent to it by reference. The environment is left as is.
+# The leading comment names the process in `ps` and `top`.
+_CHILD_MAIN = ("# armor_ab.store.process: the database process\n"
+               "import json, sys; sys.path[:] = json.loads(sys.argv.pop(1)); "
+               "from armor_ab.store.process import main; main()")
 
 
 class StoreError(RuntimeError):
@@ -121,12 +128,11 @@ class StoreClient:
         self.committed_events = 0
         parent, child = socket.socketpair()
         cmd = [
-            sys.executable, "-m", "armor_ab.store.process", "--fd", str(child.fileno()), "--db", str(self.db_path),
-            "--memory-limit", memory_limit, "--writer-queue", str(writer_queue),
+            sys.executable, "-c", _CHILD_MAIN, json.dumps(sys.path), "--fd", str(child.fileno()),
+            "--db", str(self.db_path), "--memory-limit", memory_limit, "--writer-queue", str(writer_queue),
             "--read-concurrency", str(read_concurrency), "--lock-wait", str(lock_wait_s),
         ]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))}
-        self._proc = subprocess.Popen(cmd, pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         child.close()
         self._conn = Connection(parent.detach())
         self.snapshot = self._wait_ready()
@@ -280,10 +286,6 @@ class StoreClient:
             future = self._futures.pop(rid, None)
             if future is not None and not future.done():
                 future.set_exception(gone)
-
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
 
 
 # -- the database side -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from armor_ab.model.tokenizer import ByteTokenizer
 
 from .classifier import CategoryClassifier
 from .data import TASKS, input_image, prompt_text, wants_picture
-from .recipe import EvalConfig
+from .training_recipe import EvalConfig
 
 UNDERSTANDING_TASKS = ("t2t", "ti2t")  # what a text-out base model can be asked
 

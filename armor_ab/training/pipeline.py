@@ -32,17 +32,17 @@ import transformers
 
 from armor_ab.catalog.build import build_catalog
 from armor_ab.catalog.products import CATALOG_FILE, Product, load_catalog
-from armor_ab.model.configs import get_config
 from armor_ab.model.loading import load_model
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
+from armor_ab.model.presets import get_config
 from armor_ab.model.tokenizer import ByteTokenizer
 
 from .batches import PictureStore, TaskSampler, answer_picture_keys, collate
 from .classifier import CLASSIFIER_FILE, CLASSIFIER_META, load_classifier, train_classifier
 from .data import build_datasets, data_hash, select, write_datasets
 from .evaluate import UNDERSTANDING_TASKS, evaluate_model, pick_heldout, picture_sheet, run_generation
-from .recipe import Recipe, StageConfig
 from .trainer import StageTrainer
+from .training_recipe import StageConfig, TrainingRecipe
 from .vq import VQ_FILE, load_vq, train_vq
 
 PHASES = ("classifier", "vq", "0", "1", "2", "3", "eval", "export", "one-stage")
@@ -71,7 +71,7 @@ def versions() -> dict[str, str]:
 class Run:
     """State shared by the phases of one recipe run."""
 
-    def __init__(self, recipe: Recipe, out: Path, resume: bool, progress: bool, log: Log) -> None:
+    def __init__(self, recipe: TrainingRecipe, out: Path, resume: bool, progress: bool, log: Log) -> None:
         self.recipe, self.out, self.resume, self.progress, self.log = recipe, out, resume, progress, log
         self.tokenizer = ByteTokenizer()
         self.config = get_config(recipe.config)
@@ -202,7 +202,7 @@ class Run:
 
 
 def run_recipe(
-    recipe: Recipe,
+    recipe: TrainingRecipe,
     out: Path,
     stage: str | None = None,
     resume: bool = False,

@@ -11,7 +11,7 @@ A margin > 0 means "picture" (or the refusal). One forward pass per batch, no sa
 from everything generation adds after it, and a base model can be probed before it can draw at all.
 
     python -m armor_ab.training.probe --model build/train/armor-demo-v2/stage0/model --base --split heldout
-    python -m armor_ab.training.probe --model engine/models/armor-demo --split fresh [--json]
+    python -m armor_ab.training.probe --model armor_ab/assets/models/armor-demo --split fresh [--json]
 """
 
 from __future__ import annotations
@@ -97,22 +97,23 @@ def by_phrasing(margins: Sequence[dict]) -> dict[str, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from armor_ab.assets import training_recipe
     from armor_ab.catalog.products import load_catalog
     from armor_ab.model.loading import load_model
 
     from .data import build_datasets
-    from .recipe import ROOT, Recipe
+    from .training_recipe import TrainingRecipe
 
     parser = argparse.ArgumentParser(prog="python -m armor_ab.training.probe", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model directory (a stage's model/ or an export)")
-    parser.add_argument("--recipe", type=Path, default=ROOT / "engine" / "recipes" / "demo.yaml")
+    parser.add_argument("--recipe", type=Path, default=training_recipe("armor-demo"))
     parser.add_argument("--split", default="heldout", choices=("train", "val", "heldout", "fresh"))
     parser.add_argument("--base", action="store_true", help="a text-only base model (stage 0): the refusal is its picture")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(2)
-    recipe = Recipe.load(args.recipe)
+    recipe = TrainingRecipe.load(args.recipe)
     samples = build_datasets(load_catalog(recipe.catalog), recipe.data)[args.split]
     loaded = load_model(args.model)
     table = by_phrasing(decision_margins(loaded.model.eval(), loaded.tokenizer, samples, args.base))

@@ -36,7 +36,7 @@ from armor_ab.model.tokenizer import ByteTokenizer
 
 from .batches import IGNORE, Batch, TaskSampler, drop_conditions
 from .data import REFUSAL
-from .recipe import StageConfig
+from .training_recipe import StageConfig
 
 CHECKPOINT = "checkpoint.pt"
 REFUSAL_IDS = tuple(ByteTokenizer().encode(" " + REFUSAL))  # the base model's answer to "draw", after a text

@@ -1,14 +1,13 @@
-"""The browser side of armor-ab: the armor-ab.js snippet, its beacon endpoint, and an example site.
+"""The browser side of armor-ab: the armor-ab.js snippet and an example catalog site.
 
-``router`` (include it in the API app) serves
+``site_router`` (``server.py`` mounts it on the API app) serves
 
-* ``GET /v1/sdk/armor-ab.js``: the snippet (ETag, short cache, gzip when accepted);
-* ``POST /v1/events/beacon?key=…``: the same validation and commit as ``POST /v1/events`` for
-  ``navigator.sendBeacon``, which cannot send an ``Authorization`` header. It takes only a
-  client-scope (publishable) key, which is in every page's HTML anyway; a read or admin key is
-  refused so that no secret key is ever accepted from a URL. The body is the same
-  ``{"events": [...]}`` JSON sent as ``text/plain``, a CORS-simple request (no preflight);
+* ``GET /v1/sdk/armor-ab.js``: the snippet (ETag, short cache, gzip when accepted); it talks to the
+  API's client routes (``…/content``, ``POST /v1/events`` and the beacon ``POST /v1/events/beacon``);
 * ``GET /demo/``, ``/demo/products/{item_id}``: the example catalog site (see ``site.py``).
+
+Nothing here imports the API: the pages read the server's live state, when there is one, from
+``request.app.state.armor`` (its catalog directory and key scopes).
 
 The demo reads its settings from the environment at request time: ``ARMOR_AB_DEMO_CLIENT_KEY``
 (the publishable key its pages use; without it they say so and show catalog copy only),
@@ -27,13 +26,9 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from armor_ab.api.deps import key_principal
-from armor_ab.api.errors import ApiError
-from armor_ab.api.routes.client import append_batch
 from armor_ab.catalog.products import Product
 from armor_ab.config import DEFAULT_DEMO_EXPERIMENT, env_settings
 from armor_ab.content.control import DEFAULT_CATALOG, load_products
-from armor_ab.events import EventsAccepted
 from armor_ab.store.keys import hash_key
 from armor_ab.web import site
 
@@ -45,8 +40,6 @@ ASSET_CACHE = "public, max-age=300, stale-while-revalidate=86400"
 MEDIA_TYPES = {".js": "application/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 site_router = APIRouter()  # the snippet and the example site: needs no database
-beacon_router = APIRouter(tags=["client"])  # needs the API's state
-router = APIRouter()
 # -- static assets ---------------------------------------------------------------------------------
 
 
@@ -83,8 +76,9 @@ def asset_response(request: Request, name: str) -> Response:
     return Response(a.body, media_type=a.media_type, headers=headers)
 
 
-@site_router.get("/v1/sdk/armor-ab.js", tags=["client"],
-                 responses={200: {"content": {"application/javascript": {}}}, 304: {}})
+@site_router.get("/v1/sdk/armor-ab.js", tags=["client"], response_class=Response,
+                 responses={200: {"content": {"application/javascript": {}}, "description": "the snippet"},
+                            304: {"description": "Not Modified: the If-None-Match ETag matched"}})
 async def get_snippet(request: Request):
     """armor-ab.js, the page snippet: renders variant content, tracks page views, dwell and inquiries."""
     return asset_response(request, SNIPPET)
@@ -93,32 +87,6 @@ async def get_snippet(request: Request):
 @site_router.get("/demo/static/demo.css", include_in_schema=False)
 async def get_demo_css(request: Request):
     return asset_response(request, "demo.css")
-
-
-# -- the beacon ------------------------------------------------------------------------------------
-
-
-@beacon_router.post(
-    "/v1/events/beacon",
-    response_model=EventsAccepted,
-    openapi_extra={
-        "parameters": [{"name": "key", "in": "query", "required": True, "schema": {"type": "string"},
-                        "description": "a client-scope (publishable) key; other scopes are refused"}],
-        "requestBody": {"required": True, "content": {
-            "text/plain": {"schema": {"$ref": "#/components/schemas/EventBatch"}}}},
-    },
-)
-async def post_events_beacon(request: Request):
-    """``POST /v1/events`` for ``navigator.sendBeacon``: the key in ``?key=``, the batch as text/plain JSON."""
-    state = request.app.state.armor
-    token = request.query_params.get("key", "").strip()
-    if not token:
-        raise ApiError(401, "unauthorized", "missing API key: send ?key=<client key>", field="key")
-    principal = key_principal(state, token, "client")
-    if principal.scope != "client":
-        raise ApiError(403, "forbidden", "the beacon takes only a client-scope (publishable) key; "
-                       "never put a read or admin key in a URL", field="key")
-    return await append_batch(state, await request.body(), request.headers.get("user-agent"))
 
 
 # -- the example catalog site --------------------------------------------------------------------------
@@ -193,9 +161,6 @@ async def demo_picture(name: str, request: Request):
     return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
-router.include_router(site_router)
-router.include_router(beacon_router)
-
 
 def create_site_app() -> FastAPI:
     """The example site alone (no database): a customer's site on another origin than the API.
@@ -208,4 +173,4 @@ def create_site_app() -> FastAPI:
     return app
 
 
-__all__ = ["beacon_router", "create_site_app", "router", "site_router"]
+__all__ = ["create_site_app", "site_router"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from armor_ab.assets import DEMO_CATALOG
 from armor_ab.experiments.assignment import Assigner
-from tests.helpers.platform import ROOT
 
 EXP = "catalog-interleaved"
 
 
 def small_catalog(directory: Path, ids: list[str]) -> Path:
-    data = json.loads((ROOT / "experiments" / "catalog" / "catalog.json").read_text())
+    data = json.loads((DEMO_CATALOG / "catalog.json").read_text())
     data["products"] = [p for p in data["products"] if p["id"] in ids]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "catalog.json").write_text(json.dumps(data))

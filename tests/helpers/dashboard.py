@@ -27,8 +27,8 @@ EXP = "catalog-interleaved"
 VISITORS = 1500
 EFFECT = "dwell=+8%,inquiry=+15%"
 TRUE_DWELL_LIFT = 0.08
-VIEWS = ROOT / "dashboards" / "views"
-APP = ROOT / "dashboards" / "app.py"
+VIEWS = ROOT / "armor_ab" / "dashboards" / "views"
+APP = ROOT / "armor_ab" / "dashboards" / "app.py"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -40,7 +40,7 @@ def _seed_content(db: Path) -> None:
     """Two generated pages, pending review: one with a picture between two texts, one text only."""
     from PIL import Image
 
-    from armor_ab.model.content import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.model.interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from armor_ab.store.content import images_dir_for, save_generated
     from armor_ab.store.db import connect
 

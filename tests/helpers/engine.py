@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY_RECIPE = ROOT / "engine" / "recipes" / "armor-tiny.yaml"
+from armor_ab.assets import build_recipe
+
+TINY_RECIPE = build_recipe("armor-tiny")
 _BUILT: dict[str, Path] = {}
+_CLI_OUTPUT: dict[str, str] = {}
 
 
 def tiny_engine_dir(factory: pytest.TempPathFactory) -> Path:
@@ -22,5 +24,11 @@ def tiny_engine_dir(factory: pytest.TempPathFactory) -> Path:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
         _BUILT["onnx"] = root / "armor-tiny" / "onnx"
-        _BUILT["cli_output"] = result.output  # type: ignore[assignment]
+        _CLI_OUTPUT["onnx"] = result.output
     return _BUILT["onnx"]
+
+
+def tiny_engine_build_output(factory: pytest.TempPathFactory) -> str:
+    """What `armor-ab engine build` printed when it built the session's armor-tiny ONNX engine."""
+    tiny_engine_dir(factory)
+    return _CLI_OUTPUT["onnx"]

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx
 
+from armor_ab import assets
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import set_status, upsert_experiment
 from armor_ab.store.keys import create_key
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_EXPERIMENT = ROOT / "experiments" / "catalog-interleaved.yaml"
+DEMO_EXPERIMENT = assets.DEMO_EXPERIMENT
 
 
 def free_port() -> int:

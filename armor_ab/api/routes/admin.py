@@ -9,19 +9,22 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from armor_ab.api.deps import AdminKey, ReadKey, State
-from armor_ab.api.errors import ApiError
-from armor_ab.api.routes.client import live_experiment
 from armor_ab.api.schemas import (
     ERRORS,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPublic,
     ContentReview,
+    ContentReviewed,
     ExperimentPublic,
+    StoredContentPublic,
 )
 from armor_ab.experiments.loader import ExperimentFileError, parse_experiment_yaml, spec_from_mapping
 from armor_ab.experiments.models import ExperimentSpec
-from armor_ab.store.content import list_content, set_review
+from armor_ab.services.assignment import live_experiment
+from armor_ab.services.errors import ServiceError
+from armor_ab.services.review import review_live
+from armor_ab.store.content import list_content
 from armor_ab.store.experiments import ExperimentError, set_status, upsert_experiment
 from armor_ab.store.keys import create_key, list_keys, revoke_key
 
@@ -46,22 +49,22 @@ async def _spec_from_request(request: Request) -> ExperimentSpec:
         if ctype in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"):
             return parse_experiment_yaml(raw.decode("utf-8", errors="replace"), "request body")
         if ctype not in ("application/json", ""):
-            raise ApiError(415, "unsupported_media_type", f"send application/json or application/yaml, not {ctype}")
+            raise ServiceError(415, "unsupported_media_type", f"send application/json or application/yaml, not {ctype}")
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+            raise ServiceError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
         return spec_from_mapping(data, "request body")
     except ExperimentFileError as exc:
         code = "invalid_yaml" if exc.field is None and "YAML" in exc.message else "validation_error"
-        raise ApiError(422 if code == "validation_error" else 400, code, exc.message, exc.field) from None
+        raise ServiceError(422 if code == "validation_error" else 400, code, exc.message, exc.field) from None
 
 
 async def _upsert(state, spec: ExperimentSpec, new_bucket_version: bool) -> JSONResponse:
     try:
         rec, action = await state.write(upsert_experiment, spec, new_bucket_version=new_bucket_version)
     except ExperimentError as exc:
-        raise ApiError(409, exc.code, exc.message, exc.field) from None
+        raise ServiceError(409, exc.code, exc.message, exc.field) from None
     return JSONResponse(rec.public(), status_code=201 if action == "create" else 200,
                         headers={"X-Armor-Action": action})
 
@@ -83,7 +86,7 @@ async def update_experiment(
     """Replace an experiment's spec; the body's key must match the path."""
     spec = await _spec_from_request(request)
     if spec.key != key:
-        raise ApiError(422, "key_mismatch", f"body key {spec.key!r} does not match path key {key!r}", field="key")
+        raise ServiceError(422, "key_mismatch", f"body key {spec.key!r} does not match path key {key!r}", field="key")
     return await _upsert(state, spec, new_bucket_version)
 
 
@@ -94,7 +97,7 @@ async def get_experiments(state: State, principal: ReadKey):
 
 
 @router.get("/experiments/{key}", tags=["read"], response_model=ExperimentPublic)
-async def get_experiment(key: str, state: State, principal: ReadKey):
+async def read_experiment(key: str, state: State, principal: ReadKey):
     """One experiment with its spec and status."""
     return JSONResponse(live_experiment(state, key).record.public())
 
@@ -104,7 +107,7 @@ async def _transition(state, key: str, status: str) -> JSONResponse:
     try:
         rec = await state.write(set_status, key, status)
     except ExperimentError as exc:
-        raise ApiError(409, exc.code, exc.message, exc.field) from None
+        raise ServiceError(409, exc.code, exc.message, exc.field) from None
     return JSONResponse(rec.public())
 
 
@@ -120,25 +123,7 @@ async def stop_experiment(key: str, state: State, principal: AdminKey):
     return await _transition(state, key, "stopped")
 
 
-@router.get("/experiments/{key}/results", tags=["read"])
-async def get_results(
-    key: str, state: State, principal: ReadKey,
-    cuped: Annotated[bool | None, Query(description="override the experiment's CUPED setting")] = None,
-):
-    """Statistics, SRM, ROI and the verdict of an experiment, as `armor-ab analyze --json` prints them."""
-    from armor_ab.stats.report import experiment_report_json
-
-    record = live_experiment(state, key).record
-
-    async def compute() -> bytes:
-        return await state.read(experiment_report_json, record, cuped=cuped)
-
-    version = (record.updated_at, record.status, record.bucket_version)
-    body, age = await state.reports.get((key, cuped), version, compute, events=state.store.committed_events)
-    return Response(body, media_type="application/json", headers={"X-Report-Age": f"{age:.1f}"})
-
-
-@router.get("/experiments/{key}/content/review", tags=["read"])
+@router.get("/experiments/{key}/content/review", tags=["read"], response_model=list[StoredContentPublic])
 async def get_content_review(
     key: str, state: State, principal: ReadKey,
     status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
@@ -150,15 +135,10 @@ async def get_content_review(
     return JSONResponse([r.public() for r in rows])
 
 
-@router.post("/experiments/{key}/content/review", tags=["admin"])
+@router.post("/experiments/{key}/content/review", tags=["admin"], response_model=ContentReviewed)
 async def post_content_review(key: str, body: ContentReview, state: State, principal: AdminKey):
     """Approve or reject content (one item, one variant, or all); changes what …/content serves at once."""
-    live_experiment(state, key)
-    if not (body.item_id or body.all):
-        raise ApiError(422, "validation_error", "name the content: item_id, or all=true", field="item_id")
-    changed = await state.write(set_review, key, body.status, item_id=body.item_id, variant=body.variant)
-    if changed == 0:
-        raise ApiError(404, "content_not_found", f"no content of {key!r} matched", field="item_id")
+    changed = await review_live(state, key, body.status, item_id=body.item_id, variant=body.variant, all_=body.all)
     return JSONResponse({"changed": changed, "status": body.status})
 
 
@@ -175,11 +155,12 @@ async def get_keys(state: State, principal: AdminKey):
     return JSONResponse([k.public() for k in await state.read(list_keys)])
 
 
-@router.delete("/keys/{key_id}", tags=["admin"], status_code=204)
+@router.delete("/keys/{key_id}", tags=["admin"], status_code=204, response_class=Response,
+               responses={204: {"description": "revoked"}})
 async def delete_key(key_id: str, state: State, principal: AdminKey):
     """Revoke a key at once."""
     if key_id == principal.key_id:
-        raise ApiError(409, "revoking_own_key", "an admin key cannot revoke itself", field="key_id")
+        raise ServiceError(409, "revoking_own_key", "an admin key cannot revoke itself", field="key_id")
     if not await state.write(revoke_key, key_id):
-        raise ApiError(404, "key_not_found", f"no active key {key_id!r}", field="key_id")
+        raise ServiceError(404, "key_not_found", f"no active key {key_id!r}", field="key_id")
     return JSONResponse(None, status_code=204)

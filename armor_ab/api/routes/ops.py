@@ -7,11 +7,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from armor_ab.api.deps import State
+from armor_ab.api.schemas import HealthPublic
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 async def healthz(state: State):
     """Liveness: the writer thread is alive and the queue depth."""
     alive = state.store.alive
@@ -22,7 +23,8 @@ async def healthz(state: State):
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 async def metrics(state: State):
     """Prometheus text: request counts and latency, writer queue depth, events committed."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,22 @@
+"""What content generation needs from whoever serves pages: a small protocol owned by content/.
+
+On-demand generation (``on_demand.py``) runs inside a server, but content/ sits below the server
+in the layers: it names what it needs here, and the server's live state
+(``armor_ab.services.state.AppState``) implements it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+PageKey = tuple[str, str, str]  # (experiment, variant, item_id)
+
+
+class PageStore(Protocol):
+    def has_page(self, key: PageKey) -> bool:
+        """A page is stored for ``key`` in some review state (pending, approved, rejected)."""
+        ...
+
+    async def store_generated(self, key: PageKey, page: Any, prompt: str) -> None:
+        """Store a page generated on demand (approved, so it goes live), never over an existing one."""
+        ...

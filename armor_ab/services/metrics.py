@@ -1,0 +1,45 @@
+"""Prometheus metrics of one server (its own registry, so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Prometheus metrics of one app instance (own registry, so tests can build many apps)."""
+
+    def __init__(self, writer_depth: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "armor_ab_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "armor_ab_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("armor_ab_writer_queue_depth", "items waiting for the writer", registry=self.registry)
+        self.queue_depth.set_function(writer_depth)
+        self.events_committed = Counter(
+            "armor_ab_events_committed_total", "new events committed to DuckDB", registry=self.registry
+        )
+        self.commit_seconds = Histogram(
+            "armor_ab_writer_commit_seconds", "duration of one writer transaction", registry=self.registry
+        )
+        self.queue_full = Counter(
+            "armor_ab_writer_queue_full_total", "requests refused with 503 because the queue was full",
+            registry=self.registry,
+        )
+        self.exposures_deferred = Counter(
+            "armor_ab_exposures_deferred_total",
+            "exposures not queued (writer queue full) or not committed; logged again on the visitor's next request",
+            registry=self.registry,
+        )
+        self.content_fallback = Counter(
+            "armor_ab_content_fallback_total", "content requests served control copy instead",
+            ["reason"], registry=self.registry,
+        )

@@ -1,0 +1,57 @@
+"""The content a visitor's variant shows: its approved page, or control's copy, with the reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode_string
+
+from armor_ab.services.assignment import Resolved
+from armor_ab.services.state import AppState
+
+
+async def content_answer(state: AppState, resolved: Resolved, item_id: str) -> bytes:
+    """``content_body``, after waiting (up to the timeout) for a missing page the variant generates on demand."""
+    exp, variant = resolved.experiment, resolved.variant
+    reason = None
+    if variant is not None and (exp.record.key, variant, item_id) not in state.content:
+        # Checked before awaiting: a control visitor or a stored page costs no coroutine here.
+        spec = state.on_demand.wanted(state, exp.record.spec, variant, item_id)
+        if spec is not None:
+            reason = await state.on_demand.ensure(state, (exp.record.key, variant, item_id), spec)
+    return content_body(state, resolved, item_id, reason)
+
+
+def content_body(state: AppState, resolved: Resolved, item_id: str, missing_reason: str | None = None) -> bytes:
+    """The ``GET …/content`` answer (``ContentPublic``) as JSON bytes, from pre-serialised pieces.
+
+    The visitor's variant gets its approved page; a variant whose page is missing or not approved
+    falls back to control's copy (counted by reason in /metrics), and so does a visitor outside
+    the experiment. ``content`` is null when the item is not in the catalog either: the page then
+    keeps its own copy.
+    """
+    exp, variant = resolved.experiment, resolved.variant
+    source, fallback, body = "catalog", None, None
+    spec_variant = exp.record.spec.variant(variant) if variant else None
+    if spec_variant is not None and spec_variant.content.source == "armor":
+        cache_key = (exp.record.key, variant, item_id)
+        body = state.content.get(cache_key)
+        if body is not None:
+            source = "armor"
+        else:
+            fallback = "unapproved" if cache_key in state.content_status else missing_reason or "missing"
+            state.metrics.content_fallback.labels(fallback).inc()
+    if body is None:
+        body = state.control.get(item_id)
+        if body is None:
+            fallback = fallback or "unknown_item"
+    # Assembled by hand, each value through the C string encoder: a dict through json costs more
+    # than the rest of this function on the page-view path.
+    head = (f'{{"experiment":{_q(exp.record.key)},"variant":{_q(variant)},'
+            f'"in_experiment":{"true" if resolved.in_experiment else "false"},"exposure_id":{_q(resolved.exposure_id)},'
+            f'"item_id":{_q(item_id)},"source":"{source}","fallback":{_q(fallback)},'
+            f'"server_time":"{datetime.now(UTC).isoformat(timespec="milliseconds")}","content":')
+    return head.encode() + (body if body is not None else b"null") + b"}"
+
+
+def _q(value: str | None) -> str:
+    return "null" if value is None else _encode_string(value)

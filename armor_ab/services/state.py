@@ -1,0 +1,175 @@
+"""The live state of a server: the database process, and in-memory caches of small tables.
+
+The API owns the DuckDB file through one child process (``armor_ab.store.process``) that holds
+the only connection: event batches, admin writes and reads all go there. Experiments and key
+hashes are small and read on every request, so they live in memory here and are refreshed from
+the snapshot every admin write returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from armor_ab.content.control import control_content, load_products
+from armor_ab.content.on_demand import OnDemand, OnDemandSettings
+from armor_ab.content.pages import PageKey
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.services.metrics import Metrics
+from armor_ab.services.report_cache import ReportCache
+from armor_ab.store.content import save_generated
+from armor_ab.store.experiments import ExperimentRecord
+from armor_ab.store.process import Snapshot, StoreClient
+
+T = TypeVar("T")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one per call
+
+
+def json_bytes(value: object) -> bytes:
+    return _encode(value).encode()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One server's settings (``armor-ab serve`` builds them from its options and ``EnvSettings``)."""
+
+    db_path: Path
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    writer_queue: int = 20_000
+    exposure_cache_size: int = 200_000
+    read_concurrency: int = 4
+    report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
+    db_memory_limit: str = "1GB"  # DuckDB's buffer pool in the database process (reports need room)
+    db_lock_wait: float = 10.0  # seconds to wait for the file lock of a previous server that is exiting
+    fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
+    images_dir: Path | None = None  # default: images/ beside the database
+    catalog_dir: Path | None = None  # default: the demo catalog
+    on_demand_timeout: float = 2.0  # seconds a visitor waits for a page generated on demand
+    generate_backend: str = "torch"  # torch | onnxruntime | tensorrt, for on-demand pages
+    engine_dir: Path | None = None  # the built engine the onnxruntime and tensorrt backends need
+
+    @property
+    def images(self) -> Path:
+        from armor_ab.store.content import images_dir_for
+
+        return self.images_dir or images_dir_for(self.db_path)
+
+
+@dataclass(frozen=True)
+class LiveExperiment:
+    record: ExperimentRecord
+    assigner: Assigner
+    variants: frozenset[str]
+
+
+@dataclass
+class AppState:
+    settings: ServerSettings
+    store: StoreClient
+    metrics: Metrics
+    experiments: dict[str, LiveExperiment] = field(default_factory=dict)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    variants: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Content serving caches: approved pages and control copy, pre-serialised to JSON bytes.
+    content: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    control: dict[str, bytes] = field(default_factory=dict)
+    categories: dict[str, str] = field(default_factory=dict)  # item -> category, for exposure segments
+    exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
+    exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
+    reports: ReportCache = field(default_factory=ReportCache)
+    on_demand: OnDemand | None = None
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> AppState:
+        holder: dict[str, Any] = {}
+
+        def on_commit(inserted: int, seconds: float) -> None:
+            holder["m"].commit_seconds.observe(seconds)
+            holder["m"].events_committed.inc(inserted)
+
+        def rows_committed(ids: list[str]) -> None:
+            seen, pending = holder["s"].exposures_seen, holder["s"].exposures_pending
+            if len(seen) + len(ids) > settings.exposure_cache_size:
+                seen.clear()  # bounded memory; a forgotten id costs one no-op insert
+            seen.update(ids)
+            pending.difference_update(ids)
+
+        def rows_failed(ids: list[str]) -> None:
+            holder["s"].exposures_pending.difference_update(ids)  # logged again on the next request
+            holder["m"].exposures_deferred.inc(len(ids))
+
+        store = StoreClient(
+            settings.db_path, memory_limit=settings.db_memory_limit, writer_queue=settings.writer_queue,
+            read_concurrency=settings.read_concurrency, lock_wait_s=settings.db_lock_wait,
+            on_commit=on_commit, on_rows_committed=rows_committed, on_rows_failed=rows_failed,
+        )
+        metrics = Metrics(lambda: store.depth)
+        holder["m"] = metrics
+        state = cls(settings, store, metrics, reports=ReportCache(max_age=settings.report_max_age))
+        holder["s"] = state
+        state.apply(store.snapshot)
+        products = state.load_catalog()
+        state.on_demand = OnDemand(
+            OnDemandSettings(timeout_s=settings.on_demand_timeout, backend=settings.generate_backend,
+                             engine_dir=settings.engine_dir),
+            products,
+        )
+        return state
+
+    def close(self) -> None:
+        if self.on_demand is not None:
+            self.on_demand.close()
+        self.store.close()
+
+    # -- caches ----------------------------------------------------------------------------------
+    def apply(self, snapshot: Snapshot) -> None:
+        """Replace the in-memory copies of experiments, keys and content with a fresh snapshot."""
+        self.experiments = {rec.key: self._live(rec) for rec in snapshot.experiments}
+        self.variants = {k: e.variants for k, e in self.experiments.items()}
+        self.keys = snapshot.keys
+        self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
+        self.content_status = snapshot.content_status
+
+    def load_catalog(self) -> dict:
+        """Control copy per catalog item (the page's text-only content); returns the products."""
+        products = load_products(self.settings.catalog_dir)
+        self.control = {item: json_bytes(control_content(p)) for item, p in products.items()}
+        self.categories = {item: p.category for item, p in products.items()}
+        return products
+
+    @staticmethod
+    def _live(rec: ExperimentRecord) -> LiveExperiment:
+        return LiveExperiment(rec, Assigner.from_experiment(rec), frozenset(v.key for v in rec.spec.variants))
+
+    def variants_of(self) -> dict[str, frozenset[str]]:
+        return self.variants
+
+    # -- the pages on-demand generation asks about (content.pages.PageStore) -------------------------
+    def has_page(self, key: PageKey) -> bool:
+        """A page is stored for (experiment, variant, item) in some review state."""
+        return key in self.content or key in self.content_status
+
+    async def store_generated(self, key: PageKey, page: Any, prompt: str) -> None:
+        """Store a page generated on demand, approved (live at once), never over an existing one."""
+        experiment, variant, item_id = key
+        await self.write(save_generated, self.settings.images, experiment, variant, item_id, page, prompt,
+                         status="approved", replace=False)
+
+    # -- reads and writes --------------------------------------------------------------------------
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(cursor, *args, **kwargs)`` in the database process (a module-level function)."""
+        return await asyncio.wrap_future(self.store.read(fn, *args, **kwargs))
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(con, *args, **kwargs)`` on the writer thread, then refresh the caches it may have changed."""
+        result, snapshot = await asyncio.wrap_future(self.store.write(fn, *args, **kwargs))
+        self.apply(snapshot)
+        return result
