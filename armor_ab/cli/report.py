@@ -112,6 +112,11 @@ def _print_report(report: dict) -> None:
             console.print(f"  • {reason}")
 
 
+KeyArg = Annotated[str, typer.Argument(help="experiment key")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="the full report as JSON")]
+CupedOpt = Annotated[bool | None, typer.Option("--cuped/--no-cuped", help="override the experiment's CUPED setting")]
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
 
@@ -127,26 +132,12 @@ def register(app: typer.Typer) -> None:
             _print_report(report)
 
     @app.command("report")
-    def report(
-        key: Annotated[str, typer.Argument(help="experiment key")],
-        db: DbOption = None,
-        as_json: Annotated[bool, typer.Option("--json", help="the full report as JSON")] = False,
-        cuped: Annotated[
-            bool | None, typer.Option("--cuped/--no-cuped", help="override the experiment's CUPED setting")
-        ] = None,
-    ) -> None:
+    def report(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None) -> None:
         """The report of an experiment: lifts, intervals, sequential and Bayesian results, SRM, power, ROI, verdict."""
         _report(key, db, as_json, cuped)
 
     @app.command("analyze", hidden=True)
-    def analyze(
-        key: Annotated[str, typer.Argument(help="experiment key")],
-        db: DbOption = None,
-        as_json: Annotated[bool, typer.Option("--json", help="the full report as JSON")] = False,
-        cuped: Annotated[
-            bool | None, typer.Option("--cuped/--no-cuped", help="override the experiment's CUPED setting")
-        ] = None,
-    ) -> None:
+    def analyze(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None) -> None:
         """Deprecated: use `armor-ab report KEY`."""
         typer.echo("warning: `armor-ab analyze` is deprecated; use `armor-ab report` (same options)", err=True)
         _report(key, db, as_json, cuped)
