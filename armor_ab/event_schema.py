@@ -47,7 +47,12 @@ EVENT_SCHEMA: tuple[Column, ...] = (
     Column("ts", "TIMESTAMPTZ", _TS, True, "when it happened, by the client's clock (default: receive time)"),
     Column("received_at", "TIMESTAMPTZ", _TS, False, "when the server accepted it"),
     Column("properties", "JSON", pa.string(), True, "free-form segment attributes: device, category, ..."),
+    # Added in schema version 2 (a migration adds it at the end: the writer appends by position).
+    Column("source", "VARCHAR", pa.string(), False,
+           "who wrote it: server (its own exposures), client (a client key), import (an admin's file); "
+           "NULL for rows written before schema version 2"),
 )
+EVENT_SOURCES = ("server", "client", "import")
 PRIMARY_KEY = "event_id"
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in EVENT_SCHEMA)
@@ -71,17 +76,18 @@ def exposure_row(
 ) -> tuple:
     """A first-exposure event row: a plain tuple in ``EVENT_SCHEMA`` order (what ``log_row`` takes).
 
-    Timestamps are integer microseconds since the epoch, ``properties`` is JSON text or None.
+    Timestamps are integer microseconds since the epoch, ``properties`` is JSON text or None; the
+    ``source`` is ``server``: the server logged it (or vouched for a client's copy of it).
     Keyword-only, so no caller spells a position; checked against ``EVENT_SCHEMA`` below, at
     import. A plain tuple (not a NamedTuple) because rows are pickled to the database process,
     where a tuple costs the least.
     """
-    return (event_id, experiment, variant, user_id, item_id, "exposure", None, ts, received_at, properties)
+    return (event_id, experiment, variant, user_id, item_id, "exposure", None, ts, received_at, properties, "server")
 
 
 def _check_row_builder() -> None:
     """Fail at import if ``exposure_row`` puts a value at another position than ``EVENT_SCHEMA``'s."""
-    fixed = {"type": "exposure", "value": None}
+    fixed = {"type": "exposure", "value": None, "source": "server"}
     row = exposure_row(**{name: name for name in COLUMN_NAMES if name not in fixed})
     expected = tuple(fixed.get(name, name) for name in COLUMN_NAMES)
     if row != expected:

@@ -1,7 +1,10 @@
 """What an event is, and how a validated batch becomes an Arrow table for the writer.
 
 The same validation serves ``POST /v1/events`` and ``armor-ab events import``: bad input is
-refused with the field at fault, never half-written.
+refused with the field at fault, never half-written. What a well-formed event must also satisfy to
+be trusted for its experiment (the assigned variant, declared segments, a ``ts`` after the
+experiment existed) is checked per event by the service (``armor_ab.services.ingest``), which
+answers the refused ones in ``EventsAccepted.refused``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from armor_ab.event_schema import ARROW_SCHEMA, CLIENT_COLUMNS, COLUMN_NAMES, EV
 
 MAX_BATCH = 1000
 MAX_DWELL_MS = 24 * 3600 * 1000  # one page view longer than a day is a broken client, not a reader
-MAX_FUTURE = timedelta(hours=24)  # client clocks drift, but not by days
+MAX_FUTURE = timedelta(minutes=5)  # armor-ab.js sends times on the server's clock; 5 min covers the rest
+MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)  # no event is older: a ts of year 1 is a broken client
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"  # C0, DEL and C1 control characters (NUL among them)
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# An id (experiment, variant, visitor, item): 1 to 200 characters, none of them a control character.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=rf"^[^{CONTROL_CHARS}]+$")]
 # A UUID in its canonical text form, kept as text: parsing into uuid.UUID and printing it back
 # costs more than the rest of a batch's validation. DuckDB stores it as a 128-bit UUID.
 EventId = Annotated[
@@ -47,7 +53,8 @@ class EventIn(BaseModel):
     user_id: Id
     item_id: Id | None = None
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]  # Literal of a tuple: its members
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    # Strict: a JSON number only, never "100" or true (bool is no number here, nor is a string).
+    value: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     ts: datetime | None = None
     properties: dict[Annotated[str, StringConstraints(max_length=64)], PropertyValue] | None = Field(
         default=None, max_length=32
@@ -68,8 +75,10 @@ class EventIn(BaseModel):
         if self.ts is not None:
             if self.ts.tzinfo is None:
                 raise ValueError("ts needs a timezone (ISO 8601 with Z or an offset)")
+            if self.ts < MIN_TS:
+                raise ValueError(f"ts is before {MIN_TS:%Y-%m-%d}: not a time an event happened")
             if self.ts > datetime.now(UTC) + MAX_FUTURE:
-                raise ValueError("ts is more than 24 hours in the future")
+                raise ValueError("ts is more than 5 minutes in the future (send times on the server's clock)")
         return self
 
 
@@ -81,11 +90,27 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+REFUSAL_CODES = ("variant_mismatch", "undeclared_segment", "ts_out_of_range")
+
+
+class RefusedEvent(BaseModel):
+    """One event of a batch the service did not store (the others were): where, why and which field."""
+
+    index: int  # position in the batch's ``events``
+    code: Literal[REFUSAL_CODES]  # type: ignore[valid-type]
+    field: str  # e.g. ``events[3].variant``
+    message: str
+
+
 class EventsAccepted(BaseModel):
-    """The answer to a batch: how many rows were new, and how many were retries already stored."""
+    """The answer to a batch: how many rows were new, how many were retries already stored, and the
+    events refused one by one (present only when there are some: a fully accepted batch is answered
+    ``{"accepted", "duplicates"}`` as before). Refused events are not stored and never will be:
+    resending them is pointless."""
 
     accepted: int
     duplicates: int
+    refused: list[RefusedEvent] = Field(default_factory=list)
 
 
 def _check_wire_model() -> None:
@@ -109,10 +134,10 @@ def micros(ts: datetime) -> int:
     return (ts - _EPOCH) // _US
 
 
-def event_rows(events: Iterable[EventIn], received_at: datetime | None = None) -> list[tuple]:
+def event_rows(events: Iterable[EventIn], received_at: datetime | None = None, source: str = "client") -> list[tuple]:
     """One tuple per event in ``EVENT_SCHEMA`` order, timestamps as integer microseconds.
 
-    ts defaults to the receive time. Tuples are what the API ships to the database process:
+    ts defaults to the receive time; ``source`` is who sent them (``EVENT_SOURCES``). Tuples are what the API ships to the database process:
     they pickle faster than an Arrow table of the same rows is built. The tuple is spelled out
     inline (a call per event would cost more than the rest of the loop); ``_check_event_rows``
     pins it to the declaration at import and ``tests/test_event_schema.py`` round-trips it.
@@ -121,7 +146,7 @@ def event_rows(events: Iterable[EventIn], received_at: datetime | None = None) -
     return [
         (e.event_id, e.experiment, e.variant, e.user_id, e.item_id, e.type, e.value,
          micros(e.ts) if e.ts is not None else received, received,
-         _encode_properties(e.properties) if e.properties else None)
+         _encode_properties(e.properties) if e.properties else None, source)
         for e in events
     ]
 
@@ -133,7 +158,7 @@ def _check_event_rows() -> None:
     sent.update(ts=_EPOCH + _US, properties={"properties": 1})
     stored: dict[str, object] = {name: name for name in COLUMN_NAMES}
     stored.update(ts=1, received_at=2, properties='{"properties":1}')
-    row = event_rows([EventIn.model_construct(**sent)], _EPOCH + 2 * _US)[0]
+    row = event_rows([EventIn.model_construct(**sent)], _EPOCH + 2 * _US, source="source")[0]
     expected = tuple(stored[name] for name in COLUMN_NAMES)
     if row != expected:
         raise RuntimeError(f"event_rows builds {row}, EVENT_SCHEMA wants {expected}")
@@ -152,9 +177,9 @@ def rows_to_arrow(rows: list[tuple]) -> pa.Table:
                     schema=ARROW_SCHEMA)
 
 
-def to_arrow(events: Iterable[EventIn], received_at: datetime | None = None) -> pa.Table:
+def to_arrow(events: Iterable[EventIn], received_at: datetime | None = None, source: str = "client") -> pa.Table:
     """Validated events as an Arrow table in ``events`` column order (import, tests)."""
-    return rows_to_arrow(event_rows(events, received_at))
+    return rows_to_arrow(event_rows(events, received_at, source))
 
 
 class UnknownReferenceError(ValueError):

@@ -84,7 +84,8 @@ def generate(path: Path, visitors: int, events: int) -> dict:
         END)),
         timezone('UTC', make_timestamp(t0)),
         CASE WHEN k = 0 THEN json_object(
-            'device', ['mobile', 'desktop', 'tablet'][1 + (h >> 40) % 3], 'category', 'cat' || (h >> 44) % 8) END
+            'device', ['mobile', 'desktop', 'tablet'][1 + (h >> 40) % 3], 'category', 'cat' || (h >> 44) % 8) END,
+        'server'
     FROM ev
     """
     t = time.perf_counter()

@@ -17,7 +17,7 @@ EXP = "catalog-interleaved"
 
 
 def event(**overrides) -> dict:
-    base = {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "u-1",
+    base = {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "control", "user_id": "u-1",
             "item_id": "pump-01", "type": "page_view"}
     return {**base, **overrides}
 
@@ -145,6 +145,11 @@ def test_cors_allow_list(platform: Platform) -> None:
     assert ok.headers.get("access-control-allow-origin") == "https://shop.example.com"
     other = httpx.options(path, headers={"Origin": "https://evil.example.net", **pre})
     assert "access-control-allow-origin" not in other.headers
+    assert other.status_code == 400 and other.json()["error"]["code"] == "cors_refused"  # the JSON shape
+    # CORS opens the client routes only: keys, results and metrics grant no origin (tests/test_cors.py).
+    for admin_path in ("/v1/keys", f"/v1/experiments/{EXP}/results", "/metrics"):
+        refused = httpx.options(f"{platform.url}{admin_path}", headers={"Origin": "https://shop.example.com", **pre})
+        assert "access-control-allow-origin" not in refused.headers and refused.status_code == 405
 
 
 def test_metrics_and_health(platform: Platform) -> None:

@@ -33,7 +33,7 @@ def assert_error_shape(response: httpx.Response, status: int, code: str | None =
 
 
 def ev(**overrides) -> dict:
-    base = {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "control", "user_id": "u",
+    base = {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "u",
             "type": "page_view"}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not ...}

@@ -13,7 +13,9 @@ import duckdb
 import pytest
 
 from armor_ab.bots import is_bot
-from tests.helpers.platform import seed_database
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.experiments.loader import load_experiment_file
+from tests.helpers.platform import DEMO_EXPERIMENT, seed_database
 
 EXP = "catalog-interleaved"
 
@@ -134,14 +136,16 @@ def test_exposures_posted_by_a_bot_are_flagged_too(tmp_path) -> None:
     keys = seed_database(db)
     auth = {"Authorization": f"Bearer {keys['client']}"}
     sent: dict[str, bool] = {}
+    assigner = Assigner.from_experiment(load_experiment_file(DEMO_EXPERIMENT))  # events name the assigned variant
     for fast in (True, False):
         with TestClient(create_app(ServerSettings(db_path=db, fast_path=fast))) as client:
             for agent, bot in ((GOOGLEBOT, True), (CHROME, False)):
                 user = f"{'fast' if fast else 'fastapi'}-{'bot' if bot else 'human'}"
+                variant = assigner.assign(user).variant
                 events = [
-                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": user,
+                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": variant, "user_id": user,
                      "item_id": "pumps-01", "type": "exposure", "properties": {"device": "desktop"}},
-                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": user,
+                    {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": variant, "user_id": user,
                      "item_id": "pumps-01", "type": "page_view"},
                 ]
                 r = client.post("/v1/events", json={"events": events}, headers={**auth, "User-Agent": agent})

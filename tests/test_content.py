@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
 from tests.helpers.content import EXP, small_catalog, users_by_variant
@@ -47,6 +50,13 @@ def content_platform(tmp_path_factory):
     con = connect(db)
     save_generated(con, images_dir_for(db), EXP, "armor", "gearboxes-05", page, "Describe Gearbox G-05")
     set_review(con, EXP, "approved", item_id="gearboxes-05")
+    # As older versions stored pages of a shipped model: its directory on this server as the model.
+    import json
+
+    stored = json.loads(con.execute("SELECT content FROM content WHERE item_id = 'gearboxes-05'").fetchone()[0])
+    stored["metadata"]["model"] = str(SHIPPED_MODELS / "armor-demo")
+    con.execute("UPDATE content SET content = ?, model = ? WHERE item_id = 'gearboxes-05'",
+                [json.dumps(stored), stored["metadata"]["model"]])
     con.close()
     # An item added to the catalog after generation has no page yet: "missing".
     small_catalog(catalog, ["pumps-01", "valves-02", "motors-03", "bearings-04", "gearboxes-05"])
@@ -84,6 +94,29 @@ def test_approved_content_is_served_with_images(content_platform) -> None:
             assert hashlib.sha256(img.content).hexdigest() == seg["sha256"]
             cached = httpx.get(server.url + seg["url"], headers={"If-None-Match": img.headers["etag"]})
             assert cached.status_code == 304
+
+
+def test_content_names_the_model_never_a_path(content_platform) -> None:
+    """Visitors get the model's name and config hash, never a path on the server: neither for a page
+    an older version stored under the model's directory, nor for pages the shipped model writes."""
+    server, keys, spec, db = content_platform
+    user = users_by_variant(spec)["armor"]
+    r = httpx.get(f"{server.url}/v1/experiments/{EXP}/content", params={"user_id": user, "item_id": "gearboxes-05"},
+                  headers={"Authorization": f"Bearer {keys['client']}"})
+    assert r.status_code == 200 and r.json()["source"] == "armor"
+    assert r.json()["content"]["metadata"]["model"] == "armor-demo"
+    assert r.json()["content"]["metadata"]["config_hash"] == "-"
+    review = httpx.get(f"{server.url}/v1/experiments/{EXP}/content/review", params={"item_id": "gearboxes-05"},
+                       headers={"Authorization": f"Bearer {keys['read']}"})
+    assert review.json()[0]["model"] == "armor-demo"
+    for answer in (r.text, review.text):
+        for path in (SHIPPED_MODELS, db.parent, Path(__file__).resolve().parents[1]):
+            assert str(path) not in answer
+    from armor_ab.content.generate import load_generator, resolve_model
+
+    shipped = resolve_model("armor-demo")
+    assert Path(shipped).is_absolute()  # the shipped model loads from its directory...
+    assert load_generator(shipped).model_name == "armor-demo"  # ...and its pages name it
 
 
 def test_fallbacks_to_control_copy(content_platform) -> None:

@@ -20,7 +20,7 @@ KILLS = 5
 
 def make_batch(rng: random.Random, size: int) -> list[dict]:
     user = f"crash-{rng.randrange(10**9)}"
-    return [{"event_id": str(uuid.UUID(int=rng.getrandbits(128))), "experiment": EXP, "variant": "armor",
+    return [{"event_id": str(uuid.UUID(int=rng.getrandbits(128))), "experiment": EXP,
              "user_id": user, "type": "dwell", "value": float(rng.randrange(1, 60_000))} for _ in range(size)]
 
 

@@ -7,12 +7,15 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from armor_ab.dashboards.lib import figures, fmt, specs, ui
+from armor_ab.experiments.assignment import Assigner
+from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.verdict import decide_report
 from tests.helpers.dashboard import (
     APP,
@@ -238,15 +241,34 @@ def test_srm_banner_blocks_a_ship_reading(page, plat) -> None:
     admin = {**plat.headers("admin"), "Content-Type": "application/yaml"}
     assert httpx.post(f"{plat.url}/v1/experiments", content=yaml_text, headers=admin).status_code == 201
     assert httpx.post(f"{plat.url}/v1/experiments/srm-check/start", headers=plat.headers("admin")).status_code == 200
+    # The broken split comes from which visitors reach the pages: 400 visitors the server assigns to control and
+    # 200 it assigns to armor, each exposed by the server itself (GET …/assignment), as when a redirect drops
+    # half of one arm's visitors before the page loads. Visitors are picked by the experiment's own assignment.
+    client = plat.headers("client")
+    public = httpx.get(f"{plat.url}/v1/experiments/srm-check", headers=plat.headers("read")).json()
+    assigner = Assigner.from_experiment(
+        SimpleNamespace(spec=ExperimentSpec.model_validate(public["spec"]), effective_seed=public["effective_seed"]))
+    chosen: dict[str, list[str]] = {"control": [], "armor": []}
+    wanted = {"control": 400, "armor": 200}
+    for i in range(10_000):
+        variant = assigner.assign(f"srm-{i}").variant
+        if variant in chosen and len(chosen[variant]) < wanted[variant]:
+            chosen[variant].append(f"srm-{i}")
+    assert {v: len(u) for v, u in chosen.items()} == wanted
+    with httpx.Client(base_url=plat.url, headers=client, timeout=30) as http:
+        for variant, users in chosen.items():
+            for user in users:
+                got = http.get("/v1/experiments/srm-check/assignment", params={"user_id": user}).json()["variant"]
+                assert got == variant
     events = []
-    for i in range(600):
-        variant = "control" if i < 400 else "armor"
-        for j, (kind, value) in enumerate((("exposure", None), ("page_view", None), ("dwell", 30_000 + 97 * i % 20_000))):
-            events.append({"event_id": f"00000000-0000-4000-8000-{i:06d}{j:06d}", "experiment": "srm-check",
-                           "variant": variant, "user_id": f"srm-{i}", "type": kind, "value": value})
+    for variant, users in chosen.items():
+        for n, user in enumerate(users):
+            for j, (kind, value) in enumerate((("page_view", None), ("dwell", float(30_000 + 97 * n % 20_000)))):
+                events.append({"event_id": f"00000000-0000-4000-8000-{len(events):06d}{j:06d}", "experiment": "srm-check",
+                               "variant": variant, "user_id": user, "type": kind, "value": value})
     for start in range(0, len(events), 900):
-        r = httpx.post(f"{plat.url}/v1/events", json={"events": events[start:start + 900]}, headers=plat.headers("client"))
-        assert r.status_code == 200, r.text
+        r = httpx.post(f"{plat.url}/v1/events", json={"events": events[start:start + 900]}, headers=client)
+        assert r.status_code == 200 and "refused" not in r.json(), r.text
     report = results(plat, "srm-check")
     assert report["srm"]["flag"] is True and report["verdict"]["decision"] != "ship"
     at = page("results", scope="read", experiment="srm-check")

@@ -35,7 +35,7 @@ from armor_ab.store.writer import ROW_SCHEMA, EventWriter
 STORED_TYPES = (
     ("event_id", "UUID"), ("experiment", "VARCHAR"), ("variant", "VARCHAR"), ("user_id", "VARCHAR"),
     ("item_id", "VARCHAR"), ("type", "VARCHAR"), ("value", "DOUBLE"), ("ts", "TIMESTAMP WITH TIME ZONE"),
-    ("received_at", "TIMESTAMP WITH TIME ZONE"), ("properties", "JSON"),
+    ("received_at", "TIMESTAMP WITH TIME ZONE"), ("properties", "JSON"), ("source", "VARCHAR"),
 )
 
 READ_BACK = ", ".join(
@@ -90,12 +90,12 @@ def test_arrow_schema_is_the_declaration() -> None:
     assert ARROW_SCHEMA.names == list(COLUMN_NAMES)
     assert [f.type for f in ARROW_SCHEMA] == [c.arrow for c in EVENT_SCHEMA]
     ts = pa.timestamp("us", tz="UTC")
-    assert [f.type for f in ARROW_SCHEMA] == [pa.string()] * 6 + [pa.float64(), ts, ts, pa.string()]
+    assert [f.type for f in ARROW_SCHEMA] == [pa.string()] * 6 + [pa.float64(), ts, ts, pa.string(), pa.string()]
 
 
 def test_wire_model_sends_exactly_the_client_columns() -> None:
     assert tuple(EventIn.model_fields) == CLIENT_COLUMNS
-    assert set(COLUMN_NAMES) - set(CLIENT_COLUMNS) == {"received_at"}  # the server's own column
+    assert set(COLUMN_NAMES) - set(CLIENT_COLUMNS) == {"received_at", "source"}  # the server's own columns
     assert typing.get_args(EventIn.model_fields["type"].annotation) == EVENT_TYPES
 
 
@@ -121,7 +121,7 @@ def test_exposure_row_is_a_plain_tuple_in_column_order() -> None:
     assert type(row) is tuple and len(row) == len(EVENT_SCHEMA)  # plain tuples pickle cheapest
     assert dict(zip(COLUMN_NAMES, row, strict=True)) == {
         "event_id": "e", "experiment": "x", "variant": "v", "user_id": "u", "item_id": "i", "type": "exposure",
-        "value": None, "ts": 1, "received_at": 2, "properties": '{"device":"mobile"}'}
+        "value": None, "ts": 1, "received_at": 2, "properties": '{"device":"mobile"}', "source": "server"}
 
 
 def test_event_rows_are_plain_tuples_in_column_order() -> None:
@@ -134,7 +134,7 @@ def test_event_rows_are_plain_tuples_in_column_order() -> None:
     assert dict(zip(COLUMN_NAMES, row, strict=True)) == {
         "event_id": e.event_id, "experiment": "x", "variant": "v", "user_id": "u", "item_id": "i", "type": "dwell",
         "value": 1500.0, "ts": micros(ts), "received_at": micros(received),
-        "properties": '{"category":"pumps","device":"mobile"}'}
+        "properties": '{"category":"pumps","device":"mobile"}', "source": "client"}
 
 
 def test_rows_round_trip_through_the_writer_into_the_real_table(db_path: Path) -> None:

@@ -67,13 +67,15 @@ def test_assignment_answers_alike(tmp_path) -> None:
         ("admin", EXP, {"user_id": "a", "force_variant": "armor"}),
         ("admin", EXP, {"user_id": "a", "force_variant": "zzz"}),
         ("client", EXP, {"user_id": "ü ñ+%/x"}),  # escaped query strings take the standard parser
+        ("client", EXP, {"user_id": "a\x00b"}), ("client", EXP, {"user_id": "a", "item_id": "tab\tbed"}),
     ]
     requests = [lambda c, w=who, k=key, p=params: c.get(f"/v1/experiments/{k}/assignment", params=p,
                                                          headers=_auth(keys, w))
                 for who, key, params in cases]
     answers = _answers(db, requests, tmp_path)
     assert answers[True] == answers[False]
-    assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 401, 403, 404, 422, 422, 422, 422, 403, 200, 422, 200]
+    assert [a[0] for a in answers[True]] == [200, 200, 401, 401, 401, 403, 404, 422, 422, 422, 422, 403, 200, 422, 200,
+                                           422, 422]
 
 
 def _with_pages(db) -> None:
@@ -126,9 +128,10 @@ def test_events_answer_alike(tmp_path) -> None:
     own copy of the same fresh database, so duplicates count alike)."""
     db = tmp_path / "fpe.duckdb"
     keys = seed_database(db)
+    users = users_by_variant(load_experiment_file(DEMO_EXPERIMENT))
 
-    def ev(**kw) -> dict:
-        return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "fp",
+    def ev(**kw) -> dict:  # the visitor the server assigns "armor": events naming it are trusted
+        return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": users["armor"],
                 "type": "dwell", "value": 10.0, **kw}
 
     good = [ev() for _ in range(3)]
@@ -139,14 +142,25 @@ def test_events_answer_alike(tmp_path) -> None:
         ("client", {"events": [ev(experiment="nope")]}), ("client", {"events": [ev(variant="zzz")]}),
         ("client", {"events": [ev() for _ in range(1001)]}), ("client", {"events": [ev(event_id="x")]}),
         ("client", {"events": [ev(user_id="x" * 2_000_000)]}),  # over 1 MiB: 413
+        # Event integrity: refused one by one (200, the rest committed), or the whole batch (422).
+        ("client", {"events": [ev(), ev(variant="control"), ev(type="exposure", value=None, properties={"plan": "pro"})]}),
+        ("client", {"events": [ev(user_id="a\x00b")]}), ("client", {"events": [ev(value="100")]}),
+        ("client", {"events": [ev(ts="0001-01-01T00:00:00Z")]}), ("client", {"events": [ev(value=True)]}),
+        ("client", {"events": [ev(ts="2020-01-01T00:00:00Z")]}),  # long before the experiment existed
     ]
     requests = [lambda c, w=who, b=body: c.post(
         "/v1/events", content=b if isinstance(b, str) else json.dumps(b),
         headers={"Content-Type": "application/json", **_auth(keys, w)}) for who, body in cases]
     answers = _answers(db, requests, tmp_path)
     assert answers[True] == answers[False]
-    assert [a[0] for a in answers[True]] == [200, 200, 401, 403, 401, 400, 422, 422, 422, 422, 422, 422, 413]
+    assert [a[0] for a in answers[True]] == [200, 200, 401, 403, 401, 400, 422, 422, 422, 422, 422, 422, 413,
+                                             200, 422, 422, 422, 422, 200]
     assert [a[1] for a in answers[True][:2]] == [{"accepted": 3, "duplicates": 0}, {"accepted": 1, "duplicates": 1}]
+    mixed = answers[True][13][1]
+    assert (mixed["accepted"], mixed["duplicates"]) == (1, 0)
+    assert [(r["index"], r["code"], r["field"]) for r in mixed["refused"]] == [
+        (1, "variant_mismatch", "events[1].variant"), (2, "undeclared_segment", "events[2].properties.plan")]
+    assert answers[True][18][1]["refused"][0]["code"] == "ts_out_of_range"
 
 
 def test_page_routes_send_the_cors_headers_of_corsmiddleware(tmp_path) -> None:

@@ -7,13 +7,16 @@ import json
 import pickle
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from armor_ab.event_schema import COLUMN_NAMES
+from armor_ab.events import EventIn, to_arrow
 from armor_ab.experiments.loader import load_experiment_file
+from armor_ab.stats.sql import load_sums
 from armor_ab.store import migrations
 from armor_ab.store.content import list_content
 from armor_ab.store.db import SchemaVersionError, connect
@@ -28,6 +31,7 @@ from armor_ab.store.migrations import (
     table_exists,
 )
 from armor_ab.store.schema import ensure_schema
+from armor_ab.store.writer import append_events
 from tests.helpers.platform import DEMO_EXPERIMENT
 
 # The DDL of version 0, as the code released before schema versions wrote it (a frozen copy: the
@@ -137,7 +141,7 @@ def versions(path: Path) -> list[int]:
 
 
 def test_schema_version_is_the_number_of_migrations() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 1
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
 
 
 def test_fresh_database_records_the_current_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,7 +177,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
     con = connect(db_path)
     try:
-        assert calls == ["_v0_to_v1"]
+        assert calls == ["_v0_to_v1", "_v1_to_v2"]
         assert current_version(con) == SCHEMA_VERSION
         rec = get_experiment(con, made["spec"].key)
         assert rec is not None and rec.spec == made["spec"] and rec.status == "running"
@@ -193,9 +197,50 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
         con.close()
 
     connect(db_path).close()  # the second open: already current
-    assert calls == ["_v0_to_v1"]
-    assert versions(db_path) == [SCHEMA_VERSION]
+    assert calls == ["_v0_to_v1", "_v1_to_v2"]
+    assert versions(db_path) == list(range(1, SCHEMA_VERSION + 1))  # one row per version reached
     connect(db_path, read_only=True).close()
+
+
+def make_version_1(path: Path) -> dict:
+    """A database as schema version 1 left it: version 0's tables (unchanged in 1) and its version row."""
+    made = make_version_0(path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(migrations.VERSION_DDL)
+        con.execute("INSERT INTO schema_version VALUES (1, ?)", [T0])
+    finally:
+        con.close()
+    return made
+
+
+def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> None:
+    """Version 2 adds ``events.source``: old rows keep every value with source NULL, new rows append
+    after them with theirs, and the analysis (``exposures: server``) still counts the old exposures."""
+    made = make_version_1(db_path)
+    con = duckdb.connect(str(db_path), read_only=True)
+    assert current_version(con) == 1 and not column_exists(con, "events", "source")
+    con.close()
+
+    con = connect(db_path)
+    try:
+        assert current_version(con) == SCHEMA_VERSION == 2
+        assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(COLUMN_NAMES)
+        assert con.execute("SELECT count(*), count(source) FROM events").fetchone() == (3, 0)
+        assert con.execute("SELECT value FROM events WHERE type = 'dwell'").fetchone()[0] == 1234.5
+        new = EventIn(event_id=str(uuid.uuid4()), experiment=made["spec"].key, variant="armor", user_id="u2",
+                      type="exposure", ts=T0)
+        con.execute("BEGIN")
+        assert len(append_events(con, to_arrow([new], T0, source="import"))) == 1
+        con.execute("COMMIT")
+        assert con.execute("SELECT user_id, source FROM events WHERE source IS NOT NULL").fetchall() == [("u2", "import")]
+        sums = load_sums(con, made["spec"].key, start=T0, end=T0 + timedelta(days=1), exposures="server",
+                         variants=["control", "armor"])
+        assert (sums.totals["control"].n, sums.totals["armor"].n, sums.client_only_visitors) == (1, 1, 0)
+    finally:
+        con.close()
+    connect(db_path).close()
+    assert versions(db_path) == [1, 2]
 
 
 def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,7 +300,7 @@ def test_a_failing_migration_leaves_the_database_as_it_was(db_path: Path, monkey
         con.close()
     monkeypatch.setattr(migrations, "MIGRATIONS", list(MIGRATIONS))
     connect(db_path).close()
-    assert versions(db_path) == [SCHEMA_VERSION]
+    assert versions(db_path) == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_a_newer_database_is_refused_naming_both_versions(db_path: Path) -> None:

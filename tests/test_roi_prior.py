@@ -60,7 +60,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for key, lift in LIFTS.items():
             con.register("gen", _events(key, lift, rng))
             con.execute("INSERT INTO events SELECT gen_random_uuid(), experiment, variant, user_id, NULL, type, NULL, "
-                        "ts, ts, NULL FROM gen")
+                        "ts, ts, NULL, 'server' FROM gen")
             con.unregister("gen")
             upsert_experiment(con, _spec(key))
             con.execute("UPDATE experiments SET status = 'stopped', started_at = ?, stopped_at = ? WHERE key = ?",

@@ -79,7 +79,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
         table = _events(7)
         con.register("gen", table)
         con.execute("INSERT INTO events SELECT gen_random_uuid(), 'win', variant, user_id, 'pumps-01', type, value, ts,"
-                    " ts, NULL FROM gen")
+                    " ts, NULL, 'server' FROM gen")
         spec = ExperimentSpec.model_validate({
             "key": "win", "name": "ROI window",
             "variants": [{"key": "control", "weight": 0.5}, {"key": "armor", "weight": 0.5}],

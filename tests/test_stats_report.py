@@ -65,7 +65,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         add_experiment(con, make_spec("three", variants=three))
         add_experiment(con, make_spec("skewed", variants=(("control", 0.8), ("treatment", 0.2))))
         con.execute("INSERT INTO events SELECT gen_random_uuid(), 'skewed', variant, user_id, item_id, type, value, "
-                    "ts, received_at, properties FROM events WHERE experiment = 'exp'")
+                    "ts, received_at, properties, source FROM events WHERE experiment = 'exp'")
     finally:
         con.close()
     return path

@@ -59,6 +59,19 @@ def test_exposure_rows_are_shipped_in_bundles_and_reported_committed(store: Stor
     assert store.read(query, "SELECT count(*) FROM events WHERE type = 'exposure'").result(10) == [(30,)]
 
 
+def test_a_barrier_resolves_after_every_row_logged_before_it_is_committed(store: StoreClient) -> None:
+    """Reports ask for a barrier first: exposures logged just before (still in the API's row buffer, the
+    bundle not yet shipped) are committed by the time it resolves, whatever the bundle timer says."""
+    for _ in range(20):
+        logged = rows(7, kind="exposure", user="barrier")
+        for row in logged:
+            store.log_row(row)
+        store.barrier().result(timeout=30)
+        ids = [r[0] for r in logged]
+        found = store.read(query, "SELECT count(*) FROM events WHERE list_contains(?::VARCHAR[], event_id::VARCHAR)", [ids]).result(30)
+        assert found == [(7,)]
+
+
 def test_writes_return_a_fresh_snapshot_and_errors_keep_their_type(store: StoreClient) -> None:
     spec = load_experiment_file(EXPERIMENT)
     (record, action), snapshot = store.write(upsert_experiment, spec).result(10)
@@ -126,3 +139,38 @@ def test_the_database_process_exits_and_frees_the_file_when_its_parent_is_killed
     n = con.execute("SELECT count(*) FROM events WHERE type = 'dwell'").fetchone()[0]
     con.close()
     assert n == 100
+
+
+def _out_of_memory(con) -> None:
+    raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 64.0 MiB (1GB/1GB used)")
+
+
+SLOW = "SELECT count(*) FROM range(1000000000000) a(i) WHERE hash(i) % 7 = 3"  # hours, were it not stopped
+
+
+def test_a_report_over_its_budget_is_stopped_and_the_writer_is_not_disturbed(tmp_path: Path) -> None:
+    from armor_ab.store.process import ReadBudgetError
+
+    store = StoreClient(tmp_path / "b.duckdb", report_timeout_s=0.3)
+    try:
+        started = time.monotonic()
+        slow = store.read_bounded(query, SLOW)
+        batches = [store.submit(rows(100)) for _ in range(20)]  # while the report runs
+        assert [b.result(10) for b in batches] == [(100, 0)] * 20
+        with pytest.raises(ReadBudgetError) as info:
+            slow.result(30)
+        assert time.monotonic() - started < 10
+        assert info.value.code == "report_timeout" and "0.3 s" in info.value.message
+        with pytest.raises(ReadBudgetError) as info:
+            store.read_bounded(_out_of_memory).result(10)
+        assert info.value.code == "report_too_large" and "256MB" in info.value.message
+        assert store.read_bounded(query, "SELECT count(*) FROM events").result(10) == [(2000,)]  # the budget is per report
+        assert store.read(query, SLOW.replace("1000000000000", "1000")).result(10)  # plain reads are not bounded this way
+        assert store.fault is None
+    finally:
+        store.close()
+
+
+def test_a_report_budget_duckdb_cannot_read_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="report memory limit must be a size"):
+        StoreClient(tmp_path / "c.duckdb", report_memory_limit="1 bazillion")

@@ -124,8 +124,8 @@ def test_inline_config_cannot_break_out_of_the_script() -> None:
 
 
 def _event(**kw) -> dict:
-    return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "armor", "user_id": "beacon-user",
-            "item_id": "pumps-01", "type": "dwell", "value": 1234.0, "ts": "2025-01-01T12:00:00Z", **kw}
+    return {"event_id": str(uuid.uuid4()), "experiment": EXP, "variant": "control", "user_id": "beacon-user",
+            "item_id": "pumps-01", "type": "dwell", "value": 1234.0, **kw}
 
 
 def test_beacon_commits_text_plain_batches_with_a_client_key(web) -> None:

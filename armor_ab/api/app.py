@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
-from armor_ab.api.errors import install_error_handlers
-from armor_ab.api.middleware import HotPaths, RequestContextMiddleware
+from armor_ab.api.errors import error_body, install_error_handlers
+from armor_ab.api.middleware import ClientCORSMiddleware, HotPaths, RequestContextMiddleware
 from armor_ab.api.routes import admin, client, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
 from armor_ab.services.state import AppState, ServerSettings
@@ -72,12 +71,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(results.router)
     app.include_router(ops.router)
     app.openapi = lambda: _openapi(app)
-    # The last added is the outermost: CORS wraps every route but the page routes (see ArmorApp).
+    # The last added is the outermost. CORS opens the client routes only (the ones web pages call:
+    # fastpath.client_route); the page routes answer their simple requests in HotPaths (see ArmorApp).
     app.add_middleware(RequestContextMiddleware, state=state)
     app.add_middleware(
-        CORSMiddleware,
+        ClientCORSMiddleware,
         allow_origins=list(settings.cors_origins),
-        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
@@ -104,4 +104,5 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-__all__ = ["ServerSettings", "create_app", "settings_from_env"]
+# error_body: the error shape, for the server's connection guard (web/ imports nothing else of the API).
+__all__ = ["ServerSettings", "create_app", "error_body", "settings_from_env"]

@@ -41,13 +41,29 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
     503: "unavailable",
 }
+
+
+class BodyTimeout(Exception):
+    """A request body that had not all arrived by its deadline (every door answers 408 alike)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+
+def body_timeout_error(seconds: float) -> ServiceError:
+    """408, and the connection is closed (the rest of the body may still be on its way)."""
+    return ServiceError(408, "request_timeout", f"the request body did not arrive within {seconds:g} s",
+                        headers={"Connection": "close"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,12 +11,14 @@ fast path is switched off (``ServerSettings.fast_path``). Both call the same ser
 
 from __future__ import annotations
 
+import asyncio
 import json
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from armor_ab.api.errors import error_body
+from armor_ab.api.errors import body_timeout_error, error_body
 from armor_ab.services.assignment import assign_visitor, query_id
 from armor_ab.services.auth import bearer_token, key_principal
 from armor_ab.services.errors import BodyTooLarge, ServiceError
@@ -27,6 +29,8 @@ from armor_ab.services.state import AppState
 PREFIX = "/v1/experiments/"
 ROUTES = {"/assignment": "/v1/experiments/{key}/assignment", "/content": "/v1/experiments/{key}/content"}
 EVENTS = "/v1/events"
+# The routes web pages call from other origins: the only ones CORS opens (``ClientCORSMiddleware``).
+CLIENT_PATHS = frozenset({EVENTS, "/v1/events/beacon", "/v1/sdk/armor-ab.js"})
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -37,7 +41,12 @@ def match(scope: Scope) -> tuple[str, str] | None:
         if scope["method"] == "POST" and scope["path"] == EVENTS:
             return EVENTS, ""
         return None
-    path: str = scope["path"]
+    return _experiment_route(scope["path"])
+
+
+def _experiment_route(path: str) -> tuple[str, str] | None:
+    """``scope["path"]`` is decoded once already (by the server, as Starlette's router sees it):
+    the key is used as it stands, never unquoted again."""
     if not path.startswith(PREFIX):
         return None
     rest = path[len(PREFIX) :]
@@ -46,6 +55,11 @@ def match(scope: Scope) -> tuple[str, str] | None:
     if route is None or not key or "/" in key:
         return None
     return route, key
+
+
+def client_route(path: str) -> bool:
+    """A route web pages call (assignment, content, events, the beacon, the snippet), whatever the method."""
+    return path in CLIENT_PATHS or _experiment_route(path) is not None
 
 
 def _params(scope: Scope) -> dict[str, str]:
@@ -61,29 +75,36 @@ def _params(scope: Scope) -> dict[str, str]:
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:
-    """(bearer token, User-Agent) in one pass over the headers."""
-    token = agent = None
+    """(bearer token, User-Agent) in one pass over the headers; of a repeated header the FIRST counts,
+    as with Starlette's ``request.headers.get`` on the FastAPI routes."""
+    authorization = agent = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            token = bearer_token(value.decode("latin-1"))
-        elif name == b"user-agent":
+            if authorization is None:
+                authorization = value
+        elif name == b"user-agent" and agent is None:
             agent = value.decode("latin-1")
-    return token, agent
+    return (bearer_token(authorization.decode("latin-1")) if authorization is not None else None), agent
 
 
-async def _body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, or ``BodyTooLarge`` once it passes ``limit`` bytes."""
+async def _body(receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole request body; ``BodyTooLarge`` once it passes ``limit`` bytes, a 408 ``ServiceError``
+    when it has not all arrived within ``timeout`` seconds, ``ClientDisconnect`` when the client left."""
     chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
+    try:
+        async with asyncio.timeout(timeout):
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect  # a body cut short is never taken as the whole batch
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+    except TimeoutError:
+        raise body_timeout_error(timeout) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -101,12 +122,13 @@ async def answer(
         token, agent = _headers(scope)
         principal = key_principal(state.keys, token, "client")
         if route == EVENTS:
-            payload = await accept_batch(state, await _body(receive, state.settings.max_body_bytes), agent)
+            payload = await accept_batch(state, await _body(receive, state.settings.max_body_bytes,
+                                                           state.settings.body_timeout), agent)
             return await _answer(send, 200, headers, payload)
         params = _params(scope)
         user_id = query_id(params.get("user_id"), "user_id", True)
         item_id = query_id(params.get("item_id"), "item_id", content)
-        resolved = assign_visitor(state, principal, unquote(key), user_id, item_id,
+        resolved = assign_visitor(state, principal, key, user_id, item_id,
                           query_id(params.get("force_variant"), "force_variant"), agent)
         status = 200
         payload = await content_answer(state, resolved, item_id) if content else resolved.body()

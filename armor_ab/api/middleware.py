@@ -1,28 +1,36 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request on the hot path).
 
-One pass per request: a request id, the 1 MiB body limit, and the Prometheus request metrics.
-``HotPaths`` serves the three page routes (see ``fastpath``) outermost, before Starlette's own
-middleware layers, and applies the same CORS rule as ``CORSMiddleware`` to them itself;
-``RequestContextMiddleware`` does the same bookkeeping for every other route.
+One pass per request: a request id, the 1 MiB body limit, the body-read timeout, and the
+Prometheus request metrics. ``HotPaths`` serves the three page routes (see ``fastpath``)
+outermost, before Starlette's own middleware layers, and applies the same CORS rule as
+``ClientCORSMiddleware`` to them itself; ``RequestContextMiddleware`` does the same bookkeeping
+for every other route. ``ClientCORSMiddleware`` grants CORS to the client routes only (the ones
+web pages call) and refuses a preflight in the JSON error shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
 import time
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armor_ab.api import fastpath
-from armor_ab.api.errors import error_body, internal_error
-from armor_ab.services.errors import BodyTooLarge, too_large_error
+from armor_ab.api.errors import BodyTimeout, body_timeout_error, error_body, error_response, internal_error
+from armor_ab.services.errors import BodyTooLarge, ServiceError, too_large_error
 from armor_ab.services.state import AppState
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).
 _PREFIX = os.urandom(4).hex()
 _COUNTER = itertools.count(1)
+DISCONNECTED = 499  # the metrics' status of a request whose client went away before its answer (nginx's code)
 
 
 def new_request_id() -> str:
@@ -30,13 +38,14 @@ def new_request_id() -> str:
 
 
 class _Observed:
-    """What both middlewares share: request metrics and the 413 / 500 answers."""
+    """What both middlewares share: request metrics and the 408 / 413 / 500 answers."""
 
     def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
         self.state = state
         self.metrics = state.metrics
         self.max_body = state.settings.max_body_bytes
+        self.body_timeout = state.settings.body_timeout
         self._children: dict[tuple[str, str, int], tuple] = {}
 
     def _observe(self, method: str, route: str, status: int, started: float) -> None:
@@ -48,10 +57,10 @@ class _Observed:
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
 
-    async def _too_large(self, send: Send, request_id: str, extra: list | None = None) -> None:
-        err = too_large_error(self.max_body)
-        body = json.dumps(error_body(err.code, err.message)).encode()
-        await self._send_json(send, 413, body, request_id, extra)
+    async def _send_error(self, send: Send, err: ServiceError, request_id: str, extra: list | None = None) -> None:
+        body = json.dumps(error_body(err.code, err.message, err.field)).encode()
+        headers = [(k.lower().encode(), v.encode()) for k, v in (err.headers or {}).items()]
+        await self._send_json(send, err.status, body, request_id, [*headers, *(extra or ())])
 
     @staticmethod
     async def _send_json(send: Send, status: int, body: bytes, request_id: str, extra: list | None = None) -> None:
@@ -100,7 +109,9 @@ class HotPaths(_Observed):
             status = await fastpath.answer(self.state, route, key, scope, receive, send, request_id, cors)
         except BodyTooLarge:
             status = 413
-            await self._too_large(send, request_id, cors)
+            await self._send_error(send, too_large_error(self.max_body), request_id, cors)
+        except ClientDisconnect:
+            status = DISCONNECTED  # nobody left to answer
         except Exception as exc:
             status, body = internal_error(request_id, exc, scope["path"])
             await self._send_json(send, status, body, request_id, cors)
@@ -126,18 +137,18 @@ class RequestContextMiddleware(_Observed):
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
-        too_large = False  # set when a chunked body passes the limit mid-stream
+        abort: ServiceError | None = None  # set when the body passes the limit or its deadline mid-read
         replaced = False
         status_sent = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, replaced
-            if too_large:
-                # Whatever the app answers to a body cut short, the client gets the 413.
+            if abort is not None:
+                # Whatever the app answers to a body cut short, the client gets the 413 or 408.
                 if not replaced:
                     replaced = True
-                    status = 413
-                    await self._too_large(send, request_id)
+                    status = abort.status
+                    await self._send_error(send, abort, request_id)
                 return
             if message["type"] == "http.response.start":
                 nonlocal status_sent
@@ -149,32 +160,71 @@ class RequestContextMiddleware(_Observed):
         length = _content_length(scope)
         if length is not None and length > self.max_body:
             status = 413
-            await self._too_large(send, request_id)
+            await self._send_error(send, too_large_error(self.max_body), request_id)
         else:
             received = 0
+            body_done = False
+            deadline = asyncio.get_running_loop().time() + self.body_timeout
 
             async def receive_wrapper() -> Message:
-                nonlocal received, too_large
-                message = await receive()
+                nonlocal received, abort, body_done
+                if body_done:  # after the body: disconnect listeners wait as long as they like
+                    return await receive()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    abort = body_timeout_error(self.body_timeout)
+                    raise BodyTimeout(self.body_timeout) from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body:  # chunked bodies carry no Content-Length
-                        too_large = True
+                        abort = too_large_error(self.max_body)
                         raise BodyTooLarge(self.max_body)
+                    body_done = not message.get("more_body", False)
+                else:
+                    body_done = True
                 return message
 
             try:
                 await self.app(scope, receive_wrapper, send_wrapper)
-            except BodyTooLarge:
-                if not replaced:
-                    status = 413
-                    await self._too_large(send, request_id)
+            except (BodyTooLarge, BodyTimeout):
+                if not replaced and abort is not None:
+                    replaced = True
+                    status = abort.status
+                    await self._send_error(send, abort, request_id)
+            except ClientDisconnect:
+                if not status_sent:
+                    status = DISCONNECTED
             except Exception as exc:
                 if status_sent:
                     raise  # the response is under way; nothing sane left to send
                 status, body = internal_error(request_id, exc, scope.get("path", ""))
                 await self._send_json(send, status, body, request_id)
         self._observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status, started)
+
+
+class ClientCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS on the client routes only (``fastpath.client_route``); a refused preflight
+    answers 400 in the JSON error shape. Every other route (keys, results, metrics, …) grants no
+    origin: a browser on another site cannot call it, and its preflight meets 405."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not fastpath.client_route(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        # No grant at all on a refusal (Starlette keeps Allow-Origin when only the method or headers fail).
+        headers = {k: v for k, v in response.headers.items()
+                   if k not in ("content-type", "content-length", "access-control-allow-origin")}
+        refused = response.body.decode().removeprefix("Disallowed CORS ")
+        return error_response(400, "cors_refused", f"CORS preflight refused: this {refused} is not allowed",
+                              headers=headers)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -61,6 +61,8 @@ class ContentReviewed(BaseModel):
 
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded"]
+    cause: str | None = Field(default=None, description="why it is degraded (the database process is gone, or "
+                              "cannot write: disk full, an I/O error, recovering by itself); null when ok")
     writer_alive: bool
     writer_queue: int = Field(description="items waiting for the database writer")
     experiments: int
@@ -83,6 +85,21 @@ class ExperimentPublic(BaseModel):
     started_at: str | None
     stopped_at: str | None
     spec: dict
+
+
+class QuarantinedExperimentPublic(BaseModel):
+    """A stored experiment whose spec does not load: out of service until a valid spec replaces it."""
+
+    key: str
+    status: str = Field(description="as stored (draft, running, stopped; anything else is itself the error)")
+    bucket_version: int
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None
+    field: str | None = Field(description="the field at fault, as a dotted path; null when the spec is not JSON")
+    error: str
+    spec: str = Field(description="the stored spec, as is")
 
 
 class ApiKeyCreate(BaseModel):

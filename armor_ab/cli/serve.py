@@ -25,13 +25,27 @@ def serve_command(
         help="seconds a visitor waits for a page generated on demand (variants with on_demand: true)")] = 2.0,
     generate_backend: Annotated[str, typer.Option(help="backend for on-demand pages: torch | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option(help="built engine directory (onnxruntime, tensorrt backends)")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="seconds a request's line and headers may take to arrive (then 408 and close)")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="seconds a request body may take to arrive whole, however it trickles (then 408 and close)")] = 30.0,
+    keep_alive_timeout: Annotated[float, typer.Option(
+        help="seconds a kept-alive connection may idle between requests")] = 5.0,
+    max_connections: Annotated[int, typer.Option(
+        help="connections open at once; the next one gets 503 (see docs/security.md)")] = 1024,
+    report_memory_limit: Annotated[str | None, typer.Option(
+        help="memory one report's joins, aggregates and sorts take before they spill to disk, apart from "
+             "the event writer's (a DuckDB size; default 256MB)")] = None,
+    report_timeout: Annotated[float | None, typer.Option(
+        help="seconds a report may run before it is stopped: 503 report_timeout (default 60)")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from dataclasses import replace
 
     from armor_ab.api.app import settings_from_env
     from armor_ab.store.db import DatabaseLockedError, SchemaVersionError
-    from armor_ab.web.server import serve
+    from armor_ab.store.process import check_memory_limit
+    from armor_ab.web.server import ConnectionLimits, serve
 
     settings = settings_from_env(db)
     if cors_origin:
@@ -46,8 +60,26 @@ def serve_command(
         fail("--on-demand-timeout cannot be negative")
     settings = replace(settings, on_demand_timeout=on_demand_timeout, generate_backend=generate_backend,
                        engine_dir=engine)
+    for name, seconds in (("header", header_timeout), ("body", body_timeout), ("keep-alive", keep_alive_timeout)):
+        if not seconds > 0:
+            fail(f"--{name}-timeout must be positive")
+    if max_connections < 1:
+        fail("--max-connections must be at least 1")
+    settings = replace(settings, body_timeout=body_timeout)
+    limits = ConnectionLimits(header_timeout=header_timeout, keep_alive_timeout=keep_alive_timeout,
+                              max_connections=max_connections)
+    if report_memory_limit is not None:
+        try:
+            settings = replace(settings, report_memory_limit=check_memory_limit(report_memory_limit,
+                                                                                "--report-memory-limit"))
+        except ValueError as exc:
+            fail(str(exc))
+    if report_timeout is not None:
+        if not report_timeout > 0:
+            fail("--report-timeout must be a positive number of seconds")
+        settings = replace(settings, report_timeout_s=report_timeout)
     try:
-        serve(settings, host=host, port=port, log_level=log_level)
+        serve(settings, host=host, port=port, log_level=log_level, limits=limits)
     except (DatabaseLockedError, SchemaVersionError) as exc:
         fail(str(exc))
 

@@ -16,7 +16,7 @@ from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.catalog.products import Product
 from armor_ab.content.control import prompt_fields
 from armor_ab.experiments.models import ContentSpec
-from armor_ab.store.content import exists, save_generated
+from armor_ab.store.content import exists, model_name, save_generated
 from armor_ab.store.experiments import ExperimentRecord
 
 log = logging.getLogger("armor_ab.content")
@@ -125,7 +125,10 @@ def page_sampling(content: ContentSpec, index: int):
 
 
 def load_generator(name: str, backend: str = "torch", engine_dir: Path | None = None):
-    """An ``InterleavedGenerator`` for a model name or directory on the chosen backend."""
+    """An ``InterleavedGenerator`` for a model name or directory on the chosen backend.
+
+    The pages it writes name the model by its name (``armor-demo``) and config hash, never by the
+    directory it was loaded from: visitors receive that metadata."""
     from armor_ab.model import load_model
 
     loaded = load_model(name)
@@ -137,8 +140,9 @@ def load_generator(name: str, backend: str = "torch", engine_dir: Path | None = 
 def _generator(loaded, backend: str, engine_dir: Path | None):
     from armor_ab.model import InterleavedGenerator
 
+    label = model_name(loaded.name)
     if backend == "torch":
-        return InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
+        return InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, label)
     from armor_ab.engine.errors import BackendUnavailable, EngineError
     from armor_ab.engine.loader import open_engine_backend  # ONNX Runtime / TensorRT
 
@@ -148,4 +152,4 @@ def _generator(loaded, backend: str, engine_dir: Path | None):
         engine = open_engine_backend(engine_dir, backend, expected_config=loaded.model.config)
     except (EngineError, BackendUnavailable, ValueError) as exc:
         raise ContentError(f"--engine {engine_dir}: {exc}") from None
-    return InterleavedGenerator(engine, loaded.tokenizer, loaded.name)
+    return InterleavedGenerator(engine, loaded.tokenizer, label)

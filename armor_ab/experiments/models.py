@@ -13,6 +13,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from armor_ab.experiments.limits import (
+    MAX_LABEL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SEGMENT_CHARS,
+    MAX_SEGMENTS,
+    MAX_TEXT_CHARS,
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    SEGMENT_PATTERN,
+)
 from armor_ab.roi.assumptions import RoiAssumptions
 
 METRICS = (
@@ -30,6 +40,9 @@ MetricName = Literal[
     "inquiry_value_per_visitor",
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# A segment is a top-level key of an exposure's properties; each is a column of the report's query.
+SegmentName = Annotated[str, Field(min_length=1, max_length=MAX_SEGMENT_CHARS, pattern=SEGMENT_PATTERN)]
+Label = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
 
 log = logging.getLogger("armor_ab.experiments")
 
@@ -93,17 +106,19 @@ def apply_renamed_keys(data: Any, source: str = "experiment spec",
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float of a spec is finite (NaN and infinities are refused naming the
+    # field; a stored NaN reads back as null, which no longer validates).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ContentSpec(_Strict):
     """Where a variant's page copy comes from: the catalog's own text or the ARMOR model."""
 
     source: Literal["catalog", "armor"]
-    prompt: str | None = None
-    model: str = "armor-demo"
+    prompt: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    model: Label = "armor-demo"
     max_images: int = Field(default=2, ge=0, le=8)
-    seed: int = 0
+    seed: int = Field(default=0, ge=-(2**63), lt=2**63)
     # Generate a missing page while the visitor waits (up to the server's timeout; control copy
     # meanwhile). Such pages go live unreviewed (approved, no review time); reject them to stop.
     on_demand: bool = False
@@ -118,7 +133,7 @@ class ContentSpec(_Strict):
 class Variant(_Strict):
     key: Slug
     weight: float = Field(ge=0.0, le=1.0)
-    name: str | None = None
+    name: Label | None = None
     content: ContentSpec = ContentSpec(source="catalog")
 
 
@@ -220,6 +235,9 @@ class AnalysisSpec(_Strict):
     prior_stddev: float = Field(default=0.3, gt=0, allow_inf_nan=False)
     prior_proper: bool = False  # False: flat prior (gbstats' default); True: Normal(prior_mean, prior_stddev) on the relative lift
     correction: Literal["holm", "fdr_bh", "none"] = "holm"
+    # Which exposures let a visitor in (docs/events.md): "server" needs one not posted with the public
+    # client key (the server's own, or an import), so made-up visitors add nothing; "any" counts all.
+    exposures: Literal["server", "any"] = "server"
     power: float = Field(default=0.8, gt=0.0, lt=1.0)
 
     def variable_caps(self, metrics: list[str]) -> dict[str, Capping | None]:
@@ -246,18 +264,19 @@ class AnalysisSpec(_Strict):
 
 class ExperimentSpec(_Strict):
     key: Slug
-    name: str = Field(min_length=1, max_length=200)
-    hypothesis: str = ""
-    owner: str = ""
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    hypothesis: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    owner: Label = ""
     coverage: float = Field(default=1.0, ge=0.0, le=1.0)
-    hash_seed: str | None = None
+    hash_seed: Label | None = None
     hash_version: Literal[1, 2] = 2
-    variants: list[Variant] = Field(min_length=2, max_length=20)
+    variants: list[Variant] = Field(min_length=MIN_VARIANTS, max_length=MAX_VARIANTS)
     control: str | None = None
     metrics: MetricsSpec
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     mde: float = Field(default=0.05, gt=0.0)
-    segments: list[str] = []
+    # Each segment is a column of the report's query: a bounded number of bounded names.
+    segments: list[SegmentName] = Field(default=[], max_length=MAX_SEGMENTS)
     roi: RoiAssumptions | None = None
     analysis: AnalysisSpec = AnalysisSpec()
 
@@ -269,6 +288,13 @@ class ExperimentSpec(_Strict):
             key = data.get("key")
             return apply_renamed_keys(data, f"experiment {key!r}" if isinstance(key, str) else "experiment spec")
         return data
+
+    @field_validator("segments")
+    @classmethod
+    def _unique_segments(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"segments must be unique, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _check_variants(self) -> ExperimentSpec:

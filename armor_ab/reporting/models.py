@@ -318,6 +318,10 @@ class DataBlock(_Fixed):
     multi_variant_visitors: int
     unknown_variant_visitors: dict[str, int]
     bot_visitors: dict[str, int]
+    # Which exposures let a visitor in (``analysis.exposures``), and the visitors left out because only
+    # exposures posted with a client key named them (forged or replayed; always 0 with "any").
+    exposures: Literal["server", "any"]
+    client_only_visitors: int
     deduplicated_in_sql: bool
     conversion_window_days: int | None
     roi_window_days: int

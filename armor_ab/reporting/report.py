@@ -291,7 +291,7 @@ def _load(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start: datet
         segments=segments, variants=[v.key for v in spec.variants], caps=a.variable_caps(spec.metrics.all()),
         bot_user_agents=a.bots.user_agents, max_views_per_day=a.bots.max_views_per_day,
         conversion_window_days=a.conversion_window_days, roi_window_days=a.roi_window_days,
-        max_age_days=MAX_AGE_DAYS,
+        max_age_days=MAX_AGE_DAYS, exposures=a.exposures,
     )
 
 
@@ -496,6 +496,8 @@ def report_from_sums(
             "multi_variant_visitors": sums.multi_variant_visitors,
             "unknown_variant_visitors": unknown,
             "bot_visitors": dict(sums.bot_visitors),
+            "exposures": a.exposures,
+            "client_only_visitors": sums.client_only_visitors,
             "deduplicated_in_sql": sums.deduplicated_in_sql,
             "conversion_window_days": a.conversion_window_days,
             "roi_window_days": a.roi_window_days,

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from armor_ab.bots import is_bot
 from armor_ab.event_schema import exposure_row
-from armor_ab.events import exposure_event_id, micros
+from armor_ab.events import CONTROL_CHARS, exposure_event_id, micros
 from armor_ab.services.auth import Principal
 from armor_ab.services.errors import ServiceError
 from armor_ab.services.state import AppState, LiveExperiment, json_bytes
 from armor_ab.store.writer import QueueFullError, WriterClosedError
 
 MAX_ID = 200  # characters of a visitor, item or variant id in a query string
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")  # the characters no id may hold (as in EventIn's ids)
 
 
 def query_id(value: str | None, name: str, required: bool = False) -> str | None:
-    """A visitor, item or variant id from a query parameter: blank is absent; 422 when required or too long."""
+    """A visitor, item or variant id from a query parameter: blank is absent; 422 when required, too
+    long, or holding a control character (NUL among them)."""
     if not value:
         if required:
             raise ServiceError(422, "validation_error", f"query parameter {name} is required", field=name)
         return None
     if len(value) > MAX_ID:
         raise ServiceError(422, "validation_error", f"{name} must be at most {MAX_ID} characters", field=name)
+    if _CONTROL.search(value):
+        raise ServiceError(422, "validation_error", f"{name} must not contain control characters", field=name)
     return value
 
 

@@ -1,7 +1,9 @@
 """Bulk-loading events from JSON lines or Parquet (`armor-ab events import`) through the API's own validation.
 
 All rows are validated before anything is written, and the write is one transaction: a bad
-row anywhere means nothing from the file lands.
+row anywhere means nothing from the file lands. An import is an admin's act: its rows keep their
+variants (no assignment check) and any ``ts`` the model accepts, and are stored with
+``source = 'import'``.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult:
     con.execute("BEGIN")
     try:
         for start in range(0, len(events), CHUNK):
-            accepted += len(append_events(con, to_arrow(events[start : start + CHUNK], received)))
+            accepted += len(append_events(con, to_arrow(events[start : start + CHUNK], received, source="import")))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -43,3 +43,11 @@ class Metrics:
             "armor_ab_content_fallback_total", "content requests served control copy instead",
             ["reason"], registry=self.registry,
         )
+        self.events_refused = Counter(
+            "armor_ab_events_refused_total",
+            "client events refused one by one (the rest of their batch committed), by reason",
+            ["reason"], registry=self.registry,
+        )
+        self.keys_revoked = Counter(
+            "armor_ab_keys_revoked_total", "API keys revoked (DELETE /v1/keys/{id})", registry=self.registry
+        )

@@ -7,6 +7,10 @@ while younger than ``max_age`` seconds although events arrived since (product ma
 daily; a minute-old figure is the same figure), and recomputed once older.
 One computation per experiment runs at a time; concurrent requests wait for it instead of
 starting their own.
+
+A report refused for its budget (``report_timeout``, ``report_too_large``: ``services.reports``)
+is remembered for ``refusal_ttl`` seconds while the experiment's record is unchanged: asking again
+at once gets the same answer without spending another budget on it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from armor_ab.services.errors import ServiceError
+
+REMEMBERED_REFUSALS = frozenset({"report_timeout", "report_too_large"})
 
 
 @dataclass
@@ -25,9 +33,18 @@ class _Entry:
 
 
 @dataclass
+class _Refusal:
+    record_version: tuple
+    at: float
+    error: ServiceError
+
+
+@dataclass
 class ReportCache:
     max_age: float = 60.0
+    refusal_ttl: float = 30.0
     _entries: dict[tuple, _Entry] = field(default_factory=dict)
+    _refusals: dict[tuple, _Refusal] = field(default_factory=dict)
     _locks: dict[tuple, asyncio.Lock] = field(default_factory=dict)
 
     async def get(
@@ -45,9 +62,27 @@ class ReportCache:
             async with lock:
                 entry = self._fresh(key, version)  # someone else may have computed it meanwhile
                 if entry is None:
-                    body = await compute()
+                    self._refused(key, version[0])
+                    try:
+                        body = await compute()
+                    except ServiceError as exc:
+                        if exc.code in REMEMBERED_REFUSALS:
+                            self._refusals[key] = _Refusal(version[0], time.monotonic(), exc)
+                        raise
+                    self._refusals.pop(key, None)
                     entry = self._entries[key] = _Entry(version, time.monotonic(), body)
         return entry.body, time.monotonic() - entry.computed_at
+
+    def _refused(self, key: tuple, record_version: tuple) -> None:
+        """Raise the refusal remembered for ``key``, if it is young and its record unchanged."""
+        refusal = self._refusals.get(key)
+        if refusal is None:
+            return
+        if refusal.record_version != record_version or time.monotonic() - refusal.at >= self.refusal_ttl:
+            del self._refusals[key]
+            return
+        e = refusal.error
+        raise ServiceError(e.status, e.code, e.message, e.field, e.headers)
 
     def _fresh(self, key: tuple, version: tuple) -> _Entry | None:
         entry = self._entries.get(key)

@@ -6,21 +6,39 @@ edited ROI (``reporting.verdict.decide_report``), so the dashboards never run th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from armor_ab.reporting.report import experiment_report_json
 from armor_ab.reporting.verdict import decide_report
 from armor_ab.services.assignment import live_experiment
+from armor_ab.services.errors import ServiceError
 from armor_ab.services.state import AppState
+from armor_ab.store.process import ReadBudgetError
+
+REPORT_RETRY_AFTER = 30  # seconds: a report that timed out may fit once the machine is less busy
 
 
 async def report_json(state: AppState, key: str, cuped: bool | None = None) -> tuple[bytes, float]:
     """(the report's JSON, its age in seconds): cached until the experiment or, after ``report_max_age``
-    seconds, its events change (``services.report_cache``); 404 for an unknown experiment."""
+    seconds, its events change (``services.report_cache``); 404 for an unknown experiment.
+
+    The report runs within its own budget in the database process (``ServerSettings.report_memory_limit``
+    and ``report_timeout_s``), apart from the writer: over it, 503 ``report_timeout`` (with Retry-After)
+    or ``report_too_large``, and the event log is not disturbed."""
     record = live_experiment(state, key).record
 
     async def compute() -> bytes:
-        return await state.read(experiment_report_json, record, cuped=cuped)
+        # Read-your-writes: the server logs exposures without waiting for their commit, so a report asked
+        # right after traffic must first see them committed (one transaction, milliseconds).
+        with contextlib.suppress(Exception):  # a failing writer still leaves the committed data to report on
+            await asyncio.wrap_future(state.store.barrier())
+        try:
+            return await state.read_bounded(experiment_report_json, record, cuped=cuped)
+        except ReadBudgetError as exc:
+            headers = {"Retry-After": str(REPORT_RETRY_AFTER)} if exc.code == "report_timeout" else None
+            raise ServiceError(503, exc.code, exc.message, headers=headers) from None
 
     version = (record.updated_at, record.status, record.bucket_version)
     return await state.reports.get((key, cuped), version, compute, events=state.store.committed_events)

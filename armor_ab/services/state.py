@@ -19,11 +19,13 @@ from armor_ab.content.control import control_content, load_products
 from armor_ab.content.on_demand import OnDemand, OnDemandSettings
 from armor_ab.content.pages import PageKey
 from armor_ab.experiments.assignment import Assigner
+from armor_ab.services.errors import ServiceError
 from armor_ab.services.metrics import Metrics
 from armor_ab.services.report_cache import ReportCache
 from armor_ab.store.content import save_generated
 from armor_ab.store.experiments import ExperimentRecord
 from armor_ab.store.process import Snapshot, StoreClient
+from armor_ab.store.writer import StoreFaultError
 
 T = TypeVar("T")
 
@@ -42,11 +44,17 @@ class ServerSettings:
     db_path: Path
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1024 * 1024
+    body_timeout: float = 30.0  # seconds a request body may take to arrive whole (then 408; armor-ab serve --body-timeout)
     writer_queue: int = 20_000
     exposure_cache_size: int = 200_000
     read_concurrency: int = 4
     report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
     db_memory_limit: str = "1GB"  # DuckDB's buffer pool in the database process (reports need room)
+    # A report's own budget, apart from the writer's: its joins, aggregates and sorts spill to disk
+    # past report_memory_limit (DuckDB's per-connection operator_memory_limit; two reports run at
+    # once), and it is interrupted after report_timeout_s (503 report_timeout).
+    report_memory_limit: str = "256MB"
+    report_timeout_s: float = 60.0
     db_lock_wait: float = 10.0  # seconds to wait for the file lock of a previous server that is exiting
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
@@ -109,6 +117,10 @@ class AppState:
         store = StoreClient(
             settings.db_path, memory_limit=settings.db_memory_limit, writer_queue=settings.writer_queue,
             read_concurrency=settings.read_concurrency, lock_wait_s=settings.db_lock_wait,
+            report_memory_limit=settings.report_memory_limit, report_timeout_s=settings.report_timeout_s,
+            # The report's modules (statistics, scipy: seconds) are imported when the database process
+            # starts, not by the first report's message, which would hold up the batches behind it.
+            preload=("armor_ab.reporting.report",),
             on_commit=on_commit, on_rows_committed=rows_committed, on_rows_failed=rows_failed,
         )
         metrics = Metrics(lambda: store.depth)
@@ -166,10 +178,30 @@ class AppState:
     # -- reads and writes --------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(cursor, *args, **kwargs)`` in the database process (a module-level function)."""
-        return await asyncio.wrap_future(self.store.read(fn, *args, **kwargs))
+        try:
+            return await asyncio.wrap_future(self.store.read(fn, *args, **kwargs))
+        except StoreFaultError as exc:
+            raise unavailable(exc) from None
+
+    async def read_bounded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``read`` within the report budget (``report_memory_limit``, ``report_timeout_s``); raises
+        ``armor_ab.store.process.ReadBudgetError`` over it."""
+        try:
+            return await asyncio.wrap_future(self.store.read_bounded(fn, *args, **kwargs))
+        except StoreFaultError as exc:
+            raise unavailable(exc) from None
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(con, *args, **kwargs)`` on the writer thread, then refresh the caches it may have changed."""
-        result, snapshot = await asyncio.wrap_future(self.store.write(fn, *args, **kwargs))
+        try:
+            result, snapshot = await asyncio.wrap_future(self.store.write(fn, *args, **kwargs))
+        except StoreFaultError as exc:
+            raise unavailable(exc) from None
         self.apply(snapshot)
         return result
+
+
+def unavailable(exc: StoreFaultError) -> ServiceError:
+    """503 ``unavailable`` with Retry-After: the database cannot do it now (disk full, I/O error)."""
+    return ServiceError(503, "unavailable", f"the database cannot do this now ({exc.cause}); retry later",
+                        headers={"Retry-After": str(exc.retry_after)})

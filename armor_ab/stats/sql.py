@@ -5,9 +5,18 @@ What counts (the analysis contract):
 * A visitor enters on its **first exposure** inside the window [start, end] that names a variant;
   its variant is that exposure's variant, its segment values (device, category, ...) are read
   from that exposure's ``properties``.
+* Sources (``exposures``): with ``"server"`` a visitor counts only when one of its exposures in the
+  window that names a variant was not posted with a client key (``source`` is ``server``,
+  ``import``, or NULL for rows older than the column): the server assigned it. Its entry time,
+  variant and segments still come from its first exposure of any source (clients' exposures were
+  checked against the assignment when they arrived, and a simulated or queued history sends them
+  with the time they happened). With ``"any"`` every exposure counts alike (the query then does
+  not read ``source``, so it also runs on tables without that column).
 * Data quality comes before statistics. These visitors are excluded from every sum (totals,
   daily rows, segments, ages) and only counted, each under the first reason that applies:
 
+  0. ``client`` (``exposures="server"`` only): every exposure naming a variant was posted with a
+     client key: no exposure the server logged vouches for the visitor (forged or replayed events);
   1. ``multi``: exposed to more than one variant in the window (GrowthBook's ``__multiple__``);
   2. ``unknown``: its first exposure names a variant outside ``variants`` (when given);
   3. bot ``user_agent``: one of its exposures in the window (with a variant or not) has
@@ -116,6 +125,7 @@ class VisitorCap:
 # The default per-visitor caps: the spec's default (``AnalysisSpec.capping_default``) on every variable.
 DEFAULT_CAPS: dict[str, Capping | None] = dict.fromkeys(CAPPABLE, VisitorCap())
 BOT_REASONS = ("user_agent", "rate")
+EXPOSURE_SOURCES = ("server", "any")  # which exposures let a visitor in (``AnalysisSpec.exposures``)
 # Variables with one value per visitor, booked on its entry row (no daily history). ``wq`` is not
 # one of them: it is summed day by day like ``inq`` (then no window looks ahead for its total).
 _FIXED = frozenset((*PRE, "mature"))
@@ -134,6 +144,7 @@ class ExperimentSums:
     bot_visitors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BOT_REASONS, 0))  # excluded
     caps: dict[str, float | None] = field(default_factory=dict)  # per-visitor cap used per variable (None: none)
     ages: dict[str, dict[int, VisitorSums]] = field(default_factory=dict)  # variant -> days since exposure -> sums
+    client_only_visitors: int = 0  # excluded: only client-posted exposures name them (exposures="server")
     totals: dict[str, VisitorSums] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -239,6 +250,7 @@ def build_query(
     bot_user_agents: bool = True,
     rate_limit: bool = False,
     conversion_window: bool = False,
+    exposures: str = "any",
 ) -> str:
     """The SQL text of the query; what ``load_sums`` runs.
 
@@ -247,9 +259,13 @@ def build_query(
     The flags switch on the parts that need them. Parameters (epoch µs, days, values):
     $exp, $lo, $start, $end, $end_day, $pre, $roi, $max_age, and when used $pct (event-level dwell
     cap), $cap_<variable> (quantile or value), $variants (VARCHAR[]), $max_views, $cw (days).
+    ``exposures="server"`` reads the ``source`` column and excludes the visitors only clients vouch for.
     """
     if not _TABLE_NAME.match(source):
         raise ValueError(f"source table {source!r} is not a plain identifier")
+    if exposures not in EXPOSURE_SOURCES:
+        raise ValueError(f"exposures must be one of {EXPOSURE_SOURCES}, got {exposures!r}")
+    server_only = exposures == "server"
     kinds = dict.fromkeys(CAPPABLE, "percentile") if caps is None else dict(caps)
     if not set(kinds) <= set(CAPPABLE) or not set(kinds.values()) <= {None, "percentile", "absolute"}:
         raise ValueError(f"caps must map some of {CAPPABLE} to 'percentile', 'absolute' or None, got {kinds!r}")
@@ -268,7 +284,10 @@ def build_query(
     # Exclusions decided from the exposure rows alone; the first reason that applies wins.
     ua_col = (",\n            coalesce(bool_or(json_extract(properties, '$.bot') = 'true'), false) AS ua_bot"
               if bot_user_agents else "")
-    reasons = "WHEN multi THEN 'multi'"
+    if server_only:  # an exposure naming a variant that no client key sent (NULL: written before sources)
+        ua_col += (",\n            coalesce(bool_or(source IS DISTINCT FROM 'client') FILTER (variant IS NOT NULL), "
+                   "false) AS vouched")
+    reasons = ("WHEN NOT vouched THEN 'client' " if server_only else "") + "WHEN multi THEN 'multi'"
     if variants:
         reasons += " WHEN NOT list_contains($variants::VARCHAR[], variant) THEN 'unknown'"
     if bot_user_agents:
@@ -349,14 +368,15 @@ def build_query(
         "\nUNION ALL BY NAME\nSELECT 'excluded' AS part, 'rate' AS reason, count(*) AS visitors FROM rate_bots"
         if rate_limit else ""
     )
+    source_col = ", source" if server_only else ""
     if dedup:
         src = f"""src AS MATERIALIZED (
-    SELECT DISTINCT ON (event_id) user_id, variant, type, value, epoch_us(ts) AS tu, properties
+    SELECT DISTINCT ON (event_id) user_id, variant, type, value, epoch_us(ts) AS tu, properties{source_col}
     FROM {source} WHERE experiment = $exp AND epoch_us(ts) BETWEEN $lo AND $end
 )"""
     else:
         src = f"""src AS NOT MATERIALIZED (
-    SELECT user_id, variant, type, value, epoch_us(ts) AS tu, properties
+    SELECT user_id, variant, type, value, epoch_us(ts) AS tu, properties{source_col}
     FROM {source} WHERE experiment = $exp AND epoch_us(ts) BETWEEN $lo AND $end
 )"""
     return f"""
@@ -528,6 +548,7 @@ def load_sums(
     conversion_window_days: int | None = None,
     roi_window_days: int = 3,
     max_age_days: int = 27,
+    exposures: str = "any",
 ) -> ExperimentSums:
     """Run the query for one experiment (the rules are in this module's docstring).
 
@@ -536,6 +557,8 @@ def load_sums(
     from the mapping, or mapped to None, is not capped; ``caps=None`` means ``DEFAULT_CAPS``.
     ``variants``: the configured variants (None: every variant seen is reported).
     ``dedup=None`` deduplicates only when the table does not enforce unique event ids.
+    ``exposures``: ``"server"`` lets in only visitors an exposure not posted with a client key vouches
+    for (the table needs a ``source`` column); ``"any"`` (default here) reads every exposure alike.
     """
     if cap_percentile is not None and not 0.0 < cap_percentile <= 1.0:
         raise ValueError(f"cap_percentile must be in (0, 1] or None, got {cap_percentile!r}")
@@ -565,6 +588,7 @@ def load_sums(
         caps={v: c.type if c is not None else None for v, c in var_caps.items()},
         variants=variants is not None, bot_user_agents=bot_user_agents,
         rate_limit=max_views_per_day is not None, conversion_window=conversion_window_days is not None,
+        exposures=exposures,
     )
     params: dict[str, object] = {
         "exp": experiment,
@@ -594,7 +618,7 @@ def load_sums(
     age_sums: dict[str, dict[int, VisitorSums]] = {}
     unknown: dict[str, int] = {}
     bots = dict.fromkeys(BOT_REASONS, 0)
-    multi = 0
+    multi = client_only = 0
     event_cap: float | None = None
     used_caps: dict[str, float | None] = dict.fromkeys(CAPPABLE)
     for row in rows:
@@ -615,6 +639,8 @@ def load_sums(
             reason, count = row[col["reason"]], int(row[col["visitors"]])
             if reason == "multi":
                 multi += count
+            elif reason == "client":
+                client_only += count
             elif reason == "unknown":
                 unknown[row[col["variant"]]] = unknown.get(row[col["variant"]], 0) + count
             else:
@@ -628,6 +654,7 @@ def load_sums(
     return ExperimentSums(
         cap=event_cap, daily=daily, segments=seg, multi_variant_visitors=multi, deduplicated_in_sql=dedup,
         unknown_variant_visitors=unknown, bot_visitors=bots, caps=used_caps, ages=ages,
+        client_only_visitors=client_only,
     )
 
 

@@ -6,6 +6,7 @@ missing file, and a crash leaves at worst an unreferenced PNG that a rerun reuse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,6 +21,14 @@ from armor_ab.model.interleaved import InterleavedContent
 
 STATUSES = ("pending", "approved", "rejected")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def model_name(model: str) -> str:
+    """A model as visitors may see it: its name, never the server's path to it
+    (``/…/assets/models/armor-demo`` -> ``armor-demo``; a named configuration stays as it is)."""
+    if "/" not in model and "\\" not in model:
+        return model
+    return re.split(r"[\\/]", model.rstrip("/\\"))[-1] or model
 
 
 def images_dir_for(db_path: Path) -> Path:
@@ -56,7 +65,8 @@ class ContentRow:
     def public(self) -> dict:
         return {
             "experiment": self.experiment, "variant": self.variant, "item_id": self.item_id,
-            "status": self.status, "digest": self.digest, "prompt": self.prompt, "model": self.model,
+            "status": self.status, "digest": self.digest, "prompt": self.prompt,
+            "model": model_name(self.model) if self.model else self.model,
             "generated_at": self.generated_at.isoformat(),
             "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
             "content": with_image_urls(self.content),
@@ -64,14 +74,19 @@ class ContentRow:
 
 
 def with_image_urls(content: dict) -> dict:
-    """The stored JSON with each image segment's URL on this API (relative: ``/v1/images/<sha>``)."""
+    """The stored JSON as served: each image segment's URL on this API (relative: ``/v1/images/<sha>``),
+    and the model by its name only (pages stored by older versions named the model's directory)."""
     segments = []
     for seg in content["segments"]:
         if seg["type"] == "image":
             seg = {k: v for k, v in seg.items() if k not in ("file", "codes")}
             seg["url"] = f"/v1/images/{seg['sha256']}"
         segments.append(seg)
-    return {**content, "segments": segments}
+    served = {**content, "segments": segments}
+    metadata = content.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("model"), str):
+        served["metadata"] = {**metadata, "model": model_name(metadata["model"])}
+    return served
 
 
 _COLUMNS = "experiment, variant, item_id, status, content, digest, prompt, model, generated_at, reviewed_at"
@@ -100,6 +115,9 @@ def save_generated(
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     if not replace and exists(con, experiment, variant, item_id):
         return None
+    name = model_name(content.metadata.model)
+    if name != content.metadata.model:  # the model's name and config hash, never a path on this server
+        content = dataclasses.replace(content, metadata=dataclasses.replace(content.metadata, model=name))
     for image in content.images:
         write_image(images_dir, image.sha256, image.png)
     now = datetime.now(UTC)

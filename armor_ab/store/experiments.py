@@ -2,19 +2,30 @@
 
 Every change writes a row to ``experiment_history`` in the same transaction, so who-saw-what
 can be reconstructed for any point in time (bucket versions included).
+
+A stored row whose spec no longer loads (written by hand, by older code with looser rules, or
+broken in the file) is *quarantined*: ``list_experiments`` leaves it out, so the server still
+starts and serves the others; ``list_quarantined`` shows it with the error; ``get_experiment``
+refuses it with ``experiment_quarantined``; a valid spec for its key (``upsert_experiment``, the
+API's PUT) replaces it, keeping its status, timestamps and bucket version (history action
+``repair``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+from pydantic import ValidationError
 
+from armor_ab.experiments.loader import error_field
 from armor_ab.experiments.models import ExperimentSpec
 
 STATUSES = ("draft", "running", "stopped")
+log = logging.getLogger("armor_ab.store")
 
 
 class ExperimentError(ValueError):
@@ -65,30 +76,103 @@ class ExperimentRecord:
         }
 
 
-_COLUMNS = "spec, status, bucket_version, created_at, updated_at, started_at, stopped_at"
+@dataclass(frozen=True)
+class QuarantinedExperiment:
+    """A stored experiment whose row does not load: kept out of the live ones until a valid spec replaces it."""
+
+    key: str
+    status: str
+    bucket_version: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    stopped_at: datetime | None
+    field: str | None  # the spec's field at fault (``status``, ``key`` for the row's own columns)
+    error: str
+    spec: str  # the stored text, as is
+
+    def public(self) -> dict:
+        """The JSON an admin sees (``QuarantinedExperimentPublic``)."""
+        return {
+            "key": self.key,
+            "status": self.status,
+            "bucket_version": self.bucket_version,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+            "field": self.field,
+            "error": self.error,
+            "spec": self.spec,
+        }
 
 
-def _record(row: tuple) -> ExperimentRecord:
-    spec, status, bucket_version, created, updated, started, stopped = row
-    return ExperimentRecord(
-        spec=ExperimentSpec.model_validate_json(spec),
-        status=status,
-        bucket_version=bucket_version,
-        created_at=created,
-        updated_at=updated,
-        started_at=started,
-        stopped_at=stopped,
+_COLUMNS = "key, spec, status, bucket_version, created_at, updated_at, started_at, stopped_at"
+_logged: set[tuple[str, datetime]] = set()  # quarantined rows already logged (one line per row version)
+
+
+def _load(row: tuple) -> ExperimentRecord | QuarantinedExperiment:
+    """The row as a record, or quarantined with the first error when its spec or status does not load."""
+    key, spec_text, status, bucket_version, created, updated, started, stopped = row
+    field: str | None
+    try:
+        spec = ExperimentSpec.model_validate_json(spec_text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field, error = error_field(err["loc"]), err["msg"]
+    except Exception as exc:  # whatever else a bad row raises must not stop the server (RecursionError, ...)
+        field, error = None, f"{type(exc).__name__}: {exc}"
+    else:
+        if spec.key != key:
+            field, error = "key", f"the spec's key {spec.key!r} is not the row's key {key!r}"
+        elif status not in STATUSES:
+            field, error = "status", f"status {status!r} is not one of {', '.join(STATUSES)}"
+        else:
+            return ExperimentRecord(spec, status, bucket_version, created, updated, started, stopped)
+    if (key, updated) not in _logged:
+        _logged.add((key, updated))
+        log.error("experiment quarantined: its stored spec does not load",
+                  extra={"experiment": key, "field": field, "error": error})
+    return QuarantinedExperiment(key, status, bucket_version, created, updated, started, stopped, field, error,
+                                 str(spec_text))
+
+
+def _quarantined_error(q: QuarantinedExperiment) -> ExperimentError:
+    where = f" (field '{q.field}')" if q.field else ""
+    return ExperimentError(
+        "experiment_quarantined",
+        f"experiment {q.key!r} is quarantined: its stored spec does not load{where}: {q.error}; "
+        "replace it with a valid spec (PUT /v1/experiments/{key}, or armor-ab experiment apply FILE)",
+        field="spec",
     )
 
 
-def get_experiment(con: duckdb.DuckDBPyConnection, key: str) -> ExperimentRecord | None:
+def _get(con: duckdb.DuckDBPyConnection, key: str) -> ExperimentRecord | QuarantinedExperiment | None:
     row = con.execute(f"SELECT {_COLUMNS} FROM experiments WHERE key = ?", [key]).fetchone()
-    return _record(row) if row else None
+    return _load(row) if row else None
+
+
+def get_experiment(con: duckdb.DuckDBPyConnection, key: str) -> ExperimentRecord | None:
+    """The experiment, or None; raises ``ExperimentError`` (``experiment_quarantined``) for a row that does not load."""
+    got = _get(con, key)
+    if isinstance(got, QuarantinedExperiment):
+        raise _quarantined_error(got)
+    return got
+
+
+def _load_all(con: duckdb.DuckDBPyConnection) -> list[ExperimentRecord | QuarantinedExperiment]:
+    rows = con.execute(f"SELECT {_COLUMNS} FROM experiments ORDER BY created_at, key").fetchall()
+    return [_load(r) for r in rows]
 
 
 def list_experiments(con: duckdb.DuckDBPyConnection) -> list[ExperimentRecord]:
-    rows = con.execute(f"SELECT {_COLUMNS} FROM experiments ORDER BY created_at, key").fetchall()
-    return [_record(r) for r in rows]
+    """Every experiment that loads (the live ones); quarantined rows are left out (``list_quarantined``)."""
+    return [r for r in _load_all(con) if isinstance(r, ExperimentRecord)]
+
+
+def list_quarantined(con: duckdb.DuckDBPyConnection) -> list[QuarantinedExperiment]:
+    """Every stored experiment whose row does not load, with its error."""
+    return [r for r in _load_all(con) if isinstance(r, QuarantinedExperiment)]
 
 
 def _history(con: duckdb.DuckDBPyConnection, rec: ExperimentRecord, action: str, now: datetime) -> None:
@@ -126,7 +210,9 @@ def upsert_experiment(
     is refused unless ``new_bucket_version`` re-seeds it, which is recorded in the history.
     """
     now = datetime.now(UTC)
-    old = get_experiment(con, spec.key)
+    old = _get(con, spec.key)
+    if isinstance(old, QuarantinedExperiment):
+        return _repair(con, old, spec, new_bucket_version, now), "repair"
     if old is None:
         rec = ExperimentRecord(spec, "draft", 0, now, now, None, None)
         return _save(con, rec, "create"), "create"
@@ -146,6 +232,41 @@ def upsert_experiment(
     return _save(con, rec, action), action
 
 
+def _stored_assignment(spec_text: str) -> tuple | None:
+    """``assignment_fields()`` read leniently from a stored spec that does not validate; None if unreadable."""
+    try:
+        data = json.loads(spec_text)
+        return (data.get("hash_seed") or data["key"], data.get("hash_version", 2),
+                tuple((v["key"], float(v["weight"])) for v in data["variants"]))
+    except Exception:  # noqa: BLE001 - unreadable means "cannot tell", which the caller treats as a change
+        return None
+
+
+def _repair(
+    con: duckdb.DuckDBPyConnection, old: QuarantinedExperiment, spec: ExperimentSpec, new_bucket_version: bool,
+    now: datetime,
+) -> ExperimentRecord:
+    """Replace a quarantined row with a valid spec, keeping its status, timestamps and bucket version.
+
+    The rule of a running experiment holds: when the stored spec's variants, weights or seed cannot
+    be read, or differ, the repair needs ``new_bucket_version``.
+    """
+    if (old.status == "running" and not new_bucket_version
+            and _stored_assignment(old.spec) != spec.assignment_fields()):
+        raise ExperimentError(
+            "running_experiment_reassignment",
+            f"experiment {spec.key!r} is running and quarantined: its stored variants, weights or seed are "
+            "unreadable or differ from this spec's; pass --new-bucket-version (API: new_bucket_version=true) "
+            "to re-seed",
+            field="variants",
+        )
+    status = old.status if old.status in STATUSES else ("stopped" if old.started_at else "draft")
+    bucket = old.bucket_version + 1 if new_bucket_version else old.bucket_version
+    stopped = old.stopped_at if status == "stopped" else None
+    rec = ExperimentRecord(spec, status, bucket, old.created_at, now, old.started_at, stopped)
+    return _save(con, rec, "repair")
+
+
 def set_status(
     con: duckdb.DuckDBPyConnection, key: str, status: str, *, at: datetime | None = None
 ) -> ExperimentRecord:
@@ -154,7 +275,7 @@ def set_status(
     ``at`` back-dates a first start, for experiments whose earlier traffic is imported or
     simulated (``events import``, ``simulate --days``): the analysis window opens there.
     """
-    old = get_experiment(con, key)
+    old = get_experiment(con, key)  # refuses a quarantined one
     if old is None:
         raise ExperimentError("experiment_not_found", f"no experiment {key!r}", field="key")
     allowed = {"running": ("draft", "stopped"), "stopped": ("running",)}

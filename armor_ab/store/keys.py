@@ -63,6 +63,26 @@ def create_key(con: duckdb.DuckDBPyConnection, scope: str, name: str | None = No
     return secret_key, ApiKey(key_id, scope, name, now, None)
 
 
+def create_key_checked(con: duckdb.DuckDBPyConnection, scope: str, name: str | None = None) -> tuple[str, ApiKey]:
+    """``create_key`` for a server: committed only once the server's snapshot reads with the key in it.
+
+    The server answers an admin write with the snapshot read after it; a key committed before a
+    snapshot that then fails would exist while its secret is never shown. Here the snapshot is read
+    inside the key's transaction, so a failure rolls the key back with it.
+    """
+    from armor_ab.store.process import read_snapshot
+
+    con.execute("BEGIN")
+    try:
+        created = create_key(con, scope, name)
+        read_snapshot(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return created
+
+
 def list_keys(con: duckdb.DuckDBPyConnection) -> list[ApiKey]:
     rows = con.execute(
         "SELECT key_id, scope, name, created_at, revoked_at FROM api_keys ORDER BY created_at"

@@ -97,8 +97,14 @@ def _v0_to_v1(con: duckdb.DuckDBPyConnection) -> None:
     """Version 1 is version 0's DDL plus the version table: nothing to change but the record."""
 
 
+def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    """events.source: who wrote the row (server, client, import). Rows written before are NULL:
+    their origin was not recorded, and the analysis keeps counting them as it did (docs/events.md)."""
+    add_column(con, "events", "source", "VARCHAR")
+
+
 # MIGRATIONS[n] takes version n to n + 1. Append only; never edit or reorder a released one.
-MIGRATIONS: list[Migration] = [_v0_to_v1]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,12 @@ with the log) out of the API process.
 
 The child runs the same ``EventWriter`` as before, so the rules do not change: one writer thread,
 group commits, an answer only after the commit that holds the rows. Reads run on a small pool of
-cursors beside it. Messages are pickled tuples on a Unix socket (``multiprocessing.connection``
+cursors beside it. Reports run on their own two threads, each on a cursor with its own memory and
+time budget (``report_memory_limit``: DuckDB's per-connection ``operator_memory_limit``, so a
+report's hash tables and sorts spill to disk past it instead of taking the buffer pool the writer
+needs; ``report_timeout_s``: a timer interrupts the cursor). A report over budget raises
+``ReadBudgetError`` (``report_timeout``, or ``report_too_large`` when DuckDB runs out of memory
+anyway). Messages are pickled tuples on a Unix socket (``multiprocessing.connection``
 framing):
 
 ====================  ===============================================================
@@ -18,12 +23,18 @@ API -> database       database -> API
 ``rows rows``         ``committed ids`` / ``failed ids`` (fire-and-forget exposures)
 ``write id fn a kw``  ``ok id (result, snapshot)``: ``fn(con, *a, **kw)`` on the writer thread
 ``read id fn a kw``   ``ok id result``: ``fn(cursor, *a, **kw)`` on a read thread
+``report id fn a kw`` ``ok id result``: the same on a report thread, within the report budget
 ``stop``              ``stats committed depth`` after each commit, ``ready snapshot`` at start
+                      ``fault cause`` when writes start failing, ``fault None`` once recovered
 ====================  ===============================================================
 
 Functions travel by reference, so they must be importable module-level functions. If the API
 process dies (even by SIGKILL), the child sees the socket close, writes what it has queued, closes
 the database and exits; a restarted API waits for the file lock that exit releases.
+
+A write that fails on a fault (disk full, an I/O error) is answered ``WriteFailedError``; the
+writer reopens the database if DuckDB invalidated it and probes until writes work again (see
+``armor_ab.store.writer``), with no restart.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import itertools
 import json
 import logging
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -48,12 +60,22 @@ from typing import Any
 
 import duckdb
 
-from armor_ab.store.writer import QueueFullError, WriterClosedError, WriteResult
+from armor_ab.store.writer import (
+    QueueFullError,
+    StoreFaultError,
+    WriterClosedError,
+    WriteResult,
+    describe,
+    is_fault,
+    needs_reopen,
+)
 
 log = logging.getLogger("armor_ab.store")
 
 ROWS_FLUSH_S = 0.02  # exposure rows are shipped to the database process in bundles this often
 READY_TIMEOUT_S = 60.0
+REPORT_THREADS = 2  # reports computed at once; with their memory budget, what reports can take
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 # The child's entry point. Like multiprocessing's spawn, it starts from this process's sys.path (the
 # first argument), so it imports the same armor_ab (the installed one, whatever the working directory
 # holds) and the same modules of the functions sent to it by reference. The environment is left as is.
@@ -69,6 +91,25 @@ class StoreError(RuntimeError):
 
 class RemoteError(RuntimeError):
     """An error raised in the database process whose type could not travel back as is."""
+
+
+class ReadBudgetError(RuntimeError):
+    """A report went over its budget: ``code`` is ``report_timeout`` or ``report_too_large``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_memory_limit(value: str, name: str = "memory limit") -> str:
+    """``value`` if DuckDB reads it as a memory size (e.g. ``256MB``, ``1GiB``); else ``ValueError``."""
+    if not _MEMORY.match(value.strip()):
+        raise ValueError(f"{name} must be a size such as 256MB or 1GB, not {value!r}")
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -107,13 +148,20 @@ class StoreClient:
         memory_limit: str = "1GB",
         writer_queue: int = 20_000,
         read_concurrency: int = 4,
+        report_memory_limit: str = "256MB",
+        report_timeout_s: float = 60.0,
         max_buffered_rows: int = 100_000,
         lock_wait_s: float = 10.0,
+        preload: tuple[str, ...] = (),
         on_commit: Callable[[int, float], None] | None = None,  # (new events, seconds)
         on_rows_committed: Callable[[list[str]], None] | None = None,
         on_rows_failed: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.db_path = Path(db_path)
+        check_memory_limit(memory_limit)
+        check_memory_limit(report_memory_limit, "report memory limit")
+        if not report_timeout_s > 0:
+            raise ValueError(f"report timeout must be positive, not {report_timeout_s!r}")
         self._on_commit = on_commit
         self._on_rows_committed = on_rows_committed
         self._on_rows_failed = on_rows_failed
@@ -124,6 +172,7 @@ class StoreClient:
         self._rows: collections.deque[tuple] = collections.deque()
         self._closed = False
         self._dead: str | None = None
+        self._fault: str | None = None
         self._remote_depth = 0
         self.committed_events = 0
         parent, child = socket.socketpair()
@@ -131,6 +180,8 @@ class StoreClient:
             sys.executable, "-c", _CHILD_MAIN, json.dumps(sys.path), "--fd", str(child.fileno()),
             "--db", str(self.db_path), "--memory-limit", memory_limit, "--writer-queue", str(writer_queue),
             "--read-concurrency", str(read_concurrency), "--lock-wait", str(lock_wait_s),
+            "--report-memory-limit", report_memory_limit, "--report-timeout", repr(float(report_timeout_s)),
+            *(arg for module in preload for arg in ("--preload", module)),
         ]
         self._proc = subprocess.Popen(cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         child.close()
@@ -166,6 +217,16 @@ class StoreClient:
         return self._proc.pid
 
     @property
+    def fault(self) -> str | None:
+        """Why the database cannot take writes now (None when it can): gone, or a write fault it is
+        recovering from by itself (disk full, I/O error)."""
+        if self._dead:
+            return self._dead
+        if self._proc.poll() is not None:
+            return "the database process exited"
+        return self._fault
+
+    @property
     def depth(self) -> int:
         """Rows not yet shipped plus what the database process last reported waiting (a gauge)."""
         return len(self._rows) + self._remote_depth
@@ -181,6 +242,30 @@ class StoreClient:
     def read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """``fn(cursor, *args, **kwargs)`` on one of the database process's read threads."""
         return self._request("read", fn, args, kwargs)
+
+    def read_bounded(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """``read`` on a report thread, within the report budget (memory, time): ``ReadBudgetError``
+        when over it. For reads whose cost grows with the data (reports)."""
+        return self._request("report", fn, args, kwargs)
+
+    def barrier(self) -> Future[WriteResult]:
+        """Resolves once every row logged and every batch queued before it is committed (read-your-writes
+        for reports): the buffered rows are shipped now, then an empty batch, whose commit takes them along
+        (the writer takes its row buffer with each transaction)."""
+        rows = []
+        while True:
+            try:
+                rows.append(self._rows.popleft())
+            except IndexError:
+                break
+        if rows:
+            try:
+                self._send(("rows", rows))
+            except StoreError:
+                if self._on_rows_failed:
+                    self._on_rows_failed([r[0] for r in rows])
+                raise
+        return self.submit([])
 
     def log_row(self, row: tuple) -> None:
         """Buffer one event row without waiting (exposures); shipped in bundles every few ms."""
@@ -221,7 +306,7 @@ class StoreClient:
             self._send((kind, rid, *payload))
         except StoreError:
             self._futures.pop(rid, None)
-            raise WriterClosedError("the database process is gone") from None
+            raise WriterClosedError(self._dead or "the database process died") from None
         return future
 
     def _send(self, message: tuple) -> None:
@@ -273,6 +358,12 @@ class StoreClient:
             elif kind == "failed":
                 if self._on_rows_failed:
                     self._on_rows_failed(message[1])
+            elif kind == "fault":
+                self._fault = message[1]
+                if message[1] is None:
+                    log.warning("database writes recovered", extra={"db": str(self.db_path)})
+                else:
+                    log.error("database writes failing", extra={"db": str(self.db_path), "cause": message[1]})
             elif kind == "stats":
                 _, inserted, seconds, self._remote_depth = message
                 self.committed_events += inserted
@@ -294,18 +385,25 @@ class StoreClient:
 class _Server:
     """The child: reads messages, feeds the writer, runs reads, answers."""
 
-    def __init__(self, conn: Connection, con: duckdb.DuckDBPyConnection, writer_queue: int, read_concurrency: int):
+    def __init__(
+        self, conn: Connection, con: duckdb.DuckDBPyConnection, writer_queue: int, read_concurrency: int, *,
+        reopen: Callable[[], duckdb.DuckDBPyConnection] | None = None, report_memory_limit: str = "256MB",
+        report_timeout_s: float = 60.0, preload: tuple[str, ...] = (),
+    ):
         from armor_ab.store.writer import EventWriter
 
         self.conn = conn
-        self.con = con
         self.send_lock = threading.Lock()
         self.writer = EventWriter(
             con, max_queue=writer_queue, on_commit=self._committed,
             on_rows_committed=lambda ids: self.send(("committed", ids)),
             on_rows_failed=lambda ids: self.send(("failed", ids)),
+            reopen=reopen, on_fault=lambda cause: self.send(("fault", cause)),
         )
         self.reads = ThreadPoolExecutor(read_concurrency, thread_name_prefix="armor-ab-read")
+        self.reports = ThreadPoolExecutor(REPORT_THREADS, thread_name_prefix="armor-ab-report")
+        self.budget = (report_memory_limit, report_timeout_s)
+        self.preload = preload
 
     def send(self, message: tuple) -> None:
         if message[0] == "err":
@@ -334,7 +432,9 @@ class _Server:
         from armor_ab.events import rows_to_arrow
 
         self.writer.start()
-        self.send(("ready", read_snapshot(self.con)))
+        self.send(("ready", read_snapshot(self.writer.con)))
+        if self.preload:  # imported beside the loop, not by the first message that names one of them
+            threading.Thread(target=_preload, args=(self.preload,), name="armor-ab-preload", daemon=True).start()
         while True:
             try:
                 message = pickle.loads(self.conn.recv_bytes())
@@ -361,7 +461,10 @@ class _Server:
                 elif kind == "write":
                     future = self.writer.call(_with_snapshot(message[2], message[3], message[4]))
                 elif kind == "read":
-                    future = self.reads.submit(_read, self.con, message[2], message[3], message[4])
+                    future = self.reads.submit(_read, self.writer, message[2], message[3], message[4])
+                elif kind == "report":
+                    future = self.reports.submit(_bounded_read, self.writer, message[2], message[3], message[4],
+                                                 *self.budget)
                 else:
                     raise ValueError(f"unknown message {kind!r}")
             except Exception as exc:  # QueueFullError and friends travel back as the answer
@@ -370,7 +473,21 @@ class _Server:
             future.add_done_callback(lambda f, rid=rid: self.answer(rid, f))
         self.writer.close()
         self.reads.shutdown(wait=True, cancel_futures=True)
-        self.con.close()
+        self.reports.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.writer.con.close()
+        except duckdb.Error:
+            pass
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the message that needs it will say why
+            log.exception("preloading a module failed", extra={"module": name})
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -390,11 +507,91 @@ def _with_snapshot(fn: Callable, args: tuple, kwargs: dict) -> Callable[[duckdb.
     return job
 
 
-def _read(con: duckdb.DuckDBPyConnection, fn: Callable, args: tuple, kwargs: dict) -> Any:
-    cur = con.cursor()
+def _cursor(writer: Any) -> duckdb.DuckDBPyConnection:
+    """A cursor on the writer's current connection (a new one after a reopen)."""
+    try:
+        return writer.con.cursor()
+    except duckdb.Error as exc:  # closed or invalidated while the writer reopens the database
+        raise StoreFaultError(writer.fault or describe(exc)) from None
+
+
+def _read_fault(writer: Any, exc: BaseException) -> StoreFaultError:
+    """A read's fault: the writer's cause when the database waits to be reopened, else the read's own."""
+    return StoreFaultError(writer.fault if needs_reopen(exc) and writer.fault else describe(exc))
+
+
+def _read(writer: Any, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    cur = _cursor(writer)
     try:
         return fn(cur, *args, **kwargs)
+    except duckdb.Error as exc:
+        if needs_reopen(exc) or is_fault(exc):  # an I/O error, or a database being reopened: 503, not 500
+            raise _read_fault(writer, exc) from None
+        raise
     finally:
+        cur.close()
+
+
+def _interrupt_after(cur: duckdb.DuckDBPyConnection, timeout_s: float, done: threading.Event) -> None:
+    """Interrupt ``cur`` after ``timeout_s``, and again every 20 ms until ``done``: DuckDB forgets an
+    interrupt that arrives while a statement is still being planned."""
+    wait = timeout_s
+    while not done.wait(wait):
+        try:
+            cur.interrupt()
+        except duckdb.Error:  # finished and closed meanwhile
+            return
+        wait = 0.02
+
+
+class _Deadline:
+    """A cursor that refuses to start a statement past ``deadline`` (``InterruptException``): the
+    timer's interrupt stops only a statement that is running, and is lost between statements."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, deadline: float) -> None:
+        self._cur = cur
+        self._deadline = deadline
+
+    def execute(self, *args: Any, **kwargs: Any) -> _Deadline:
+        if time.monotonic() >= self._deadline:
+            raise duckdb.InterruptException("INTERRUPT Error: past the time budget")
+        self._cur.execute(*args, **kwargs)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+def _bounded_read(writer: Any, fn: Callable, args: tuple, kwargs: dict, memory_limit: str, timeout_s: float) -> Any:
+    """``_read`` within the report budget: DuckDB's ``operator_memory_limit`` on the cursor (its joins,
+    aggregates and sorts spill to disk past it rather than take the writer's memory), and a time
+    budget: a timer interrupts the running statement after ``timeout_s``, and no statement starts
+    after it."""
+    cur = _cursor(writer)
+    done = threading.Event()
+    timer = threading.Thread(target=_interrupt_after, args=(cur, timeout_s, done), name="armor-ab-report-timer",
+                             daemon=True)
+    try:
+        cur.execute(f"SET operator_memory_limit = '{memory_limit}'")
+        deadline = time.monotonic() + timeout_s
+        timer.start()
+        return fn(_Deadline(cur, deadline), *args, **kwargs)
+    except duckdb.InterruptException:
+        raise ReadBudgetError(
+            "report_timeout", f"the report took longer than its time budget of {timeout_s:g} s "
+            "(armor-ab serve --report-timeout)") from None
+    except duckdb.OutOfMemoryException as exc:
+        raise ReadBudgetError(
+            "report_too_large", f"the report needs more memory than the database process has for it "
+            f"(its budget: armor-ab serve --report-memory-limit {memory_limit}): {describe(exc)}") from None
+    except duckdb.Error as exc:
+        if needs_reopen(exc) or is_fault(exc):  # e.g. no room on the disk to spill to
+            raise _read_fault(writer, exc) from None
+        raise
+    finally:
+        done.set()
+        if timer.is_alive():
+            timer.join()  # no interrupt may reach the cursor once it is closed, nor the next user of it
         cur.close()
 
 
@@ -425,6 +622,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--writer-queue", type=int, default=20_000)
     ap.add_argument("--read-concurrency", type=int, default=4)
     ap.add_argument("--lock-wait", type=float, default=10.0)
+    ap.add_argument("--report-memory-limit", default="256MB")
+    ap.add_argument("--report-timeout", type=float, default=60.0)
+    ap.add_argument("--preload", action="append", default=[], help="a module to import at start (the reads' own)")
     args = ap.parse_args(argv)
     from armor_ab.config import env_settings
     from armor_ab.logs import setup_logging
@@ -436,10 +636,19 @@ def main(argv: list[str] | None = None) -> None:
     conn = Connection(args.fd)
     try:
         con = _open(args.db, args.memory_limit, args.lock_wait)
+        cur = con.cursor()  # refuse a report budget DuckDB does not read, now rather than per report
+        cur.execute(f"SET operator_memory_limit = '{check_memory_limit(args.report_memory_limit)}'")
+        cur.close()
     except Exception as exc:
-        conn.send(("fatal", exc))
+        conn.send(("fatal", _portable(exc)))
         sys.exit(1)
-    _Server(conn, con, args.writer_queue, args.read_concurrency).run()
+
+    def reopen() -> duckdb.DuckDBPyConnection:  # after a fault: the same file, the same settings
+        return _open(args.db, args.memory_limit, 0.0)
+
+    _Server(conn, con, args.writer_queue, args.read_concurrency, reopen=reopen,
+            report_memory_limit=args.report_memory_limit, report_timeout_s=args.report_timeout,
+            preload=tuple(args.preload)).run()
 
 
 if __name__ == "__main__":

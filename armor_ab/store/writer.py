@@ -5,18 +5,34 @@ jobs and wait on a future. The writer drains whatever is queued, appends all eve
 one transaction with a plain ``INSERT``; when the ``event_id`` primary key refuses a stored id
 (a retried batch), it redoes the transaction with ``INSERT OR IGNORE ... RETURNING`` to count
 what was new. It commits, and only then resolves the futures: acknowledged means durable. A full queue raises ``QueueFullError`` at once (the API answers 503), never a silent drop.
+
+Faults (disk full, an I/O error, DuckDB out of memory: a commit out of memory is first tried again
+twice, a report may have held the buffer pool for a moment) fail the transaction's batches with
+``WriteFailedError`` (the API answers 503 with Retry-After; nothing of them was acknowledged) and
+put the writer in a fault state (``fault``, reported through ``on_fault``; ``/healthz`` says
+``degraded``). DuckDB invalidates the whole database after some failed writes (a checkpoint that
+cannot write: "database has been invalidated because of a previous fatal error"); the writer then
+closes the connection and opens the file again (``reopen``), which replays the WAL: every commit
+acknowledged before is still there. While in fault, batches are still tried (one that fits
+commits and is acknowledged) unless the database waits to be reopened, and the writer probes with
+a backoff of 0.1 s doubling to 2 s: reopen if needed, ``SELECT 1``, and 1 MiB written and fsynced
+beside the database file. Only a probe clears the fault: a small commit that squeezes into the
+last free bytes of a full disk does not. No restart is needed.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
@@ -30,10 +46,13 @@ T = TypeVar("T")
 
 _INSERT = (
     "INSERT OR IGNORE INTO events SELECT event_id::UUID, experiment, variant, user_id, item_id, type, "
-    "value, ts, received_at, properties::JSON FROM incoming"
+    "value, ts, received_at, properties::JSON, source FROM incoming"
 )
 
 _INSERT_ALL_NEW = _INSERT.replace("INSERT OR IGNORE", "INSERT", 1)
+
+OOM_RETRIES = 2  # a commit out of memory is tried again after 50 and 100 ms before its batches get 503
+PROBE_BYTES = 1 << 20  # four DuckDB blocks: room for a commit and more, not the last bytes of a full disk
 
 
 def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> set[str]:
@@ -76,6 +95,48 @@ class WriterClosedError(RuntimeError):
     """The writer has stopped and takes no more work."""
 
 
+class StoreFaultError(RuntimeError):
+    """The database cannot do this now (disk full, an I/O error, out of memory, a database being
+    reopened); ``cause`` says why. Nothing was written; retry after ``retry_after`` seconds."""
+
+    retry_after = 2
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class WriteFailedError(StoreFaultError):
+    """A write (a batch's commit, an admin write) failed on a fault: nothing of it was acknowledged."""
+
+
+# What a fault looks like: a failed commit (TransactionException), an I/O error, out of memory
+# (all OperationalError), a database DuckDB invalidated (FatalException) or an internal error
+# (which invalidates it too), and the operating system's own errors.
+FAULTS = (duckdb.OperationalError, duckdb.FatalException, duckdb.InternalException, OSError)
+_QUOTED_PATH = re.compile(r'"(/[^"]*/)([^"/]*)"')
+
+
+def is_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the machine or the database (retry later), not of the request."""
+    return isinstance(exc, FAULTS) and not isinstance(exc, duckdb.ConstraintException)
+
+
+def needs_reopen(exc: BaseException) -> bool:
+    """Whether the connection is unusable after ``exc``: DuckDB invalidated the database, or it is closed."""
+    return (isinstance(exc, (duckdb.FatalException, duckdb.InternalException, duckdb.ConnectionException))
+            or "invalidated" in str(exc))
+
+
+def describe(exc: BaseException) -> str:
+    """A fault's cause in one line, directories left out (``/healthz`` is public): its type and message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror  # without the file name
+    else:
+        text = _QUOTED_PATH.sub(r'"\2"', " ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
 @dataclass(frozen=True)
 class WriteResult:
     accepted: int
@@ -112,8 +173,21 @@ class EventWriter:
         on_commit: Callable[[int, int, float], None] | None = None,  # (batches, new events, seconds)
         on_rows_committed: Callable[[list[str]], None] | None = None,  # event ids of committed _Rows
         on_rows_failed: Callable[[list[str]], None] | None = None,
+        reopen: Callable[[], duckdb.DuckDBPyConnection] | None = None,  # a fresh connection to the same file
+        on_fault: Callable[[str | None], None] | None = None,  # the fault's cause, None once recovered
+        retry_min_s: float = 0.1,
+        retry_max_s: float = 2.0,
     ) -> None:
         self._con = con
+        self._reopen = reopen
+        self._on_fault = on_fault
+        self._retry_min = retry_min_s
+        self._retry_max = retry_max_s
+        self._backoff = retry_min_s
+        self._retry_at = 0.0
+        self._broken = False  # the connection must be reopened before it writes again
+        self.fault: str | None = None
+        self._probe_dir = _database_dir(con)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._rows: collections.deque[tuple] = collections.deque()
         self._max_buffered_rows = max_buffered_rows
@@ -138,6 +212,11 @@ class EventWriter:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The current connection (a new one after a reopen); reads take their cursors from it."""
+        return self._con
 
     @property
     def depth(self) -> int:
@@ -187,9 +266,14 @@ class EventWriter:
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
+            wait = self._row_linger
+            if self.fault is not None:
+                if time.monotonic() >= self._retry_at:
+                    self._recover()
+                wait = max(0.0, min(wait, self._retry_at - time.monotonic()))
             try:
                 # Rows never wake this thread; it looks at their buffer at least every row linger.
-                item = self._queue.get(timeout=self._row_linger)
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = None
             if item is _STOP:
@@ -236,8 +320,69 @@ class EventWriter:
             rows.append(pop())
         return rows
 
+    # -- faults --------------------------------------------------------------------------------
+    def _failed(self, exc: BaseException) -> WriteFailedError:
+        """Enter (or stay in) the fault state after ``exc``; the error the callers get."""
+        cause = describe(exc)
+        if needs_reopen(exc):
+            self._broken = True
+        now = time.monotonic()
+        if self.fault is None:
+            log.error("database write failed; retrying with backoff", exc_info=exc, extra={"cause": cause})
+            self._backoff = self._retry_min
+        else:
+            self._backoff = min(self._backoff * 2, self._retry_max)
+        self._retry_at = now + self._backoff
+        if cause != self.fault:
+            self.fault = cause
+            if self._on_fault:
+                self._on_fault(cause)
+        return WriteFailedError(cause)
+
+    def _healthy(self) -> None:
+        if self.fault is None:
+            return
+        log.warning("database writes recovered", extra={"cause": self.fault})
+        self.fault = None
+        self._backoff = self._retry_min
+        if self._on_fault:
+            self._on_fault(None)
+
+    def _recover(self) -> None:
+        """One probe: reopen the database if DuckDB invalidated it, then check that it answers and
+        that the disk takes a block again. Clears the fault, or schedules the next probe."""
+        try:
+            if self._broken:
+                if self._reopen is None:
+                    raise WriteFailedError(self.fault or "the database connection is unusable")
+                try:
+                    self._con.close()  # DuckDB frees an invalidated database once every connection is closed
+                except duckdb.Error:
+                    pass
+                self._con = self._reopen()
+                self._broken = False
+                log.warning("database reopened after a fault", extra={"cause": self.fault})
+            self._con.execute("SELECT 1").fetchall()
+            if self._probe_dir is not None:
+                _probe_disk(self._probe_dir)
+        except BaseException as exc:
+            if isinstance(exc, WriteFailedError):
+                self._retry_at = time.monotonic() + self._retry_max
+            else:
+                self._failed(exc)
+            return
+        self._healthy()
+
+    def _refusal(self) -> WriteFailedError | None:
+        """While the connection waits to be reopened, writes fail at once with the fault's cause."""
+        return WriteFailedError(self.fault or "the database is being reopened") if self._broken else None
+
     def _run_job(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
+            return
+        refusal = self._refusal()
+        if refusal is not None:
+            job.future.set_exception(refusal)
             return
         try:
             job.future.set_result(job.fn(self._con))
@@ -246,7 +391,7 @@ class EventWriter:
                 self._con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
-            job.future.set_exception(exc)
+            job.future.set_exception(self._failed(exc) if is_fault(exc) else exc)
 
     def _flush(self, batches: list[_Batch], row_items: list[tuple] | None = None) -> None:
         if not batches and not row_items:
@@ -269,22 +414,45 @@ class EventWriter:
             mask = [i not in seen and not seen.add(i) for i in ids.to_pylist()]
             incoming = incoming.filter(pa.array(mask))
         inserted: set[str] | None = None
+        refusal = self._refusal()
+        if refusal is not None:  # nothing is tried until a probe has reopened the database
+            for b in batches:
+                b.future.set_exception(refusal)
+            if row_ids and self._on_rows_failed:
+                self._on_rows_failed(row_ids)
+            return
         try:
-            self._con.execute("BEGIN")
-            n_inserted = incoming.num_rows
-            if not append_if_all_new(self._con, incoming):  # some ids were stored before: which?
-                self._con.execute("BEGIN")
-                inserted = append_events(self._con, incoming)
-                n_inserted = len(inserted)
-            self._con.execute("COMMIT")
+            for attempt in range(OOM_RETRIES + 1):
+                try:
+                    self._con.execute("BEGIN")
+                    n_inserted = incoming.num_rows
+                    if not append_if_all_new(self._con, incoming):  # some ids were stored before: which?
+                        self._con.execute("BEGIN")
+                        inserted = append_events(self._con, incoming)
+                        n_inserted = len(inserted)
+                    self._con.execute("COMMIT")
+                    break
+                except duckdb.OutOfMemoryException:  # a report held the buffer pool for a moment: try again
+                    if attempt == OOM_RETRIES:
+                        raise
+                    try:
+                        self._con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    inserted = None
+                    time.sleep(0.05 * 2**attempt)
         except BaseException as exc:
-            log.exception("event batch write failed", extra={"batches": len(batches)})
             try:
                 self._con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if is_fault(exc):  # disk full, I/O error, out of memory: 503 and retry, nothing acknowledged
+                error: BaseException = self._failed(exc)
+            else:
+                log.exception("event batch write failed", extra={"batches": len(batches)})
+                error = exc
             for b in batches:
-                b.future.set_exception(exc)
+                b.future.set_exception(error)
             if row_ids and self._on_rows_failed:
                 self._on_rows_failed(row_ids)
             return
@@ -308,3 +476,31 @@ class EventWriter:
             self._on_rows_committed(row_ids)
         if self._on_commit:
             self._on_commit(len(batches), n_inserted, elapsed)
+
+
+def _database_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The directory of the connection's database file (None in memory, or when it cannot be told)."""
+    try:
+        row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    except Exception:  # a stand-in connection in tests, or an old DuckDB
+        return None
+    return Path(row[0]).parent if row and row[0] else None
+
+
+def _probe_disk(directory: Path) -> None:
+    """Write ``PROBE_BYTES`` beside the database, fsync them, remove them: ``OSError`` while the disk is full."""
+    probe = directory / f".armor-ab-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = memoryview(b"\0" * PROBE_BYTES)
+            while data:  # a nearly full disk takes part of a write, then refuses the rest (ENOSPC)
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        try:
+            os.unlink(probe)
+        except FileNotFoundError:
+            pass

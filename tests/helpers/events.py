@@ -51,6 +51,7 @@ class Events:
     value: list[float | None]
     ts: list[int]
     properties: list[str | None]
+    source: list[str | None] | None = None  # who wrote each row (None: every row the server's own)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -69,6 +70,7 @@ class Events:
                 "ts": ts,
                 "received_at": ts,
                 "properties": self.properties,
+                "source": self.source if self.source is not None else ["server"] * len(self),
             }
         )
 
@@ -89,7 +91,7 @@ def generate_events(
     """
     rng = np.random.default_rng(seed)
     s_us, e_us = _us(start), _us(end)
-    cols: dict[str, list] = {k: [] for k in Events.__dataclass_fields__}
+    cols: dict[str, list] = {k: [] for k in Events.__dataclass_fields__ if k != "source"}
 
     def add(user, typ, ts, variant=None, value=None, props=None, exp=experiment):
         cols["event_id"].append(str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | len(cols["ts"]))))
@@ -169,7 +171,7 @@ def generate_events(
     for i in range(30):  # another experiment on the same visitors: never counted
         add(f"u{i}", "page_view", s_us + DAY, "control", exp="other")
         add(f"u{i}", "exposure", s_us, "control", exp="other", props="{}")
-    return Events(**cols)
+    return Events(**cols, source=["server"] * len(cols["ts"]))
 
 
 def insert(con: duckdb.DuckDBPyConnection, events: Events, table: str = "events") -> None:

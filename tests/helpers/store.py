@@ -11,5 +11,5 @@ from armor_ab.events import micros
 def rows(n: int, kind: str = "dwell", user: str = "u") -> list[tuple]:
     now = micros(datetime.now(UTC))
     value = 1000.0 if kind == "dwell" else None
-    return [(str(uuid.uuid4()), "catalog-interleaved", "armor", user, None, kind, value, now, now, None)
+    return [(str(uuid.uuid4()), "catalog-interleaved", "armor", user, None, kind, value, now, now, None, "client")
             for _ in range(n)]

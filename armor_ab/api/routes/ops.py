@@ -14,12 +14,16 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/healthz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 async def healthz(state: State):
-    """Liveness: the writer thread is alive and the queue depth."""
-    alive = state.store.alive
+    """Health: the database process is alive and can write, and the queue depth.
+
+    503 ``degraded`` with its ``cause`` when it cannot write: gone, or a write fault (disk full, an
+    I/O error) that it recovers from by itself once the cause is gone.
+    """
+    cause = state.store.fault
     return JSONResponse(
-        {"status": "ok" if alive else "degraded", "writer_alive": alive, "writer_queue": state.store.depth,
-         "experiments": len(state.experiments)},
-        status_code=200 if alive else 503,
+        {"status": "ok" if cause is None else "degraded", "cause": cause, "writer_alive": state.store.alive,
+         "writer_queue": state.store.depth, "experiments": len(state.experiments)},
+        status_code=200 if cause is None else 503,
     )
 
 

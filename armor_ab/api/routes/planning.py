@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["read"], responses=ERRORS)
 class PriorBody(BaseModel):
     """The effect's prior: Normal(0, sd_rel^2) on the relative lift (``armor_ab.roi.shrinkage``)."""
 
-    sd_rel: float = Field(gt=0, allow_inf_nan=False)
+    sd_rel: float = Field(gt=0, le=1e3, allow_inf_nan=False)
     source: str = Field(default="request", max_length=200)
     n_experiments: int | None = Field(default=None, ge=0)
 
@@ -32,9 +32,10 @@ class PriorBody(BaseModel):
 class EffectBody(BaseModel):
     """The measured effect; the report's ``roi.effect`` can be posted back as it is (extra keys are ignored)."""
 
-    baseline_inquiries_per_visitor: float = Field(ge=0, allow_inf_nan=False)
-    lift_abs: float = Field(allow_inf_nan=False)
-    lift_abs_se: float = Field(ge=0, allow_inf_nan=False)
+    # Bounded far above any real rate (inquiries per visitor), so the Monte Carlo never overflows.
+    baseline_inquiries_per_visitor: float = Field(ge=0, le=1e3, allow_inf_nan=False)
+    lift_abs: float = Field(ge=-1e3, le=1e3, allow_inf_nan=False)
+    lift_abs_se: float = Field(ge=0, le=1e3, allow_inf_nan=False)
     window_days: int | None = Field(default=None, ge=1, le=365)
     prior: PriorBody | None = None
 
@@ -62,9 +63,10 @@ class RoiWhatIfPublic(RoiPublic):
 
 
 class PowerQuery(BaseModel):
-    baseline_mean: float = Field(allow_inf_nan=False)
-    baseline_sd: float = Field(ge=0, allow_inf_nan=False)
-    mde: float = Field(gt=0, allow_inf_nan=False)
+    # Bounded far above any real metric, so the plan's arithmetic never overflows.
+    baseline_mean: float = Field(ge=-1e12, le=1e12, allow_inf_nan=False)
+    baseline_sd: float = Field(ge=0, le=1e12, allow_inf_nan=False)
+    mde: float = Field(gt=0, le=100, allow_inf_nan=False, description="relative: 0.05 = 5%")
     alpha: float = Field(default=0.05, gt=0, lt=1)
     power: float = Field(default=0.8, gt=0, lt=1)
     variants: int = Field(default=2, ge=2, le=20)
@@ -88,7 +90,7 @@ async def post_roi(body: RoiWhatIf, state: State, principal: ReadKey):
             effect = EffectInput(**body.effect.model_dump(exclude={"prior"}))
         result = await run_in_threadpool(compute_roi, body.assumptions, effect, draws=body.draws, seed=body.seed,
                                          prior=prior)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:  # ArithmeticError: inputs at the edge of float range
         raise ServiceError(422, "validation_error", str(exc)) from None
     if body.experiment is not None:
         result = {**result, "verdict": await verdict_with_roi(state, body.experiment, result)}
@@ -106,6 +108,6 @@ async def post_power(body: PowerQuery, principal: ReadKey):
         plan = plan_for_mode(body.mode, body.baseline_mean, body.baseline_sd, body.mde, alpha_sequential=a_seq,
                              alpha_fixed=a_fix, power=body.power, tuning=body.sequential_tuning,
                              control_share=share, treatment_share=share, visitors_per_day=body.visitors_per_day)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError) as exc:  # ArithmeticError: inputs at the edge of float range
         raise ServiceError(422, "validation_error", str(exc)) from None
     return JSONResponse(plan.to_dict())

@@ -1,0 +1,155 @@
+"""Soak: assignment, content and event traffic together at half their measured maximum, for minutes.
+
+1. Seeds a database as ``bench_api.py`` does (the demo experiment, an approved page per item) and
+   starts one ``armor-ab serve``.
+2. Measures the maximum of the mix: the three wrk loads at once, unthrottled (``--probe-seconds``).
+3. Runs the same three loads at half those rates (wrk's ``delay()`` hook spaces each connection's
+   requests; the delay is steered after each chunk so the achieved rate meets the target) in chunks of ``--chunk-seconds`` for ``--minutes``, and after every chunk records each
+   load's rate, p99 and non-2xx answers, and the RSS of the API process and of its database process.
+4. Checks, after the ``--warmup-minutes``: RSS of each process grows at most 5% over its value at the
+   end of the warm-up; no non-2xx answer at all; every acknowledged event is stored.
+
+Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--warmup-minutes 2] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._wrk import free_port, need_wrk, rss_mb, start, stop, wrk  # noqa: E402
+from benchmarks.bench_api import ASSIGN_LUA, CONTENT_LUA, EVENTS_LUA, seed_content  # noqa: E402
+from tests.helpers.platform import seed_database  # noqa: E402
+
+CONNECTIONS = {"assignment": 16, "content": 16, "events": 8}
+
+
+def _throttled(script: str, per_connection_rps: float | None) -> str:
+    """The wrk script with a ``delay()`` that spaces each connection's requests (None: unthrottled)."""
+    if per_connection_rps is None:
+        return script
+    return script + f"\nfunction delay() return {1000.0 / per_connection_rps:.3f} end\n"
+
+
+def _scripts(run: str, items: list[str], rates: dict[str, float] | None) -> dict[str, str]:
+    per_conn = {k: (None if rates is None else rates[k] / CONNECTIONS[k]) for k in CONNECTIONS}
+    return {
+        "assignment": _throttled(ASSIGN_LUA % {"run": run, "views": 3}, per_conn["assignment"]),
+        "content": _throttled(CONTENT_LUA % {"run": run, "items": ",".join(f'"{i}"' for i in items)},
+                              per_conn["content"]),
+        "events": _throttled(EVENTS_LUA % {"run": random.randrange(1, 2**31)}, per_conn["events"]),
+    }
+
+
+def _mix(url: str, auth: dict[str, str], seconds: int, scripts: dict[str, str]) -> dict[str, dict]:
+    """The three loads at once for ``seconds``."""
+    with ThreadPoolExecutor(len(scripts)) as pool:
+        futures = {k: pool.submit(wrk, url, connections=CONNECTIONS[k], seconds=seconds, script=s, headers=auth)
+                   for k, s in scripts.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def _db_pid(api_pid: int) -> int:
+    pids = subprocess.run(["pgrep", "-P", str(api_pid)], capture_output=True, text=True).stdout.split()
+    if len(pids) != 1:
+        raise SystemExit(f"expected one database process under the API, found {pids}")
+    return int(pids[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--warmup-minutes", type=float, default=2.0)
+    ap.add_argument("--chunk-seconds", type=int, default=60)
+    ap.add_argument("--probe-seconds", type=int, default=10)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    need_wrk()
+    tmp = Path(tempfile.mkdtemp(prefix="armor-soak-"))
+    db = tmp / "soak.duckdb"
+    keys = seed_database(db)
+    items = seed_content(db)
+    auth = {"Authorization": f"Bearer {keys['client']}"}
+    port = free_port()
+    api = start([sys.executable, "-m", "armor_ab", "serve", "--db", str(db), "--port", str(port),
+                 "--log-level", "warning"], f"http://127.0.0.1:{port}/healthz")
+    url = f"http://127.0.0.1:{port}"
+    chunks: list[dict] = []
+    acked = 0
+    try:
+        db_pid = _db_pid(api.pid)
+        probe = _mix(url, auth, args.probe_seconds, _scripts("probe", items, None))
+        maximum = {k: r["rps"] for k, r in probe.items()}
+        acked += (probe["events"]["requests"] - probe["events"]["non2xx"]) * 100
+        target = {k: v / 2 for k, v in maximum.items()}
+        print(f"maximum of the mix (req/s): {json.dumps({k: round(v) for k, v in maximum.items()})}; "
+              f"soaking at half for {args.minutes:g} min", file=sys.stderr, flush=True)
+        asked = dict(target)
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < args.minutes * 60 - 1:
+            n += 1
+            seconds = int(min(args.chunk_seconds, args.minutes * 60 - (time.monotonic() - started)))
+            if seconds < 5:
+                break
+            out = _mix(url, auth, seconds, _scripts(f"s{n}", items, asked))
+            # wrk's delay() adds to the response time, so the rates come out under what was asked: steer.
+            asked = {k: asked[k] * min(2.0, max(0.5, target[k] / max(out[k]["rps"], 1e-9))) for k in asked}
+            acked += (out["events"]["requests"] - out["events"]["non2xx"]) * 100
+            api_rss, db_rss = rss_mb(api.pid)[0], rss_mb(db_pid)[0]
+            chunk = {"minute": round((time.monotonic() - started) / 60, 2), "api_rss_mb": api_rss, "db_rss_mb": db_rss,
+                     **{f"{k}_rps": r["rps"] for k, r in out.items()},
+                     **{f"{k}_p99_ms": r["p99_ms"] for k, r in out.items()},
+                     "non2xx": sum(r["non2xx"] for r in out.values()),
+                     "socket_errors": [r["socket_errors"] for r in out.values() if r["socket_errors"]]}
+            chunks.append(chunk)
+            print(json.dumps(chunk), file=sys.stderr, flush=True)
+    finally:
+        stop(api)
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT count(*) FROM events WHERE type = 'dwell' AND user_id LIKE 'bench-ev-%'").fetchone()[0]
+    con.close()
+
+    after = [c for c in chunks if c["minute"] > args.warmup_minutes + 1e-9]
+    warm = [c for c in chunks if c["minute"] <= args.warmup_minutes + 1e-9]
+    base = warm[-1] if warm else chunks[0]
+    growth = {p: (max(c[f"{p}_rss_mb"] for c in after) / base[f"{p}_rss_mb"] - 1) if after else float("nan")
+              for p in ("api", "db")}
+    result = {"maximum_rps": maximum, "target_rps": target, "chunks": chunks, "rss_growth_after_warmup": growth,
+              "non2xx": sum(c["non2xx"] for c in chunks), "events_acknowledged": acked, "events_stored": stored}
+    result["goals"] = {
+        "API RSS grows <= 5% after warm-up": growth["api"] <= 0.05,
+        "database process RSS grows <= 5% after warm-up": growth["db"] <= 0.05,
+        "no non-2xx answer": result["non2xx"] == 0 and not any(c["socket_errors"] for c in chunks),
+        "every acknowledged event stored": acked <= stored,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"maximum of the mix: {', '.join(f'{k} {v:,.0f} req/s' for k, v in maximum.items())}; "
+          f"soak at half")
+    print("| minute | assignment req/s (p99) | content req/s (p99) | event batches/s (p99) | non-2xx | API RSS | DB RSS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for c in chunks:
+        print(f"| {c['minute']:.1f} | {c['assignment_rps']:,.0f} ({c['assignment_p99_ms']:.1f} ms) "
+              f"| {c['content_rps']:,.0f} ({c['content_p99_ms']:.1f} ms) | {c['events_rps']:,.0f} "
+              f"({c['events_p99_ms']:.1f} ms) | {c['non2xx']} | {c['api_rss_mb']:.0f} MB | {c['db_rss_mb']:.0f} MB |")
+    print(f"RSS growth after the {args.warmup_minutes:g}-minute warm-up: API {growth['api']:+.1%}, "
+          f"database process {growth['db']:+.1%}")
+    print(f"events acknowledged {acked:,}, stored {stored:,}")
+    for goal, ok in result["goals"].items():
+        print(f"{'PASS' if ok else 'FAIL'}  {goal}")
+
+
+if __name__ == "__main__":
+    main()
