@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from armor_ab.api.errors import error_body, install_error_handlers
+from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import ClientCORSMiddleware, HotPaths, RequestContextMiddleware
 from armor_ab.api.routes import admin, client, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
@@ -104,5 +104,4 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-# error_body: the error shape, for the server's connection guard (web/ imports nothing else of the API).
-__all__ = ["ServerSettings", "create_app", "error_body", "settings_from_env"]
+__all__ = ["ServerSettings", "create_app", "settings_from_env"]

@@ -18,15 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from armor_ab.services.errors import ServiceError, validation_error
+from armor_ab.services.errors import ServiceError, error_body, validation_error
 
 log = logging.getLogger("armor_ab.api")
-
-
-def error_body(code: str, message: str, field: str | None = None, **extra: object) -> dict:
-    err: dict = {"code": code, "message": message, "field": field}
-    err.update(extra)
-    return {"error": err}
 
 
 def error_response(

@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from armor_ab.api.errors import body_timeout_error, error_body
+from armor_ab.api.errors import body_timeout_error
 from armor_ab.services.assignment import assign_visitor, query_id
 from armor_ab.services.auth import bearer_token, key_principal
-from armor_ab.services.errors import BodyTooLarge, ServiceError
+from armor_ab.services.errors import BodyTooLarge, ServiceError, error_body
 from armor_ab.services.ingest import accept_batch
 from armor_ab.services.serving import content_answer
 from armor_ab.services.state import AppState

@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armor_ab.api import fastpath
-from armor_ab.api.errors import BodyTimeout, body_timeout_error, error_body, error_response, internal_error
-from armor_ab.services.errors import BodyTooLarge, ServiceError, too_large_error
+from armor_ab.api.errors import BodyTimeout, body_timeout_error, error_response, internal_error
+from armor_ab.services.errors import BodyTooLarge, ServiceError, error_body, too_large_error
 from armor_ab.services.state import AppState
 
 # Request ids: a random per-process prefix and a counter (uuid4 costs a syscall each).

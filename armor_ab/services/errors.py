@@ -7,6 +7,13 @@ the CLI prints the message.
 from __future__ import annotations
 
 
+def error_body(code: str, message: str, field: str | None = None, **extra: object) -> dict:
+    """The one error shape every door answers with: ``{"error": {"code", "message", "field", ...}}``."""
+    err: dict = {"code": code, "message": message, "field": field}
+    err.update(extra)
+    return {"error": err}
+
+
 class ServiceError(Exception):
     """A request the service refuses: answer ``status`` with the stable ``code``."""
 

@@ -252,20 +252,26 @@ class StoreClient:
         """Resolves once every row logged and every batch queued before it is committed (read-your-writes
         for reports): the buffered rows are shipped now, then an empty batch, whose commit takes them along
         (the writer takes its row buffer with each transaction)."""
+        self._ship_rows()
+        return self.submit([])
+
+    def _ship_rows(self) -> None:
+        """Send the buffered rows to the database process now (the timer loop and ``barrier``); rows
+        that cannot be sent are reported to ``on_rows_failed`` and the ``StoreError`` is raised."""
         rows = []
-        while True:
+        while True:  # popleft until empty: the other caller may be draining the same buffer
             try:
                 rows.append(self._rows.popleft())
             except IndexError:
                 break
-        if rows:
-            try:
-                self._send(("rows", rows))
-            except StoreError:
-                if self._on_rows_failed:
-                    self._on_rows_failed([r[0] for r in rows])
-                raise
-        return self.submit([])
+        if not rows:
+            return
+        try:
+            self._send(("rows", rows))
+        except StoreError:
+            if self._on_rows_failed:
+                self._on_rows_failed([r[0] for r in rows])
+            raise
 
     def log_row(self, row: tuple) -> None:
         """Buffer one event row without waiting (exposures); shipped in bundles every few ms."""
@@ -321,13 +327,10 @@ class StoreClient:
         while True:
             self._wake.wait(ROWS_FLUSH_S)
             closing = self._closed
-            if self._rows:
-                rows = [self._rows.popleft() for _ in range(len(self._rows))]
-                try:
-                    self._send(("rows", rows))
-                except StoreError:
-                    if self._on_rows_failed:
-                        self._on_rows_failed([r[0] for r in rows])
+            try:
+                self._ship_rows()
+            except StoreError:
+                pass  # reported through on_rows_failed; the visitors' next requests log them again
             if closing:
                 return
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from armor_ab.api.app import ServerSettings, create_app, error_body
+from armor_ab.api.app import ServerSettings, create_app
+from armor_ab.services.errors import error_body
 from armor_ab.web.routes import site_router
 
 log = logging.getLogger("armor_ab.web")
