@@ -35,7 +35,8 @@ _TS = pa.timestamp("us", tz="UTC")  # rows carry integer microseconds: see ``arm
 # Column order is the DDL's, the Arrow schema's and every event row tuple's.
 EVENT_SCHEMA: tuple[Column, ...] = (
     Column("event_id", "UUID", pa.string(), True,
-           "client-generated, the idempotency key (primary key): a retried batch never counts twice"),
+           "client-generated, the idempotency key: unique in the table (the writer leaves out an id "
+           "stored before), so a retried batch never counts twice"),
     Column("experiment", "VARCHAR", pa.string(), True, "experiment key"),
     Column("variant", "VARCHAR", pa.string(), True,
            "variant key the visitor saw; NULL for a visitor outside coverage"),
@@ -53,7 +54,12 @@ EVENT_SCHEMA: tuple[Column, ...] = (
            "NULL for rows written before schema version 2"),
 )
 EVENT_SOURCES = ("server", "client", "import")
-PRIMARY_KEY = "event_id"
+IDEMPOTENCY_KEY = "event_id"
+# No PRIMARY KEY: DuckDB holds that index wholly in memory (an ART, ~50 bytes per event, never
+# evicted), so the database process grew with the log and ran out of memory at tens of millions of
+# events. The writer keeps event ids unique instead (armor_ab.store.dedup), and says so in the
+# table's comment, which the analysis reads (armor_ab.stats.sql.event_id_enforced_unique).
+UNIQUE_BY_WRITER = "armor-ab event log: one row per event_id (the writer refuses repeats)"
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in EVENT_SCHEMA)
 CLIENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in EVENT_SCHEMA if c.client)
@@ -65,8 +71,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = tuple((c.name, c.sql) for c in EVEN
 
 ARROW_SCHEMA = pa.schema([(c.name, c.arrow) for c in EVENT_SCHEMA])
 
-EVENTS_DDL = "CREATE TABLE IF NOT EXISTS events (\n{}\n);".format(
-    ",\n".join(f"    {c.name} {c.sql}{' PRIMARY KEY' if c.name == PRIMARY_KEY else ''}" for c in EVENT_SCHEMA)
+EVENTS_DDL = "CREATE TABLE IF NOT EXISTS events (\n{}\n);\nCOMMENT ON TABLE events IS '{}';".format(
+    ",\n".join(f"    {c.name} {c.sql}" for c in EVENT_SCHEMA), UNIQUE_BY_WRITER
 )
 
 

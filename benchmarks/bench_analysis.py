@@ -4,8 +4,9 @@
 
 1. Generates the experiment into a temporary DuckDB file with the real schema
    (``armor_ab.store.schema``): one ``INSERT ... SELECT`` over ``range()`` with hash-based
-   pseudo-random values and ``gen_random_uuid()`` ids, so the PRIMARY KEY index on event_id is
-   built by that one statement (timed on its own: it is the expensive part of generation).
+   pseudo-random values and ``gen_random_uuid()`` ids (timed on its own). The table carries the
+   event log's promise of unique ids (its comment), so the report does not deduplicate, as on a
+   server's database.
 2. Runs each side in its own subprocess, so each peak RSS (``ru_maxrss``) is its own:
    * duckdb: ``experiment_report`` (one warm-up, then ``--runs`` timed runs);
    * pandas: read the experiment's events into a DataFrame, compute the same per-visitor,
@@ -365,7 +366,7 @@ def main() -> None:
         if not db.exists():
             gen = generate(db, args.visitors, args.events)
             print(f"generated {gen['rows']:,} events for {args.visitors:,} visitors in {gen['insert_s']:.1f} s "
-                  f"(one INSERT ... SELECT with gen_random_uuid(), incl. the PRIMARY KEY index) + checkpoint "
+                  f"(one INSERT ... SELECT with gen_random_uuid()) + checkpoint "
                   f"{gen['checkpoint_s']:.1f} s; file {gen['file_mb']:.0f} MB")
         else:
             print(f"reusing {db}")

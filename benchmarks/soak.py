@@ -8,6 +8,10 @@
    load's rate, p99 and non-2xx answers, and the RSS of the API process and of its database process.
 4. Checks, after the ``--warmup-minutes``: RSS of each process grows at most 5% over its value at the
    end of the warm-up; no non-2xx answer at all; every acknowledged event is stored.
+   It also records DuckDB's own memory accounting (``armor_ab_db_memory_bytes`` on ``/metrics``):
+   ``base_table`` is the table blocks DuckDB keeps cached after writing them, evictable and
+   bounded by the buffer pool limit; the database process's RSS less that cache is what would
+   show a leak, and is checked the same way.
 
 Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--warmup-minutes 2] [--json]``
 """
@@ -25,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._wrk import free_port, need_wrk, rss_mb, start, stop, wrk  # noqa: E402
@@ -57,6 +62,16 @@ def _mix(url: str, auth: dict[str, str], seconds: int, scripts: dict[str, str]) 
         futures = {k: pool.submit(wrk, url, connections=CONNECTIONS[k], seconds=seconds, script=s, headers=auth)
                    for k, s in scripts.items()}
         return {k: f.result() for k, f in futures.items()}
+
+
+def _duckdb_memory_mb(url: str) -> dict[str, float]:
+    """DuckDB's memory by tag in the database process, from the API's /metrics (sampled every 5 s)."""
+    out: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith('armor_ab_db_memory_bytes{tag="'):
+            tag = line.split('"')[1]
+            out[tag] = float(line.rsplit(" ", 1)[1]) / 1e6
+    return out
 
 
 def _db_pid(api_pid: int) -> int:
@@ -107,7 +122,10 @@ def main() -> None:
             asked = {k: asked[k] * min(2.0, max(0.5, target[k] / max(out[k]["rps"], 1e-9))) for k in asked}
             acked += (out["events"]["requests"] - out["events"]["non2xx"]) * 100
             api_rss, db_rss = rss_mb(api.pid)[0], rss_mb(db_pid)[0]
+            duck = _duckdb_memory_mb(url)
+            cache = duck.get("base_table", 0.0)
             chunk = {"minute": round((time.monotonic() - started) / 60, 2), "api_rss_mb": api_rss, "db_rss_mb": db_rss,
+                     "duckdb_mb": duck, "db_table_cache_mb": cache, "db_rest_mb": db_rss - cache,
                      **{f"{k}_rps": r["rps"] for k, r in out.items()},
                      **{f"{k}_p99_ms": r["p99_ms"] for k, r in out.items()},
                      "non2xx": sum(r["non2xx"] for r in out.values()),
@@ -123,13 +141,15 @@ def main() -> None:
     after = [c for c in chunks if c["minute"] > args.warmup_minutes + 1e-9]
     warm = [c for c in chunks if c["minute"] <= args.warmup_minutes + 1e-9]
     base = warm[-1] if warm else chunks[0]
-    growth = {p: (max(c[f"{p}_rss_mb"] for c in after) / base[f"{p}_rss_mb"] - 1) if after else float("nan")
-              for p in ("api", "db")}
+    growth = {p: (max(c[f"{p}_mb" if p == "db_rest" else f"{p}_rss_mb"] for c in after)
+                  / base[f"{p}_mb" if p == "db_rest" else f"{p}_rss_mb"] - 1) if after else float("nan")
+              for p in ("api", "db", "db_rest")}
     result = {"maximum_rps": maximum, "target_rps": target, "chunks": chunks, "rss_growth_after_warmup": growth,
               "non2xx": sum(c["non2xx"] for c in chunks), "events_acknowledged": acked, "events_stored": stored}
     result["goals"] = {
         "API RSS grows <= 5% after warm-up": growth["api"] <= 0.05,
         "database process RSS grows <= 5% after warm-up": growth["db"] <= 0.05,
+        "database process RSS less DuckDB's table-block cache grows <= 5% after warm-up": growth["db_rest"] <= 0.05,
         "no non-2xx answer": result["non2xx"] == 0 and not any(c["socket_errors"] for c in chunks),
         "every acknowledged event stored": acked <= stored,
     }
@@ -138,14 +158,16 @@ def main() -> None:
         return
     print(f"maximum of the mix: {', '.join(f'{k} {v:,.0f} req/s' for k, v in maximum.items())}; "
           f"soak at half")
-    print("| minute | assignment req/s (p99) | content req/s (p99) | event batches/s (p99) | non-2xx | API RSS | DB RSS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| minute | assignment req/s (p99) | content req/s (p99) | event batches/s (p99) | non-2xx | API RSS "
+          "| DB RSS | of it, DuckDB table cache | DB RSS less that cache |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in chunks:
         print(f"| {c['minute']:.1f} | {c['assignment_rps']:,.0f} ({c['assignment_p99_ms']:.1f} ms) "
               f"| {c['content_rps']:,.0f} ({c['content_p99_ms']:.1f} ms) | {c['events_rps']:,.0f} "
-              f"({c['events_p99_ms']:.1f} ms) | {c['non2xx']} | {c['api_rss_mb']:.0f} MB | {c['db_rss_mb']:.0f} MB |")
+              f"({c['events_p99_ms']:.1f} ms) | {c['non2xx']} | {c['api_rss_mb']:.0f} MB | {c['db_rss_mb']:.0f} MB "
+              f"| {c['db_table_cache_mb']:.0f} MB | {c['db_rest_mb']:.0f} MB |")
     print(f"RSS growth after the {args.warmup_minutes:g}-minute warm-up: API {growth['api']:+.1%}, "
-          f"database process {growth['db']:+.1%}")
+          f"database process {growth['db']:+.1%}, database process less DuckDB's table cache {growth['db_rest']:+.1%}")
     print(f"events acknowledged {acked:,}, stored {stored:,}")
     for goal, ok in result["goals"].items():
         print(f"{'PASS' if ok else 'FAIL'}  {goal}")

@@ -141,7 +141,7 @@ def versions(path: Path) -> list[int]:
 
 
 def test_schema_version_is_the_number_of_migrations() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 2
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 3
 
 
 def test_fresh_database_records_the_current_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +177,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
     con = connect(db_path)
     try:
-        assert calls == ["_v0_to_v1", "_v1_to_v2"]
+        assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3"]
         assert current_version(con) == SCHEMA_VERSION
         rec = get_experiment(con, made["spec"].key)
         assert rec is not None and rec.spec == made["spec"] and rec.status == "running"
@@ -197,7 +197,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
         con.close()
 
     connect(db_path).close()  # the second open: already current
-    assert calls == ["_v0_to_v1", "_v1_to_v2"]
+    assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3"]
     assert versions(db_path) == list(range(1, SCHEMA_VERSION + 1))  # one row per version reached
     connect(db_path, read_only=True).close()
 
@@ -224,7 +224,7 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 2
+        assert current_version(con) == SCHEMA_VERSION == 3
         assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(COLUMN_NAMES)
         assert con.execute("SELECT count(*), count(source) FROM events").fetchone() == (3, 0)
         assert con.execute("SELECT value FROM events WHERE type = 'dwell'").fetchone()[0] == 1234.5
@@ -240,7 +240,41 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
     finally:
         con.close()
     connect(db_path).close()
-    assert versions(db_path) == [1, 2]
+    assert versions(db_path) == [1, 2, 3]
+
+
+def test_version_2_database_loses_the_event_id_index_and_keeps_every_row(db_path: Path) -> None:
+    """Version 3 drops the PRIMARY KEY on events.event_id (an in-memory index that grew with the log):
+    the table is copied with every row and column, and the writer keeps ids unique from then on."""
+    from armor_ab.event_schema import UNIQUE_BY_WRITER
+    from armor_ab.store.writer import EventWriter
+
+    make_version_1(db_path)
+    connect_v2 = duckdb.connect(str(db_path))
+    migrations._v1_to_v2(connect_v2)
+    connect_v2.execute("INSERT INTO schema_version VALUES (2, ?)", [T0])
+    before = connect_v2.execute("SELECT * FROM events ORDER BY event_id").fetchall()
+    assert connect_v2.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' "
+                              "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 1
+    connect_v2.close()
+
+    con = connect(db_path)
+    try:
+        assert current_version(con) == SCHEMA_VERSION == 3
+        assert con.execute("SELECT * FROM events ORDER BY event_id").fetchall() == before
+        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' "
+                           "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
+        assert con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'events'").fetchone()[0] \
+            == UNIQUE_BY_WRITER
+        # A retry of a stored event is still left out: the writer's window was filled from the table.
+        old = EventIn(event_id=EVENT_IDS[0], experiment="x", variant="armor", user_id="u1", type="exposure", ts=T0)
+        writer = EventWriter(con, dedup_window=10_000).start()
+        result = writer.submit(to_arrow([old], T0, source="import")).result(10)
+        writer.close()
+        assert (result.accepted, result.duplicates) == (0, 1)
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == len(before)
+    finally:
+        con.close()
 
 
 def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,9 @@ def serve_command(
     report_memory_limit: Annotated[str | None, typer.Option(
         help="memory one report's joins, aggregates and sorts take before they spill to disk, apart from "
              "the event writer's (a DuckDB size; default 256MB)")] = None,
+    dedup_window: Annotated[int | None, typer.Option(
+        help="event ids the writer keeps in memory to tell a retried event at once (~21 bytes each, "
+             "allocated at start; hold ten minutes of peak ingestion; default 8000000)")] = None,
     report_timeout: Annotated[float | None, typer.Option(
         help="seconds a report may run before it is stopped: 503 report_timeout (default 60)")] = None,
 ) -> None:
@@ -44,7 +47,7 @@ def serve_command(
 
     from armor_ab.api.app import settings_from_env
     from armor_ab.store.db import DatabaseLockedError, SchemaVersionError
-    from armor_ab.store.process import check_memory_limit
+    from armor_ab.store.process import check_dedup_window, check_memory_limit
     from armor_ab.web.server import ConnectionLimits, serve
 
     settings = settings_from_env(db)
@@ -72,6 +75,11 @@ def serve_command(
         try:
             settings = replace(settings, report_memory_limit=check_memory_limit(report_memory_limit,
                                                                                 "--report-memory-limit"))
+        except ValueError as exc:
+            fail(str(exc))
+    if dedup_window is not None:
+        try:
+            settings = replace(settings, dedup_window=check_dedup_window(dedup_window, "--dedup-window"))
         except ValueError as exc:
             fail(str(exc))
     if report_timeout is not None:

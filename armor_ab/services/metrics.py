@@ -27,6 +27,17 @@ class Metrics:
         self.events_committed = Counter(
             "armor_ab_events_committed_total", "new events committed to DuckDB", registry=self.registry
         )
+        self.late_lookups = Counter(
+            "armor_ab_events_late_lookups_total",
+            "events looked up in the table because they were older than the dedup window (docs/events.md)",
+            registry=self.registry,
+        )
+        self.db_memory = Gauge(
+            "armor_ab_db_memory_bytes",
+            "memory DuckDB accounts for in the database process, by tag (base_table: cached table blocks, "
+            "evictable up to the buffer pool limit); sampled every 5 s",
+            ["tag"], registry=self.registry,
+        )
         self.commit_seconds = Histogram(
             "armor_ab_writer_commit_seconds", "duration of one writer transaction", registry=self.registry
         )

@@ -50,6 +50,9 @@ class ServerSettings:
     read_concurrency: int = 4
     report_max_age: float = 60.0  # seconds a report is served under live traffic before recomputing
     db_memory_limit: str = "1GB"  # DuckDB's buffer pool in the database process (reports need room)
+    # Event ids the writer keeps in memory to tell a retry at once (armor_ab.store.dedup): ~21 bytes
+    # each, allocated at start; hold at least ten minutes of peak ingestion (armor-ab serve --dedup-window).
+    dedup_window: int = 8_000_000
     # A report's own budget, apart from the writer's: its joins, aggregates and sorts spill to disk
     # past report_memory_limit (DuckDB's per-connection operator_memory_limit; two reports run at
     # once), and it is interrupted after report_timeout_s (503 report_timeout).
@@ -99,9 +102,17 @@ class AppState:
     def open(cls, settings: ServerSettings) -> AppState:
         holder: dict[str, Any] = {}
 
-        def on_commit(inserted: int, seconds: float) -> None:
+        def on_commit(inserted: int, seconds: float, late: int) -> None:
             holder["m"].commit_seconds.observe(seconds)
             holder["m"].events_committed.inc(inserted)
+            if late:
+                holder["m"].late_lookups.inc(late)
+
+        def on_memory(by_tag: dict[str, int]) -> None:
+            gauge = holder["m"].db_memory
+            gauge.clear()  # a tag that no longer holds memory drops out
+            for tag, used in by_tag.items():
+                gauge.labels(tag.lower()).set(used)
 
         def rows_committed(ids: list[str]) -> None:
             seen, pending = holder["s"].exposures_seen, holder["s"].exposures_pending
@@ -116,12 +127,13 @@ class AppState:
 
         store = StoreClient(
             settings.db_path, memory_limit=settings.db_memory_limit, writer_queue=settings.writer_queue,
+            dedup_window=settings.dedup_window,
             read_concurrency=settings.read_concurrency, lock_wait_s=settings.db_lock_wait,
             report_memory_limit=settings.report_memory_limit, report_timeout_s=settings.report_timeout_s,
             # The report's modules (statistics, scipy: seconds) are imported when the database process
             # starts, not by the first report's message, which would hold up the batches behind it.
             preload=("armor_ab.reporting.report",),
-            on_commit=on_commit, on_rows_committed=rows_committed, on_rows_failed=rows_failed,
+            on_commit=on_commit, on_memory=on_memory, on_rows_committed=rows_committed, on_rows_failed=rows_failed,
         )
         metrics = Metrics(lambda: store.depth)
         holder["m"] = metrics

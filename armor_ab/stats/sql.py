@@ -51,9 +51,10 @@ What counts (the analysis contract):
   age k's ``n``, with the (capped) changes of that single day as its values; ``any`` there means
   "inquired that day"; pre-exposure and ROI columns are 0.
 * Days are UTC calendar days. Day d's statistics cover all data up to the end of day d.
-* Events are unique by ``event_id``: when the source table enforces it (the real ``events``
-  table has it as PRIMARY KEY) nothing more is needed; otherwise the query deduplicates first.
-  A blanket ``DISTINCT ON (event_id)`` costs ~2 s on 10M rows, which is why it is not always on.
+* Events are unique by ``event_id``: when the source table guarantees it (a PRIMARY KEY or UNIQUE
+  constraint, or the comment the armor-ab event log carries: its writer refuses repeated ids)
+  nothing more is needed; otherwise the query deduplicates first. A blanket ``DISTINCT ON
+  (event_id)`` costs ~2 s on 10M rows, which is why it is not always on.
 
 How it stays fast (one pass over the events on the common path, no join against them):
 
@@ -176,14 +177,26 @@ class ExperimentSums:
         return out
 
 
+# The comment of a table whose writer keeps event ids unique (armor_ab.event_schema.UNIQUE_BY_WRITER;
+# tests/test_dedup.py pins the two together: the statistics import nothing else of armor_ab).
+UNIQUE_BY_WRITER = "armor-ab event log: one row per event_id (the writer refuses repeats)"
+
+
 def event_id_enforced_unique(con: duckdb.DuckDBPyConnection, table: str = "events") -> bool:
-    """Whether the table's own PRIMARY KEY / UNIQUE constraint already guarantees one row per event_id."""
+    """Whether the table guarantees one row per event_id: its PRIMARY KEY / UNIQUE constraint, or
+    the comment of the armor-ab event log (its writer refuses repeated ids)."""
     rows = con.execute(
         """SELECT constraint_column_names FROM duckdb_constraints()
            WHERE table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')""",
         [table],
     ).fetchall()
-    return any(list(cols) == ["event_id"] for (cols,) in rows)
+    if any(list(cols) == ["event_id"] for (cols,) in rows):
+        return True
+    comment = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE table_name = ? AND database_name = current_database()",
+        [table],
+    ).fetchone()
+    return bool(comment and comment[0] == UNIQUE_BY_WRITER)
 
 
 def _json_path_literal(key: str) -> str:

@@ -103,8 +103,26 @@ def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     add_column(con, "events", "source", "VARCHAR")
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    """events.event_id loses its PRIMARY KEY: DuckDB holds that index wholly in memory and never
+    evicts it (the database process grew with every event and ran out of memory at tens of millions
+    of them). The writer keeps ids unique instead (armor_ab.store.dedup). DuckDB cannot drop a
+    primary key, so the table is copied (same columns, same order) and the copy takes its name."""
+    if not table_exists(con, "events"):
+        return
+    keyed = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() AND table_name = 'events' AND constraint_type = 'PRIMARY KEY'"
+    ).fetchone()[0]
+    if not keyed:
+        return
+    con.execute("CREATE TABLE events__v3 AS SELECT * FROM events ORDER BY received_at")
+    con.execute("DROP TABLE events")
+    con.execute("ALTER TABLE events__v3 RENAME TO events")
+
+
 # MIGRATIONS[n] takes version n to n + 1. Append only; never edit or reorder a released one.
-MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -75,6 +75,7 @@ log = logging.getLogger("armor_ab.store")
 ROWS_FLUSH_S = 0.02  # exposure rows are shipped to the database process in bundles this often
 READY_TIMEOUT_S = 60.0
 REPORT_THREADS = 2  # reports computed at once; with their memory budget, what reports can take
+MEMORY_SAMPLE_S = 5.0  # how often the database process reports DuckDB's memory to the API
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 # The child's entry point. Like multiprocessing's spawn, it starts from this process's sys.path (the
 # first argument), so it imports the same armor_ab (the installed one, whatever the working directory
@@ -103,6 +104,17 @@ class ReadBudgetError(RuntimeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+MIN_DEDUP_WINDOW = 1_000  # ids; below this the window cannot tell even one batch's retry
+
+
+def check_dedup_window(value: int, name: str = "dedup window") -> int:
+    """``value`` if it is a usable dedup window size (event ids), else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_DEDUP_WINDOW <= value <= 1_000_000_000:
+        raise ValueError(f"{name} must be a whole number of event ids from {MIN_DEDUP_WINDOW:,} to 1,000,000,000, "
+                         f"not {value!r}")
+    return value
 
 
 def check_memory_limit(value: str, name: str = "memory limit") -> str:
@@ -147,13 +159,15 @@ class StoreClient:
         *,
         memory_limit: str = "1GB",
         writer_queue: int = 20_000,
+        dedup_window: int = 8_000_000,
         read_concurrency: int = 4,
         report_memory_limit: str = "256MB",
         report_timeout_s: float = 60.0,
         max_buffered_rows: int = 100_000,
         lock_wait_s: float = 10.0,
         preload: tuple[str, ...] = (),
-        on_commit: Callable[[int, float], None] | None = None,  # (new events, seconds)
+        on_commit: Callable[[int, float, int], None] | None = None,  # (new events, seconds, late lookups)
+        on_memory: Callable[[dict[str, int]], None] | None = None,  # DuckDB's memory by tag, every few seconds
         on_rows_committed: Callable[[list[str]], None] | None = None,
         on_rows_failed: Callable[[list[str]], None] | None = None,
     ) -> None:
@@ -162,7 +176,11 @@ class StoreClient:
         check_memory_limit(report_memory_limit, "report memory limit")
         if not report_timeout_s > 0:
             raise ValueError(f"report timeout must be positive, not {report_timeout_s!r}")
+        check_dedup_window(dedup_window)
         self._on_commit = on_commit
+        self._on_memory = on_memory
+        self.late_lookups = 0
+        self.db_memory: dict[str, int] = {}
         self._on_rows_committed = on_rows_committed
         self._on_rows_failed = on_rows_failed
         self._max_buffered_rows = max_buffered_rows
@@ -179,6 +197,7 @@ class StoreClient:
         cmd = [
             sys.executable, "-c", _CHILD_MAIN, json.dumps(sys.path), "--fd", str(child.fileno()),
             "--db", str(self.db_path), "--memory-limit", memory_limit, "--writer-queue", str(writer_queue),
+            "--dedup-window", str(dedup_window),
             "--read-concurrency", str(read_concurrency), "--lock-wait", str(lock_wait_s),
             "--report-memory-limit", report_memory_limit, "--report-timeout", repr(float(report_timeout_s)),
             *(arg for module in preload for arg in ("--preload", module)),
@@ -368,10 +387,15 @@ class StoreClient:
                 else:
                     log.error("database writes failing", extra={"db": str(self.db_path), "cause": message[1]})
             elif kind == "stats":
-                _, inserted, seconds, self._remote_depth = message
+                _, inserted, seconds, self._remote_depth, late = message
                 self.committed_events += inserted
+                late, self.late_lookups = late - self.late_lookups, late
                 if self._on_commit:
-                    self._on_commit(inserted, seconds)
+                    self._on_commit(inserted, seconds, late)
+            elif kind == "memory":
+                self.db_memory = message[1]
+                if self._on_memory:
+                    self._on_memory(message[1])
         self._dead = "the database process exited" if self._closed else "the database process died"
         if not self._closed:
             log.error("database process died", extra={"pid": self._proc.pid, "returncode": self._proc.poll()})
@@ -391,7 +415,7 @@ class _Server:
     def __init__(
         self, conn: Connection, con: duckdb.DuckDBPyConnection, writer_queue: int, read_concurrency: int, *,
         reopen: Callable[[], duckdb.DuckDBPyConnection] | None = None, report_memory_limit: str = "256MB",
-        report_timeout_s: float = 60.0, preload: tuple[str, ...] = (),
+        report_timeout_s: float = 60.0, preload: tuple[str, ...] = (), dedup_window: int = 8_000_000,
     ):
         from armor_ab.store.writer import EventWriter
 
@@ -401,12 +425,14 @@ class _Server:
             con, max_queue=writer_queue, on_commit=self._committed,
             on_rows_committed=lambda ids: self.send(("committed", ids)),
             on_rows_failed=lambda ids: self.send(("failed", ids)),
-            reopen=reopen, on_fault=lambda cause: self.send(("fault", cause)),
+            reopen=reopen, on_fault=lambda cause: self.send(("fault", cause)), dedup_window=dedup_window,
         )
         self.reads = ThreadPoolExecutor(read_concurrency, thread_name_prefix="armor-ab-read")
         self.reports = ThreadPoolExecutor(REPORT_THREADS, thread_name_prefix="armor-ab-report")
         self.budget = (report_memory_limit, report_timeout_s)
         self.preload = preload
+        self._stopping = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_memory, name="armor-ab-memory", daemon=True)
 
     def send(self, message: tuple) -> None:
         if message[0] == "err":
@@ -419,7 +445,21 @@ class _Server:
                 pass  # the API is gone; the main loop sees EOF and shuts down
 
     def _committed(self, batches: int, inserted: int, seconds: float) -> None:
-        self.send(("stats", inserted, seconds, self.writer.depth))
+        self.send(("stats", inserted, seconds, self.writer.depth, self.writer.late_lookups))
+
+    def _sample_memory(self) -> None:
+        """DuckDB's own memory accounting by tag (buffer pool: table blocks, operators, ...), sent to
+        the API every ``MEMORY_SAMPLE_S`` (``armor_ab_db_memory_bytes``), on a cursor of its own."""
+        while not self._stopping.wait(MEMORY_SAMPLE_S):
+            try:
+                cur = self.writer.con.cursor()
+                try:
+                    rows = cur.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall()
+                finally:
+                    cur.close()
+            except duckdb.Error:
+                continue  # a database being reopened: the next sample
+            self.send(("memory", {tag: int(used) for tag, used in rows if used}))
 
     def answer(self, rid: int, future: Future) -> None:
         exc = future.exception()
@@ -436,6 +476,7 @@ class _Server:
 
         self.writer.start()
         self.send(("ready", read_snapshot(self.writer.con)))
+        self._sampler.start()
         if self.preload:  # imported beside the loop, not by the first message that names one of them
             threading.Thread(target=_preload, args=(self.preload,), name="armor-ab-preload", daemon=True).start()
         while True:
@@ -474,6 +515,8 @@ class _Server:
                 self.send(("err", rid, exc))
                 continue
             future.add_done_callback(lambda f, rid=rid: self.answer(rid, f))
+        self._stopping.set()
+        self._sampler.join()  # no cursor of its own may be open when the connection closes
         self.writer.close()
         self.reads.shutdown(wait=True, cancel_futures=True)
         self.reports.shutdown(wait=True, cancel_futures=True)
@@ -623,6 +666,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--db", type=Path, required=True)
     ap.add_argument("--memory-limit", default="1GB")
     ap.add_argument("--writer-queue", type=int, default=20_000)
+    ap.add_argument("--dedup-window", type=int, default=8_000_000)
     ap.add_argument("--read-concurrency", type=int, default=4)
     ap.add_argument("--lock-wait", type=float, default=10.0)
     ap.add_argument("--report-memory-limit", default="256MB")
@@ -649,7 +693,7 @@ def main(argv: list[str] | None = None) -> None:
     def reopen() -> duckdb.DuckDBPyConnection:  # after a fault: the same file, the same settings
         return _open(args.db, args.memory_limit, 0.0)
 
-    _Server(conn, con, args.writer_queue, args.read_concurrency, reopen=reopen,
+    _Server(conn, con, args.writer_queue, args.read_concurrency, reopen=reopen, dedup_window=args.dedup_window,
             report_memory_limit=args.report_memory_limit, report_timeout_s=args.report_timeout,
             preload=tuple(args.preload)).run()
 

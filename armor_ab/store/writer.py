@@ -1,10 +1,12 @@
 """The one writer thread that owns the DuckDB write connection (in the database process).
 
 Requests never touch the write connection. They enqueue event batches (Arrow tables) or write
-jobs and wait on a future. The writer drains whatever is queued, appends all event batches in
-one transaction with a plain ``INSERT``; when the ``event_id`` primary key refuses a stored id
-(a retried batch), it redoes the transaction with ``INSERT OR IGNORE ... RETURNING`` to count
-what was new. It commits, and only then resolves the futures: acknowledged means durable. A full queue raises ``QueueFullError`` at once (the API answers 503), never a silent drop.
+jobs and wait on a future. The writer drains whatever is queued and appends all event batches in
+one transaction, leaving out every event whose ``event_id`` is stored already (a retried batch):
+the dedup window (``armor_ab.store.dedup``: the newest ids, in fixed memory) tells for live
+traffic, a lookup in the table for events older than the window. It commits, and only then
+resolves the futures: acknowledged means durable. A full queue raises ``QueueFullError`` at once
+(the API answers 503), never a silent drop.
 
 Faults (disk full, an I/O error, DuckDB out of memory: a commit out of memory is first tried again
 twice, a report may have held the buffer pool for a moment) fail the transaction's batches with
@@ -32,57 +34,108 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from armor_ab.events import ARROW_SCHEMA as ROW_SCHEMA
+from armor_ab.events import MAX_FUTURE
+from armor_ab.store.dedup import NEVER, RecentIds, uuid_keys
 
 log = logging.getLogger("armor_ab.writer")
 T = TypeVar("T")
 
-_INSERT = (
-    "INSERT OR IGNORE INTO events SELECT event_id::UUID, experiment, variant, user_id, item_id, type, "
-    "value, ts, received_at, properties::JSON, source FROM incoming"
-)
-
-_INSERT_ALL_NEW = _INSERT.replace("INSERT OR IGNORE", "INSERT", 1)
+_COLUMNS = ("event_id::UUID, experiment, variant, user_id, item_id, type, value, ts, received_at, "
+            "properties::JSON, source")
+_INSERT = f"INSERT INTO events SELECT {_COLUMNS} FROM incoming"
+# Which of ``candidates`` (event_id, i) are stored among the rows received in [$lo, $hi]: the exact
+# lookup for events the dedup window cannot vouch for (armor_ab.store.dedup). The bounds on
+# received_at let DuckDB skip every older row group by its zone maps.
+_STORED_BEFORE = """SELECT c.i FROM candidates c SEMI JOIN (
+    SELECT event_id FROM events WHERE received_at >= $lo AND received_at <= $hi
+) e ON e.event_id = c.event_id::UUID"""
 
 OOM_RETRIES = 2  # a commit out of memory is tried again after 50 and 100 ms before its batches get 503
 PROBE_BYTES = 1 << 20  # four DuckDB blocks: room for a commit and more, not the last bytes of a full disk
+MAX_FUTURE_US = int(MAX_FUTURE.total_seconds() * 1_000_000)
+DEFAULT_DEDUP_WINDOW = 8_000_000
+
+
+def _micros(table: pa.Table, column: str) -> np.ndarray:
+    return table.column(column).cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _as_utc(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def stored_before(con: duckdb.DuckDBPyConnection, table: pa.Table, until_us: int | None = None) -> np.ndarray:
+    """A boolean per row of ``table``: is its event_id stored already (received up to ``until_us``)?
+
+    Exact, by a scan of the rows received since the earliest ``ts - MAX_FUTURE`` of ``table``
+    (a first copy is never received before that: ``armor_ab.events.MAX_FUTURE``).
+    """
+    found = np.zeros(table.num_rows, dtype=bool)
+    if table.num_rows == 0:
+        return found
+    lo = int(_micros(table, "ts").min()) - MAX_FUTURE_US
+    hi = until_us if until_us is not None else np.iinfo(np.int64).max // 2
+    if hi < lo:
+        return found
+    candidates = pa.table({"event_id": table.column("event_id"), "i": pa.array(np.arange(table.num_rows))})
+    con.register("candidates", candidates)
+    try:
+        rows = con.execute(_STORED_BEFORE, {"lo": _as_utc(lo), "hi": _as_utc(min(hi, 253402300799999999))}).fetchall()
+    finally:
+        con.unregister("candidates")
+    found[[i for (i,) in rows]] = True
+    return found
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+    """Append ``table`` to ``events`` (inside the caller's transaction), no questions asked."""
+    con.register("incoming", table)
+    try:
+        con.execute(_INSERT)
+    finally:
+        con.unregister("incoming")
 
 
 def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> set[str]:
-    """Insert rows whose event_id is new (inside the caller's transaction); returns their ids.
+    """Insert the rows whose event_id is not stored yet (inside the caller's transaction); returns their ids.
 
-    ``table`` must not repeat an event_id (the primary key would refuse the whole statement).
+    For writers without the dedup window (``armor-ab events import`` on a database no server holds):
+    every row is looked up in the table. ``table`` must not repeat an event_id.
     """
-    con.register("incoming", table)
+    new = table.filter(pa.array(~stored_before(con, table)))
+    insert_rows(con, new)
+    return set(new.column("event_id").to_pylist())
+
+
+def load_window(con: duckdb.DuckDBPyConnection, window: RecentIds) -> None:
+    """Fill an empty ``window`` with the ids of the newest stored events (at most its capacity)."""
+    cur = con.cursor()
     try:
-        return {row[0] for row in con.execute(_INSERT + " RETURNING event_id::VARCHAR").fetchall()}
+        total = cur.sql("SELECT count(*) FROM events WHERE received_at IS NOT NULL").fetchall()[0][0]
+        cutoff, where, params = NEVER, "received_at IS NOT NULL", None
+        if total > window.capacity:  # the newest ``capacity`` rows: those received after the cutoff
+            cutoff = cur.sql(
+                "SELECT epoch_us(received_at) FROM events WHERE received_at IS NOT NULL "
+                f"ORDER BY received_at DESC LIMIT 1 OFFSET {int(window.capacity) - 1}"
+            ).fetchall()[0][0]
+            where, params = "received_at > $cutoff", {"cutoff": _as_utc(cutoff)}
+        table = cur.sql(
+            f"SELECT event_id::VARCHAR AS event_id, epoch_us(received_at) AS us FROM events WHERE {where} "
+            "ORDER BY received_at", params=params
+        ).to_arrow_table()
     finally:
-        con.unregister("incoming")
-
-
-def append_if_all_new(con: duckdb.DuckDBPyConnection, table: pa.Table) -> bool:
-    """Insert every row (inside the caller's transaction) if no event_id is stored yet.
-
-    A plain ``INSERT`` costs a third less per row than ``INSERT OR IGNORE`` and a millisecond less
-    per statement, and retries are rare: the common case takes this path. On a conflict this rolls
-    the transaction back and returns False; the caller begins again and uses ``append_events``.
-    """
-    con.register("incoming", table)
-    try:
-        con.execute(_INSERT_ALL_NEW)
-    except duckdb.ConstraintException:
-        con.execute("ROLLBACK")  # the aborted transaction refuses even the unregister below
-        return False
-    finally:
-        con.unregister("incoming")
-    return True
+        cur.close()
+    window.load(uuid_keys(table.column("event_id")), table.column("us").to_numpy(), complete_after=cutoff)
 
 
 class QueueFullError(RuntimeError):
@@ -177,8 +230,12 @@ class EventWriter:
         on_fault: Callable[[str | None], None] | None = None,  # the fault's cause, None once recovered
         retry_min_s: float = 0.1,
         retry_max_s: float = 2.0,
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,  # event ids kept in memory (armor_ab.store.dedup)
     ) -> None:
         self._con = con
+        self._window = RecentIds(dedup_window)
+        load_window(con, self._window)
+        self.late_lookups = 0  # events looked up in the table: the window could not vouch for them
         self._reopen = reopen
         self._on_fault = on_fault
         self._retry_min = retry_min_s
@@ -413,7 +470,6 @@ class EventWriter:
             seen = set()
             mask = [i not in seen and not seen.add(i) for i in ids.to_pylist()]
             incoming = incoming.filter(pa.array(mask))
-        inserted: set[str] | None = None
         refusal = self._refusal()
         if refusal is not None:  # nothing is tried until a probe has reopened the database
             for b in batches:
@@ -421,15 +477,21 @@ class EventWriter:
             if row_ids and self._on_rows_failed:
                 self._on_rows_failed(row_ids)
             return
+        keys = uuid_keys(incoming.column("event_id"))
+        # Repeats of events still in the window are known at once; an event too old for the window
+        # to vouch for (a late retry, an import of history) is looked up in the table.
+        repeat = self._window.contains(keys)
+        unsure = ~repeat & ~self._window.covers(_micros(incoming, "ts"), MAX_FUTURE_US)
         try:
             for attempt in range(OOM_RETRIES + 1):
                 try:
                     self._con.execute("BEGIN")
-                    n_inserted = incoming.num_rows
-                    if not append_if_all_new(self._con, incoming):  # some ids were stored before: which?
-                        self._con.execute("BEGIN")
-                        inserted = append_events(self._con, incoming)
-                        n_inserted = len(inserted)
+                    if unsure.any():
+                        found = stored_before(self._con, incoming.filter(pa.array(unsure)), self._window.evicted_until)
+                        repeat[np.flatnonzero(unsure)[found]] = True
+                        self.late_lookups += int(unsure.sum())
+                    new = incoming.filter(pa.array(~repeat)) if repeat.any() else incoming
+                    insert_rows(self._con, new)
                     self._con.execute("COMMIT")
                     break
                 except duckdb.OutOfMemoryException:  # a report held the buffer pool for a moment: try again
@@ -439,7 +501,6 @@ class EventWriter:
                         self._con.execute("ROLLBACK")
                     except duckdb.Error:
                         pass
-                    inserted = None
                     time.sleep(0.05 * 2**attempt)
         except BaseException as exc:
             try:
@@ -456,14 +517,16 @@ class EventWriter:
             if row_ids and self._on_rows_failed:
                 self._on_rows_failed(row_ids)
             return
+        n_inserted = new.num_rows
+        if n_inserted:  # only committed ids enter the window
+            self._window.add(keys[~repeat], int(_micros(new, "received_at").max()))
         elapsed = time.perf_counter() - started
         self.committed_events += n_inserted
-        if inserted is None and clean:  # every row was new: each batch was accepted whole
+        if clean and not repeat.any():  # every row was new: each batch was accepted whole
             for b in batches:
                 b.future.set_result(WriteResult(accepted=b.table.num_rows, duplicates=0))
         else:
-            if inserted is None:  # all new, but some rows repeated an id within this transaction
-                inserted = set(incoming.column("event_id").to_pylist())
+            inserted = set(new.column("event_id").to_pylist())
             inserted.difference_update(row_ids)  # exposure rows came first; they are nobody's batch
             for b in batches:
                 accepted = 0
