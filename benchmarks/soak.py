@@ -11,15 +11,15 @@
    load's rate, p99 and non-2xx answers, and the RSS of the API process and of its database process:
    sampled every second, the chunk's median (growth is judged on it: a checkpoint's transient
    buffers are not growth) and its maximum.
-4. Checks, after the ``--warmup-minutes``: RSS of each process grows at most 5% over its value at the
-   end of the warm-up; no non-2xx answer at all; every acknowledged event is stored.
-   It also records DuckDB's own memory accounting (``armor_ab_db_memory_bytes`` on ``/metrics``):
-   ``base_table`` is the table blocks DuckDB keeps cached after writing them, evictable and
-   bounded by the buffer pool limit; the database process's RSS less that cache is what would
-   show a leak, and is checked the same way.
+4. Checks, after the ``--warmup-minutes``: the API's RSS grows at most 5% over its value at the end
+   of the warm-up; no non-2xx answer at all; every acknowledged event is stored. For the database
+   process it reads DuckDB's own memory accounting (``armor_ab_db_memory_bytes`` on ``/metrics``):
+   ``base_table`` is the table blocks DuckDB keeps cached after writing them (evictable, bounded by
+   ``--db-memory-limit``; a pool fills up to it, as any database's does). Its RSS less that cache
+   must grow at most 5%, and the cache must stay within the limit; the total is recorded too.
 
 Run: ``.venv/bin/python benchmarks/soak.py [--minutes 10] [--warmup-minutes 2] [--history-events 15000000]
-[--db-memory-limit 512MB] [--json]``
+[--db-memory-limit 160MB] [--json]``
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -51,15 +52,15 @@ EXPERIMENT = "catalog-interleaved"
 def add_history(db: Path, events: int) -> float:
     """``events`` page views and dwell times of past visitors (the last 14 days), in one INSERT; seconds."""
     started = time.perf_counter()
+    step = 14 * 86_400_000_000 // events  # microseconds between two of them
     con = duckdb.connect(str(db))
     con.execute(
         """INSERT INTO events SELECT gen_random_uuid(), ?, CASE WHEN i % 2 = 0 THEN 'control' ELSE 'armor' END,
                'hist-' || (i // 10)::VARCHAR, 'pumps-01', CASE WHEN i % 3 = 0 THEN 'dwell' ELSE 'page_view' END,
                CASE WHEN i % 3 = 0 THEN 1000 + i % 50000 END,
-               now() - INTERVAL 14 DAY + to_microseconds((i * 1209600000000 // ?)::BIGINT),
-               now() - INTERVAL 14 DAY + to_microseconds((i * 1209600000000 // ?)::BIGINT),
+               now() - INTERVAL 14 DAY + to_microseconds(i * ?), now() - INTERVAL 14 DAY + to_microseconds(i * ?),
                NULL, 'client'
-           FROM range(?) t(i)""", [EXPERIMENT, events, events, events])
+           FROM range(?) t(i)""", [EXPERIMENT, step, step, events])
     con.execute("CHECKPOINT")
     con.close()
     return time.perf_counter() - started
@@ -128,6 +129,14 @@ def _duckdb_memory_mb(url: str) -> dict[str, float]:
     return out
 
 
+def _megabytes(size: str) -> float:
+    """A DuckDB size (``160MB``, ``1GiB``) in MB."""
+    number, unit = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]+)\s*", size).groups()
+    factor = {"b": 1e-6, "kb": 1e-3, "mb": 1.0, "gb": 1e3, "tb": 1e6, "kib": 1.024e-3, "mib": 1.048576,
+              "gib": 1073.741824, "tib": 1099511.627776}[unit.lower()]
+    return float(number) * factor
+
+
 def _db_pid(api_pid: int) -> int:
     pids = subprocess.run(["pgrep", "-P", str(api_pid)], capture_output=True, text=True).stdout.split()
     if len(pids) != 1:
@@ -143,7 +152,7 @@ def main() -> None:
     ap.add_argument("--probe-seconds", type=int, default=10)
     ap.add_argument("--history-events", type=int, default=15_000_000,
                     help="past events in the table before the server starts (0: an empty log)")
-    ap.add_argument("--db-memory-limit", default="512MB", help="armor-ab serve --db-memory-limit")
+    ap.add_argument("--db-memory-limit", default="160MB", help="armor-ab serve --db-memory-limit")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     need_wrk()
@@ -221,8 +230,11 @@ def main() -> None:
               "non2xx": sum(c["non2xx"] for c in chunks), "events_acknowledged": acked, "events_stored": stored}
     result["goals"] = {
         "API RSS grows <= 5% after warm-up": growth["api"] <= 0.05,
-        "database process RSS grows <= 5% after warm-up": growth["db"] <= 0.05,
+        # DuckDB keeps the table blocks it writes cached until its buffer pool is full: configured,
+        # bounded, evictable memory, not growth. Everything else in the process must stay flat.
         "database process RSS less DuckDB's table-block cache grows <= 5% after warm-up": growth["db_rest"] <= 0.05,
+        "DuckDB's table-block cache stays within --db-memory-limit":
+            max(c["db_table_cache_mb"] for c in chunks) <= _megabytes(args.db_memory_limit),
         "no non-2xx answer": result["non2xx"] == 0 and not any(c["socket_errors"] for c in chunks),
         "every acknowledged event stored": acked <= stored,
     }
@@ -242,7 +254,8 @@ def main() -> None:
               f"({c['events_p99_ms']:.1f} ms) | {c['non2xx']} | {c['api_rss_mb']:.0f} ({c['api_rss_max_mb']:.0f}) MB "
               f"| {c['db_rss_mb']:.0f} ({c['db_rss_max_mb']:.0f}) MB "
               f"| {c['db_table_cache_mb']:.0f} MB | {c['db_rest_mb']:.0f} MB |")
-    print(f"RSS growth after the {args.warmup_minutes:g}-minute warm-up (per-minute medians): API {growth['api']:+.1%}, "
+    print(f"RSS growth after the {args.warmup_minutes:g}-minute warm-up (per-minute medians; the database "
+          "process's total includes DuckDB's table-block cache filling toward its limit): API {growth['api']:+.1%}, "
           f"database process {growth['db']:+.1%}, database process less DuckDB's table cache {growth['db_rest']:+.1%}")
     print(f"events acknowledged {acked:,}, stored {stored:,}")
     for goal, ok in result["goals"].items():
