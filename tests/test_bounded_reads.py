@@ -114,7 +114,8 @@ def test_a_report_within_a_small_memory_budget_spills_and_answers_the_same(heavy
 
 def test_serve_refuses_a_report_budget_it_cannot_read(tmp_path: Path) -> None:
     for args, message in ((["--report-memory-limit", "lots"], "--report-memory-limit must be a size"),
-                          (["--report-timeout", "0"], "--report-timeout must be a positive")):
+                          (["--report-timeout", "0"], "--report-timeout must be a positive"),
+                          (["--db-memory-limit", "1 gigabyte"], "--db-memory-limit must be a size")):
         done = subprocess.run([sys.executable, "-m", "armor_ab", "serve", "--db", str(tmp_path / "x.duckdb"), *args],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode != 0

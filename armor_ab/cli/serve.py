@@ -35,6 +35,9 @@ def serve_command(
     report_memory_limit: Annotated[str | None, typer.Option(
         help="memory one report's joins, aggregates and sorts take before they spill to disk, apart from "
              "the event writer's (a DuckDB size; default 256MB)")] = None,
+    db_memory_limit: Annotated[str | None, typer.Option(
+        help="DuckDB's buffer pool in the database process: its cache of table blocks fills up to it, and "
+             "reports' memory comes out of it (a DuckDB size; default 1GB)")] = None,
     dedup_window: Annotated[int | None, typer.Option(
         help="event ids the writer keeps in memory to tell a retried event at once (~21 bytes each, "
              "allocated at start; hold ten minutes of peak ingestion; default 8000000)")] = None,
@@ -75,6 +78,11 @@ def serve_command(
         try:
             settings = replace(settings, report_memory_limit=check_memory_limit(report_memory_limit,
                                                                                 "--report-memory-limit"))
+        except ValueError as exc:
+            fail(str(exc))
+    if db_memory_limit is not None:
+        try:
+            settings = replace(settings, db_memory_limit=check_memory_limit(db_memory_limit, "--db-memory-limit"))
         except ValueError as exc:
             fail(str(exc))
     if dedup_window is not None:

@@ -92,6 +92,10 @@ class RecentIds:
         self._sealed_count = 0  # generations sealed so far (at most generations - 1 hold keys)
         self._next = 0  # the slot the next sealed generation goes to (the oldest one once full)
         self._filling: set[bytes] = set()
+        # The filling generation's halves too, in arrival order: sealing sorts these (a list of
+        # bytes objects would take four times as long to turn into arrays).
+        self._fill_hi = np.zeros(self.generation_size, dtype=np.uint64)
+        self._fill_lo = np.zeros(self.generation_size, dtype=np.uint64)
         self._filling_max = NEVER
         self.evicted_until = NEVER
         # A counting filter over every key in the window (two salted hashes, at least 4 one-byte
@@ -151,13 +155,19 @@ class RecentIds:
 
     def add(self, keys: np.ndarray, newest_received_us: int) -> None:
         """Record committed keys (distinct, not in the window); ``newest_received_us``: their latest ``received_at``."""
-        self._count(keys, 1)
+        hi, lo = _halves(keys)
+        for h in self._slots(hi, lo):
+            self._bump(h, 1)
         items = keys.tolist()
-        while items:
-            room = self.generation_size - len(self._filling)
-            self._filling.update(items[:room])
+        start = 0
+        while start < len(items):
+            n = len(self._filling)
+            take = min(self.generation_size - n, len(items) - start)
+            self._filling.update(items[start : start + take])
+            self._fill_hi[n : n + take] = hi[start : start + take]
+            self._fill_lo[n : n + take] = lo[start : start + take]
             self._filling_max = max(self._filling_max, newest_received_us)
-            items = items[room:]
+            start += take
             if len(self._filling) >= self.generation_size:
                 self._seal()
 
@@ -173,21 +183,26 @@ class RecentIds:
             self.add(keys[chunk], int(received_us[chunk].max()))
         self.evicted_until = max(self.evicted_until, complete_after)
 
-    def _count(self, keys: np.ndarray, step: int) -> None:
-        for h in self._slots(*_halves(keys)):
-            np.add.at(self._counts, h, np.uint8(step))
+    def _bump(self, slots: np.ndarray, step: int) -> None:
+        """Add ``step`` to each of these counters (an index may repeat). A large batch is grouped first:
+        sorted, de-duplicated indices walk the 32 MB of counters in order (three times faster)."""
+        if len(slots) < 10_000:
+            np.add.at(self._counts, slots, np.uint8(step % 256))
+            return
+        unique, times = np.unique(slots, return_counts=True)
+        self._counts[unique] += (times * step % 256).astype(np.uint8)
 
     def _seal(self) -> None:
-        gen = np.array(list(self._filling), dtype=KEY)
-        gen.sort()
+        order = np.lexsort((self._fill_lo, self._fill_hi))  # by first half, then second: the bytes' order
         slot = self._next
         if self._sealed_count == len(self._sealed_max):  # full: the oldest generation leaves the window
             self.evicted_until = max(self.evicted_until, int(self._sealed_max[slot]))
             for h in self._slots(self._hi[slot], self._lo[slot]):
-                np.subtract.at(self._counts, h, 1)
+                self._bump(h, -1)
         else:
             self._sealed_count += 1
-        self._hi[slot], self._lo[slot] = _halves(gen)
+        np.take(self._fill_hi, order, out=self._hi[slot])
+        np.take(self._fill_lo, order, out=self._lo[slot])
         self._sealed_max[slot] = self._filling_max
         self._next = (slot + 1) % len(self._sealed_max)
         self._filling = set()
