@@ -255,7 +255,7 @@ def main() -> None:
               f"| {c['db_rss_mb']:.0f} ({c['db_rss_max_mb']:.0f}) MB "
               f"| {c['db_table_cache_mb']:.0f} MB | {c['db_rest_mb']:.0f} MB |")
     print(f"RSS growth after the {args.warmup_minutes:g}-minute warm-up (per-minute medians; the database "
-          "process's total includes DuckDB's table-block cache filling toward its limit): API {growth['api']:+.1%}, "
+          f"process's total includes DuckDB's table-block cache filling toward its limit): API {growth['api']:+.1%}, "
           f"database process {growth['db']:+.1%}, database process less DuckDB's table cache {growth['db_rest']:+.1%}")
     print(f"events acknowledged {acked:,}, stored {stored:,}")
     for goal, ok in result["goals"].items():
