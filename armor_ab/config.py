@@ -31,7 +31,6 @@ DEFAULT_DEMO_EXPERIMENT = "catalog-interleaved"
 
 # The variables' names, declared once (two prefixes: ARMOR_AB_ for the platform, ARMOR_ORT_ for the engine).
 DB_ENV = "ARMOR_AB_DB"
-CATALOG_ENV = "ARMOR_AB_CATALOG"
 CORS_ORIGINS_ENV = "ARMOR_AB_CORS_ORIGINS"
 LOG_LEVEL_ENV = "ARMOR_AB_LOG_LEVEL"
 API_ENV = "ARMOR_AB_API"
@@ -60,9 +59,6 @@ class EnvSettings(BaseSettings):
     # -- the database and the API server (armor-ab serve and every command with --db)
     db: Path = Field(DEFAULT_DB, validation_alias=DB_ENV,
                      description="the DuckDB file when `--db` is not given")
-    catalog: Path | None = Field(None, validation_alias=CATALOG_ENV,
-                                 description="`armor-ab serve --catalog`: the catalog directory for control copy "
-                                             "(unset: the demo catalog)")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=CORS_ORIGINS_ENV,
         description="origins allowed to call the client endpoints, comma-separated (`armor-ab serve --cors-origin`)")
@@ -72,7 +68,8 @@ class EnvSettings(BaseSettings):
     api: str = Field(DEFAULT_API, validation_alias=API_ENV,
                      description="the API base URL for `armor-ab dashboard`, `armor-ab simulate` and the dashboards")
     key: SecretStr | None = Field(None, validation_alias=KEY_ENV,
-                                  description="read or admin key the dashboards use with `--no-auth` (secret)")
+                                  description="read or admin key the dashboards use with `--no-auth`, and the "
+                                              "example site alone reads the catalog with (secret)")
     client_key: SecretStr | None = Field(None, validation_alias=CLIENT_KEY_ENV,
                                          description="client-scope key for `armor-ab simulate --key` (secret)")
     dashboard_no_auth: bool = Field(False, validation_alias=DASHBOARD_NO_AUTH_ENV,

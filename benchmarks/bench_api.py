@@ -78,13 +78,13 @@ def seed_content(db: Path) -> list[str]:
     """An approved page (text, picture, text) for every catalog item: the cached serving path."""
     from PIL import Image
 
-    from armor_ab.content.control import load_products
     from armor_ab.model.interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
+    from armor_ab.store.catalog import list_items
     from armor_ab.store.content import images_dir_for, save_generated, set_review
     from armor_ab.store.db import connect
 
     con = connect(db)
-    products = load_products()
+    products = {item.id: item for item in list_items(con)}  # the catalog seed_database imported
     for i, p in enumerate(products.values()):
         page = InterleavedContent(
             [TextSegment(f"{p.spec_line()} "), ImageSegment.from_pil(Image.new("RGB", (64, 64), (i, 90, 120))),

@@ -28,7 +28,7 @@ def test_true_effect_is_inside_the_ci_in_api_and_cli(tmp_path) -> None:
     try:
         sim = runner.invoke(app, ["simulate", "--experiment", EXP, "--visitors", "4000", "--seed", "11",
                                   "--effect", f"dwell=+{TRUE_DWELL * 100:.0f}%", "--days", "10",
-                                  "--api", server.url, "--key", keys["client"]])
+                                  "--api", server.url, "--key", keys["client"], "--read-key", keys["read"]])
         assert sim.exit_code == 0, sim.output
         r = httpx.get(f"{server.url}/v1/experiments/{EXP}/results", headers={"Authorization": f"Bearer {keys['read']}"},
                       timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
-from tests.helpers.content import EXP, small_catalog, users_by_variant
+from tests.helpers.content import EXP, users_by_variant
 from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
@@ -25,12 +26,13 @@ def content_platform(tmp_path_factory):
         'prompt: "Describe {name} for our catalog, with pictures."',
         'prompt: "Describe {name} ({specs}) for our catalog, with pictures.", model: armor-tiny, max_images: 1'))
     db = tmp / "armor_ab.duckdb"
-    keys = seed_database(db, yaml_file)
-    catalog = small_catalog(tmp / "catalog", ["pumps-01", "valves-02", "motors-03"])
-    r = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", str(catalog), "--db", str(db)])
+    # The server's catalog (the database's): five items; pages are generated for the first three.
+    keys = seed_database(db, yaml_file, items=["pumps-01", "valves-02", "motors-03", "bearings-04", "gearboxes-05"])
+    first = "pumps-01,valves-02,motors-03"
+    r = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", first, "--db", str(db)])
     assert r.exit_code == 0, r.output
     assert "3 generated, 0 already there" in r.output
-    again = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", str(catalog), "--db", str(db)])
+    again = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--items", first, "--db", str(db)])
     assert "0 generated, 3 already there" in again.output
     assert runner.invoke(app, ["content", "approve", EXP, "--item", "pumps-01", "--db", str(db)]).exit_code == 0
     assert runner.invoke(app, ["content", "reject", EXP, "--item", "valves-02", "--db", str(db)]).exit_code == 0
@@ -58,9 +60,8 @@ def content_platform(tmp_path_factory):
     con.execute("UPDATE content SET content = ?, model = ? WHERE item_id = 'gearboxes-05'",
                 [json.dumps(stored), stored["metadata"]["model"]])
     con.close()
-    # An item added to the catalog after generation has no page yet: "missing".
-    small_catalog(catalog, ["pumps-01", "valves-02", "motors-03", "bearings-04", "gearboxes-05"])
-    server = Server(db, extra_args=["--catalog", str(catalog)]).start()
+    # bearings-04 is in the catalog but has no page: "missing".
+    server = Server(db).start()
     yield server, keys, load_experiment_file(yaml_file), db
     server.stop()
 
@@ -176,6 +177,9 @@ def test_bad_prompt_template_names_the_field(tmp_path) -> None:
     yaml_file = tmp_path / "exp.yaml"
     yaml_file.write_text(DEMO_EXPERIMENT.read_text().replace("Describe {name}", "Describe {colour_code}"))
     db = tmp_path / "b.duckdb"
-    seed_database(db, yaml_file)
+    seed_database(db, yaml_file, items=["pumps-01", "valves-02"])
     r = runner.invoke(app, ["content", "generate", "--experiment", EXP, "--db", str(db)])
     assert r.exit_code == 2 and "variants[1].content.prompt" in r.output and "{colour_code}" in r.output
+    assert "'pumps-01'" in r.output and "price_band" in r.output  # the item, and the fields it has
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM content").fetchone()[0] == 0

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
-from tests.helpers.content import EXP, small_catalog, users_by_variant
+from tests.helpers.content import EXP, users_by_variant
 from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
@@ -25,9 +25,8 @@ def platform(tmp_path, timeout: float, model: str = "armor-tiny"):
         'prompt: "Describe {name} for our catalog, with pictures."',
         f'prompt: "Describe {{name}} for our catalog, with pictures.", model: {model}, max_images: 1, on_demand: true'))
     db = tmp_path / "armor_ab.duckdb"
-    keys = seed_database(db, yaml_file)
-    catalog = small_catalog(tmp_path / "catalog", ITEMS)
-    server = Server(db, extra_args=["--catalog", str(catalog), "--on-demand-timeout", str(timeout)]).start()
+    keys = seed_database(db, yaml_file, items=ITEMS)
+    server = Server(db, extra_args=["--on-demand-timeout", str(timeout)]).start()
     return server, keys, users_by_variant(load_experiment_file(yaml_file)), db
 
 

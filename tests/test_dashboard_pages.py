@@ -490,12 +490,33 @@ def test_content_page_with_a_read_key_shows_pages_but_no_review_buttons(page, pl
     assert any("needs an admin key" in c for c in texts(at.caption))
 
 
+def test_content_page_shows_the_catalog_item_beside_its_pages(page, plat) -> None:
+    """The item as imported (photo, name, category, specs, today's copy), read through the API, next to
+    the generated pages: what a reviewer compares them against."""
+    item = plat.get(f"/v1/catalog/items/{PENDING_ITEMS[0]}")
+    at = page("content", scope="read")
+    at.selectbox(key="content_filter").set_value("all").run()  # whatever earlier tests reviewed
+    at.selectbox(key="content_item").set_value(PENDING_ITEMS[0]).run()
+    assert not at.exception
+    assert item["name"] in [h.value for h in at.subheader]
+    assert f"catalog item {fmt.md_escape(item['id'])} · {fmt.md_escape(item['category'])}" in texts(at.caption)
+    assert fmt.md_escape(item["description"]) in texts(at.markdown)
+    specs_md = next(m for m in texts(at.markdown) if m.startswith("- **"))
+    for label, value in item["specs"].items():
+        assert f"**{fmt.md_escape(label)}:** {fmt.md_escape(value)}" in specs_md
+    assert at.image and len(at.image) >= 2, "the catalog photo and the generated page's picture"
+    assert_human_numbers(at)
+    at.selectbox(key="content_item").set_value(PENDING_ITEMS[1]).run()
+    assert not at.exception
+    assert plat.get(f"/v1/catalog/items/{PENDING_ITEMS[1]}")["name"] in [h.value for h in at.subheader]
+
+
 # ---- The client's typed answers ----------------------------------------------------------------------
 
 
 def test_the_client_returns_the_apis_models(plat) -> None:
-    from armor_ab.api.schemas import ExperimentPublic
-    from armor_ab.dashboards.lib.api import ApiClient
+    from armor_ab.api.schemas import CatalogItemPublic, CatalogItemsPublic, ExperimentPublic
+    from armor_ab.dashboards.lib.api import ApiClient, ApiError
     from armor_ab.reporting.models import ExperimentReport, PowerPlanPublic
 
     client = ApiClient(plat.url, plat.keys["read"])
@@ -510,6 +531,15 @@ def test_the_client_returns_the_apis_models(plat) -> None:
     plan = client.power(baseline_mean=served["power"]["baseline_mean"], baseline_sd=served["power"]["baseline_sd"],
                         mde=0.05, visitors_per_day=100.0)
     assert isinstance(plan, PowerPlanPublic) and plan.status == "ok"
+    items = client.catalog_items(category="pumps", limit=3)
+    assert isinstance(items, CatalogItemsPublic) and items.total == 7 and [i.id for i in items.items] == [
+        "pumps-01", "pumps-02", "pumps-03"]
+    item = client.catalog_item("pumps-01")
+    assert isinstance(item, CatalogItemPublic) and item == items.items[0]
+    assert client.image(item.image)[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ApiError) as missing:
+        client.catalog_item("no-such-item")
+    assert (missing.value.status, missing.value.code) == (404, "item_not_found")
     assert plan.model_dump(mode="json") == plat.post("/v1/power", {
         "baseline_mean": served["power"]["baseline_mean"], "baseline_sd": served["power"]["baseline_sd"],
         "mde": 0.05, "visitors_per_day": 100.0})

@@ -9,6 +9,7 @@ import sys
 import duckdb
 import pytest
 
+from armor_ab.catalog.demo import demo_items
 from tests.conftest import free_port
 
 
@@ -29,8 +30,14 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     con = duckdb.connect(str(db), read_only=True)
     visitors = con.execute("SELECT count(DISTINCT user_id) FROM events WHERE type = 'exposure'").fetchone()[0]
     status = con.execute("SELECT status FROM experiments WHERE key = 'catalog-interleaved'").fetchone()[0]
+    # The demo catalog came in through the import door; the visitors browsed that catalog.
+    catalog = dict(con.execute("SELECT id, category FROM catalog_items").fetchall())
+    visited = dict(con.execute("SELECT DISTINCT item_id, json_extract_string(properties, '$.category') FROM events "
+                               "WHERE type = 'page_view'").fetchall())
     con.close()
     assert visitors == 300 and status == "running"
+    assert len(catalog) == len(demo_items()) and f"[demo] catalog: {len(catalog)} items" in out.stdout
+    assert visited and all(catalog[item] == category for item, category in visited.items())
     # A second run reuses the database and keys; the same seeded visitors are recognised as retries.
     again = subprocess.run(
         [sys.executable, "-m", "armor_ab.devtools.demo", "--no-wait", "--no-content", "--no-dashboard", "--visitors", "300", "--db", str(db),
@@ -39,6 +46,7 @@ def test_demo_runs_end_to_end(tmp_path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert '"accepted": 0' in again.stdout
+    assert f"[demo] catalog: {len(catalog)} items (0 added, 0 changed)" in again.stdout
 
 
 @pytest.mark.slow

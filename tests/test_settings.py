@@ -105,7 +105,7 @@ def test_cli_options_read_only_documented_variables() -> None:
         for name in [p.envvar] if isinstance(p.envvar, str) else (p.envvar or []):
             envvars.add(name)
     armor = {e for e in envvars if e.startswith("ARMOR_")}
-    assert armor, "the CLI has env-backed options (--api, --key, --catalog)"
+    assert armor, "the CLI has env-backed options (--api, --key)"
     assert armor <= set(env_names().values())
 
 
@@ -227,10 +227,8 @@ def test_booleans_parse(clean_env) -> None:
 def test_paths_parse_and_the_explicit_db_wins(clean_env, tmp_path: Path) -> None:
     assert resolve_db_path() == DEFAULT_DB
     clean_env.setenv(config.DB_ENV, str(tmp_path / "x.duckdb"))
-    clean_env.setenv(config.CATALOG_ENV, str(tmp_path / "catalog"))
     assert resolve_db_path() == tmp_path / "x.duckdb"
     assert resolve_db_path(tmp_path / "y.duckdb") == tmp_path / "y.duckdb"
-    assert env_settings().catalog == tmp_path / "catalog"
 
 
 def test_empty_or_blank_means_unset(clean_env) -> None:

@@ -221,9 +221,10 @@ def site(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(api_url: str, client_key: str, port: int) -> str:
+    def start(api_url: str, client_key: str, read_key: str, port: int) -> str:
         monkeypatch.setenv("ARMOR_AB_DEMO_API", api_url)
         monkeypatch.setenv("ARMOR_AB_DEMO_CLIENT_KEY", client_key)
+        monkeypatch.setenv("ARMOR_AB_KEY", read_key)  # the site reads the catalog from the API with it
         server = uvicorn.Server(uvicorn.Config(create_site_app(), host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
         thread = threading.Thread(target=server.run, daemon=True)
@@ -247,7 +248,7 @@ def test_events_wait_while_the_api_is_down_and_arrive_once(browser, platform_db,
     ARTIFACTS.mkdir(exist_ok=True)
     site_port = free_port()
     api = Server(db, extra_args=["--cors-origin", f"http://127.0.0.1:{site_port}"]).start()
-    site_url = site(api.url, keys["client"], site_port)
+    site_url = site(api.url, keys["client"], keys["read"], site_port)
     errors: list[str] = []
     try:
         ctx, page = new_page(browser, errors)

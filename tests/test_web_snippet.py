@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from armor_ab.content.control import load_products
+from armor_ab.catalog.demo import demo_items
 from armor_ab.store.process import query
 from armor_ab.web.routes import STATIC
 from armor_ab.web.server import ServerSettings, create_server
@@ -24,6 +24,11 @@ from tests.helpers.platform import seed_database
 
 EXP = "catalog-interleaved"
 SNIPPET = STATIC / "armor-ab.js"
+
+
+def demo_catalog() -> dict:
+    """The demo catalog's items by id, as the seeded database holds them."""
+    return {item.id: item for item, _ in demo_items()}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +76,12 @@ def test_demo_list_has_every_catalog_item(web, monkeypatch) -> None:
     monkeypatch.setenv("ARMOR_AB_DEMO_CLIENT_KEY", keys["client"])
     r = client.get("/demo/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    products = load_products()
-    assert len(products) == 42
-    for item_id, p in products.items():
+    items = demo_catalog()
+    assert len(items) == 42
+    for item_id, p in items.items():
         assert f'href="/demo/products/{item_id}"' in r.text
         assert html.escape(p.name) in r.text
+        assert f'src="/v1/images/{p.image}"' in r.text  # the photo, from the image store
     assert '<script src="/v1/sdk/armor-ab.js">' in r.text  # flushes what earlier pages queued
     assert 'id="no-key"' not in r.text
     assert client.get("/demo", follow_redirects=False).headers["location"] == "/demo/"
@@ -85,20 +91,21 @@ def test_demo_list_has_every_catalog_item(web, monkeypatch) -> None:
 def test_product_page_has_control_copy_picture_and_inquiry_button(web, monkeypatch) -> None:
     client, keys, _ = web
     monkeypatch.setenv("ARMOR_AB_DEMO_CLIENT_KEY", keys["client"])
-    p = load_products()["pumps-01"]
+    p = demo_catalog()["pumps-01"]
     r = client.get("/demo/products/pumps-01")
     assert r.status_code == 200
     assert f"<p>{html.escape(p.description)}</p>" in r.text  # the control copy, without JS
     assert 'id="description"' in r.text and 'id="inquire"' in r.text and "Send an inquiry" in r.text
-    assert '<img class="picture" src="/demo/pictures/pumps-01.png"' in r.text
+    assert f'<img class="picture" src="/v1/images/{p.image}"' in r.text
     assert '<script src="/v1/sdk/armor-ab.js">' in r.text and 'ArmorAB.track("inquiry")' in r.text
     config = json.loads(r.text.split("})(", 1)[1].split(");</script>", 1)[0])
     assert config == {"api": "", "key": keys["client"], "experiment": EXP, "item": "pumps-01",
                       "alt": f"Illustration of {p.name}"}
-    picture = client.get("/demo/pictures/pumps-01.png")
+    picture = client.get(f"/v1/images/{p.image}")
     assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert client.get("/demo/pictures/..%2Fcatalog.json").status_code == 404
-    assert client.get("/demo/pictures/nothing.png").status_code == 404
+    assert picture.headers["content-type"] == "image/png"
+    assert client.get("/v1/images/..%2Fcatalog.json").status_code == 404
+    assert client.get("/demo/pictures/pumps-01.png").status_code == 404  # no catalog directory is served
     missing = client.get("/demo/products/no-such-item")
     assert missing.status_code == 404 and "no-such-item" in missing.text
 
@@ -111,7 +118,7 @@ def test_demo_without_a_usable_key_says_so(web, monkeypatch) -> None:
         assert r.status_code == 200 and 'id="no-key"' in r.text and "ARMOR_AB_DEMO_CLIENT_KEY" in r.text
         assert "<script" not in r.text
     page = client.get("/demo/products/valves-02").text
-    assert html.escape(load_products()["valves-02"].description) in page  # still the catalog's page
+    assert html.escape(demo_catalog()["valves-02"].description) in page  # still the catalog's page
     monkeypatch.setenv("ARMOR_AB_DEMO_CLIENT_KEY", keys["admin"])  # a secret key is never published
     r = client.get("/demo/products/valves-02")
     assert 'id="no-key"' in r.text and keys["admin"] not in r.text

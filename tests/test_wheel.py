@@ -11,6 +11,7 @@ off and ``import armor_ab`` finds the wheel's copy. Every command runs in a temp
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -212,6 +213,14 @@ def test_the_installed_wheel_serves_the_api_and_the_dashboards(
     db = installed.work / "x.duckdb"
     admin = installed.run("keys", "create", "--scope", "admin", "--db", str(db)).stdout.strip().splitlines()[-1]
     assert admin.startswith("aab_")
+    # The shipped demo catalog into the database, as an import stores it (the server reads it from there).
+    installed.python_out(
+        "from pathlib import Path; from armor_ab.catalog.demo import demo_items; "
+        "from armor_ab.store.catalog import import_items, write_photo; "
+        "from armor_ab.store.content import images_dir_for; from armor_ab.store.db import connect\n"
+        f"db = Path({str(db)!r}); items = demo_items(); con = connect(db)\n"
+        "[write_photo(images_dir_for(db), i.image, i.image_type, png) for i, png in items if png]\n"
+        "import_items(con, [i for i, _ in items], file='demo', file_sha256='0' * 64); con.close()")
 
     port = free_port()
     api = f"http://127.0.0.1:{port}"
@@ -244,9 +253,11 @@ def test_the_installed_wheel_serves_the_api_and_the_dashboards(
 
         listing = client.get("/demo/")
         assert listing.status_code == 200 and all(p["name"] in listing.text for p in catalog["products"])
-        picture = client.get(f"/demo/pictures/{product['id']}.png")
+        photo = (installed.site / "armor_ab" / "assets" / "catalog" / product["picture"]).read_bytes()
+        assert f'src="/v1/images/{hashlib.sha256(photo).hexdigest()}"' in listing.text
+        picture = client.get(f"/v1/images/{hashlib.sha256(photo).hexdigest()}")
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
-        assert picture.content == (installed.site / "armor_ab" / "assets" / "catalog" / product["picture"]).read_bytes()
+        assert picture.content == photo
         assert client.get("/v1/sdk/armor-ab.js").status_code == 200
 
     dash_port = free_port()

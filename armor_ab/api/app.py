@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import ClientCORSMiddleware, HotPaths, RequestContextMiddleware
-from armor_ab.api.routes import admin, client, ops, planning, results
+from armor_ab.api.routes import admin, catalog, client, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
 from armor_ab.services.state import AppState, ServerSettings
 
@@ -69,6 +69,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(planning.router)
     app.include_router(results.router)
+    app.include_router(catalog.router)
     app.include_router(ops.router)
     app.openapi = lambda: _openapi(app)
     # The last added is the outermost. CORS opens the client routes only (the ones web pages call:

@@ -45,13 +45,36 @@ class StoredContentPublic(BaseModel):
     experiment: str
     variant: str
     item_id: str
-    status: Literal["pending", "approved", "rejected"]
+    status: Literal["pending", "approved", "rejected", "stale"]
     digest: str
     prompt: str | None
     model: str | None
     generated_at: str
     reviewed_at: str | None
     content: dict = Field(description="InterleavedContent JSON, images with a url under /v1/images/")
+
+
+class CatalogItemPublic(BaseModel):
+    """A catalog item as imported (``armor-ab catalog import``): what the control copy and the prompts read."""
+
+    id: str
+    name: str
+    category: str
+    description: str = Field(description="the control copy: what the catalog page shows today")
+    specs: dict[str, str] = Field(description="the key specs, label -> value, in the file's order")
+    fields: dict[str, str] = Field(description="every other column of the imported file, as text")
+    image: str | None = Field(description="the photo's URL under /v1/images/; null when the item has none")
+    image_type: Literal["image/png", "image/jpeg", "image/webp"] | None = Field(
+        description="the photo's media type; null when the item has none")
+
+
+class CatalogItemsPublic(BaseModel):
+    """One page of the catalog, in catalog order (the order of the latest import)."""
+
+    items: list[CatalogItemPublic]
+    total: int = Field(description="items that match, on every page")
+    limit: int
+    offset: int
 
 
 class ContentReviewed(BaseModel):

@@ -19,6 +19,7 @@ _MODULES = (
     "assign",  # assign --experiment-file --user-id/--users-file
     "keys",  # keys create|list|revoke
     "events",  # events import
+    "catalog",  # catalog import|list|show
     "serve",  # serve
     "simulate",  # simulate
     "report",  # report (and its deprecated alias analyze), power

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from armor_ab.cli._common import DbOption, fail, open_db
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from armor_ab.catalog.items import CatalogItem
 
 group = typer.Typer(help="Generate, approve and list the ARMOR variants' catalog content.", no_args_is_help=True)
 
@@ -21,29 +26,53 @@ def _record(con, key: str):
     return rec
 
 
+def select_items(con: duckdb.DuckDBPyConnection, selection: str | None, db: Path) -> list[CatalogItem]:
+    """The catalog items ``--items`` names: comma-separated item ids and/or categories (every item when
+    None), in catalog order; an unknown name, or a database without a catalog, is a clean error."""
+    from armor_ab.store.catalog import list_items
+
+    catalog = list_items(con)
+    if not catalog:
+        fail(f"no catalog in {db}: import one first with `armor-ab catalog import FILE --db {db}`")
+    if selection is None:
+        return catalog
+    names = [n.strip() for n in selection.split(",") if n.strip()]
+    if not names:
+        fail("--items: give item ids and/or categories, comma-separated")
+    ids = {item.id for item in catalog}
+    categories = {item.category for item in catalog}
+    unknown = [n for n in names if n not in ids and n not in categories]
+    if unknown:
+        fail(f"--items: no catalog item or category {', '.join(map(repr, unknown))} "
+             f"(categories: {', '.join(sorted(categories))})")
+    wanted = set(names)
+    # A name that is both an id and a category selects both: the union, in catalog order.
+    return [item for item in catalog if item.id in wanted or item.category in wanted]
+
+
 @group.command("generate")
 def generate(
     experiment: Annotated[str, typer.Option("--experiment", help="experiment key")],
-    items: Annotated[Path | None, typer.Option("--items", help="catalog directory (default: the demo catalog)")] = None,
+    items: Annotated[str | None, typer.Option(
+        "--items", help="comma-separated item ids and/or categories of the imported catalog (default: every item)")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="model dir or name (default: the variant's)")] = None,
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=64)] = 4,
     db: DbOption = None,
 ) -> None:
-    """Generate the missing pages of every ARMOR variant (stored as pending; reruns skip what exists)."""
+    """Generate the missing pages of every ARMOR variant for the imported catalog's items (stored as
+    pending; reruns skip what exists)."""
     from armor_ab.config import resolve_db_path
-    from armor_ab.content.control import load_products
     from armor_ab.content.generate import ContentError, generate_content
     from armor_ab.store.content import images_dir_for
 
-    products = load_products(items)
-    if not products:
-        fail(f"no catalog at {items or 'experiments/catalog'} (expected catalog.json)")
     with open_db(db) as con:
         rec = _record(con, experiment)
+        selected = select_items(con, items, resolve_db_path(db))
         try:
-            report = generate_content(con, rec, list(products.values()), images_dir_for(resolve_db_path(db)),
+            report = generate_content(con, rec, selected, images_dir_for(resolve_db_path(db)),
                                       model=model, backend=backend, engine_dir=engine, batch_size=batch_size)
         except ContentError as exc:
             fail(str(exc))

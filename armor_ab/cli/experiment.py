@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 
 from armor_ab.cli._common import DbOption, fail, open_db
+from armor_ab.content.prompts import FieldCoverage, check_templates
 from armor_ab.experiments.loader import ExperimentFileError, load_experiment_file
 from armor_ab.store.experiments import (
     ExperimentError,
@@ -25,14 +27,73 @@ group = typer.Typer(help="Define experiments as code and move them through draft
 
 
 @group.command("validate")
-def validate(files: Annotated[list[Path], typer.Argument(help="experiment YAML files")]) -> None:
-    """Check experiment files without touching the database (for CI on experiment repos)."""
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="experiment YAML files")],
+    db: DbOption = None,
+) -> None:
+    """Check experiment files, and their ARMOR prompts against the imported catalog's fields.
+
+    The database is only read. Without --db and without a database at the default path (CI on an
+    experiment repo), the files are checked and it says that the prompts were not."""
+    specs = []
     for f in files:
         try:
-            spec = load_experiment_file(f)
+            specs.append((f, load_experiment_file(f)))
         except ExperimentFileError as exc:
             fail(str(exc))
-        typer.echo(f"{f}: ok ({spec.key}, {len(spec.variants)} variants)")
+    coverage = None
+    if any(v.content.source == "armor" for _, spec in specs for v in spec.variants):
+        coverage = _catalog_coverage(db)
+    problems = []
+    for f, spec in specs:
+        found = check_templates(spec, coverage) if coverage is not None else []
+        problems += [f"{f}: {spec.key}: {p}" for p in found]
+        if not found:
+            checked = f"; prompts fit the {coverage.items} catalog items" if coverage is not None else ""
+            typer.echo(f"{f}: ok ({spec.key}, {len(spec.variants)} variants{checked})")
+    if problems:
+        for p in problems:
+            typer.echo(f"error: {p}", err=True)
+        raise typer.Exit(2)
+
+
+def _catalog_coverage(db: Path | None) -> FieldCoverage | None:
+    """The imported catalog's template fields (``FieldCoverage``), or None with a note on stderr when the
+    default database is absent or holds no catalog; with an explicit --db, either is an error."""
+    from armor_ab.config import resolve_db_path
+    from armor_ab.store.catalog import list_items
+    from armor_ab.store.db import DatabaseLockedError, SchemaVersionError, connect
+
+    path = resolve_db_path(db)
+    how = f"import one: armor-ab catalog import FILE --db {path}"
+    if not path.exists():
+        if db is not None:
+            fail(f"--db {path}: no such database, so the prompts cannot be checked against a catalog ({how})")
+        typer.echo(f"note: prompt fields not checked: no database at {path} (give --db, or {how})", err=True)
+        return None
+    try:
+        con = connect(path, read_only=True)
+    except DatabaseLockedError as exc:
+        if db is not None:
+            fail(str(exc))
+        # A running server holds its database: validating files must still work beside it.
+        typer.echo(f"note: prompt fields not checked: {exc}", err=True)
+        return None
+    except (SchemaVersionError, duckdb.Error) as exc:
+        fail(f"cannot read {path}: {exc}")
+    try:
+        # A database from before catalogs were imported has no table yet: it holds no catalog either.
+        has_table = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'catalog_items'").fetchone()[0]
+        items = list_items(con) if has_table else []
+    finally:
+        con.close()
+    if not items:
+        if db is not None:
+            fail(f"--db {path}: no catalog imported, so the prompts cannot be checked against it ({how})")
+        typer.echo(f"note: prompt fields not checked: no catalog imported in {path} ({how})", err=True)
+        return None
+    return FieldCoverage.of(items)
 
 
 @group.command("apply")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from armor_ab.cli._common import DbOption, fail
-from armor_ab.config import CATALOG_ENV
 
 
 def serve_command(
@@ -19,8 +18,8 @@ def serve_command(
         list[str] | None, typer.Option("--cors-origin", help="allowed origin for client endpoints (repeatable)")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
-    catalog: Annotated[Path | None, typer.Option("--catalog", envvar=CATALOG_ENV,
-                                                 help="catalog directory for control copy (default: the demo catalog)")] = None,
+    catalog: Annotated[Path | None, typer.Option("--catalog", hidden=True,
+                                                 help="gone: the catalog is the database's")] = None,
     on_demand_timeout: Annotated[float, typer.Option(
         help="seconds a visitor waits for a page generated on demand (variants with on_demand: true)")] = 2.0,
     generate_backend: Annotated[str, typer.Option(help="backend for on-demand pages: torch | onnxruntime | tensorrt")] = "torch",
@@ -53,11 +52,12 @@ def serve_command(
     from armor_ab.store.process import check_dedup_window, check_memory_limit
     from armor_ab.web.server import ConnectionLimits, serve
 
+    if catalog is not None:  # an old start script: say where the catalog went, start nothing
+        fail("--catalog is gone: the server reads the catalog from its database. Import yours into it once "
+             "with `armor-ab catalog import FILE` (same --db), then start the server without --catalog")
     settings = settings_from_env(db)
     if cors_origin:
         settings = replace(settings, cors_origins=tuple(cors_origin))
-    if catalog:
-        settings = replace(settings, catalog_dir=catalog)
     if generate_backend not in ("torch", "onnxruntime", "tensorrt"):
         fail(f"--generate-backend must be torch, onnxruntime or tensorrt, not {generate_backend!r}")
     if generate_backend != "torch" and engine is None:

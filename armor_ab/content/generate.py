@@ -1,7 +1,8 @@
-"""Generate every catalog item's page for each ARMOR variant of an experiment, and store it pending.
+"""Generate the pages of catalog items (read from the database) for each ARMOR variant, and store them pending.
 
-Re-running skips what exists. Seeds are per item (the variant's seed + the item's catalog index),
-so a page does not depend on batching or on which other items were generated in the same run.
+Re-running skips what exists. Seeds are per item (the variant's seed + the item's position in the
+imported catalog, ``item_positions``), so a page does not depend on batching or on which other
+items were selected for the same run.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from pathlib import Path
 import duckdb
 
 from armor_ab.assets import SHIPPED_MODELS
-from armor_ab.catalog.products import Product
-from armor_ab.content.control import prompt_fields
+from armor_ab.catalog.items import CatalogItem
+from armor_ab.content.prompts import ContentError, render_prompt
 from armor_ab.experiments.models import ContentSpec
+from armor_ab.store.catalog import item_positions
 from armor_ab.store.content import exists, model_name, save_generated
 from armor_ab.store.experiments import ExperimentRecord
 
+# ContentError and render_prompt live in content.prompts; they stay importable from here (the
+# on-demand path and the CLI import them from this module).
+__all__ = ["ContentError", "GenerateReport", "generate_content", "load_generator", "page_sampling",
+           "render_prompt", "resolve_model"]
+
 log = logging.getLogger("armor_ab.content")
-
-
-
-class ContentError(ValueError):
-    """A prompt template that cannot be rendered, or a model that cannot be found."""
 
 
 @dataclass
@@ -42,19 +44,8 @@ def resolve_model(name: str, override: str | Path | None = None) -> str:
     return str(shipped) if (shipped / "config.json").exists() else name
 
 
-def render_prompt(template: str, product: Product, where: str) -> str:
-    try:
-        return template.format_map(prompt_fields(product))
-    except KeyError as exc:
-        names = ", ".join(sorted(prompt_fields(product)))
-        raise ContentError(f"{where}: the prompt names {{{exc.args[0]}}}, which a catalog item lacks "
-                           f"(available: {names})") from None
-    except (IndexError, ValueError) as exc:
-        raise ContentError(f"{where}: the prompt is not a valid template: {exc}") from None
-
-
 def _runs(indices: list[int]) -> list[list[int]]:
-    """Split sorted indices into runs of consecutive numbers (rows of a batch get seed + row)."""
+    """Split sorted catalog positions into runs of consecutive numbers (rows of a batch get seed + row)."""
     runs: list[list[int]] = []
     for i in indices:
         if runs and runs[-1][-1] == i - 1:
@@ -67,7 +58,7 @@ def _runs(indices: list[int]) -> list[list[int]]:
 def generate_content(
     con: duckdb.DuckDBPyConnection,
     record: ExperimentRecord,
-    products: list[Product],
+    items: list[CatalogItem],
     images_dir: Path,
     *,
     model: str | Path | None = None,
@@ -76,19 +67,29 @@ def generate_content(
     batch_size: int = 4,
     progress: bool = True,
 ) -> GenerateReport:
-    """Generate and store (pending) the missing pages of every ARMOR variant of ``record``."""
+    """Generate and store (pending) the missing pages of ``items`` for every ARMOR variant of ``record``.
+
+    ``items`` come from the imported catalog (``store.catalog.list_items``); every prompt is rendered
+    before the first page is generated, so a field an item lacks stops the run before it starts."""
     from tqdm import tqdm
 
     spec = record.spec
     report = GenerateReport()
+    # Seeds follow the item's place in the whole catalog, not in this selection.
+    positions = item_positions(con)
+    unknown = [item.id for item in items if item.id not in positions]
+    if unknown:
+        raise ContentError(f"not in the imported catalog: {', '.join(unknown[:5])}"
+                           f"{' …' if len(unknown) > 5 else ''} (import it first: armor-ab catalog import FILE)")
+    by_position = {positions[item.id]: item for item in items}
     plans = []
     for v_index, variant in enumerate(spec.variants):
         if variant.content.source != "armor":
             continue
         where = f"experiment {spec.key}: variants[{v_index}].content.prompt"
-        todo = [i for i, p in enumerate(products) if not exists(con, spec.key, variant.key, p.id)]
-        report.skipped += len(products) - len(todo)
-        prompts = {i: render_prompt(variant.content.prompt or "", products[i], where) for i in todo}
+        todo = sorted(p for p, item in by_position.items() if not exists(con, spec.key, variant.key, item.id))
+        report.skipped += len(by_position) - len(todo)
+        prompts = {p: render_prompt(variant.content.prompt or "", by_position[p], where) for p in todo}
         plans.append((variant, todo, prompts))
     total = sum(len(todo) for _, todo, _ in plans)
     if total == 0:
@@ -109,7 +110,8 @@ def generate_content(
                     settings = page_sampling(variant.content, rows[0])
                     result = gen.generate([prompts[i] for i in rows], settings=settings)
                     for i, content in zip(rows, result.contents, strict=True):
-                        save_generated(con, images_dir, spec.key, variant.key, products[i].id, content, prompts[i])
+                        save_generated(con, images_dir, spec.key, variant.key, by_position[i].id, content,
+                                       prompts[i])
                         report.generated += 1
                         report.by_variant[variant.key] = report.by_variant.get(variant.key, 0) + 1
                         bar.update(1)
@@ -117,7 +119,7 @@ def generate_content(
 
 
 def page_sampling(content: ContentSpec, index: int):
-    """How one catalog page is sampled: greedy text, sampled pictures, the seed of the item's index."""
+    """How one catalog page is sampled: greedy text, sampled pictures, the seed of the item's catalog position."""
     from armor_ab.model import SamplingConfig
 
     return SamplingConfig(max_images=content.max_images, seed=content.seed + index, max_new_tokens=160,

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from armor_ab.catalog.products import Product
+from armor_ab.catalog.items import CatalogItem
 from armor_ab.content.generate import page_sampling, render_prompt, resolve_model
 from armor_ab.content.pages import PageKey, PageStore
 from armor_ab.experiments.models import ContentSpec, ExperimentSpec
@@ -60,10 +60,11 @@ def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str
 class OnDemand:
     """Generation of missing pages for the API: ``wanted`` then ``ensure`` on the content path."""
 
-    def __init__(self, settings: OnDemandSettings, products: dict[str, Product]) -> None:
+    def __init__(self, settings: OnDemandSettings, items: dict[str, CatalogItem]) -> None:
+        """``items``: the catalog by id, in catalog order (the database's ``catalog_items``)."""
         self.settings = settings
-        self.products = products
-        self.index = {item: i for i, item in enumerate(products)}  # seeds follow the catalog order
+        self.items = items
+        self.index = {item: i for i, item in enumerate(items)}  # seeds follow the catalog order
         self._pool: ProcessPoolExecutor | None = None
         self._inflight: dict[PageKey, asyncio.Future] = {}
         self._failed: dict[PageKey, float] = {}
@@ -71,7 +72,7 @@ class OnDemand:
 
     def wanted(self, pages: PageStore, spec: ExperimentSpec, variant: str | None, item_id: str) -> ContentSpec | None:
         """The variant's content spec when this item's page should be generated now, else None."""
-        if variant is None or item_id not in self.products:
+        if variant is None or item_id not in self.items:
             return None
         spec_variant = spec.variant(variant)
         if spec_variant is None or spec_variant.content.source != "armor" or not spec_variant.content.on_demand:
@@ -104,8 +105,8 @@ class OnDemand:
 
     async def _make(self, pages: PageStore, key: PageKey, content: ContentSpec) -> None:
         experiment, variant, item_id = key
-        product = self.products[item_id]
-        prompt = render_prompt(content.prompt or "", product, f"experiment {experiment}: variant {variant}: prompt")
+        prompt = render_prompt(content.prompt or "", self.items[item_id],
+                               f"experiment {experiment}: variant {variant}: prompt")
         model = resolve_model(content.model)
         started = time.perf_counter()
         page = await asyncio.get_running_loop().run_in_executor(

@@ -1,10 +1,11 @@
 """`make demo`: the platform's main job on the embedded DuckDB default, end to end.
 
-1. applies the demo experiment (started as many days ago as the simulated history covers);
+1. imports the demo catalog through the same door as a manufacturer's (``armor-ab catalog import``),
+   then applies the demo experiment (started as many days ago as the simulated history covers);
 2. builds the ONNX engine of the shipped `armor-demo` model (skipped when up to date);
 3. generates every catalog item's ARMOR page with ONNX Runtime and approves it (skips what exists);
 4. starts the API (the one owner of the database) and the dashboards;
-5. drives simulated visitors with a known effect through the API;
+5. drives simulated visitors with a known effect through the API (it lists the catalog's items there);
 6. prints the URLs of the catalog site, the dashboards and the API docs, and serves until Ctrl-C.
 """
 
@@ -21,16 +22,23 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import httpx
 
-from armor_ab.assets import DEMO_EXPERIMENT, DEMO_MODEL, build_recipe
+from armor_ab.assets import DEMO_CATALOG, DEMO_EXPERIMENT, DEMO_MODEL, build_recipe
+from armor_ab.catalog.importer import CatalogFileError
 from armor_ab.config import DEFAULT_ENGINE_ROOT, DEMO_CLIENT_KEY_ENV, KEY_ENV, env_settings, resolve_db_path
 from armor_ab.experiments.loader import load_experiment_file
+from armor_ab.services.catalog_import import import_catalog
+from armor_ab.store.catalog import CatalogImport
+from armor_ab.store.content import images_dir_for
 from armor_ab.store.db import DatabaseLockedError, connect
 from armor_ab.store.experiments import set_status, upsert_experiment
 from armor_ab.store.keys import create_key
 
 EXPERIMENT = DEMO_EXPERIMENT
+# The demo catalog as a manufacturer would hand it over: a CSV whose image paths start at its directory.
+CATALOG_FILE = DEMO_CATALOG / "catalog.csv"
 RECIPE = build_recipe("armor-demo")
 ENGINE = DEFAULT_ENGINE_ROOT / "armor-demo" / "onnx"
 KEY = "catalog-interleaved"
@@ -55,10 +63,18 @@ def _keys(db: Path) -> dict[str, str]:
     return keys
 
 
+def import_demo_catalog(con: duckdb.DuckDBPyConnection, db: Path) -> CatalogImport:
+    """The demo catalog into the database, through the import service ``armor-ab catalog import`` uses
+    (a rerun changes nothing: unchanged items keep their pages)."""
+    return import_catalog(con, CATALOG_FILE, DEMO_CATALOG, images_dir_for(db))
+
+
 def prepare(db: Path, days: int) -> dict[str, str]:
     spec = load_experiment_file(EXPERIMENT)
     con = connect(db)
     try:
+        catalog = import_demo_catalog(con, db)
+        log(f"catalog: {catalog.items} items ({len(catalog.added)} added, {len(catalog.changed)} changed)")
         rec, action = upsert_experiment(con, spec)
         log(f"experiment {rec.key}: {action}")
         if rec.status != "running":
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             keys = prepare(db, args.days)
-        except DatabaseLockedError as exc:
+        except (DatabaseLockedError, CatalogFileError) as exc:
             raise SystemExit(f"[demo] {exc}") from None
         if not args.no_content:
             build_content(db, use_engine=not args.no_engine)
@@ -227,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-m", "armor_ab", "simulate", "--experiment", KEY, "--visitors", str(args.visitors),
              "--effect", args.effect, "--seed", str(args.seed), "--days", str(args.days), "--api", url,
              "--key", keys["client"]],
-            stdout=subprocess.PIPE, text=True, start_new_session=True)
+            # The read key lists the catalog's items through the API (from the environment, not argv: ps shows argv).
+            stdout=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, KEY_ENV: keys["read"]})
         sim_out = sim.communicate()[0]
         if sim.returncode != 0:
             raise SystemExit("[demo] the simulation failed (see above)")

@@ -5,6 +5,10 @@ pages (lognormal dwell per view), may send an inquiry (Bernoulli), and posts its
 batches, retrying on failure with the same event ids, and sometimes re-sending a batch that
 already succeeded, as flaky mobile clients do. A known true effect is applied to every
 non-control variant, so the analysis can be checked against the truth.
+
+Visitors browse the catalog the server serves: ``fetch_catalog`` lists its items (id, category)
+through ``GET /v1/catalog/items`` with a read-scope key, once before the first visitor; a page view
+names an item and its category, as the snippet on a real catalog page does.
 """
 
 from __future__ import annotations
@@ -15,16 +19,37 @@ import random
 import re
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-DEFAULT_ITEMS = tuple(
-    (f"{cat}-{i:02d}", cat)
-    for cat in ("pumps", "valves", "motors", "bearings", "sensors", "gearboxes")
-    for i in range(1, 8)
-)
+CATALOG_PAGE = 500  # items per request: the API's largest page
+
+
+class CatalogUnavailable(RuntimeError):
+    """The API lists no catalog items (none imported), or the key cannot read them."""
+
+
+def fetch_catalog(api: str, read_key: str, *, timeout: float = 30.0) -> tuple[tuple[str, str], ...]:
+    """Every (item id, category) of the catalog the API serves, in catalog order, a page at a time."""
+    items: list[tuple[str, str]] = []
+    with httpx.Client(base_url=api.rstrip("/"), headers={"Authorization": f"Bearer {read_key}"},
+                      timeout=timeout) as client:
+        while True:
+            r = client.get("/v1/catalog/items", params={"limit": CATALOG_PAGE, "offset": len(items)})
+            if r.status_code in (401, 403):
+                raise CatalogUnavailable(f"GET /v1/catalog/items: {r.status_code}: the catalog needs a read-scope key")
+            r.raise_for_status()
+            body = r.json()
+            items += [(item["id"], item["category"]) for item in body["items"]]
+            if not body["items"] or len(items) >= body["total"]:
+                break
+    if not items:
+        raise CatalogUnavailable("the API serves no catalog items: import a catalog (armor-ab catalog import FILE) "
+                                 "and restart the server")
+    return tuple(items)
 
 
 @dataclass(frozen=True)
@@ -92,7 +117,7 @@ class Simulator:
         seed: int = 0,
         days: int = 0,
         control: str = "control",
-        items: tuple[tuple[str, str], ...] = DEFAULT_ITEMS,
+        items: Sequence[tuple[str, str]],
         concurrency: int = 16,
     ) -> None:
         self.api = api.rstrip("/")
@@ -103,7 +128,9 @@ class Simulator:
         self.seed = seed
         self.days = days
         self.control = control
-        self.items = items
+        if not items:
+            raise ValueError("the simulator needs catalog items (id, category) to visit")
+        self.items = tuple(items)
         self.concurrency = concurrency
         self.report = SimulationReport()
         self.now = datetime.now(UTC)

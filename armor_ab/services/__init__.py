@@ -9,6 +9,7 @@ status and stable code the API answers with (``api/errors.py`` renders them; the
 * ``auth``: API keys: the one bearer-token parser and scope check;
 * ``assignment``: a visitor's variant, logging the first exposure;
 * ``ingest``: event batches, validated and committed; ``event_import``: event files, the same rules;
+* ``catalog_import``: a manufacturer's catalog file, checked whole, then its photos and items stored;
 * ``serving``: the content a visitor's variant shows, generated on demand when the variant asks;
 * ``review``: approving and rejecting generated content.
 """

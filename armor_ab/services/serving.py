@@ -1,12 +1,29 @@
-"""The content a visitor's variant shows: its approved page, or control's copy, with the reason."""
+"""The content a visitor's variant shows: its approved page, or control's copy, with the reason; and the
+images pages and catalog items name."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_string
+from pathlib import Path
 
 from armor_ab.services.assignment import Resolved
 from armor_ab.services.state import AppState
+from armor_ab.store.catalog import EXTENSIONS, image_path
+
+# Generated pictures are PNGs; catalog photos keep the type they were imported in. PNG first: the
+# pictures of generated pages are most of what is asked for.
+IMAGE_MEDIA_TYPES = tuple(EXTENSIONS)
+
+
+def find_image(images_dir: Path, sha256: str) -> tuple[Path, str] | None:
+    """The file of the image ``sha256`` (a checked hex digest) in the image store and its media type:
+    whichever of ``<sha>.png``, ``.jpg``, ``.webp`` exists; None when none does."""
+    for media_type in IMAGE_MEDIA_TYPES:
+        path = image_path(images_dir, sha256, media_type)
+        if path.is_file():
+            return path, media_type
+    return None
 
 
 async def content_answer(state: AppState, resolved: Resolved, item_id: str) -> bytes:

@@ -3,7 +3,9 @@
 The API owns the DuckDB file through one child process (``armor_ab.store.process``) that holds
 the only connection: event batches, admin writes and reads all go there. Experiments and key
 hashes are small and read on every request, so they live in memory here and are refreshed from
-the snapshot every admin write returns.
+the snapshot every admin write returns. The catalog (``catalog_items``) comes in the snapshot the
+database process sends when it is ready: control copy, exposure segments, ``GET /v1/catalog/items``,
+the ``/demo/`` site and on-demand generation all read it from here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from armor_ab.content.control import control_content, load_products
+from armor_ab.catalog.items import CatalogItem
+from armor_ab.content.control import control_content
 from armor_ab.content.on_demand import OnDemand, OnDemandSettings
 from armor_ab.content.pages import PageKey
 from armor_ab.experiments.assignment import Assigner
@@ -64,7 +67,6 @@ class ServerSettings:
     db_lock_wait: float = 10.0  # seconds to wait for the file lock of a previous server that is exiting
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
-    catalog_dir: Path | None = None  # default: the demo catalog
     on_demand_timeout: float = 2.0  # seconds a visitor waits for a page generated on demand
     generate_backend: str = "torch"  # torch | onnxruntime | tensorrt, for on-demand pages
     engine_dir: Path | None = None  # the built engine the onnxruntime and tensorrt backends need
@@ -96,6 +98,7 @@ class AppState:
     content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
     control: dict[str, bytes] = field(default_factory=dict)
     categories: dict[str, str] = field(default_factory=dict)  # item -> category, for exposure segments
+    catalog: dict[str, CatalogItem] = field(default_factory=dict)  # by id, in catalog order
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     reports: ReportCache = field(default_factory=ReportCache)
@@ -143,11 +146,10 @@ class AppState:
         state = cls(settings, store, metrics, reports=ReportCache(max_age=settings.report_max_age))
         holder["s"] = state
         state.apply(store.snapshot)
-        products = state.load_catalog()
         state.on_demand = OnDemand(
             OnDemandSettings(timeout_s=settings.on_demand_timeout, backend=settings.generate_backend,
                              engine_dir=settings.engine_dir),
-            products,
+            state.catalog,
         )
         return state
 
@@ -164,13 +166,15 @@ class AppState:
         self.keys = snapshot.keys
         self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
         self.content_status = snapshot.content_status
+        if snapshot.catalog is not None:  # only the snapshot sent at start carries it
+            self.load_catalog(snapshot.catalog)
 
-    def load_catalog(self) -> dict:
-        """Control copy per catalog item (the page's text-only content); returns the products."""
-        products = load_products(self.settings.catalog_dir)
-        self.control = {item: json_bytes(control_content(p)) for item, p in products.items()}
-        self.categories = {item: p.category for item, p in products.items()}
-        return products
+    def load_catalog(self, items: list[CatalogItem]) -> None:
+        """The catalog, its control copy per item (the page's text-only content, pre-serialised) and
+        each item's category (exposure segments)."""
+        self.catalog = {item.id: item for item in items}
+        self.control = {item.id: json_bytes(control_content(item)) for item in items}
+        self.categories = {item.id: item.category for item in items}
 
     @staticmethod
     def _live(rec: ExperimentRecord) -> LiveExperiment:

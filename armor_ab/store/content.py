@@ -19,7 +19,10 @@ import duckdb
 
 from armor_ab.model.interleaved import InterleavedContent
 
-STATUSES = ("pending", "approved", "rejected")
+# ``stale``: generated for an item whose catalog entry changed since (armor_ab.store.catalog). It is
+# never served, counts as missing for generation (regenerated over), and may be approved again as is.
+STATUSES = ("pending", "approved", "rejected", "stale")
+REVIEW_STATUSES = ("approved", "rejected", "pending")  # what a review may set
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -97,8 +100,10 @@ def _row(r: tuple) -> ContentRow:
 
 
 def exists(con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_id: str) -> bool:
+    """Whether a current page is stored; a stale one does not count, so generation replaces it."""
     return con.execute(
-        "SELECT 1 FROM content WHERE experiment = ? AND variant = ? AND item_id = ?", [experiment, variant, item_id]
+        "SELECT 1 FROM content WHERE experiment = ? AND variant = ? AND item_id = ? AND status <> 'stale'",
+        [experiment, variant, item_id],
     ).fetchone() is not None
 
 
@@ -109,7 +114,8 @@ def save_generated(
     """Store freshly generated content (images first, then the row), ``pending`` review by default.
 
     With ``replace=False`` an existing row wins and nothing is written (returns None): on-demand
-    generation must never overwrite a page someone generated or reviewed meanwhile.
+    generation must never overwrite a page someone generated or reviewed meanwhile. A ``stale``
+    row is no page to keep (its item changed): it is replaced either way.
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
@@ -148,8 +154,12 @@ def set_review(
     con: duckdb.DuckDBPyConnection, experiment: str, status: str, *, item_id: str | None = None,
     variant: str | None = None,
 ) -> int:
-    """Approve or reject content (one item, one variant, or all of an experiment); returns rows changed."""
-    if status not in ("approved", "rejected", "pending"):
+    """Approve or reject content (one item, one variant, or all of an experiment); returns rows changed.
+
+    A ``stale`` page may be approved again as it is (its item changed, the reviewer found the page
+    still right); ``stale`` itself is set only by a catalog import.
+    """
+    if status not in REVIEW_STATUSES:
         raise ValueError(f"status must be approved, rejected or pending, got {status!r}")
     sql = "UPDATE content SET status = ?, reviewed_at = ? WHERE experiment = ?"
     params: list = [status, datetime.now(UTC), experiment]

@@ -121,8 +121,14 @@ def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE events__v3 RENAME TO events")
 
 
+def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
+    """The imported catalog: tables ``catalog_items`` and ``catalog_imports`` (``armor_ab.store.catalog``)
+    and a fourth content status, ``stale``. The DDL that runs after the migrations creates the new
+    tables; ``content.status`` is free text, so existing rows need no change: nothing to do but the record."""
+
+
 # MIGRATIONS[n] takes version n to n + 1. Append only; never edit or reorder a released one.
-MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,7 +24,7 @@ API -> database       database -> API
 ``write id fn a kw``  ``ok id (result, snapshot)``: ``fn(con, *a, **kw)`` on the writer thread
 ``read id fn a kw``   ``ok id result``: ``fn(cursor, *a, **kw)`` on a read thread
 ``report id fn a kw`` ``ok id result``: the same on a report thread, within the report budget
-``stop``              ``stats committed depth`` after each commit, ``ready snapshot`` at start
+``stop``              ``stats committed depth`` after each commit, ``ready snapshot`` at start (with the catalog)
                       ``fault cause`` when writes start failing, ``fault None`` once recovered
 ====================  ===============================================================
 
@@ -126,20 +126,29 @@ def check_memory_limit(value: str, name: str = "memory limit") -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The small tables the API keeps in memory, read in one go after every admin write."""
+    """The small tables the API keeps in memory, read in one go after every admin write.
+
+    ``catalog`` (the ``CatalogItem``s in catalog order) is read once, in the snapshot sent when the
+    database process is ready, and is None in the ones after writes: the catalog changes only
+    through ``armor-ab catalog import``, which needs the database file, so never under a running
+    server, and re-reading every item after each admin write would cost more than the write.
+    """
 
     experiments: list
     keys: dict[str, tuple[str, str]]
     content: dict[tuple[str, str, str], dict]
     content_status: dict[tuple[str, str, str], str]
+    catalog: list | None = None
 
 
-def read_snapshot(con: duckdb.DuckDBPyConnection) -> Snapshot:
+def read_snapshot(con: duckdb.DuckDBPyConnection, *, catalog: bool = False) -> Snapshot:
+    from armor_ab.store.catalog import list_items
     from armor_ab.store.content import approved, statuses
     from armor_ab.store.experiments import list_experiments
     from armor_ab.store.keys import active_key_hashes
 
-    return Snapshot(list_experiments(con), active_key_hashes(con), approved(con), statuses(con))
+    return Snapshot(list_experiments(con), active_key_hashes(con), approved(con), statuses(con),
+                    list_items(con) if catalog else None)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
@@ -475,7 +484,7 @@ class _Server:
         from armor_ab.events import rows_to_arrow
 
         self.writer.start()
-        self.send(("ready", read_snapshot(self.writer.con)))
+        self.send(("ready", read_snapshot(self.writer.con, catalog=True)))
         self._sampler.start()
         if self.preload:  # imported beside the loop, not by the first message that names one of them
             threading.Thread(target=_preload, args=(self.preload,), name="armor-ab-preload", daemon=True).start()

@@ -15,6 +15,7 @@ import duckdb
 # The events table is declared once, in armor_ab.event_schema (with its Arrow schema and row order);
 # EVENT_COLUMNS and EVENT_TYPES stay importable from here.
 from armor_ab.event_schema import EVENT_COLUMNS, EVENT_TYPES, EVENTS_DDL
+from armor_ab.store.catalog import CATALOG_DDL
 from armor_ab.store.migrations import SCHEMA_VERSION, SchemaVersionError, upgrade
 
 __all__ = ["DDL", "EVENT_COLUMNS", "EVENT_TYPES", "SCHEMA_VERSION", "SchemaVersionError", "ensure_schema"]
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS content (
     experiment VARCHAR NOT NULL,
     variant VARCHAR NOT NULL,
     item_id VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,                  -- pending | approved | rejected
+    status VARCHAR NOT NULL,                  -- pending | approved | rejected | stale (its item changed)
     content JSON NOT NULL,                    -- InterleavedContent.to_json(): images by SHA-256
     digest VARCHAR NOT NULL,                  -- SHA-256 of that JSON
     prompt VARCHAR NOT NULL,
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TIMESTAMPTZ NOT NULL,
     revoked_at TIMESTAMPTZ
 );
-"""
+""" + CATALOG_DDL
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, where: str = "the database") -> list[int]:

@@ -4,10 +4,12 @@
 
 * ``GET /v1/sdk/armor-ab.js``: the snippet (ETag, short cache, gzip when accepted); it talks to the
   API's client routes (``…/content``, ``POST /v1/events`` and the beacon ``POST /v1/events/beacon``);
-* ``GET /demo/``, ``/demo/products/{item_id}``: the example catalog site (see ``site.py``).
+* ``GET /demo/``, ``/demo/products/{item_id}``: the example catalog site (see ``site.py``) over the
+  database's catalog (``armor-ab catalog import``); photos come from the API's ``/v1/images/``.
 
 Nothing here imports the API: the pages read the server's live state, when there is one, from
-``request.app.state.armor`` (its catalog directory and key scopes).
+``request.app.state.armor`` (its catalog items and key scopes). The site alone (``create_site_app``)
+reads the catalog from the API it talks to, with the read key in ``ARMOR_AB_KEY``.
 
 The demo reads its settings from the environment at request time: ``ARMOR_AB_DEMO_CLIENT_KEY``
 (the publishable key its pages use; without it they say so and show catalog copy only),
@@ -19,19 +21,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from armor_ab.catalog.products import Product
+from armor_ab.catalog.items import CatalogItem
 from armor_ab.config import DEFAULT_DEMO_EXPERIMENT, env_settings
-from armor_ab.content.control import DEFAULT_CATALOG, load_products
 from armor_ab.store.keys import hash_key
 from armor_ab.web import site
 
+log = logging.getLogger("armor_ab.web")
 STATIC = Path(__file__).resolve().parent / "static"
 SNIPPET = "armor-ab.js"
 DEFAULT_EXPERIMENT = DEFAULT_DEMO_EXPERIMENT
@@ -91,25 +96,59 @@ async def get_demo_css(request: Request):
 
 # -- the example catalog site --------------------------------------------------------------------------
 
+REMOTE_CATALOG_TTL_S = 60.0  # the site alone re-reads the API's catalog this often
+_remote: dict[str, tuple[float, dict[str, CatalogItem]]] = {}  # API base -> (read at, items)
 
-def _catalog_dir(request: Request) -> Path:
+
+async def catalog(request: Request) -> tuple[dict[str, CatalogItem], str]:
+    """The catalog items by id (catalog order) and the base URL of their photos (empty: this server).
+
+    Served by ``armor-ab serve``: the items the server loaded from its database at start. The site
+    alone (``create_site_app``, no database) reads them from the API it talks to.
+    """
     state = getattr(request.app.state, "armor", None)
-    configured = state.settings.catalog_dir if state is not None else env_settings().catalog
-    return Path(configured) if configured else DEFAULT_CATALOG
+    if state is not None:
+        return state.catalog, ""
+    api = env_settings().demo_api.rstrip("/")
+    return await remote_catalog(api), api
 
 
-@lru_cache(maxsize=4)
-def _products(directory: Path, mtime: float) -> dict[str, Product]:
-    return load_products(directory)
-
-
-def catalog(request: Request) -> tuple[Path, dict[str, Product]]:
-    directory = _catalog_dir(request)
+async def remote_catalog(api: str) -> dict[str, CatalogItem]:
+    """The catalog of the API at ``api`` (``GET /v1/catalog/items`` with the read key in ``ARMOR_AB_KEY``),
+    re-read every ``REMOTE_CATALOG_TTL_S``. While the API cannot answer, the last catalog read stays:
+    a customer's site keeps its pages when the testing platform is down."""
+    now = time.monotonic()
+    cached = _remote.get(api)
+    if cached is not None and now - cached[0] < REMOTE_CATALOG_TTL_S:
+        return cached[1]
+    key = env_settings().key
+    if not api or key is None:
+        return cached[1] if cached else {}
+    items: dict[str, CatalogItem] = {}
     try:
-        mtime = (directory / "catalog.json").stat().st_mtime
-    except OSError:
-        return directory, {}
-    return directory, _products(directory, mtime)
+        async with httpx.AsyncClient(base_url=api, timeout=5.0,
+                                     headers={"Authorization": f"Bearer {key.get_secret_value()}"}) as client:
+            while True:
+                r = await client.get("/v1/catalog/items", params={"limit": 500, "offset": len(items)})
+                r.raise_for_status()
+                page = r.json()
+                items.update((i["id"], _item_of(i)) for i in page["items"])
+                if not page["items"] or len(items) >= page["total"]:
+                    break
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the example site cannot read the API's catalog", extra={"api": api, "error": str(exc)})
+        return cached[1] if cached else {}
+    _remote[api] = (now, items)
+    return items
+
+
+def _item_of(public: dict) -> CatalogItem:
+    """A ``CatalogItemPublic`` back as a ``CatalogItem`` (its photo by SHA-256 again)."""
+    image = public.get("image")
+    return CatalogItem(id=public["id"], name=public["name"], category=public["category"],
+                       description=public["description"], specs=public.get("specs") or {},
+                       image=image.rsplit("/", 1)[-1] if image else None, image_type=public.get("image_type"),
+                       fields=public.get("fields") or {})
 
 
 def demo_config(request: Request) -> dict | None:
@@ -136,37 +175,28 @@ async def demo_root():
 
 @site_router.get("/demo/", include_in_schema=False, response_class=HTMLResponse)
 async def demo_list(request: Request):
-    _, products = catalog(request)
+    items, api = await catalog(request)
     user_id = request.query_params.get("user_id") or None
-    page = site.product_list(list(products.values()), demo_config(request), user_id)
+    page = site.product_list(list(items.values()), demo_config(request), user_id, api)
     return HTMLResponse(page, headers=_HTML_HEADERS)
 
 
 @site_router.get("/demo/products/{item_id}", include_in_schema=False, response_class=HTMLResponse)
 async def demo_product(item_id: str, request: Request):
-    _, products = catalog(request)
-    product = products.get(item_id)
-    if product is None:
+    items, api = await catalog(request)
+    item = items.get(item_id)
+    if item is None:
         return HTMLResponse(site.not_found(item_id), status_code=404, headers=_HTML_HEADERS)
-    return HTMLResponse(site.product_page(product, demo_config(request)), headers=_HTML_HEADERS)
-
-
-@site_router.get("/demo/pictures/{name}", include_in_schema=False)
-async def demo_picture(name: str, request: Request):
-    directory, products = catalog(request)
-    product = products.get(name.removesuffix(".png")) if name.endswith(".png") else None
-    path = (directory / product.picture).resolve() if product and product.picture else None
-    if path is None or not path.is_relative_to(directory.resolve()) or not path.is_file():
-        return Response(status_code=404)
-    return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
-
+    return HTMLResponse(site.product_page(item, demo_config(request), api), headers=_HTML_HEADERS)
 
 
 def create_site_app() -> FastAPI:
     """The example site alone (no database): a customer's site on another origin than the API.
 
-    Set ``ARMOR_AB_DEMO_API`` to the API's base URL and start that API with ``--cors-origin`` for
-    this site's origin. ``uvicorn --factory armor_ab.web.routes:create_site_app``.
+    Set ``ARMOR_AB_DEMO_API`` to the API's base URL and ``ARMOR_AB_KEY`` to a read key of it (the
+    site reads the catalog there; the key stays on the server, the pages publish only the client
+    key), and start that API with ``--cors-origin`` for this site's origin.
+    ``uvicorn --factory armor_ab.web.routes:create_site_app``.
     """
     app = FastAPI(title="armor-ab example site", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(site_router)

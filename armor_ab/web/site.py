@@ -1,8 +1,9 @@
 """The example catalog site's pages: plain server-rendered HTML, every value escaped.
 
-Each product page carries the catalog's control copy in its HTML (it works without JavaScript)
-and uses armor-ab.js the way a customer's site would: load the script, ``init``, ``render`` the
-description block, ``track("inquiry")`` on the button.
+The products are the database's catalog items (``armor-ab catalog import``), whoever's catalog it
+is; their photos are the API's ``/v1/images/<sha256>``. Each product page carries the item's control
+copy in its HTML (it works without JavaScript) and uses armor-ab.js the way a customer's site
+would: load the script, ``init``, ``render`` the description block, ``track("inquiry")`` on the button.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from html import escape
 from urllib.parse import quote, urlencode
 
-from armor_ab.catalog.products import Product
+from armor_ab.catalog.items import CatalogItem
 from armor_ab.config import DEMO_CLIENT_KEY_ENV
 
 SNIPPET_URL = "/v1/sdk/armor-ab.js"
@@ -53,35 +54,47 @@ def _user_query(user_id: str | None) -> str:
     return "?" + urlencode({"user_id": user_id}) if user_id else ""
 
 
-def product_list(products: list[Product], config: dict | None, user_id: str | None = None) -> str:
+def photo_url(item: CatalogItem, api: str = "") -> str | None:
+    """The item's photo on the API at ``api`` (empty: this server), or None when it has none."""
+    return f"{api}/v1/images/{item.image}" if item.image else None
+
+
+def _photo(item: CatalogItem, api: str, css: str, alt: str = "") -> str:
+    url = photo_url(item, api)
+    if url is None:  # no photo: an empty frame of the same size keeps the layout
+        return f'<span class="{css} no-photo"></span>'
+    return f'<img class="{css}" src="{escape(url)}" width="64" height="64" alt="{escape(alt)}">'
+
+
+def product_list(items: list[CatalogItem], config: dict | None, user_id: str | None = None, api: str = "") -> str:
+    """Every item, grouped by category (in catalog order); ``api``: where the photos are (empty: here)."""
     sections: dict[str, list[str]] = {}
     q = _user_query(user_id)
-    for p in products:
+    for p in items:
         href = f"/demo/products/{quote(p.id, safe='')}{q}"
         sections.setdefault(p.category, []).append(
             f'<li><a href="{escape(href)}" data-item="{escape(p.id)}">'
-            f'<img src="/demo/pictures/{escape(quote(p.id, safe=""))}.png" width="64" height="64" alt="">'
-            f"<span>{escape(p.name)}</span><small>{escape(', '.join(p.spec_values))}</small></a></li>"
+            + _photo(p, api, "thumb")
+            + f"<span>{escape(p.name)}</span><small>{escape(', '.join(p.specs.values()))}</small></a></li>"
         )
     body = "" if config else _missing_key_notice()
-    body += f"<h1>Products</h1><p>{len(products)} products in {len(sections)} categories.</p>"
-    for category, items in sections.items():
-        body += f"<h2>{escape(category)}</h2><ul class=\"grid\">{''.join(items)}</ul>"
+    body += f"<h1>Products</h1><p>{len(items)} products in {len(sections)} categories.</p>"
+    for category, cards in sections.items():
+        body += f"<h2>{escape(category)}</h2><ul class=\"grid\">{''.join(cards)}</ul>"
     # The list page renders no experiment; the snippet still flushes what earlier pages queued.
     return _layout("Products · Demo catalog", body, _snippet_tags(config, "") if config else "")
 
 
-def product_page(p: Product, config: dict | None) -> str:
+def product_page(p: CatalogItem, config: dict | None, api: str = "") -> str:
+    """One item: photo, specs, its control copy (the block the snippet renders) and an inquiry button."""
     specs = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in p.specs.items())
-    specs += f"<tr><th>price band</th><td>{escape(p.price_band)}</td></tr>"
     paragraphs = "".join(f"<p>{escape(t.strip())}</p>" for t in p.description.split("\n\n") if t.strip())
     body = "" if config else _missing_key_notice()
     body += (
         f'<p class="crumbs"><a href="/demo/">Products</a> › {escape(p.category)}</p>'
         f"<h1>{escape(p.name)}</h1>"
         '<div class="product-top">'
-        f'<img class="picture" src="/demo/pictures/{escape(quote(p.id, safe=""))}.png" width="64" height="64" '
-        f'alt="{escape(f"Catalog picture of {p.name}")}">'
+        + _photo(p, api, "picture", f"Catalog picture of {p.name}") +
         f'<div><table class="specs">{specs}</table>'
         '<button type="button" class="inquire" id="inquire">Send an inquiry</button>'
         '<p id="inquiry-sent" hidden>Thank you: our sales team will get back to you.</p></div></div>'

@@ -76,7 +76,8 @@ def simulated_template(factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     try:
         sim = subprocess.run(
             [sys.executable, "-m", "armor_ab", "simulate", "--experiment", EXP, "--visitors", str(VISITORS),
-             "--effect", EFFECT, "--days", "14", "--seed", "7", "--api", server.url, "--key", keys["client"]],
+             "--effect", EFFECT, "--days", "14", "--seed", "7", "--api", server.url, "--key", keys["client"],
+             "--read-key", keys["read"]],
             capture_output=True, text=True, timeout=900, check=False)
         assert sim.returncode == 0, sim.stderr[-3000:]
     finally:

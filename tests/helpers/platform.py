@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -15,7 +16,11 @@ from pathlib import Path
 import httpx
 
 from armor_ab import assets
+from armor_ab.catalog.demo import demo_items
+from armor_ab.catalog.items import CatalogItem
 from armor_ab.experiments.loader import load_experiment_file
+from armor_ab.store.catalog import import_items, write_photo
+from armor_ab.store.content import images_dir_for
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import set_status, upsert_experiment
 from armor_ab.store.keys import create_key
@@ -100,11 +105,32 @@ class Platform:
         return httpx.Client(base_url=self.url, headers=self.headers(scope), timeout=30.0)
 
 
+@functools.cache
+def _demo_items() -> tuple[tuple[CatalogItem, bytes | None], ...]:
+    return tuple(demo_items())  # read once per test process: every seeded database imports it
+
+
+def import_catalog(
+    con, db: Path, items: list[tuple[CatalogItem, bytes | None]], file: str = "test-catalog",
+) -> None:
+    """Put ``items`` (with their photo bytes) in the database the way ``armor-ab catalog import`` does:
+    photos into the image store beside ``db`` first, then the rows in one transaction."""
+    for item, photo in items:
+        if photo is not None:
+            write_photo(images_dir_for(db), item.image, item.image_type, photo)
+    import_items(con, [item for item, _ in items], file=file, file_sha256="0" * 64)
+
+
 def seed_database(
-    db: Path, experiment_file: Path = DEMO_EXPERIMENT, start: bool = True, started_days_ago: float = 0
+    db: Path, experiment_file: Path = DEMO_EXPERIMENT, start: bool = True, started_days_ago: float = 0,
+    items: list[str] | None = None,
 ) -> dict[str, str]:
+    """The demo catalog (``items``: only these ids), the experiment (running unless ``start`` is false)
+    and a key of every scope; returns the keys' secrets by scope."""
     con = connect(db)
     try:
+        demo = [(item, photo) for item, photo in _demo_items() if items is None or item.id in items]
+        import_catalog(con, db, demo, file="demo-catalog")
         spec = load_experiment_file(experiment_file)
         upsert_experiment(con, spec)
         if start:

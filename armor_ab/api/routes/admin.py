@@ -135,7 +135,7 @@ async def stop_experiment(key: str, state: State, principal: AdminKey):
 @router.get("/experiments/{key}/content/review", tags=["read"], response_model=list[StoredContentPublic])
 async def get_content_review(
     key: str, state: State, principal: ReadKey,
-    status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
+    status: Annotated[Literal["pending", "approved", "rejected", "stale"] | None, Query()] = None,
     item_id: Annotated[str | None, Query(max_length=200)] = None,
 ):
     """Stored content of an experiment with its review status (for the Content dashboard)."""

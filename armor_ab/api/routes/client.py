@@ -19,7 +19,7 @@ from armor_ab.services.assignment import MAX_ID, assign_visitor, query_id
 from armor_ab.services.auth import publishable_principal
 from armor_ab.services.errors import ServiceError
 from armor_ab.services.ingest import accept_batch
-from armor_ab.services.serving import content_answer
+from armor_ab.services.serving import IMAGE_MEDIA_TYPES, content_answer, find_image
 from armor_ab.services.state import AppState
 from armor_ab.store.content import SHA256
 
@@ -80,20 +80,23 @@ async def get_content(key: str, request: Request) -> Response:
 
 
 @router.get("/images/{sha256}", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not Modified: the If-None-Match ETag matched"}})
+            responses={200: {"content": {media: {} for media in IMAGE_MEDIA_TYPES}},
+                       304: {"description": "Not Modified: the If-None-Match ETag matched"}})
 async def get_image(sha256: str, request: Request) -> Response:
-    """A generated image by its SHA-256 (public, immutable: cached for a year)."""
+    """An image by its SHA-256: a generated picture (PNG) or a catalog photo (PNG, JPEG or WebP);
+    public, immutable: cached for a year."""
     state: AppState = request.app.state.armor
     if not SHA256.match(sha256):
-        raise ServiceError(404, "image_not_found", "images are named by the SHA-256 of their PNG", field="sha256")
+        raise ServiceError(404, "image_not_found", "images are named by the SHA-256 of their bytes", field="sha256")
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    path = state.settings.images / f"{sha256}.png"
-    if not path.is_file():
+    found = find_image(state.settings.images, sha256)
+    if found is None:
         raise ServiceError(404, "image_not_found", f"no image {sha256}", field="sha256")
-    return Response(path.read_bytes(), media_type="image/png", headers=headers)
+    path, media_type = found
+    return Response(path.read_bytes(), media_type=media_type, headers=headers)
 
 
 @router.post(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from armor_ab.api.schemas import ExperimentPublic
+from armor_ab.api.schemas import CatalogItemPublic, CatalogItemsPublic, ExperimentPublic
 from armor_ab.reporting.models import ExperimentReport, PowerPlanPublic
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,9 +159,19 @@ class ApiClient:
         return self._json("GET", f"/v1/experiments/{key}/content",
                           params={"user_id": user_id, "item_id": item_id, "force_variant": variant})
 
+    def catalog_items(self, *, category: str | None = None, limit: int = 100, offset: int = 0) -> CatalogItemsPublic:
+        """One page of the imported catalog, in catalog order."""
+        return _typed(CatalogItemsPublic, self._json("GET", "/v1/catalog/items",
+                                                     params={"category": category, "limit": limit, "offset": offset}))
+
+    def catalog_item(self, item_id: str) -> CatalogItemPublic:
+        """One catalog item (name, category, control copy, specs, photo URL); ApiError 404 when unknown."""
+        return _typed(CatalogItemPublic, self._json("GET", f"/v1/catalog/items/{quote(item_id, safe='')}"))
+
     def image(self, path: str) -> bytes:
-        """An image's PNG bytes by its API path (``/v1/images/<sha256>``); public, immutable."""
-        return self.request("GET", path, headers={"Accept": "image/png"}).content
+        """An image's bytes by its API path (``/v1/images/<sha256>``): a generated PNG or a catalog photo
+        (PNG, JPEG, WebP); public, immutable."""
+        return self.request("GET", path, headers={"Accept": "image/*"}).content
 
     # ---- writes (admin) ----------------------------------------------------------------------------
 

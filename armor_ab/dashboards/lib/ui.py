@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from armor_ab.api.schemas import ExperimentPublic
+from armor_ab.api.schemas import CatalogItemPublic, ExperimentPublic
 from armor_ab.config import API_ENV, DASHBOARD_NO_AUTH_ENV, KEY_ENV, env_settings
 from armor_ab.dashboards.lib.api import CACHE_TTL_S, ApiClient, ApiError, ApiUnavailable
 from armor_ab.dashboards.lib.fmt import decision as decision_label
@@ -75,6 +75,17 @@ def content_review(api: str, key: str, experiment: str) -> list[dict]:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def served_content(api: str, key: str, experiment: str, item_id: str, variant: str) -> dict:
     return ApiClient(api, key).content(experiment, item_id, variant)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def catalog_item(api: str, key: str, item_id: str) -> CatalogItemPublic | None:
+    """The catalog item, or None when the catalog has no such id (a page generated before the item left it)."""
+    try:
+        return ApiClient(api, key).catalog_item(item_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 @st.cache_data(ttl=3600, show_spinner=False, max_entries=512)
@@ -260,6 +271,28 @@ def render_content(ctx: Context, content: dict | None, *, image_width: int = 320
                 st.warning(f"Image {seg.get('sha256', '')[:12]}… not available: {error_text(exc)}")
                 continue
             st.image(png, width=min(int(seg.get("width") or image_width), image_width))
+
+
+def render_catalog_item(ctx: Context, item_id: str, *, image_width: int = 192) -> None:
+    """The catalog item as imported: photo, name, category, specs and its description (today's copy,
+    what control serves), so a generated page can be judged against what it replaces."""
+    item = catalog_item(ctx.api, ctx.key, item_id)
+    if item is None:
+        st.warning(f"{item_id} is not in the catalog (any more): `armor-ab catalog import` adds it.")
+        return
+    st.subheader(item.name)
+    st.caption(f"catalog item {md_escape(item.id)} · {md_escape(item.category)}")
+    if item.image:
+        try:
+            st.image(image(ctx.api, item.image), width=image_width)
+        except (ApiUnavailable, ApiError) as exc:
+            st.warning(f"The item's photo is not available: {error_text(exc)}")
+    else:
+        st.caption("No photo in the catalog.")
+    if item.specs:
+        st.markdown("\n".join(f"- **{md_escape(label)}:** {md_escape(value)}" for label, value in item.specs.items()))
+    st.markdown("**Description (today's catalog copy)**")
+    st.markdown(md_escape(item.description))
 
 
 def badge(label: str, color: str) -> None:

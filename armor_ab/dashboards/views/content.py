@@ -1,4 +1,4 @@
-"""Content: a catalog item's variants side by side as a visitor sees them, with approve / reject."""
+"""Content: a catalog item as imported beside its variants as a visitor sees them, with approve / reject."""
 
 from __future__ import annotations
 
@@ -56,7 +56,10 @@ def _review(status: str, variant: str) -> None:
 
 
 with ui.guard():
-    for col, v in zip(st.columns(len(variants)), variants, strict=True):
+    catalog_col, *variant_cols = st.columns(len(variants) + 1)
+    with catalog_col, st.container(border=True):
+        ui.render_catalog_item(ctx, item)  # what the generated pages are about, and today's copy
+    for col, v in zip(variant_cols, variants, strict=True):
         with col, st.container(border=True):
             source = (v.get("content") or {}).get("source", "catalog")
             st.subheader(v.get("name") or v["key"])
