@@ -41,6 +41,14 @@ class ExperimentError(ValueError):
         return (type(self), (self.code, self.message, self.field))
 
 
+def _lifecycle(rec: ExperimentRecord | QuarantinedExperiment) -> dict:
+    """The key, status and dates of a stored experiment as JSON: loaded or quarantined alike."""
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {"key": rec.key, "status": rec.status, "bucket_version": rec.bucket_version,
+            "created_at": rec.created_at.isoformat(), "updated_at": rec.updated_at.isoformat(),
+            "started_at": iso(rec.started_at), "stopped_at": iso(rec.stopped_at)}
+
+
 @dataclass(frozen=True)
 class ExperimentRecord:
     spec: ExperimentSpec
@@ -64,14 +72,8 @@ class ExperimentRecord:
     def public(self) -> dict:
         """The JSON an API client sees (``ExperimentPublic``)."""
         return {
-            "key": self.key,
-            "status": self.status,
-            "bucket_version": self.bucket_version,
+            **_lifecycle(self),
             "effective_seed": self.effective_seed,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
             "spec": self.spec.model_dump(mode="json"),
         }
 
@@ -94,13 +96,7 @@ class QuarantinedExperiment:
     def public(self) -> dict:
         """The JSON an admin sees (``QuarantinedExperimentPublic``)."""
         return {
-            "key": self.key,
-            "status": self.status,
-            "bucket_version": self.bucket_version,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+            **_lifecycle(self),
             "field": self.field,
             "error": self.error,
             "spec": self.spec,
