@@ -4,9 +4,10 @@ One config dataclass per concern, all transformers ``PreTrainedConfig`` subclass
 ``save_pretrained`` / ``from_pretrained`` round-trip them as one ``config.json``:
 
 * ``vision_config`` - ``InternVLVisionConfig`` (InternViT), unchanged from InternVL.
-* ``text_config``   - ``LlamaConfig``. InternVL2.5-8B's LM is InternLM2.5-7B; transformers has no InternLM2
-  class, and its InternVL conversion maps InternLM2 onto Llama (InternLM2 is a Llama with a fused ``wqkv``,
-  split at conversion). Qwen2 would add q/k/v biases InternLM2 does not have, so Llama is the exact fit.
+* ``text_config``   - the base LM's config: ``LlamaConfig`` or ``Qwen2Config`` (``SUPPORTED_LMS``). InternVL2.5-2B
+  and 8B use InternLM2.5; transformers has no InternLM2 class, and its InternVL conversion maps InternLM2 onto
+  Llama (InternLM2 is a Llama with a fused ``wqkv``, split at conversion). InternVL2.5-1B and 4B use
+  Qwen2.5, a Qwen2 (q/k/v biases). The adapter's blocks follow the same class.
 * ``vq_config``     - ``ArmorVQConfig`` (Chameleon's VQGAN hyper-parameters: codebook 8192, 16x down).
 * ``ArmorConfig`` itself extends ``InternVLConfig`` (projector, image placeholder token) with the ARMOR parts:
   adapter depth and the layout of the extended vocabulary.
@@ -33,6 +34,9 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto import AutoConfig
 from transformers.models.chameleon.configuration_chameleon import ChameleonVQVAEConfig
 from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
+
+
+SUPPORTED_LMS = ("llama", "qwen2")  # text_config.model_type values the adapter and the engines support
 
 
 class ArmorVQConfig(ChameleonVQVAEConfig):
@@ -71,7 +75,7 @@ class ArmorConfig(InternVLConfig):
     text_bos_id: int = 1
     text_eos_id: int = 2
     text_pad_id: int = 0
-    tokenizer_kind: str = "byte"  # "byte": armor_ab.model.tokenizer.ByteTokenizer; "internlm2": external
+    tokenizer_kind: str = "byte"  # "byte": tokenizer.ByteTokenizer; "hf": the base's own (hf_tokenizer.py)
     model_name: str = "armor"  # the named configuration this was built from, recorded in content metadata
     tie_word_embeddings: bool = False  # InternVL2.5-8B's LM keeps separate input and output embeddings
 
@@ -138,6 +142,13 @@ class ArmorConfig(InternVLConfig):
 
     def validate_armor(self) -> None:
         """Check that the parts fit together (placeholder count, special ids inside the text vocab)."""
+        if self.text_config.model_type not in SUPPORTED_LMS:
+            raise ValueError(
+                f"text_config.model_type {self.text_config.model_type!r} is not supported "
+                f"(supported: {', '.join(SUPPORTED_LMS)})"
+            )
+        if getattr(self.text_config, "use_sliding_window", False):
+            raise ValueError("sliding-window attention in the language model is not supported")
         vision = self.vision_config
         patches = (vision.image_size[0] // vision.patch_size[0]) ** 2
         expected = int(patches * self.downsample_ratio**2)
@@ -158,3 +169,9 @@ def _without_volatile(value: object) -> object:
     if isinstance(value, dict):
         return {k: _without_volatile(v) for k, v in value.items() if k not in _VOLATILE}
     return value
+
+
+# Known to transformers' Auto classes, so that AutoTokenizer / AutoConfig can read an ARMOR directory's
+# config.json (AutoTokenizer opens it to pick a tokenizer class) instead of warning about an unknown type.
+AutoConfig.register(ArmorConfig.model_type, ArmorConfig, exist_ok=True)
+AutoConfig.register(ArmorVQConfig.model_type, ArmorVQConfig, exist_ok=True)

@@ -1,9 +1,9 @@
 """ARMOR on top of transformers' InternVL: one backbone, two heads, forward switching.
 
     pixels ──InternViT──pixel shuffle──MLP projector──┐             (understanding path, unchanged InternVL)
-    ids ──extended embedding (frozen text rows | new rows)──┴──LM (Llama)──h
+    ids ──extended embedding (frozen text rows | new rows)──┴──LM (Llama or Qwen2)──h
     h ──text head (lm_head ⊕ <imgbos> row)──────────────────────────> text logits     (text mode)
-    h ──adapter (Llama blocks)──visual head (codes ⊕ <imgend> ⊕ <imgpad>)──> code logits (image mode)
+    h ──adapter (blocks of the LM's class)──visual head (codes ⊕ <imgend> ⊕ <imgpad>)──> code logits (image mode)
     codes ──VQGAN decoder──> pixels
 
 Module names keep InternVL's (``model.vision_tower``, ``model.multi_modal_projector``, ``model.language_model``,
@@ -21,9 +21,10 @@ from torch import nn
 from transformers import InternVLModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
+from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm, Qwen2RotaryEmbedding
 
 from .cache import FixedKVCache, attention_mask, position_ids_from_valid
-from .configuration import ArmorConfig
+from .configuration import SUPPORTED_LMS, ArmorConfig
 from .vqgan import ArmorVQGAN, VQGANLoadReport, load_chameleon_vqgan
 
 # What each WoHG stage trains (the paper's table); everything else is frozen. Stage 0 is not in the paper: it
@@ -34,6 +35,25 @@ WOHG_STAGES: dict[int, frozenset[str]] = {
     2: frozenset({"new_rows", "adapter", "visual_head"}),  # how to generate images
     3: frozenset({"new_rows", "adapter", "visual_head", "text_head"}),  # better interleaved answers
 }
+
+
+# The adapter's blocks are the base LM's own (decoder layer, final norm, rotary embedding), so they take its
+# config as it is: Qwen2's q/k/v biases, Llama's attention_bias flag, each family's RoPE settings.
+LM_BLOCKS: dict[str, tuple[type[nn.Module], type[nn.Module], type[nn.Module]]] = {
+    "llama": (LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding),  # InternLM2.5 after conversion
+    "qwen2": (Qwen2DecoderLayer, Qwen2RMSNorm, Qwen2RotaryEmbedding),  # Qwen2.5 (InternVL2.5-1B, 4B)
+}
+assert set(LM_BLOCKS) == set(SUPPORTED_LMS)
+
+
+def lm_blocks(text_config) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+    """(decoder layer, RMS norm, rotary embedding) classes of the base LM's family."""
+    try:
+        return LM_BLOCKS[text_config.model_type]
+    except KeyError:
+        raise ValueError(
+            f"language model {text_config.model_type!r} is not supported (supported: {', '.join(LM_BLOCKS)})"
+        ) from None
 
 
 @dataclass
@@ -48,7 +68,7 @@ class ArmorOutput(ModelOutput):
 
 
 class ArmorAdapter(nn.Module):
-    """ARMOR's adapter: a few LM-width Llama blocks between the LM output and the visual head.
+    """ARMOR's adapter: a few LM-width blocks of the LM's own class between the LM output and the visual head.
 
     Causal self-attention over the whole sequence (text and images), with RoPE positions like the LM's; in
     generation it has its own KV cache, filled lazily when image mode starts (text tokens never need it).
@@ -57,9 +77,10 @@ class ArmorAdapter(nn.Module):
     def __init__(self, config: ArmorConfig) -> None:
         super().__init__()
         text = config.text_config
-        self.layers = nn.ModuleList(LlamaDecoderLayer(text, i) for i in range(config.adapter_num_layers))
-        self.norm = LlamaRMSNorm(text.hidden_size, eps=text.rms_norm_eps)
-        self.rotary_emb = LlamaRotaryEmbedding(text)
+        layer, norm, rotary = lm_blocks(text)
+        self.layers = nn.ModuleList(layer(text, i) for i in range(config.adapter_num_layers))
+        self.norm = norm(text.hidden_size, eps=text.rms_norm_eps)
+        self.rotary_emb = rotary(text)
 
     def forward(
         self,
@@ -87,7 +108,7 @@ class ArmorPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["LlamaDecoderLayer", "InternVLVisionLayer"]
+    _no_split_modules = ["LlamaDecoderLayer", "Qwen2DecoderLayer", "InternVLVisionLayer"]
 
 
 class ArmorForInterleavedGeneration(ArmorPreTrainedModel):

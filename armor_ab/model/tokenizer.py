@@ -7,7 +7,9 @@ prompt containing ``"<eos>"`` is just bytes), so prompts cannot inject control t
 The image tokens of ARMOR (codes, <imgbos>, <imgend>, <imgpad>) are not text: they live above the text
 vocabulary in the model's extended vocabulary (see ``configuration.py``); ``decode`` drops them.
 
-armor-8b uses InternLM2's SentencePiece tokenizer (92,553 ids); it is not bundled, see ``load_tokenizer``.
+A model built from a user's own InternVL checkpoint (``armor-ab model init``) carries that base's Hugging Face
+tokenizer instead: ``hf_tokenizer.HFTokenizer``, behind the same ``TextTokenizer`` interface. ``load_tokenizer``
+picks whichever a model directory holds.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 TOKENIZER_FILE = "armor_tokenizer.json"
 
@@ -28,6 +31,37 @@ SPECIAL_TOKENS = (
     "<|user|>",
     "<|assistant|>",
 )
+
+
+@runtime_checkable
+class TextTokenizer(Protocol):
+    """What generation, the engines, content and evaluation need from a tokenizer (byte or Hugging Face).
+
+    ``encode`` never turns user text into control tokens; ``chat_prompt`` is the only way control tokens
+    (roles, BOS, the input-image block) enter a prompt.
+    """
+
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...  # text ids only; ARMOR's image tokens live above them
+
+    @property
+    def eos_id(self) -> int: ...
+
+    @property
+    def pad_id(self) -> int: ...
+
+    @property
+    def image_context_id(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str: ...
+
+    def chat_prompt(self, text: str, image_seq_length: int | None = None) -> list[int]: ...
+
+    def save_pretrained(self, directory: str | Path) -> Path: ...
 
 
 class ByteTokenizer:
@@ -91,13 +125,19 @@ class ByteTokenizer:
         return cls(data["specials"])
 
 
-def load_tokenizer(directory: str | Path | None, kind: str = "byte") -> ByteTokenizer:
-    """The tokenizer saved next to a model, or a fresh one of ``kind`` when there is no directory."""
+def load_tokenizer(directory: str | Path | None, kind: str = "byte") -> TextTokenizer:
+    """The tokenizer saved next to a model (byte or Hugging Face), or a fresh byte tokenizer without one."""
     if directory is not None and (Path(directory) / TOKENIZER_FILE).exists():
         return ByteTokenizer.from_pretrained(directory)
+    if kind == "hf":
+        from .hf_tokenizer import HFTokenizer
+
+        if directory is None:
+            raise ValueError("a Hugging Face tokenizer is loaded from a model directory; none was given")
+        return HFTokenizer.from_pretrained(directory)
     if kind == "byte":
         return ByteTokenizer()
-    raise NotImplementedError(
-        f"tokenizer kind {kind!r} is not bundled (armor-8b needs InternLM2's tokenizer.model, which needs a "
-        "download); only the byte tokenizer of armor-tiny / armor-demo works offline"
+    raise ValueError(
+        f"tokenizer kind {kind!r} is unknown: 'byte' (armor-tiny, armor-demo) or 'hf' (a model directory "
+        "with tokenizer.json, as `armor-ab model init` writes it)"
     )

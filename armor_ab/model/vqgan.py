@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -149,3 +150,77 @@ def load_chameleon_vqgan(
         )
     vqgan.load_state_dict(mapped, strict=False)
     return report
+
+
+# --- Chameleon's tokenizer/ directory: vqgan.ckpt + vqgan.yaml ----------------------------------------------
+
+# taming's ddconfig / params names -> ArmorVQConfig's (ChameleonVQVAEConfig's) names.
+_YAML_DDCONFIG = {
+    "z_channels": "latent_channels",
+    "resolution": "resolution",
+    "in_channels": "in_channels",
+    "out_ch": "out_channels",
+    "ch": "base_channels",
+    "ch_mult": "channel_multiplier",
+    "num_res_blocks": "num_res_blocks",
+    "attn_resolutions": "attn_resolutions",
+    "dropout": "dropout",
+    "double_z": "double_latent",
+}
+
+
+class VQGANFileError(ValueError):
+    """A Chameleon VQGAN checkpoint or its yaml is missing or not in taming's layout."""
+
+
+def chameleon_vqgan_files(path: str | Path) -> tuple[Path, Path]:
+    """(vqgan.ckpt, vqgan.yaml) for PATH: the checkpoint file (its yaml beside it) or their directory."""
+    path = Path(path)
+    if path.is_dir():
+        ckpt, spec = path / "vqgan.ckpt", path / "vqgan.yaml"
+    else:
+        ckpt = path
+        spec = next((p for p in (path.with_suffix(".yaml"), path.parent / "vqgan.yaml") if p.exists()),
+                    path.with_suffix(".yaml"))
+    for p, what in ((ckpt, "checkpoint"), (spec, "yaml (hyper-parameters)")):
+        if not p.is_file():
+            raise VQGANFileError(f"{p}: the VQGAN {what} is missing (Chameleon ships tokenizer/vqgan.ckpt "
+                                 "with tokenizer/vqgan.yaml)")
+    return ckpt, spec
+
+
+def vq_config_from_chameleon_yaml(path: str | Path) -> ArmorVQConfig:
+    """ArmorVQConfig from taming's VQModel yaml: ``model.params.{embed_dim, n_embed, ddconfig}``."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+        params = spec["model"]["params"]
+        dd = params["ddconfig"]
+        values = {"embed_dim": int(params["embed_dim"]), "num_embeddings": int(params["n_embed"])}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise VQGANFileError(
+            f"{path}: not a taming VQModel yaml (model.params.embed_dim, n_embed, ddconfig): {exc!r}"
+        ) from exc
+    for key, name in _YAML_DDCONFIG.items():
+        if key in dd:
+            values[name] = list(dd[key]) if isinstance(dd[key], list | tuple) else dd[key]
+    missing = {"ch", "ch_mult", "num_res_blocks", "z_channels", "resolution"} - set(dd)
+    if missing:
+        raise VQGANFileError(f"{path}: model.params.ddconfig lacks {', '.join(sorted(missing))}")
+    if values.get("double_latent"):
+        raise VQGANFileError(f"{path}: double_z is true, which is a VAE, not a VQGAN")
+    return ArmorVQConfig(**values)
+
+
+def read_chameleon_state_dict(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a vqgan.ckpt (unwrapping Lightning's ``state_dict``), loaded without unpickling code."""
+    try:
+        data = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file; all mean the same
+        raise VQGANFileError(f"{ckpt}: cannot read the VQGAN checkpoint ({exc})") from exc
+    if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise VQGANFileError(f"{ckpt}: expected a state dict of tensors (optionally under 'state_dict')")
+    return dict(data)
