@@ -24,6 +24,7 @@ _MODULES = (
     "simulate",  # simulate
     "report",  # report (and its deprecated alias analyze), power
     "roi",  # roi prior
+    "model",  # model init (ARMOR from your InternVL checkpoint)
     "generate",  # generate (ARMOR model)
     "engine",  # engine build (ONNX / TensorRT)
     "content",  # content generate|approve|list

@@ -23,6 +23,9 @@ _EXPORTS = {
     "StepBackend": "steps",
     "TorchBackend": "steps",
     "ByteTokenizer": "tokenizer",
+    "TextTokenizer": "tokenizer",
+    "HFTokenizer": "hf_tokenizer",
+    "init_from_base": "from_base",
 }
 
 
@@ -34,13 +37,15 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:
     from .configuration import ArmorConfig, ArmorVQConfig
+    from .from_base import init_from_base
     from .generate import GenerationResult, InterleavedGenerator, SamplingConfig
+    from .hf_tokenizer import HFTokenizer
     from .interleaved import ContentMetadata, ImageSegment, InterleavedContent, TextSegment
     from .loading import LoadedModel, load_model, save_model
     from .modeling import ArmorForInterleavedGeneration
     from .presets import get_config
     from .steps import StepBackend, TorchBackend
-    from .tokenizer import ByteTokenizer
+    from .tokenizer import ByteTokenizer, TextTokenizer
 
 __all__ = [
     "ArmorConfig",
@@ -49,6 +54,7 @@ __all__ = [
     "ByteTokenizer",
     "ContentMetadata",
     "GenerationResult",
+    "HFTokenizer",
     "ImageSegment",
     "InterleavedContent",
     "InterleavedGenerator",
@@ -56,8 +62,10 @@ __all__ = [
     "SamplingConfig",
     "StepBackend",
     "TextSegment",
+    "TextTokenizer",
     "TorchBackend",
     "get_config",
+    "init_from_base",
     "load_model",
     "save_model",
 ]

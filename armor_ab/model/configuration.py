@@ -35,7 +35,6 @@ from transformers.models.auto import AutoConfig
 from transformers.models.chameleon.configuration_chameleon import ChameleonVQVAEConfig
 from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-
 SUPPORTED_LMS = ("llama", "qwen2")  # text_config.model_type values the adapter and the engines support
 
 

@@ -375,8 +375,9 @@ def _sha256(path: Path) -> str:
 
 
 def _provenance(report: InitReport, base: Path, ckpt: Path) -> dict[str, Any]:
-    import transformers
     from importlib.metadata import PackageNotFoundError, version
+
+    import transformers
 
     try:
         armor = version("armor-ab")

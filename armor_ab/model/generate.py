@@ -49,7 +49,7 @@ from .interleaved import (
 )
 from .sampling import apply_cfg, apply_repetition_penalty, sample_token
 from .steps import StepBackend, TorchBackend
-from .tokenizer import ByteTokenizer
+from .tokenizer import TextTokenizer
 
 TEXT, IMAGE, DONE = "text", "image", "done"
 
@@ -94,14 +94,14 @@ def unconditional_ids(ids: torch.Tensor, config: ArmorConfig) -> torch.Tensor:
 
 
 class InterleavedGenerator:
-    def __init__(self, backend: StepBackend, tokenizer: ByteTokenizer, model_name: str | None = None) -> None:
+    def __init__(self, backend: StepBackend, tokenizer: TextTokenizer, model_name: str | None = None) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.model_name = model_name or backend.config.model_name
 
     @classmethod
     def from_model(
-        cls, model, tokenizer: ByteTokenizer, model_name: str | None = None
+        cls, model, tokenizer: TextTokenizer, model_name: str | None = None
     ) -> InterleavedGenerator:
         return cls(TorchBackend(model), tokenizer, model_name)
 

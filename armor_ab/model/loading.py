@@ -13,13 +13,13 @@ import torch
 
 from .modeling import ArmorForInterleavedGeneration
 from .presets import CONFIGS, get_config
-from .tokenizer import ByteTokenizer, load_tokenizer
+from .tokenizer import TextTokenizer, load_tokenizer
 
 
 @dataclass
 class LoadedModel:
     model: ArmorForInterleavedGeneration
-    tokenizer: ByteTokenizer
+    tokenizer: TextTokenizer
     name: str  # the named config or the directory it came from
     random_weights: bool
 
@@ -35,11 +35,13 @@ def load_model(name_or_dir: str | Path, seed: int = 0, dtype: torch.dtype | None
         raise ValueError(
             f"{name!r} is neither a model directory nor a named configuration ({', '.join(CONFIGS)})"
         )
-    if name == "armor-8b":
-        raise ValueError(
-            "armor-8b is not built with random weights here (32 GB); pass a directory with weights"
-        )
     config = get_config(name)
+    if config.tokenizer_kind != "byte":
+        raise ValueError(
+            f"{name} is not built with random weights here: it is real-size and needs its base's own "
+            "tokenizer; make a model directory from your InternVL checkpoint with `armor-ab model init` "
+            "(docs/models.md) and pass that"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # deterministic random init, without disturbing the caller's RNG
         model = ArmorForInterleavedGeneration(config)
@@ -48,7 +50,7 @@ def load_model(name_or_dir: str | Path, seed: int = 0, dtype: torch.dtype | None
     return LoadedModel(model.eval(), load_tokenizer(None, config.tokenizer_kind), name, random_weights=True)
 
 
-def save_model(model: ArmorForInterleavedGeneration, tokenizer: ByteTokenizer, directory: str | Path) -> Path:
+def save_model(model: ArmorForInterleavedGeneration, tokenizer: TextTokenizer, directory: str | Path) -> Path:
     """config.json + model.safetensors + the tokenizer, loadable with ``load_model(directory)``."""
     out = Path(directory)
     model.save_pretrained(out)
