@@ -1,13 +1,14 @@
-"""Named configurations, the armor-8b parameter count (meta device), config and tokenizer round trips."""
+"""Named configurations, the armor-8b and armor-1b parameter counts (meta device), config and tokenizer round trips."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from armor_ab.model import ArmorConfig, ArmorForInterleavedGeneration, ByteTokenizer, get_config
+from armor_ab.model import ArmorConfig, ArmorForInterleavedGeneration, ByteTokenizer, get_config, load_model
 
 INTERNVL25_8B_PARAMS = 8_075_365_376  # InternVL2.5-8B as published (model card: 8.1B)
+INTERNVL25_1B_PARAMS = 938_193_024  # InternVL2.5-1B as published (the hub's safetensors count: 938M)
 
 
 def test_named_configs_build_and_fit_their_budgets() -> None:
@@ -31,6 +32,28 @@ def test_armor_8b_parameter_count_on_meta_device() -> None:
     assert 0.6e9 < counts["armor_new"] < 0.8e9
     assert config.codes_per_image == 256 and config.num_image_codes == 8192
     assert config.vq_config.downsample_factor == 16
+
+
+def test_armor_1b_on_meta_device_has_a_qwen2_lm_and_adapter() -> None:
+    config = get_config("armor-1b")
+    with torch.device("meta"):
+        model = ArmorForInterleavedGeneration(config)
+    counts = model.parameter_counts()
+    assert config.text_config.model_type == "qwen2"
+    assert abs(counts["base_with_lm_head"] - INTERNVL25_1B_PARAMS) / INTERNVL25_1B_PARAMS < 0.01
+    assert counts["vision"] == 304_012_288  # the same InternViT-300M-448px as the 8B
+    block = model.adapter.layers[0]
+    assert type(block).__name__ == "Qwen2DecoderLayer" and block.self_attn.q_proj.bias is not None
+    assert config.codes_per_image == 256 and config.tokenizer_kind == "hf"
+    with pytest.raises(ValueError, match="model init"):
+        load_model("armor-1b")  # real-size: needs the base's own tokenizer and weights
+
+
+def test_unsupported_language_model_is_refused() -> None:
+    config = get_config("armor-tiny")
+    config.text_config.model_type = "mistral"
+    with pytest.raises(ValueError, match="not supported"):
+        config.validate_armor()
 
 
 def test_config_round_trip_and_vocabulary_layout(tmp_path) -> None:

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import re
-import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,7 +51,7 @@ from transformers import AutoTokenizer, InternVLConfig
 
 from .configuration import ArmorConfig
 from .hf_tokenizer import TokenizerExtension, chat_stop_id, extend_for_armor, pad_id_for
-from .modeling import ArmorAdapter, ArmorForInterleavedGeneration
+from .modeling import ArmorForInterleavedGeneration, lm_blocks
 from .safetensors_files import TensorEntry, read_header, row_mean, write_renamed, write_tensor_copy
 from .vqgan import (
     ArmorVQGAN,
@@ -98,7 +97,7 @@ class InitReport:
     shards: list[str] = field(default_factory=list)
     seconds: float = 0.0
     rss_baseline_bytes: int = 0
-    peak_rss_above_baseline_bytes: int = 0  # ru_maxrss at the end less the RSS at the start
+    peak_rss_above_baseline_bytes: int = 0  # the peak RSS (VmHWM) during init less the RSS at its start
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,8 +153,11 @@ def init_from_base(
         weight_map: dict[str, str] = {}
         with _bar(steps, progress) as bar:
             for shard in shards:  # the base, bit for bit
-                entries = write_renamed(shard, staging / shard.name, base_module_name)
-                weight_map.update({n: shard.name for n in entries})
+                # A lone model.safetensors keeps neither its name (transformers would load that file alone
+                # and ignore the index) nor its place: every shard is listed in the index.
+                target = "model-base.safetensors" if shard.name == "model.safetensors" else shard.name
+                entries = write_renamed(shard, staging / target, base_module_name)
+                weight_map.update({n: target for n in entries})
                 bar.update(1)
             embed_file, embed_entry = base_entries[EMBED]
             new_counts, vq_report = {}, None
@@ -340,15 +342,19 @@ def _new_parts(meta: ArmorForInterleavedGeneration, config: ArmorConfig,
             "visual_head.weight": visual_head.weight.detach().to(dtype).contiguous(),
         }
         del visual_head
-        adapter = ArmorAdapter(config)
-        adapter.apply(meta._init_weights)
-        state = {f"adapter.{k}": v for k, v in adapter.state_dict().items()}
-        del adapter
+        # One adapter block at a time (a block of an 8B LM is ~0.9 GB in fp32).
+        layer_cls, norm_cls, _ = lm_blocks(config.text_config)
+        text = config.text_config
         for i in range(config.adapter_num_layers):
-            prefix = f"adapter.layers.{i}."
-            part = {k: state.pop(k).detach().to(dtype).contiguous() for k in list(state) if k.startswith(prefix)}
+            block = layer_cls(text, i)
+            block.apply(meta._init_weights)
+            part = {f"adapter.layers.{i}.{k}": v.detach().to(dtype).contiguous()
+                    for k, v in block.state_dict().items()}
+            del block
             if i == config.adapter_num_layers - 1:
-                part |= {k: v.detach().to(dtype).contiguous() for k, v in state.items()}  # adapter.norm
+                norm = norm_cls(text.hidden_size, eps=text.rms_norm_eps)
+                norm.apply(meta._init_weights)
+                part |= {f"adapter.norm.{k}": v.detach().to(dtype).contiguous() for k, v in norm.state_dict().items()}
             yield f"adapter-{i:02d}", part
         vqgan = ArmorVQGAN(config.vq_config)
         vqgan.apply(meta._init_weights)  # only the encoder keeps this when a checkpoint has no encoder
@@ -403,13 +409,27 @@ def _provenance(report: InitReport, base: Path, ckpt: Path) -> dict[str, Any]:
     }
 
 
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field_name}")
+
+
 def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """RSS now; also restarts the kernel's peak-RSS mark (VmHWM) from here where Linux allows it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak resident set size to the current one (Linux >= 4.0)
+    except OSError:
+        pass  # then the peak includes whatever this process reached before: an upper bound
+    return _status_kib("VmRSS") * 1024
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """This process's peak RSS (VmHWM). Not ru_maxrss: that carries over the parent's RSS across fork+exec."""
+    return _status_kib("VmHWM") * 1024
 
 
 class _bar:

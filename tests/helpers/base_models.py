@@ -85,11 +85,14 @@ def tiny_internvl(
     seed: int = 0,
     with_internvl_tokens: bool = True,
     dtype: torch.dtype = torch.float32,
+    tied: bool = False,
 ) -> Path:
     """An InternVL checkpoint as transformers writes it (config.json, safetensors, tokenizer), random weights.
 
     ``lm``: "llama" (InternLM2.5 as converted) or "qwen2" (q/k/v biases, as in InternVL2.5-1B/4B).
     ``shards``: split the weights into about that many safetensors files (an index is written).
+    ``tied``: the output head shares the input embedding (Qwen2.5-0.5B's own setting); the checkpoint then
+    has no lm_head tensor, as transformers writes tied weights once.
     """
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
@@ -106,7 +109,7 @@ def tiny_internvl(
         "num_key_value_heads": sizes.kv_heads,
         "max_position_embeddings": 2048,
         "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tied,
         "bos_token_id": None,
         "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
         "pad_token_id": tok.pad_token_id,
@@ -125,7 +128,7 @@ def tiny_internvl(
     config = InternVLConfig(
         text_config=text, vision_config=vision, image_token_id=image_token, image_seq_length=4
     )
-    config.tie_word_embeddings = False
+    config.tie_word_embeddings = tied
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = InternVLForConditionalGeneration(config).to(dtype)
@@ -137,7 +140,15 @@ def tiny_internvl(
                     p.add_(torch.randn_like(p) * 0.1)
     if shards:
         total = sum(p.numel() * p.element_size() for p in model.parameters())
-        model.save_pretrained(directory, max_shard_size=max(total // shards, 1))
+        for factor in (1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0):  # whole tensors per shard: find the size for N
+            model.save_pretrained(directory, max_shard_size=max(int(total / shards * factor), 1))
+            files = sorted(directory.glob("model-*.safetensors"))
+            if len(files) == shards:
+                break
+            for f in files:
+                f.unlink()
+        else:
+            raise AssertionError(f"cannot split this model into {shards} shards")
     else:
         model.save_pretrained(directory)
     return directory
