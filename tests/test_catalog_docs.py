@@ -20,7 +20,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +31,11 @@ from PIL import Image, ImageDraw
 from armor_ab.store.content import list_content, with_image_urls
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import list_experiments
+from tests.helpers.docs import sh_commands
 from tests.helpers.platform import ROOT, free_port
 
 DOC = ROOT / "docs" / "catalog.md"
 FILE_BLOCK = re.compile(r"^File `([^`]+)`:\s*\n\s*\n?```(\w+)\n(.*?)^```", re.M | re.S)
-SH_BLOCK = re.compile(r"^([ \t]*)```sh\n(.*?)^\1```", re.M | re.S)
 CAPTURE = re.compile(r"^([A-Za-z_]\w*)=\$\((.*)\)$", re.S)
 VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
@@ -50,22 +49,7 @@ def doc_files(text: str) -> dict[str, str]:
 
 
 def doc_commands(text: str) -> list[str]:
-    """Every command of the doc's ```sh blocks, in order (continued lines joined, comments left out)."""
-    commands: list[str] = []
-    for _indent, body in SH_BLOCK.findall(text):
-        pending = ""
-        for line in textwrap.dedent(body).splitlines():
-            line = line.strip()
-            if not pending and (not line or line.startswith("#")):
-                continue
-            if line.endswith("\\"):
-                pending += line[:-1] + " "
-                continue
-            commands.append(pending + line)
-            pending = ""
-        assert not pending, f"a ```sh block ends inside a continued line: {pending!r}"
-    assert commands, "docs/catalog.md has no ```sh commands"
-    return commands
+    return sh_commands(text, "docs/catalog.md")
 
 
 def draw_photo(path: Path, index: int) -> None:

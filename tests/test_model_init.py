@@ -41,7 +41,7 @@ def made(tmp_path_factory) -> dict[str, dict[str, Path]]:
         base = tiny_internvl(root / f"base-{lm}", lm, shards=3, seed=i)
         armor = root / f"armor-{lm}"
         result = runner.invoke(app, ["model", "init", "--base", str(base), "--vqgan", str(vq), "--out",
-                                     str(armor), "--adapter-layers", "2"])
+                                     str(armor), "--adapter-layers", "3"])  # deeper than the LM (2)
         assert result.exit_code == 0, result.output
         out[lm] = {"base": base, "armor": armor, "vqgan": vq}
     return out
@@ -98,7 +98,7 @@ def test_new_parts_initialisation(made) -> None:
     assert rows.shape[0] == model.config.num_new_tokens
     torch.testing.assert_close(rows, embed.mean(0, keepdim=True).expand_as(rows), rtol=0, atol=1e-6)
     torch.testing.assert_close(model.imgbos_head.weight[0], reference.lm_head.weight.mean(0), rtol=0, atol=1e-6)
-    assert len(model.adapter.layers) == 2
+    assert len(model.adapter.layers) == 3
     assert 0.01 < model.visual_head.weight.std().item() < 0.03  # initializer_range 0.02
 
 

@@ -51,7 +51,7 @@ from transformers import AutoTokenizer, InternVLConfig
 
 from .configuration import ArmorConfig
 from .hf_tokenizer import TokenizerExtension, chat_stop_id, extend_for_armor, pad_id_for
-from .modeling import ArmorForInterleavedGeneration, lm_blocks
+from .modeling import ArmorForInterleavedGeneration, adapter_text_config, lm_blocks
 from .safetensors_files import TensorEntry, read_header, row_mean, write_renamed, write_tensor_copy
 from .vqgan import (
     ArmorVQGAN,
@@ -343,8 +343,8 @@ def _new_parts(meta: ArmorForInterleavedGeneration, config: ArmorConfig,
         }
         del visual_head
         # One adapter block at a time (a block of an 8B LM is ~0.9 GB in fp32).
-        layer_cls, norm_cls, _ = lm_blocks(config.text_config)
-        text = config.text_config
+        text = adapter_text_config(config)
+        layer_cls, norm_cls, _ = lm_blocks(text)
         for i in range(config.adapter_num_layers):
             block = layer_cls(text, i)
             block.apply(meta._init_weights)

@@ -13,6 +13,7 @@ Module names keep InternVL's (``model.vision_tower``, ``model.multi_modal_projec
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,16 @@ def lm_blocks(text_config) -> tuple[type[nn.Module], type[nn.Module], type[nn.Mo
         ) from None
 
 
+def adapter_text_config(config: ArmorConfig):
+    """The LM's config as the adapter's blocks see it: its own depth, every block full attention. (Qwen2
+    looks its block's attention type up by index in ``layer_types``, which lists only the LM's layers.)"""
+    text = copy.deepcopy(config.text_config)
+    text.num_hidden_layers = config.adapter_num_layers
+    if getattr(text, "layer_types", None) is not None:
+        text.layer_types = ["full_attention"] * config.adapter_num_layers
+    return text
+
+
 @dataclass
 class ArmorOutput(ModelOutput):
     loss: torch.Tensor | None = None
@@ -76,7 +87,7 @@ class ArmorAdapter(nn.Module):
 
     def __init__(self, config: ArmorConfig) -> None:
         super().__init__()
-        text = config.text_config
+        text = adapter_text_config(config)
         layer, norm, rotary = lm_blocks(text)
         self.layers = nn.ModuleList(layer(text, i) for i in range(config.adapter_num_layers))
         self.norm = norm(text.hidden_size, eps=text.rms_norm_eps)
