@@ -10,7 +10,7 @@ import pytest
 
 from armor_ab.model import ByteTokenizer, TextTokenizer
 from armor_ab.model.hf_tokenizer import (
-    ARMOR_TOKENS,
+    IMAGE_SPECIALS,
     CHATML_TEMPLATE,
     CODE_TOKEN,
     HFTokenizer,
@@ -73,7 +73,7 @@ def test_hf_ids_match_the_armor_layout(hf) -> None:
     ids = hf.tok.convert_tokens_to_ids
     v = hf.vocab_size
     assert ids(CODE_TOKEN.format(0)) == v and ids(CODE_TOKEN.format(NUM_CODES - 1)) == v + NUM_CODES - 1
-    assert [ids(t) for t in ARMOR_TOKENS] == [v + NUM_CODES, v + NUM_CODES + 1, v + NUM_CODES + 2]
+    assert [ids(t) for t in IMAGE_SPECIALS] == [v + NUM_CODES, v + NUM_CODES + 1, v + NUM_CODES + 2]
     assert ids("<|armor_unused_1|>") == v - 1  # fills the embedding rows the base never used
     assert hf.eos_id == ids("<|im_end|>") and hf.pad_id == ids("<|endoftext|>") and hf.bos_id is None
     # Generated ids decode to text only: codes and ARMOR's tokens are skipped, or shown when asked.

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 INTERNVL_IMAGE_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>")
-ARMOR_TOKENS = ("<imgend>", "<imgpad>", "<imgbos>")  # the model's order: V + N, V + N + 1, V + N + 2
+IMAGE_SPECIALS = ("<imgend>", "<imgpad>", "<imgbos>")  # the model's order: V + N, V + N + 1, V + N + 2
 CODE_TOKEN = "<imgcode_{}>"
 UNUSED_TOKEN = "<|armor_unused_{}|>"  # fills embedding rows the base's tokenizer never uses
 # The chat stop token of InternVL2.5's conversation template (ChatML), when the tokenizer has it.
@@ -51,7 +51,7 @@ class HFTokenizer:
         self.tok = tokenizer
         ids = tokenizer.convert_tokens_to_ids
         unk = tokenizer.unk_token_id
-        self._ids = {t: ids(t) for t in (*INTERNVL_IMAGE_TOKENS, *ARMOR_TOKENS, CODE_TOKEN.format(0), CHAT_STOP)}
+        self._ids = {t: ids(t) for t in (*INTERNVL_IMAGE_TOKENS, *IMAGE_SPECIALS, CODE_TOKEN.format(0), CHAT_STOP)}
         self._ids = {t: i for t, i in self._ids.items() if i is not None and i != unk}
         self._prompt_parts: tuple[list[int], list[int]] | None = None
 
@@ -181,7 +181,7 @@ def extend_for_armor(tok: Any, text_vocab_size: int, num_codes: int) -> Tokenize
         )
     unused = [UNUSED_TOKEN.format(i) for i in range(text_vocab_size - n)]
     codes = [CODE_TOKEN.format(i) for i in range(num_codes)]
-    tok.add_tokens(unused + codes + list(ARMOR_TOKENS), special_tokens=True)
+    tok.add_tokens(unused + codes + list(IMAGE_SPECIALS), special_tokens=True)
     expected = {CODE_TOKEN.format(0): text_vocab_size, "<imgbos>": text_vocab_size + num_codes + 2}
     got = {t: tok.convert_tokens_to_ids(t) for t in expected}
     if got != expected:
