@@ -1,12 +1,15 @@
 """`armor-ab engine build|verify`: build ARMOR engines (ONNX, TensorRT) from a recipe, and check one.
 
     armor-ab engine build --recipe armor_ab/assets/recipes/build/armor-tiny.yaml --backend onnx
-    armor-ab engine build --recipe armor_ab/assets/recipes/build/armor-demo.yaml --backend tensorrt   # CUDA only
+    armor-ab engine build --recipe armor-demo --backend tensorrt                   # a shipped recipe by name; CUDA only
+    armor-ab engine build --recipe own-model --model armor-mine --out engines      # -> engines/armor-mine/onnx
     armor-ab engine verify engine/build/armor-tiny/onnx
 
-A build writes ``engine/build/NAME/BACKEND/`` in the working directory (``--out`` moves it) (manifest.json + one file per graph + the tokenizer); see
-docs/engine.md. Exit codes: 0 ok, 2 bad input or a backend this machine cannot run (no CUDA / TensorRT),
-1 a build that failed (exporter error, parity over tolerance).
+A build writes ``engine/build/NAME/BACKEND/`` in the working directory (``--out`` moves it) (manifest.json + one
+file per graph + the model's tokenizer files); ``own-model`` names NAME after the ``--model`` directory. See
+docs/engine.md. Exit codes: 0 ok, 2 bad input (a recipe, a model the engine cannot export or that does not fit
+the recipe's sizes) or a backend this machine cannot run (no CUDA / TensorRT), 1 a build that failed
+(exporter error, parity over tolerance).
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ BUILD_BACKENDS = ("onnx", "tensorrt")
 
 @engine_app.command("build")
 def build(
-    recipe: Annotated[Path, typer.Option("--recipe", help="armor_ab/assets/recipes/build/NAME.yaml")],
+    recipe: Annotated[
+        str,
+        typer.Option(
+            "--recipe",
+            help="A recipe file, or a shipped recipe's name: armor-tiny, armor-demo, own-model (your own model "
+            "directory, given with --model; the engine is named after it)",
+        ),
+    ],
     backend: Annotated[str, typer.Option("--backend", help="onnx | tensorrt")] = "onnx",
     model: Annotated[
         str | None, typer.Option("--model", help="Model directory or named config (default: the recipe's)")
@@ -41,10 +51,12 @@ def build(
     """Export every graph, check it, measure parity against PyTorch and write the manifest."""
     if backend not in BUILD_BACKENDS:
         fail(f"--backend {backend!r}: expected one of {', '.join(BUILD_BACKENDS)}")
-    from armor_ab.engine.build_recipe import RecipeError, load_recipe
+    from armor_ab.engine.build_recipe import RecipeError, load_recipe, resolve_recipe_path
 
     try:
-        spec = load_recipe(recipe)
+        spec = load_recipe(resolve_recipe_path(recipe))
+        if model is None:
+            spec.model_source()  # a recipe without a model (own-model) needs --model
     except RecipeError as exc:
         fail(str(exc))
     if backend == "tensorrt":
@@ -60,7 +72,7 @@ def build(
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from armor_ab.engine.build import BuildError, build_onnx, build_tensorrt
-    from armor_ab.engine.errors import BackendUnavailable, EngineError
+    from armor_ab.engine.errors import BackendUnavailable, EngineError, UnsupportedModel
     from armor_ab.logs import setup_logging
 
     torch.set_num_threads(threads)
@@ -71,9 +83,13 @@ def build(
             directory = builder(spec, model=model, out_root=out, progress=True, check_parity=parity)
     except BackendUnavailable as exc:
         fail(f"--backend tensorrt: CUDA/TensorRT is missing: {exc}", code=2)
+    except UnsupportedModel as exc:
+        fail(f"--model {model or spec.model_source()[0]}: {exc}")
+    except BuildError as exc:
+        fail(str(exc), code=2 if exc.bad_input else 1)
     except (ValueError, OSError) as exc:
-        fail(f"--model {model or spec.model}: {exc}")
-    except (BuildError, EngineError) as exc:
+        fail(f"--model {model or spec.model_source()[0]}: {exc}")
+    except EngineError as exc:
         fail(str(exc), code=1)
     manifest = json.loads((directory / "manifest.json").read_text())
     _summary(directory, manifest)

@@ -8,6 +8,10 @@ The held-out prompts are rebuilt from the catalog with the data settings recorde
 training.json (the catalog directory recorded there if it still exists, else the demo catalog; either way its
 catalog.json must hash to the recorded ``data.catalog_sha256``); the judge is the classifier shipped beside the model (or ``--classifier DIR``). The base model's
 and the one-stage alternative's figures come from training.json unless ``--base`` asks to measure the base.
+
+Any model directory works, whatever its tokenizer: a model made by ``armor-ab model init`` (the base's Hugging
+Face tokenizer, no training.json, no classifier of its own) is asked the demo catalog's held-out prompts in its
+own chat template and judged by the shipped demo model's classifier unless ``--classifier`` names another.
 """
 
 from __future__ import annotations
@@ -71,7 +75,11 @@ def eval_command(
         typer.Option("--base", help="Measure this base model (stage 0) instead of the recorded figures"),
     ] = None,
     classifier: Annotated[
-        Path | None, typer.Option("--classifier", help="Judge directory (default: the model directory)")
+        Path | None,
+        typer.Option(
+            "--classifier",
+            help="Judge directory (default: the model directory, else the shipped demo model's judge)",
+        ),
     ] = None,
     per_task: Annotated[int | None, typer.Option("--per-task", help="Held-out prompts per task type")] = None,
     split: Annotated[
@@ -105,7 +113,7 @@ def eval_command(
     try:
         products = load_catalog(catalog)
         loaded = load_model(model)
-        judge = load_classifier(classifier or model)
+        judge = load_classifier(classifier or _judge_dir(model))
     except (OSError, ValueError) as exc:
         fail(str(exc))
     if split not in ("heldout", "fresh"):
@@ -139,6 +147,18 @@ def eval_command(
         typer.echo(json.dumps(result, indent=2))
         return
     _print_table(result)
+
+
+def _judge_dir(model: Path) -> Path:
+    """The model's own classifier, else the shipped demo model's (it judges the demo catalog's categories,
+    which are what the held-out prompts ask for)."""
+    from armor_ab.assets import DEMO_MODEL
+    from armor_ab.training.classifier import CLASSIFIER_FILE
+
+    if (model / CLASSIFIER_FILE).is_file() or not (DEMO_MODEL / CLASSIFIER_FILE).is_file():
+        return model
+    typer.echo(f"note: {model} has no {CLASSIFIER_FILE}: judging pictures with {DEMO_MODEL}'s", err=True)
+    return DEMO_MODEL
 
 
 def _catalog(recorded: str | None, sha256: str | None) -> Path:

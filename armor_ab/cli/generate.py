@@ -3,8 +3,10 @@
     armor-ab generate --model armor-tiny --prompt "a red running shoe" --out out/shoe
     armor-ab generate --model runs/armor-demo --prompt "What is this?" --image shoe.png --out out/qa
 
-``--model`` is a named configuration (random weights, a warning says so) or a directory written by
-``armor_ab.model.save_model``. The output directory gets content.json and one <sha256>.png per image.
+``--model`` is a named configuration (random weights, a warning says so) or a model directory: one written
+by ``armor_ab.model.save_model`` (byte tokenizer) or by ``armor-ab model init`` from your own InternVL
+checkpoint (its Hugging Face tokenizer and chat template). The output directory gets content.json and one
+<sha256>.png per image.
 
 ``--backend onnxruntime|tensorrt --engine DIR`` runs the same generation loop over an engine built by
 ``armor-ab engine build`` (docs/engine.md); ``--model`` is then optional and, if given, must match the

@@ -154,4 +154,6 @@ def _generator(loaded, backend: str, engine_dir: Path | None):
         engine = open_engine_backend(engine_dir, backend, expected_config=loaded.model.config)
     except (EngineError, BackendUnavailable, ValueError) as exc:
         raise ContentError(f"--engine {engine_dir}: {exc}") from None
-    return InterleavedGenerator(engine, loaded.tokenizer, label)
+    # The engine's own tokenizer (byte or Hugging Face: the one its build's parity ran with); the config
+    # check above makes it the model's.
+    return InterleavedGenerator(engine, engine.tokenizer or loaded.tokenizer, label)

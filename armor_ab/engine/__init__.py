@@ -3,8 +3,9 @@
     graphs.py             the exportable graphs (explicit KV-cache I/O) and their I/O specs
     build.py              build_onnx / build_tensorrt: export, check, parity, manifest
     build_recipe.py       BuildRecipe: a build recipe (armor_ab/assets/recipes/build/*.yaml)
-    errors.py             EngineError (bad engine files), BackendUnavailable (no CUDA / TensorRT)
-    manifest.py           manifest.json and the load-time checks (hashes, config, shapes)
+    errors.py             EngineError (bad engine files), BackendUnavailable (no CUDA / TensorRT),
+                          UnsupportedModel (a model the graphs cannot reproduce)
+    manifest.py           manifest.json and the load-time checks (hashes, config, shapes, tokenizer)
     backends/             one module per runtime over the exported graphs:
       base.py             GraphBackend: the step protocol over graphs, shared by every backend
       onnxruntime.py      OnnxRuntimeBackend, ort_session_options
@@ -19,6 +20,6 @@ build -> backends, build_recipe, parity. No module imports one that imports it b
 Nothing heavy is imported here: ``import armor_ab.engine`` works without onnxruntime or tensorrt.
 """
 
-from .errors import BackendUnavailable, EngineError
+from .errors import BackendUnavailable, EngineError, UnsupportedModel
 
-__all__ = ["BackendUnavailable", "EngineError"]
+__all__ = ["BackendUnavailable", "EngineError", "UnsupportedModel"]

@@ -1,11 +1,18 @@
 """Build engines: export every graph to ONNX (dynamo exporter), check it, measure parity, write the manifest;
 and build TensorRT engines from those ONNX files where CUDA is present.
 
-    build_onnx(recipe)      -> engine/build/NAME/onnx/{manifest.json, <graph>.onnx, armor_tokenizer.json}
-    build_tensorrt(recipe)  -> engine/build/NAME/tensorrt/{manifest.json, <graph>.plan, armor_tokenizer.json}
+    build_onnx(recipe)      -> engine/build/NAME/onnx/{manifest.json, <graph>.onnx, tokenizer file(s)}
+    build_tensorrt(recipe)  -> engine/build/NAME/tensorrt/{manifest.json, <graph>.plan, tokenizer file(s)}
 
 ``engine/build`` is ``armor_ab.config.DEFAULT_ENGINE_ROOT``, relative to the working directory (``out_root``
-moves it).
+moves it). NAME is the recipe's, ``{model}`` in it replaced by the model's name (``BuildRecipe.for_model``).
+The tokenizer files are what the model's tokenizer saves: ``armor_tokenizer.json`` for the byte tokenizer
+(armor-tiny, armor-demo), the Hugging Face files (``tokenizer.json``, ``tokenizer_config.json``,
+``chat_template.jinja``) for a model made by ``armor-ab model init``; the manifest lists and hashes them all,
+and the build's greedy parity runs with the tokenizer loaded back from the engine directory.
+
+Before exporting anything a build checks the model (``graphs.check_exportable``: no sliding-window attention,
+no length-dependent RoPE) and the recipe's sizes against it (``check_recipe_fits``).
 
 Building is separate from loading (``loader.open_engine_backend``): a build writes files and a manifest that
 describes them; a load verifies the manifest against the files before it runs anything.
@@ -29,10 +36,20 @@ import torch
 from armor_ab.config import DEFAULT_ENGINE_ROOT
 from armor_ab.model.loading import LoadedModel, load_model
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
+from armor_ab.model.tokenizer import TextTokenizer
 
 from .build_recipe import BuildRecipe
-from .graphs import GRAPH_MODULES, GRAPH_NAMES, example_inputs, graph_specs
-from .manifest import EngineError, GraphEntry, Manifest, file_record, tool_versions, verify_engine_dir
+from .graphs import GRAPH_MODULES, GRAPH_NAMES, check_exportable, example_inputs, graph_specs
+from .manifest import (
+    EngineError,
+    GraphEntry,
+    Manifest,
+    file_record,
+    load_engine_tokenizer,
+    sha256_file,
+    tool_versions,
+    verify_engine_dir,
+)
 
 log = logging.getLogger("armor_ab.engine")
 
@@ -49,6 +66,14 @@ Progress = Callable[[str], None]  # called once per finished step with its name
 class BuildError(RuntimeError):
     """A build that cannot produce a valid engine (parity over tolerance, exporter failure)."""
 
+    bad_input = False  # True: the recipe does not fit the model (the CLI exits 2, as for other bad input)
+
+
+class RecipeDoesNotFit(BuildError):
+    """The recipe's sizes cannot serve the model (``check_recipe_fits``); raised before any export."""
+
+    bad_input = True
+
 
 def engine_dir(recipe: BuildRecipe, backend: str, root: Path | None = None) -> Path:
     return (root or DEFAULT_ENGINE_ROOT) / recipe.name / backend
@@ -60,6 +85,48 @@ def load_recipe_model(recipe: BuildRecipe, model: str | None = None) -> LoadedMo
     loaded = load_model(source, dtype=torch.float32)
     loaded.model.eval()
     return loaded
+
+
+def check_recipe_fits(recipe: BuildRecipe, loaded: LoadedModel) -> None:
+    """The recipe's ``max_seq_len`` (and its TensorRT cache profile) holds the smallest image request (an
+    empty prompt in the chat template with an input image, one text token, one generated image) and the
+    build's own parity request; ``RecipeDoesNotFit`` before anything is exported otherwise (a TensorRT engine
+    could serve neither)."""
+    from .parity import PROMPTS, greedy_settings
+
+    config = loaded.model.config
+    image = config.codes_per_image + 1  # codes + <imgend>
+    empty = len(loaded.tokenizer.chat_prompt("", config.image_seq_length))
+    smallest = empty + 1 + image
+    greedy = greedy_settings(config)  # the parity request: the longer prompt with an input image
+    parity = max(len(loaded.tokenizer.chat_prompt(p, config.image_seq_length)) for p in PROMPTS)
+    parity += greedy.max_new_tokens + greedy.max_images * image
+    needed = max(smallest, parity)
+    limit = min(recipe.max_seq_len, recipe.profile("cache")[2])  # the TensorRT cache profile, if smaller
+    if limit < needed:
+        raise RecipeDoesNotFit(
+            f"{recipe.path or recipe.name}: max_seq_len {limit} is too small for "
+            f"{loaded.name}: its chat template with an input image takes {empty} positions, a generated image "
+            f"{image}, and the build's parity request {parity}; set max_seq_len (and the tokens and cache "
+            f"profiles) to at least {needed}, more for real prompts"
+        )
+
+
+def _prepare(recipe: BuildRecipe, model: str | None) -> tuple[BuildRecipe, LoadedModel]:
+    """Load the model, name the recipe after it (``{model}``) and check both before any export."""
+    loaded = load_recipe_model(recipe, model)
+    recipe = recipe.for_model(loaded.name)
+    check_exportable(loaded.model)
+    check_recipe_fits(recipe, loaded)
+    return recipe, loaded
+
+
+def _save_tokenizer(tokenizer: TextTokenizer, directory: Path) -> list[str]:
+    """Write the tokenizer's files into the engine directory; their names, relative to it."""
+    before = {p for p in directory.rglob("*") if p.is_file()}
+    tokenizer.save_pretrained(directory)
+    after = (p for p in directory.rglob("*") if p.is_file() and p not in before)
+    return sorted(p.relative_to(directory).as_posix() for p in after)
 
 
 @contextlib.contextmanager
@@ -141,7 +208,7 @@ def build_onnx(
             f"{recipe.path}: the ONNX engine is exported in fp32 (precision.onnx = {precision!r})"
         )
     started = time.perf_counter()
-    loaded = load_recipe_model(recipe, model)
+    recipe, loaded = _prepare(recipe, model)
     config = loaded.model.config
     out = engine_dir(recipe, "onnx", out_root)
     staging = out.with_name(out.name + ".partial")
@@ -160,9 +227,10 @@ def build_onnx(
             graphs[name] = GraphEntry(name, f"{name}.onnx", specs[name].inputs, specs[name].outputs)
             log.info("graph exported", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)})
             bar.update(1)
-        loaded.tokenizer.save_pretrained(staging)
-        manifest = _manifest(recipe, "onnx", precision, loaded, graphs, staging)
+        tokenizer_files = _save_tokenizer(loaded.tokenizer, staging)
+        manifest = _manifest(recipe, "onnx", precision, loaded, graphs, staging, tokenizer_files)
         manifest.save(staging)
+        tokenizer = load_engine_tokenizer(staging, manifest, config)  # the engine's own, loaded back
 
         parity: dict[str, Any] = {
             "reference": "PyTorch eager fp32 (TorchBackend)",
@@ -175,7 +243,7 @@ def build_onnx(
             parity.update(report.to_json())
             bar.update(1)
             bar.set_postfix_str("parity: greedy generation")
-            greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
+            greedy = greedy_parity(loaded.model, tokenizer, backend, reference_tokenizer=loaded.tokenizer)
             parity["greedy_generation"] = {
                 k: greedy[k] for k in ("identical_tokens", "identical_codes", "tokens", "images")
             }
@@ -209,7 +277,7 @@ def build_tensorrt(
     require_tensorrt()  # BackendUnavailable before any work when there is no CUDA / tensorrt
     precision = recipe.precision.get("tensorrt", "fp16")
     started = time.perf_counter()
-    loaded = load_recipe_model(recipe, model)
+    recipe, loaded = _prepare(recipe, model)
     config = loaded.model.config
     onnx_dir = engine_dir(recipe, "onnx", out_root)
     try:
@@ -243,8 +311,9 @@ def build_tensorrt(
                 "tensorrt engine built", extra={"graph": name, "seconds": round(time.perf_counter() - t, 2)}
             )
             bar.update(1)
-        loaded.tokenizer.save_pretrained(staging)
-        manifest = _manifest(recipe, "tensorrt", precision, loaded, graphs, staging)
+        tokenizer_files = _save_tokenizer(loaded.tokenizer, staging)
+        manifest = _manifest(recipe, "tensorrt", precision, loaded, graphs, staging, tokenizer_files)
+        tokenizer = load_engine_tokenizer(staging, manifest, config)
         manifest.profiles = profiles
         manifest.build["onnx_manifest_sha256"] = file_record(onnx_dir / "manifest.json")["sha256"]
         manifest.save(staging)
@@ -260,7 +329,7 @@ def build_tensorrt(
             parity.update(report.to_json())
             parity["within_tolerance"] = not report.failures(tolerance, relative=True)
             bar.update(1)
-            greedy = greedy_parity(loaded.model, loaded.tokenizer, backend)
+            greedy = greedy_parity(loaded.model, tokenizer, backend, reference_tokenizer=loaded.tokenizer)
             parity["greedy_generation"] = {
                 k: greedy[k]
                 for k in ("identical_tokens", "identical_codes", "token_agreement", "tokens", "images")
@@ -281,14 +350,16 @@ def _manifest(
     loaded: LoadedModel,
     graphs: dict[str, GraphEntry],
     directory: Path,
+    tokenizer_files: list[str],
 ) -> Manifest:
     config = loaded.model.config
     files = {
-        p.name: file_record(p)
-        for p in sorted(directory.iterdir())
+        p.relative_to(directory).as_posix(): file_record(p)
+        for p in sorted(directory.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
-    tokenizer_file = next((n for n in files if n.endswith("tokenizer.json")), None)
+    # The main file: the byte tokenizer's only one, or the Hugging Face tokenizer.json.
+    tokenizer_file = next((n for n in tokenizer_files if n.endswith("tokenizer.json")), None)
     return Manifest(
         name=recipe.name,
         backend=backend,
@@ -309,7 +380,7 @@ def _manifest(
         },
         graphs=graphs,
         files=files,
-        tokenizer={"kind": config.tokenizer_kind, "file": tokenizer_file},
+        tokenizer={"kind": config.tokenizer_kind, "file": tokenizer_file, "files": tokenizer_files},
         recipe=recipe.to_json(),
         profiles={axis: recipe.profile(axis) for axis in ("rows", "tokens", "cache", "images")},
         kv_cache=KV_LAYOUT,
@@ -333,10 +404,19 @@ def _is_kv(name: str) -> bool:
 
 
 def weights_sha256(source: str) -> str | None:
-    """SHA-256 of a model directory's safetensors weights (None for a named random config)."""
+    """SHA-256 of a model directory's safetensors weights, the files transformers loads (None for a named
+    random config): ``model.safetensors`` when there is one; else, for a sharded model, the SHA-256 of its
+    index followed by each shard's name and SHA-256, in the index's order of files."""
     import hashlib
+    import json
 
-    path = Path(source) / "model.safetensors"
-    if not path.is_file():
+    directory = Path(source)
+    single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
+    if single.is_file():
+        return sha256_file(single)
+    if not index.is_file():
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256(index.read_bytes())
+    for name in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        h.update(f"\n{name} {sha256_file(directory / name)}".encode())
+    return h.hexdigest()

@@ -1,16 +1,23 @@
 """Build recipes (``armor_ab/assets/recipes/build/NAME.yaml``): which model, and how to build its engines.
 
-The shipped ones are ``armor_ab.assets.build_recipe(NAME)`` (``armor-tiny``, ``armor-demo``); any other YAML file
-with these fields is a recipe too. Fields (see ``armor_ab/assets/recipes/build/armor-demo.yaml``):
+The shipped ones are ``armor_ab.assets.build_recipe(NAME)`` (``armor-tiny``, ``armor-demo``, ``own-model``);
+``armor-ab engine build --recipe NAME`` takes a shipped recipe by its name, and any other YAML file with these
+fields by its path (``resolve_recipe_path``). Fields (see ``armor_ab/assets/recipes/build/armor-demo.yaml``):
 
 - ``name``: the engine's name; builds go to ``BUILD_ROOT/NAME/BACKEND`` (default ``engine/build`` in the
-  working directory, ``armor_ab.config.DEFAULT_ENGINE_ROOT``).
+  working directory, ``armor_ab.config.DEFAULT_ENGINE_ROOT``). ``{model}`` in it is the model's name: the
+  model directory's own name (``--model runs/armor-mine`` -> ``armor-mine``) or the named config
+  (``BuildRecipe.for_model``); the shipped ``own-model`` recipe is ``name: "{model}"``.
 - ``model``: a named config (random weights) or a model directory; ``model_dir``: a trained directory, used
   instead whenever it exists (has a config.json). Relative paths in a recipe (``model`` when it names a
   directory, ``model_dir``) are relative to the recipe file's own directory, never to the working directory
-  or a checkout: the shipped armor-demo recipe says ``model_dir: ../../models/armor-demo``.
+  or a checkout: the shipped armor-demo recipe says ``model_dir: ../../models/armor-demo``. A recipe without
+  ``model`` (``own-model``) builds whatever ``--model`` names, and refuses to build without one.
 - ``opset``: ONNX opset of the export; ``precision``: per backend, ``{onnx: fp32, tensorrt: fp16 | bf16}``.
-- ``max_batch``: prompts per request (classifier-free guidance doubles the rows); ``max_seq_len``: KV positions.
+- ``max_batch``: prompts per request (classifier-free guidance doubles the rows); ``max_seq_len``: KV positions
+  of one request, prompt (chat template, input-image block) + text + images x (codes + 1). The build refuses a
+  ``max_seq_len`` that cannot hold one input image, one text token and one generated image
+  (``build.check_recipe_fits``); TensorRT engines refuse longer requests at run time.
 - ``profiles``: TensorRT optimisation profile per dynamic axis (rows, tokens, cache, images) as
   ``[min, opt, max]``; missing axes default from ``max_batch`` and ``max_seq_len``.
 - ``tolerance``: max |engine - PyTorch fp32| per precision (fp16/bf16 relative to max(1, max |reference|)).
@@ -19,7 +26,7 @@ with these fields is a recipe too. Fields (see ``armor_ab/assets/recipes/build/a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ import yaml
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 AXES = ("rows", "tokens", "cache", "images")
+MODEL_PLACEHOLDER = "{model}"  # in ``name``: the model's name (``for_model``)
 
 
 class RecipeError(ValueError):
@@ -36,7 +44,7 @@ class RecipeError(ValueError):
 @dataclass
 class BuildRecipe:
     name: str
-    model: str
+    model: str | None = None  # None: the model comes from --model (``own-model``)
     model_dir: str | None = None
     opset: int = 18
     precision: dict[str, str] = field(default_factory=lambda: {"onnx": "fp32", "tensorrt": "fp16"})
@@ -57,6 +65,11 @@ class BuildRecipe:
 
     def model_source(self) -> tuple[str, bool]:
         """(name or directory to load, whether it is a model directory: trained weights, not a named config)."""
+        if self.model is None:
+            raise RecipeError(
+                f"{self.path or self.name}: this recipe names no model: pass --model DIR (a model directory, "
+                "e.g. one made by `armor-ab model init`)"
+            )
         if self.model_dir:
             directory = self.resolve(self.model_dir)
             if (directory / "config.json").is_file():
@@ -64,6 +77,19 @@ class BuildRecipe:
         if (self.resolve(self.model) / "config.json").is_file():
             return str(self.resolve(self.model)), True
         return self.model, False
+
+    def for_model(self, source: str) -> BuildRecipe:
+        """The recipe as used for the model ``source`` (a directory or a named config): ``{model}`` in its name
+        becomes the model's name, the directory's own name for a directory (``runs/armor-mine/`` ->
+        ``armor-mine``). A recipe without the placeholder is returned as it is."""
+        if MODEL_PLACEHOLDER not in self.name:
+            return self
+        path = Path(source)
+        label = path.resolve().name if path.is_dir() else str(source)
+        name = self.name.replace(MODEL_PLACEHOLDER, label)
+        if not label or any(sep in name for sep in ("/", "\\")) or name in (".", ".."):
+            raise RecipeError(f"{self.path or self.name}: {source!r} gives no usable engine name ({name!r})")
+        return replace(self, name=name)
 
     def profile(self, axis: str) -> list[int]:
         if axis in self.profiles:
@@ -97,9 +123,10 @@ def load_recipe(path: Path | str) -> BuildRecipe:
     unknown = set(data) - known
     if unknown:
         raise RecipeError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
-    for required in ("name", "model"):
-        if not data.get(required):
-            raise RecipeError(f"{path}: field {required!r} is required")
+    if not data.get("name"):
+        raise RecipeError(f"{path}: field 'name' is required")
+    if "model" in data and not data["model"]:
+        raise RecipeError(f"{path}: field 'model' is empty (leave it out to build whatever --model names)")
     try:
         recipe = BuildRecipe(**data, path=str(path))
     except TypeError as exc:
@@ -115,3 +142,18 @@ def load_recipe(path: Path | str) -> BuildRecipe:
     if recipe.max_batch < 1 or recipe.max_seq_len < 2:
         raise RecipeError(f"{path}: max_batch >= 1 and max_seq_len >= 2 are required")
     return recipe
+
+
+def resolve_recipe_path(value: str | Path) -> Path:
+    """``--recipe``: a recipe file's path, or the name of a shipped recipe (``armor-tiny``, ``armor-demo``,
+    ``own-model``: ``armor_ab/assets/recipes/build/NAME.yaml``). A path that exists wins over a name."""
+    from armor_ab.assets import BUILD_RECIPES
+
+    path = Path(value)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1:
+        return path
+    shipped = BUILD_RECIPES / f"{path.name}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in BUILD_RECIPES.glob("*.yaml")))
+    raise RecipeError(f"{value}: no such recipe file, and no shipped recipe of that name (shipped: {names})")

@@ -16,3 +16,8 @@ class EngineError(RuntimeError):
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot run on this machine (no CUDA, no tensorrt package)."""
+
+
+class UnsupportedModel(ValueError):
+    """A model the engine's graphs cannot reproduce (sliding-window attention, length-dependent RoPE, another
+    LM family); raised before anything is exported. A ``ValueError``: the CLI reports it as bad input."""

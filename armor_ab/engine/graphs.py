@@ -35,18 +35,27 @@ Attention (``decoder_block``) runs over [past buffer | new tokens] without conca
 the past keys where they lie, scores against the new keys, one softmax over both parts. A query sees the valid
 past slots, the valid new tokens at or before itself and always itself - the mask of
 ``armor_ab.model.cache.attention_mask``; grouped-query heads read their KV head without ``repeat_kv`` copies.
+
+The blocks are the base LM's own decoder layers (``armor_ab.model.modeling.LM_BLOCKS``: Llama, or Qwen2 with
+its q/k/v biases), whose weights ``decoder_block`` runs through the layers' own projections, norms and MLP.
+What it does not reproduce is refused before export (``check_exportable``): sliding-window attention, and
+RoPE variants whose frequencies depend on the sequence length (``dynamic``, ``longrope``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
+from transformers.models.llama import modeling_llama
+from transformers.models.qwen2 import modeling_qwen2
 
 from armor_ab.model.configuration import ArmorConfig
-from armor_ab.model.modeling import ArmorForInterleavedGeneration
+from armor_ab.model.modeling import LM_BLOCKS, ArmorForInterleavedGeneration
+
+from .errors import UnsupportedModel
 
 GRAPH_NAMES = (
     "vision",
@@ -61,6 +70,58 @@ GRAPH_NAMES = (
 
 
 NEG_INF = float("-inf")
+
+# Each family's own rotary application (the two are the same maths; each layer uses its family's).
+APPLY_ROTARY: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+    "llama": modeling_llama.apply_rotary_pos_emb,
+    "qwen2": modeling_qwen2.apply_rotary_pos_emb,
+}
+assert set(APPLY_ROTARY) == set(LM_BLOCKS)
+# RoPE types whose frequencies change with the sequence length at run time: an exported graph would freeze one.
+LENGTH_DEPENDENT_ROPE = frozenset({"dynamic", "longrope"})
+
+
+def export_problems(model: ArmorForInterleavedGeneration) -> list[str]:
+    """What in this model the exported graphs would not compute as PyTorch does (empty: exportable)."""
+    text = model.config.text_config
+    family = text.model_type
+    if family not in LM_BLOCKS:
+        return [f"language model {family!r} is not supported (supported: {', '.join(LM_BLOCKS)})"]
+    expected = LM_BLOCKS[family][0]
+    problems = []
+    stacks = {"language model": model.model.language_model.layers, "adapter": model.adapter.layers}
+    for stack, layers in stacks.items():
+        wrong = sorted({type(layer).__name__ for layer in layers if type(layer) is not expected})
+        if wrong:
+            problems.append(f"{stack} blocks are {', '.join(wrong)}, not the {expected.__name__} the graphs run")
+        windowed = [i for i, layer in enumerate(layers) if getattr(layer.self_attn, "sliding_window", None)]
+        if windowed:
+            problems.append(
+                f"{stack} layers {windowed} use sliding-window attention (window "
+                f"{layers[windowed[0]].self_attn.sliding_window}); the graphs attend over the whole cache"
+            )
+    for kind in sorted(rope_types(text) & LENGTH_DEPENDENT_ROPE):
+        problems.append(f"RoPE type {kind!r} changes its frequencies with the sequence length at run time")
+    return problems
+
+
+def rope_types(text_config) -> set[str]:
+    """The RoPE type(s) of an LM config (transformers' ``rope_parameters``, flat or per layer type)."""
+    rope = getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_scaling", None) or {}
+    if not isinstance(rope, dict):
+        return set()
+    if any(isinstance(v, dict) for v in rope.values()):  # one set of parameters per attention type
+        return {v.get("rope_type", "default") for v in rope.values() if isinstance(v, dict)}
+    return {rope.get("rope_type", rope.get("type", "default"))}
+
+
+def check_exportable(model: ArmorForInterleavedGeneration) -> None:
+    """Raise ``UnsupportedModel`` naming everything the graphs would compute differently from PyTorch."""
+    problems = export_problems(model)
+    if problems:
+        raise UnsupportedModel(
+            f"{model.config.model_name}: cannot be exported as an engine: " + "; ".join(problems)
+        )
 
 
 def step_masks(
@@ -81,14 +142,14 @@ def step_masks(
 
 
 def rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """``LlamaRMSNorm`` written as x / sqrt(mean(x^2) + eps) * w: the pattern ONNX Runtime fuses into one
+    """``LlamaRMSNorm`` / ``Qwen2RMSNorm`` (the same maths) written as x / sqrt(mean(x^2) + eps) * w: the pattern ONNX Runtime fuses into one
     SimplifiedLayerNormalization kernel (transformers' x * rsqrt(...) form stays seven nodes)."""
     variance = x.pow(2).mean(-1, keepdim=True)  # (..., 1)
     return norm.weight * (x / torch.sqrt(variance + norm.variance_epsilon))
 
 
 def decoder_block(
-    layer: LlamaDecoderLayer,
+    layer: nn.Module,  # the LM family's decoder layer: LlamaDecoderLayer or Qwen2DecoderLayer
     x: torch.Tensor,  # (R, T, C)
     cos: torch.Tensor,  # (R, T, D)
     sin: torch.Tensor,  # (R, T, D)
@@ -97,9 +158,11 @@ def decoder_block(
     mask_past: torch.Tensor,  # (R, 1, G*T, S) bool
     mask_new: torch.Tensor,  # (R, 1, G*T, T) bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """transformers' ``LlamaDecoderLayer`` (same weights, same maths) with attention written for a static KV
-    buffer: the past keys are read where they lie - no concatenation with the new keys, no ``repeat_kv``
-    copies for grouped-query attention - and the softmax runs over [past | new] in two parts."""
+    """transformers' ``LlamaDecoderLayer`` / ``Qwen2DecoderLayer`` (same weights, same maths: the layer's own
+    q/k/v projections, with Qwen2's biases, its norms and MLP) with attention written for a static KV buffer:
+    the past keys are read where they lie - no concatenation with the new keys, no ``repeat_kv`` copies for
+    grouped-query attention - and the softmax runs over [past | new] in two parts. Full causal attention only:
+    ``check_exportable`` refuses sliding-window layers before export."""
     attn = layer.self_attn
     r, t, _ = x.shape
     d = attn.head_dim
@@ -109,7 +172,7 @@ def decoder_block(
     q = attn.q_proj(h).view(r, t, hkv * g, d).transpose(1, 2)  # (R, Hq, T, D)
     k = attn.k_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
     v = attn.v_proj(h).view(r, t, hkv, d).transpose(1, 2)  # (R, Hkv, T, D)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    q, k = APPLY_ROTARY[attn.config.model_type](q, k, cos, sin)
     q = q.reshape(r, hkv, g * t, d)  # (R, Hkv, G*T, D): query head kv * G + g reads KV head kv
     s_past = (q @ past_k.transpose(-1, -2)) * attn.scaling  # (R, Hkv, G*T, S)
     s_new = (q @ k.transpose(-1, -2)) * attn.scaling  # (R, Hkv, G*T, T)

@@ -4,7 +4,9 @@
     open_engine_generator(DIR, "onnxruntime" | "tensorrt")  -> an ``InterleavedGenerator`` over it
 
 Every load verifies the manifest against the files first (``manifest.verify_engine_dir``: hashes, config,
-shapes); errors are ``EngineError`` (a bad file, named) or ``BackendUnavailable`` (no CUDA / TensorRT).
+shapes) and loads the engine's own tokenizer (``manifest.load_engine_tokenizer``: byte or Hugging Face, as the
+config says, with the config's special ids) into ``backend.tokenizer``; errors are ``EngineError`` (a bad
+file, named) or ``BackendUnavailable`` (no CUDA / TensorRT).
 ``tensorrt`` is imported only when the TensorRT backend is asked for. The PyTorch path (``--backend torch``)
 needs no engine: ``InterleavedGenerator.from_model`` (``armor_ab.content.generate.load_generator`` picks it).
 """
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from armor_ab.model.configuration import ArmorConfig
 
 from .backends.base import GraphBackend
-from .manifest import verify_engine_dir
+from .manifest import load_engine_tokenizer, verify_engine_dir
 
 if TYPE_CHECKING:
     from armor_ab.model.generate import InterleavedGenerator
@@ -33,20 +35,27 @@ def open_engine_backend(
     threads: int | None = None,
     providers: list[str] | None = None,
 ) -> GraphBackend:
-    """Verify an engine directory (manifest, config, hashes, shapes) and open it; errors are ``EngineError``."""
+    """Verify an engine directory (manifest, config, hashes, shapes, tokenizer) and open it; errors are
+    ``EngineError``. The engine's tokenizer is ``backend.tokenizer``."""
     directory = Path(engine_dir)
+    be: GraphBackend
     if backend == "onnxruntime":
         from .backends.onnxruntime import OnnxRuntimeBackend
 
         manifest, config = verify_engine_dir(directory, expected_config, backend="onnx")
-        return OnnxRuntimeBackend(manifest, config, directory, threads=threads, providers=providers)
-    if backend == "tensorrt":
+        tokenizer = load_engine_tokenizer(directory, manifest, config)
+        be = OnnxRuntimeBackend(manifest, config, directory, threads=threads, providers=providers)
+    elif backend == "tensorrt":
         from .backends.tensorrt import TensorRTBackend, require_tensorrt
 
         require_tensorrt()
         manifest, config = verify_engine_dir(directory, expected_config, backend="tensorrt")
-        return TensorRTBackend(manifest, config, directory)
-    raise ValueError(f"unknown engine backend {backend!r} (engines: {', '.join(ENGINE_BACKENDS)})")
+        tokenizer = load_engine_tokenizer(directory, manifest, config)
+        be = TensorRTBackend(manifest, config, directory)
+    else:
+        raise ValueError(f"unknown engine backend {backend!r} (engines: {', '.join(ENGINE_BACKENDS)})")
+    be.tokenizer = tokenizer
+    return be
 
 
 def open_engine_generator(
@@ -57,9 +66,7 @@ def open_engine_generator(
 ) -> InterleavedGenerator:
     """An ``InterleavedGenerator`` over an engine; its ``generate(prompts, ...)`` batches several prompts."""
     from armor_ab.model.generate import InterleavedGenerator
-    from armor_ab.model.tokenizer import load_tokenizer
 
     be = open_engine_backend(engine_dir, backend, expected_config, threads=threads)
-    tokenizer = load_tokenizer(Path(engine_dir), be.config.tokenizer_kind)
     # Content metadata names the model as the PyTorch path does: the named config or directory it came from.
-    return InterleavedGenerator(be, tokenizer, be.manifest.model.get("source") or be.config.model_name)
+    return InterleavedGenerator(be, be.tokenizer, be.manifest.model.get("source") or be.config.model_name)

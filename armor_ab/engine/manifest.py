@@ -3,18 +3,25 @@
 An engine directory (``engine/build/NAME/BACKEND/``) describes itself:
 
     manifest.json           this file's contents (``Manifest``)
-    <graph>.onnx | .plan    one file per graph (``graphs.GRAPH_NAMES``)
-    armor_tokenizer.json    the tokenizer the model was trained with
+    <graph>.onnx | .plan    one file per graph (``graphs.GRAPH_NAMES``); <graph>.onnx.data beside a graph
+                            whose weights the exporter wrote as external data (over 2 GB)
+    tokenizer file(s)       the model's own tokenizer, as its ``save_pretrained`` writes it:
+                              kind "byte" (armor-tiny, armor-demo): armor_tokenizer.json
+                              kind "hf" (`armor-ab model init`): tokenizer.json, tokenizer_config.json,
+                              chat_template.jinja (whatever transformers writes for that tokenizer)
 
 The manifest records the model config (whole, and its hash), every graph's file, SHA-256, size, inputs and
 outputs (names, dtypes, shapes with named dynamic axes), the opset, the precision, the TensorRT optimisation
-profiles, the parity figures measured at build time and the tool versions.
+profiles, the parity figures measured at build time and the tool versions; ``tokenizer`` is
+``{"kind", "file" (the main one), "files" (all of them)}`` and every tokenizer file has its SHA-256 in ``files``.
 
 ``verify_engine_dir`` runs every check that does not need a runtime: the manifest parses and is of a known
 format, the config matches its hash (and the caller's model, if given), the graph I/O the manifest declares is
-what the config implies, and every file exists with the recorded size and SHA-256. The backends add the last
-check once a session exists: the file's own I/O matches the manifest. Every failure is an ``EngineError`` that
-names the file at fault, raised before any request runs.
+what the config implies, every file exists with the recorded size and SHA-256, and no tokenizer file lies in
+the directory that the manifest does not record (transformers would read it). ``load_engine_tokenizer`` loads
+the tokenizer and checks its special ids against the config. The backends add the last check once a session
+exists: the file's own I/O matches the manifest. Every failure is an ``EngineError`` that names the file at
+fault, raised before any request runs.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from armor_ab.model.configuration import ArmorConfig
+from armor_ab.model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_tokenizer
 
 from .errors import EngineError
 from .graphs import GRAPH_NAMES, GraphSpec, TensorSpec, graph_specs
@@ -36,6 +44,24 @@ __all__ = ["EngineError", "Manifest", "GraphEntry", "verify_engine_dir"]
 FORMAT = "armor-engine/1"
 MANIFEST_FILE = "manifest.json"
 BACKEND_DIRS = ("onnx", "tensorrt")
+# Files a tokenizer loader reads when they are present: ARMOR's byte tokenizer, and what transformers'
+# AutoTokenizer looks for in a directory. One of them in an engine directory but not in its manifest would
+# change the tokenizer unnoticed (an armor_tokenizer.json would even turn an "hf" engine into a byte one).
+TOKENIZER_FILE_NAMES = (
+    TOKENIZER_FILE,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "additional_chat_templates",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "config.json",
+)
 
 
 @dataclass
@@ -86,7 +112,7 @@ class Manifest:
     model: dict[str, Any]  # source (name or dir), random_weights, model_name
     graphs: dict[str, GraphEntry]
     files: dict[str, dict[str, Any]]  # file name -> {"sha256", "bytes"} for every file but the manifest
-    tokenizer: dict[str, Any] = field(default_factory=dict)  # {"kind", "file"}
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # {"kind", "file", "files"}
     recipe: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, Any] = field(default_factory=dict)  # axis -> [min, opt, max]
     kv_cache: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +169,13 @@ class Manifest:
 
     def armor_config(self) -> ArmorConfig:
         return ArmorConfig.from_dict(self.config)
+
+    def tokenizer_files(self) -> list[str]:
+        """The tokenizer's files (manifests before the "files" list name only the main one)."""
+        files = self.tokenizer.get("files")
+        if files is None:
+            files = [self.tokenizer["file"]] if self.tokenizer.get("file") else []
+        return list(files)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -247,6 +280,20 @@ def check_files(manifest: Manifest, directory: Path) -> None:
     referenced = {g.file for g in manifest.graphs.values()}
     for name in referenced - set(manifest.files):
         raise EngineError(directory / name, "graph file has no SHA-256 record in the manifest")
+    tokenizer = manifest.tokenizer_files()
+    if not tokenizer:
+        raise EngineError(directory / MANIFEST_FILE, "the manifest names no tokenizer file")
+    for name in sorted(set(tokenizer) - set(manifest.files)):
+        raise EngineError(directory / name, "tokenizer file has no SHA-256 record in the manifest")
+    for name in TOKENIZER_FILE_NAMES:
+        path = directory / name
+        found = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.exists() else []
+        for extra in (p for p in found if p.relative_to(directory).as_posix() not in manifest.files):
+            raise EngineError(
+                extra,
+                "not recorded in the manifest, but a tokenizer loader reads it: it would change the engine's "
+                "tokenizer (remove it, or rebuild the engine)",
+            )
     for name, record in manifest.files.items():
         path = directory / name
         if not path.is_file():
@@ -277,6 +324,29 @@ def verify_engine_dir(
     check_graph_specs(manifest, directory, config)
     check_files(manifest, directory)
     return manifest, config
+
+
+def load_engine_tokenizer(directory: Path | str, manifest: Manifest, config: ArmorConfig) -> TextTokenizer:
+    """The tokenizer the engine was built with (``config.tokenizer_kind``: byte or Hugging Face), from its
+    own directory; it must load, be of the config's kind and have the config's special ids."""
+    directory = Path(directory)
+    kind = config.tokenizer_kind
+    path = directory / (manifest.tokenizer.get("file") or "")
+    try:
+        tokenizer = load_tokenizer(directory, kind)
+        wanted = {
+            "kind": (tokenizer.kind, kind),
+            "text vocabulary": (tokenizer.vocab_size, config.text_vocab_size),
+            "eos id": (tokenizer.eos_id, config.text_eos_id),
+            "pad id": (tokenizer.pad_id, config.text_pad_id),
+            "image placeholder id": (tokenizer.image_context_id, config.image_token_id),
+        }
+    except Exception as exc:  # noqa: BLE001 - tokenizers' own errors are plain Exceptions; all mean a bad file
+        raise EngineError(path, f"the engine's {kind!r} tokenizer does not load ({exc})") from exc
+    wrong = [f"{what} {got!r} (config: {want!r})" for what, (got, want) in wanted.items() if got != want]
+    if wrong:
+        raise EngineError(path, "the tokenizer does not fit the engine's config: " + ", ".join(wrong))
+    return tokenizer
 
 
 def check_session_io(

@@ -21,7 +21,7 @@ from armor_ab.model.cache import position_ids_from_valid
 from armor_ab.model.generate import InterleavedGenerator, SamplingConfig
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
 from armor_ab.model.steps import StepBackend, TorchBackend
-from armor_ab.model.tokenizer import ByteTokenizer
+from armor_ab.model.tokenizer import TextTokenizer
 
 PROMPTS = ("a red running shoe", "a blue ceramic mug, handmade")
 
@@ -145,16 +145,21 @@ def greedy_settings(config, **overrides: Any) -> SamplingConfig:
 @torch.inference_mode()
 def greedy_parity(
     model: ArmorForInterleavedGeneration,
-    tokenizer: ByteTokenizer,
+    tokenizer: TextTokenizer,
     candidate: StepBackend,
     settings: SamplingConfig | None = None,
+    reference_tokenizer: TextTokenizer | None = None,
 ) -> dict[str, Any]:
-    """Greedy interleaved generation on both backends; returns the tokens, codes and whether they agree."""
+    """Greedy interleaved generation on both backends; returns the tokens, codes and whether they agree.
+
+    ``tokenizer`` (byte or Hugging Face) serves the candidate; the reference uses ``reference_tokenizer`` when
+    given (a build passes the model's own, and the engine's copy loaded back from its directory here)."""
     cfg = model.config
     settings = settings or greedy_settings(cfg)
     image = Image.new("RGB", (cfg.input_image_size, cfg.input_image_size), (200, 40, 40))
     images = [None, image]
-    ref = InterleavedGenerator(TorchBackend(model), tokenizer).generate(list(PROMPTS), images, settings)
+    ref_tok = reference_tokenizer or tokenizer
+    ref = InterleavedGenerator(TorchBackend(model), ref_tok).generate(list(PROMPTS), images, settings)
     got = InterleavedGenerator(candidate, tokenizer).generate(list(PROMPTS), images, settings)
     codes = lambda result: [[list(i.codes) for i in c.images] for c in result.contents]  # noqa: E731
     flat_r = [t for row in ref.tokens for t in row]

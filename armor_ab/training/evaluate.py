@@ -24,7 +24,7 @@ from PIL import Image
 from armor_ab.catalog.products import Product, product_picture
 from armor_ab.model.generate import InterleavedGenerator, SamplingConfig
 from armor_ab.model.modeling import ArmorForInterleavedGeneration
-from armor_ab.model.tokenizer import ByteTokenizer
+from armor_ab.model.tokenizer import TextTokenizer
 
 from .classifier import CategoryClassifier
 from .data import TASKS, input_image, prompt_text, wants_picture
@@ -52,7 +52,7 @@ def pick_heldout(samples: Sequence[dict], per_task: int, tasks: Sequence[str] = 
 
 def run_generation(
     model: ArmorForInterleavedGeneration,
-    tokenizer: ByteTokenizer,
+    tokenizer: TextTokenizer,
     products: dict[str, Product],
     samples: Sequence[dict],
     cfg: EvalConfig,
@@ -144,7 +144,7 @@ def _frac(hits: int, n: int) -> float | None:
 
 def evaluate_model(
     model: ArmorForInterleavedGeneration,
-    tokenizer: ByteTokenizer,
+    tokenizer: TextTokenizer,
     products: Sequence[Product],
     heldout: Sequence[dict],
     judge: CategoryClassifier | None,

@@ -25,7 +25,7 @@ import torch
 
 from armor_ab.model.cache import position_ids_from_valid
 from armor_ab.model.modeling import ArmorForInterleavedGeneration, attention_mask_for
-from armor_ab.model.tokenizer import ByteTokenizer
+from armor_ab.model.tokenizer import TextTokenizer
 
 from .data import prompt_text
 
@@ -35,7 +35,7 @@ TEXT_PROMPTED = ("t2t", "t2i", "t2ti")
 @torch.no_grad()
 def decision_margins(
     model: ArmorForInterleavedGeneration,
-    tokenizer: ByteTokenizer,
+    tokenizer: TextTokenizer,
     samples: Sequence[dict],
     base: bool,
     batch_size: int = 64,

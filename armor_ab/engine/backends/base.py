@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from armor_ab.model.configuration import ArmorConfig
+from armor_ab.model.tokenizer import TextTokenizer
 
 from ..graphs import TORCH_DTYPES, Dims, GraphSpec
 from ..manifest import EngineError, Manifest
@@ -72,6 +73,7 @@ class GraphBackend:
         self.ad_valid: torch.Tensor | None = None
         self._text_memo: _Memo | None = None
         self._visual_memo: _Memo | None = None
+        self.tokenizer: TextTokenizer | None = None  # the engine's own, set by ``loader.open_engine_backend``
         self.calls: dict[str, int] = dict.fromkeys(self.specs, 0)  # graph calls, for benchmarks and tests
         self._shape_cache: dict[tuple, dict[str, tuple[int, ...]]] = {}
         self._out_bufs: dict[tuple[str, str], torch.Tensor] = {}
