@@ -33,9 +33,22 @@ class JsonFormatter(logging.Formatter):
         return mask_secrets(json.dumps(out, default=str))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is written, not when the handler was made: a
+    command run in-process (tests' CliRunner) swaps stderr and closes its copy afterwards."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Route armor_ab and uvicorn logs through the JSON formatter (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("armor_ab", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

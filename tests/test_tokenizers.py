@@ -10,9 +10,9 @@ import pytest
 
 from armor_ab.model import ByteTokenizer, TextTokenizer
 from armor_ab.model.hf_tokenizer import (
-    IMAGE_SPECIALS,
     CHATML_TEMPLATE,
     CODE_TOKEN,
+    IMAGE_SPECIALS,
     HFTokenizer,
     TokenizerSetupError,
     extend_for_armor,

@@ -19,7 +19,7 @@ TRAINING_RECIPES = ASSETS / "recipes" / "training"
 
 
 def build_recipe(name: str) -> Path:
-    """A shipped build recipe by name (``armor-tiny``, ``armor-demo``)."""
+    """A shipped build recipe by name (``armor-tiny``, ``armor-demo``, ``own-model`` for a model of your own)."""
     return BUILD_RECIPES / f"{name}.yaml"
 
 

@@ -59,7 +59,7 @@ class HFTokenizer:
     def from_pretrained(cls, directory: str | Path) -> HFTokenizer:
         from transformers import AutoTokenizer
 
-        from . import configuration  # noqa: F401 - registers "armor", whose config.json AutoTokenizer reads
+        from .configuration import ArmorConfig  # noqa: F401 - registers "armor", whose config.json AutoTokenizer reads
 
         try:
             tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
