@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # engine/gpu_check.sh - ARMOR engines on one GPU: TensorRT fp16 (and ONNX Runtime CUDA EP) parity against
-# PyTorch, then the engine benchmark (PyTorch CUDA eager vs ONNX Runtime vs TensorRT). Under 8 minutes on one
-# H100/H200. Figures go to $OUT/gpu_check.json if $OUT is set, else engine/build/gpu_check.json.
+# PyTorch, then the engine benchmark (PyTorch CUDA eager vs ONNX Runtime vs TensorRT), then a few bf16 WoHG
+# stage-2 training steps of armor-1b. Under 9 minutes on one H100/H200. Figures go to $OUT/gpu_check.json and
+# $OUT/gpu_training.json if $OUT is set, else to engine/build/.
 #
 #   bash engine/gpu_check.sh            # PYTHON=/path/to/python to use another interpreter
 #
@@ -45,7 +46,15 @@ fi
 has_cuda_ep || echo "gpu_check: onnxruntime has no CUDAExecutionProvider; ONNX Runtime runs on the CPU EP" >&2
 
 mkdir -p "$(dirname "$OUT_FILE")"
-timeout 470 "$PY" -m armor_ab.engine.gpu_check --out "$OUT_FILE"
+timeout 420 "$PY" -m armor_ab.engine.gpu_check --out "$OUT_FILE"
 rc=$?
-[ $rc -eq 124 ] && echo "gpu_check: over the 8-minute budget; partial figures in $OUT_FILE" >&2
+[ $rc -eq 124 ] && echo "gpu_check: over the 7-minute engine budget; partial figures in $OUT_FILE" >&2
+
+# 3. Training: a few WoHG stage-2 steps of a random-initialised armor-1b in bf16 (step time, tokens/s, peak
+#    memory next to the estimate). At most 90 s; figures in gpu_training.json beside gpu_check.json.
+TRAIN_FILE="$(dirname "$OUT_FILE")/gpu_training.json"
+timeout 90 "$PY" -m armor_ab.training.gpu_stage --out "$TRAIN_FILE"
+trc=$?
+[ $trc -eq 124 ] && echo "gpu_check: the training stage passed its 90 s budget" >&2
+[ $rc -eq 0 ] && rc=$trc
 exit $rc

@@ -1,0 +1,131 @@
+"""A few WoHG stage-2 steps of a random-initialised ``armor-1b`` on one GPU, in bf16: the training figures of
+``engine/gpu_check.sh`` (at most 90 s there).
+
+    python -m armor_ab.training.gpu_stage --out build/gpu_training.json           # CUDA: armor-1b
+    python -m armor_ab.training.gpu_stage --device cpu --config armor-tiny        # the same code, tested in CI
+
+Stage 2 trains the new embedding rows, the adapter and the visual head (``set_wohg_stage(2)``), loss on the
+visual head only, AdamW on the trainable tensors, bf16 autocast over fp32 master weights, gradient
+checkpointing. Each row is a text-to-picture sequence: a prompt of text ids, ``<imgbos>``, the picture's
+codes, ``<imgend>``. Records per-step wall time (median after warm-up), tokens/s, the peak memory the CUDA
+allocator saw, and ``memory.estimate_stage_memory`` for the same settings next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from armor_ab.model import ArmorForInterleavedGeneration, get_config
+from armor_ab.model.cache import position_ids_from_valid
+from armor_ab.model.modeling import attention_mask_for
+
+from .memory import estimate_stage_memory
+
+
+def batch(config, rows: int, prompt: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, code targets) of ``rows`` t2i sequences: prompt, <imgbos>, codes, <imgend>."""
+    n = config.codes_per_image
+    text = torch.randint(0, config.text_vocab_size, (rows, prompt), generator=generator)
+    codes = torch.randint(0, config.num_image_codes, (rows, n), generator=generator)
+    ids = torch.cat([text, torch.full((rows, 1), config.imgbos_id), codes + config.code_offset,
+                     torch.full((rows, 1), config.imgend_id)], dim=1)  # (R, T)
+    target = torch.full_like(ids, -100)
+    target[:, prompt:prompt + n] = codes  # after <imgbos> and each code: the next code
+    target[:, prompt + n] = config.num_image_codes  # after the last code: <imgend> (visual head index)
+    return ids.to(device), target.to(device)
+
+
+def run(config_name: str, device: str, steps: int, warmup: int, rows: int, prompt: int) -> dict:
+    config = get_config(config_name)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    with dev:
+        model = ArmorForInterleavedGeneration(config)
+    model.set_wohg_stage(2)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    build_s = time.perf_counter() - t0
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.98), fused=dev.type == "cuda")
+    generator = torch.Generator().manual_seed(0)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    seq_len = prompt + config.codes_per_image + 2
+    for step in range(warmup + steps):
+        ids, target = batch(config, rows, prompt, generator, dev)
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        valid = torch.ones_like(ids, dtype=torch.bool)
+        positions, mask = position_ids_from_valid(valid), attention_mask_for(valid)
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            h = model.model.language_model(inputs_embeds=model.embed_tokens(ids), attention_mask=mask,
+                                           position_ids=positions).last_hidden_state  # (R, T, C)
+            logits = model.visual_logits(model.adapter(h, positions, mask))  # (R, T, N + 2)
+        loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                               target[:, 1:].reshape(-1), ignore_index=-100)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        if step >= warmup:
+            times.append(time.perf_counter() - t)
+        losses.append(round(loss.item(), 4))
+    step_s = statistics.median(times)
+    estimate = estimate_stage_memory(config, 2, rows, seq_len, precision="bf16", gradient_checkpointing=True)
+    return {
+        "what": "WoHG stage 2 (new rows, adapter, visual head), random-initialised, bf16 autocast, "
+                "gradient checkpointing, AdamW",
+        "config": config_name,
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "rows": rows,
+        "seq_len": seq_len,
+        "steps_measured": steps,
+        "warmup_steps": warmup,
+        "build_s": round(build_s, 2),
+        "step_s_median": round(step_s, 4),
+        "step_s_all": [round(x, 4) for x in times],
+        "tokens_per_s": round(rows * seq_len / step_s, 1),
+        "losses": losses,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if cuda else None,
+        "estimate": estimate.to_json(),
+        "versions": {"torch": torch.__version__},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="armor-1b")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_stage: refusing to run: no CUDA device visible to torch", file=sys.stderr)
+        return 3
+    figures = run(args.config, args.device, args.steps, args.warmup, args.rows, args.prompt)
+    text = json.dumps(figures, indent=2)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
