@@ -1,11 +1,19 @@
 """Samples -> model inputs: extended-vocabulary ids, labels, input pixels; and a resumable batch sampler.
 
-A sample becomes exactly the layout the generator prompts with (``ByteTokenizer.chat_prompt``)::
+A sample becomes exactly the layout the generator prompts with: the tokenizer's ``chat_prompt`` around the
+question (an input picture's ``<img><IMG_CONTEXT>*n</img>`` block first), then the answer and the tokenizer's
+``eos_id``. For the byte tokenizer of the demo models that is::
 
     <bos><|user|>[<img><IMG_CONTEXT>*n</img>\\n]{question}<|assistant|>{answer}<eos>
 
-where an answer picture is ``<imgbos> code_1 ... code_N <imgend>`` (codes from the trained VQ encoder).
-Labels are -100 on the prompt: only the answer (and <eos>) is learned, as in instruction tuning.
+and for a model made by ``armor-ab model init`` the base's own chat template (ChatML for InternVL2.5:
+``<|im_start|>user\\n ... <|im_end|>\\n<|im_start|>assistant\\n{answer}<|im_end|>``), so training sees the very
+prompts the base was tuned on and the generator later sends. An answer picture is
+``<imgbos> code_1 ... code_N <imgend>`` (codes from the model's VQ encoder). Labels are -100 on the prompt:
+only the answer (and the end token) is learned, as in instruction tuning.
+
+Pictures come from a ``Pictures`` store, by ``(id, variant)`` key: the demo catalog's drawings
+(``PictureStore``) or a user's product photos (``catalog_data.PhotoStore``).
 
 The sampler draws batch ``k`` from ``numpy.random.default_rng([seed, k])``: a batch is a pure function of the
 step, so a resumed run sees exactly the batches the uninterrupted run would have seen, with no sampler state.
@@ -13,8 +21,10 @@ step, so a resumed run sees exactly the batches the uninterrupted run would have
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,10 +34,10 @@ from armor_ab.catalog.products import Product, product_picture
 from armor_ab.model.configuration import ArmorConfig
 from armor_ab.model.generate import unconditional_ids
 from armor_ab.model.images import preprocess_image
-from armor_ab.model.tokenizer import ByteTokenizer
+from armor_ab.model.tokenizer import TextTokenizer
 
 IGNORE = -100
-PictureKey = tuple[str, int]  # (product id, variant)
+PictureKey = tuple[str, int]  # (product or catalog item id, variant)
 
 
 @dataclass
@@ -42,37 +52,75 @@ class Batch:
         return int(self.attention_mask.sum())
 
 
-class PictureStore:
+class Pictures(Protocol):
+    """What batches need of a picture store: PIL pictures, ViT input tensors and VQ codes by key."""
+
+    codes: dict[PictureKey, list[int]]  # the answer pictures' VQ codes (``encode_codes``)
+
+    def pil(self, key: PictureKey) -> Image.Image: ...
+
+    def vit(self, key: PictureKey) -> torch.Tensor: ...
+
+
+class CachedPictures:
+    """ViT tensors and VQ codes of the pictures a subclass's ``pil`` makes (``config``: the model's sizes).
+
+    ``cache_size``: how many ViT tensors to keep (least recently used go first); None keeps all of them
+    (the demo's 64 px drawings). VQ codes, a few hundred ints a picture, are always kept.
+    """
+
+    def __init__(self, config: ArmorConfig, cache_size: int | None = None) -> None:
+        self.config = config
+        self.cache_size = cache_size
+        self._vit: OrderedDict[PictureKey, torch.Tensor] = OrderedDict()
+        self.codes: dict[PictureKey, list[int]] = {}  # filled by ``encode_codes`` (the VQ encoder's codes)
+
+    def pil(self, key: PictureKey) -> Image.Image:
+        raise NotImplementedError
+
+    def vit(self, key: PictureKey) -> torch.Tensor:
+        if key in self._vit:
+            self._vit.move_to_end(key)
+            return self._vit[key]
+        tensor = preprocess_image(self.pil(key), self.config.input_image_size)
+        self.remember(self._vit, key, tensor)
+        return tensor
+
+    def remember(self, cache: OrderedDict, key: PictureKey, value) -> None:
+        """Put ``value`` in ``cache``, dropping the least recently used entries beyond ``cache_size``."""
+        cache[key] = value
+        while self.cache_size is not None and len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def vq_pixels(self, key: PictureKey) -> torch.Tensor:
+        """The picture as the VQ encoder takes it: (3, image_size, image_size) in [-1, 1]."""
+        return pil_to_vq_pixels(self.pil(key), self.config.image_size)
+
+    @torch.no_grad()
+    def encode_codes(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], keys: Sequence[PictureKey], chunk: int = 64
+    ) -> None:
+        """VQ codes of the answer pictures (``encode``: pixels in [-1, 1] -> (B, N) codes)."""
+        todo = sorted(set(keys) - set(self.codes))
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            pixels = torch.stack([self.vq_pixels(k) for k in part])
+            for key, row in zip(part, encode(pixels).tolist(), strict=True):
+                self.codes[key] = row
+
+
+class PictureStore(CachedPictures):
     """Catalog pictures and re-draws on demand, cached: PIL at 64 px, ViT tensors, VQ codes."""
 
     def __init__(self, products: Sequence[Product], config: ArmorConfig) -> None:
+        super().__init__(config)
         self.products = {p.id: p for p in products}
-        self.config = config
         self._pil: dict[PictureKey, Image.Image] = {}
-        self._vit: dict[PictureKey, torch.Tensor] = {}
-        self.codes: dict[PictureKey, list[int]] = {}  # filled by ``encode_codes`` once the VQ is trained
 
     def pil(self, key: PictureKey) -> Image.Image:
         if key not in self._pil:
             self._pil[key] = product_picture(self.products[key[0]], key[1])
         return self._pil[key]
-
-    def vit(self, key: PictureKey) -> torch.Tensor:
-        if key not in self._vit:
-            self._vit[key] = preprocess_image(self.pil(key), self.config.input_image_size)
-        return self._vit[key]
-
-    @torch.no_grad()
-    def encode_codes(
-        self, encode: Callable[[torch.Tensor], torch.Tensor], keys: Sequence[PictureKey]
-    ) -> None:
-        """VQ codes of the answer pictures (``encode``: pixels in [-1, 1] -> (B, N) codes)."""
-        todo = sorted(set(keys) - set(self.codes))
-        for start in range(0, len(todo), 64):
-            chunk = todo[start : start + 64]
-            pixels = torch.stack([pil_to_vq_pixels(self.pil(k), self.config.image_size) for k in chunk])
-            for key, row in zip(chunk, encode(pixels).tolist(), strict=True):
-                self.codes[key] = row
 
 
 def pil_to_vq_pixels(image: Image.Image, size: int) -> torch.Tensor:
@@ -94,23 +142,21 @@ def answer_picture_keys(samples: Sequence[dict]) -> list[PictureKey]:
 
 
 def encode_sample(
-    sample: dict, tokenizer: ByteTokenizer, config: ArmorConfig, pictures: PictureStore
+    sample: dict, tokenizer: TextTokenizer, config: ArmorConfig, pictures: Pictures
 ) -> tuple[list[int], list[int], list[PictureKey]]:
-    """(ids, labels, input-picture keys) of one sample."""
-    ids = [tokenizer.bos_id, tokenizer.user_id]
-    inputs: list[PictureKey] = []
+    """(ids, labels, input-picture keys) of one sample: ``tokenizer.chat_prompt`` of the question (with the
+    input picture's block when there is one), then the answer segments and ``tokenizer.eos_id``."""
     segments = sample["segments"]
-    for seg in segments:
-        if seg["role"] != "user":
-            continue
-        if seg["type"] == "image":
-            key = (seg["image"]["product"], seg["image"]["variant"])
-            inputs.append(key)
-            ids += [tokenizer.img_start_id] + [tokenizer.image_context_id] * config.image_seq_length
-            ids += [tokenizer.img_end_id] + tokenizer.encode("\n")
-        else:
-            ids += tokenizer.encode(seg["text"])
-    ids.append(tokenizer.assistant_id)
+    user = [seg for seg in segments if seg["role"] == "user"]
+    inputs: list[PictureKey] = [
+        (seg["image"]["product"], seg["image"]["variant"]) for seg in user if seg["type"] == "image"
+    ]
+    if len(inputs) > 1 or (inputs and user[0]["type"] != "image"):
+        raise ValueError(
+            f"sample {sample.get('id')}: a prompt holds at most one input picture, before the question"
+        )
+    question = " ".join(seg["text"] for seg in user if seg["type"] == "text")
+    ids = tokenizer.chat_prompt(question, config.image_seq_length if inputs else None)
     labels = [IGNORE] * len(ids)
     for seg in segments:
         if seg["role"] != "assistant":
@@ -128,7 +174,7 @@ def encode_sample(
 
 
 def collate(
-    samples: Sequence[dict], tokenizer: ByteTokenizer, config: ArmorConfig, pictures: PictureStore
+    samples: Sequence[dict], tokenizer: TextTokenizer, config: ArmorConfig, pictures: Pictures
 ) -> Batch:
     encoded = [encode_sample(s, tokenizer, config, pictures) for s in samples]
     length = max(len(ids) for ids, _, _ in encoded)
