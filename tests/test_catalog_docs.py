@@ -31,21 +31,18 @@ from PIL import Image, ImageDraw
 from armor_ab.store.content import list_content, with_image_urls
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import list_experiments
+from tests.helpers.docs import doc_files as shared_doc_files
 from tests.helpers.docs import sh_commands
 from tests.helpers.platform import ROOT, free_port
 
 DOC = ROOT / "docs" / "catalog.md"
-FILE_BLOCK = re.compile(r"^File `([^`]+)`:\s*\n\s*\n?```(\w+)\n(.*?)^```", re.M | re.S)
 CAPTURE = re.compile(r"^([A-Za-z_]\w*)=\$\((.*)\)$", re.S)
 VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
 
 
 def doc_files(text: str) -> dict[str, str]:
-    """The example files the doc shows: name -> content."""
-    files = {name: body for name, _, body in FILE_BLOCK.findall(text)}
-    assert files, "docs/catalog.md shows no example files (a line File `NAME`: before a fenced block)"
-    return files
+    return shared_doc_files(text, "docs/catalog.md")
 
 
 def doc_commands(text: str) -> list[str]:
