@@ -30,6 +30,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -92,6 +93,18 @@ class StageConfig:
     val_every: int = 100
     val_batches: int = 2
     checkpoint_every: int = 100
+    # How a step is computed (docs/training.md, "Distributed, bf16, accumulation"); none of these changes what
+    # a step trains on: ``batch_size`` is the global batch of one optimizer step, whatever the process count.
+    micro_batch_size: int = 0  # rows per forward/backward in each process (gradient accumulation); 0: all at once
+    precision: str = "fp32"  # "fp32", or "bf16": bfloat16 autocast, fp32 master weights and optimizer state
+    gradient_checkpointing: bool = False  # recompute the LM, adapter and ViT blocks in backward (less memory)
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("fp32", "bf16")
+
+    def __post_init__(self) -> None:
+        if self.precision not in self.PRECISIONS:
+            raise ValueError(f"stage {self.stage}: precision {self.precision!r}, not one of {self.PRECISIONS}")
+        if self.micro_batch_size < 0:
+            raise ValueError(f"stage {self.stage}: micro_batch_size must be >= 0 (0: no accumulation)")
 
     @classmethod
     def from_dict(cls, data: dict) -> StageConfig:
