@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -504,3 +505,36 @@ def test_content_generate_uses_the_trained_model(walk) -> None:
         metadata = page.content["metadata"]
         assert metadata["model"] == "armor-kitchen" and metadata["config_hash"] == config_hash
         assert page.prompt.startswith("Describe ") and page.prompt.endswith(" with a picture.")
+
+
+def test_torchrun_trains_an_own_catalog_stage_on_two_processes(kitchen, base, tmp_path) -> None:
+    """``torchrun --nproc-per-node 2 -m armor_ab train`` on the own-catalog recipe: one stage trained by two
+    gloo processes; rank 0 alone writes the data, the report and the stage's results."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "armor_ab", "train", "--recipe", str(TINY_RECIPE), "--base", str(base),
+         "--catalog-file", str(kitchen["csv"]), "--images", str(kitchen["photos_dir"]),
+         "--out", str(run), "--stage", "1"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stage = json.loads((run / "stage1" / "stage.json").read_text())
+    assert stage["world_size"] == 2 and stage["frozen_unchanged"]
+    assert stage["final"]["loss"] < stage["first"]["loss"]
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["stages"]) == {"1"} and report["stages"]["1"]["world_size"] == 2
+    assert (run / "data" / "codes.json").is_file() and (run / "stage1" / "model" / "config.json").is_file()
+    assert not (run / "stage1" / "checkpoint.pt").exists()  # the stage is done: its model is the result
+
+
+def test_the_shipped_1b_recipe_is_a_valid_own_catalog_recipe(kitchen, base) -> None:
+    from armor_ab.assets import training_recipe
+
+    recipe = TrainingRecipe.load(training_recipe("armor-1b"), {"base": str(base), "catalog_file": str(kitchen["csv"]),
+                                                               "catalog_images": str(kitchen["photos_dir"])})
+    assert recipe.own_catalog and [s.stage for s in recipe.stages] == [1, 2, 3]
+    assert [s.wohg for s in recipe.stages] == [1, 2, 3]
+    assert all(s.precision == "bf16" and s.gradient_checkpointing and s.batch_size % 8 == 0 for s in recipe.stages)
+    assert all(s.batch_size // 8 % s.micro_batch_size == 0 for s in recipe.stages)  # 8 GPUs: whole micro-batches

@@ -114,3 +114,26 @@ def test_gpu_stage_runs_its_steps_on_cpu_and_refuses_cuda_without_one(tmp_path) 
     assert figures["estimate"]["stage"] == 2 and figures["estimate"]["precision"] == "bf16"
     if not torch.cuda.is_available():
         assert gpu_stage.main(["--out", str(tmp_path / "x.json")]) == 3
+
+
+def test_the_armor_1b_recipe_states_the_estimate_of_each_stage() -> None:
+    """The per-GPU figures in armor-1b.yaml's header are what the estimator says for its stages now."""
+    import re
+
+    import yaml
+
+    from armor_ab.assets import training_recipe
+    from armor_ab.training.memory import GIB, recipe_estimates
+    from armor_ab.training.training_recipe import StageConfig
+
+    path = training_recipe("armor-1b")
+    text = path.read_text()
+    stated = {int(n): (float(gib), int(micro)) for n, gib, micro in
+              re.findall(r"^#   stage (\d): ([\d.]+) GiB per GPU \(micro-batch (\d+) x 512 tokens", text, re.M)}
+    assert sorted(stated) == [1, 2, 3]
+    stages = [StageConfig.from_dict(s) for s in yaml.safe_load(text)["stages"]]
+    assert all(s.precision == "bf16" and s.gradient_checkpointing for s in stages)
+    estimates = recipe_estimates(stages, get_config("armor-1b"), 512, 8)
+    for n, (gib, micro) in stated.items():
+        assert estimates[n].micro_batch == micro
+        assert round(estimates[n].total_bytes / GIB, 1) == gib, (n, estimates[n].total_bytes / GIB, gib)

@@ -131,7 +131,9 @@ def train(
         loaded = loaded.scaled(scale)
     if out is None:
         out = DEFAULT_OUT if not loaded.own_catalog else Path("build/train") / loaded.name
-    log = lambda m: typer.echo(f"[train] {m}", err=True)  # noqa: E731
+    # Under torchrun every process runs this command; rank 0 alone speaks.
+    quiet = os.environ.get("RANK", "0") != "0"
+    log = (lambda m: None) if quiet else (lambda m: typer.echo(f"[train] {m}", err=True))  # noqa: E731
     if loaded.own_catalog:
         report = _own(loaded, out, stage, resume, not no_export, log)
     else:
@@ -146,6 +148,8 @@ def train(
             report = run_recipe(loaded, out, stage=stage, resume=resume, log=log)
         except ValueError as exc:
             fail(str(exc))
+    if quiet:
+        return
     if "wall_time_s" in report:
         typer.echo(f"done in {report['wall_time_s'] / 60:.1f} min; report: {out / 'report.json'}")
     else:

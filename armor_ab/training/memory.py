@@ -18,6 +18,7 @@ SDPA maths - over-counts if anything). ``gpu_stage.py`` measures the real peak o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -134,3 +135,58 @@ def _saved_bytes(model: ArmorForInterleavedGeneration, batch: int, seq: int, pre
             torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1) % cfg.visual_head_size)
             largest = max(largest, logits.numel() * 4)
     return sum(saved.values()), largest
+
+
+def recipe_estimates(stages, config: ArmorConfig, seq_len: int, world_size: int) -> dict[int, MemoryEstimate]:
+    """The estimate of each WoHG stage (``StageConfig``s of a recipe), per GPU, at its micro-batch size."""
+    out = {}
+    for stage in stages:
+        if not isinstance(stage.stage, int):
+            continue
+        per_process = -(-stage.batch_size // world_size)  # ceil: rank 0 takes the larger share
+        micro = min(stage.micro_batch_size or per_process, per_process)
+        out[stage.stage] = estimate_stage_memory(
+            config, stage.wohg, micro, seq_len, precision=stage.precision,
+            gradient_checkpointing=stage.gradient_checkpointing, world_size=world_size,
+            alpha=stage.alpha, beta=stage.beta,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m armor_ab.training.memory --recipe armor-1b --config armor-1b --seq-len 512 --world-size 8``"""
+    import argparse
+    import json
+
+    from armor_ab.assets import training_recipe
+    from armor_ab.model.presets import get_config
+
+    import yaml
+
+    from .training_recipe import StageConfig
+
+    parser = argparse.ArgumentParser(description="Memory per GPU of each WoHG stage of a training recipe.")
+    parser.add_argument("--recipe", required=True, help="a shipped recipe's name or a recipe file")
+    parser.add_argument("--config", required=True, help="the named configuration of the model's sizes")
+    parser.add_argument("--seq-len", type=int, default=512, help="tokens per training sequence (the longest)")
+    parser.add_argument("--world-size", type=int, default=1, help="processes (GPUs) sharing a step's batch")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    path = Path(args.recipe) if Path(args.recipe).suffix in (".yaml", ".yml") else training_recipe(args.recipe)
+    # The stages alone: a recipe's inputs (its base, its catalog) play no part in the memory a stage needs.
+    stages = [StageConfig.from_dict(s) for s in yaml.safe_load(path.read_text())["stages"]]
+    estimates = recipe_estimates(stages, get_config(args.config), args.seq_len, args.world_size)
+    if args.json:
+        print(json.dumps({str(k): v.to_json() for k, v in estimates.items()}, indent=2))
+    else:
+        for stage, e in estimates.items():
+            print(f"stage {stage}: {e.total_bytes / GIB:.1f} GiB per GPU (micro-batch {e.micro_batch} x "
+                  f"{e.seq_len} tokens, {e.precision}, checkpointing {'on' if e.gradient_checkpointing else 'off'}, "
+                  f"{e.world_size} GPUs; weights {e.weights_bytes / GIB:.1f}, gradients + AdamW + buckets "
+                  f"{(e.gradients_bytes + e.optimizer_bytes + e.ddp_buckets_bytes) / GIB:.1f}, activations "
+                  f"{(e.activations_bytes + e.transient_bytes) / GIB:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

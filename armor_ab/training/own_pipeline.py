@@ -21,6 +21,11 @@ The base's own embedding rows, decoder layers, ViT and projector stay frozen thr
 
 The training layer cannot read the database: the caller (``armor-ab train``) hands the items and their photo
 files in as an ``OwnCatalog``.
+
+Under ``torchrun`` every process builds the same data (a pure function of the items and the recipe) and
+trains each stage together (``StageTrainer``); rank 0 alone writes files (data, codes, reports), evaluates and
+exports, and the others wait at a barrier after each of those steps. The run directory must be one that every
+process sees.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from armor_ab.model.tokenizer import load_tokenizer
 from .batches import TaskSampler, answer_picture_keys, collate
 from .catalog_data import SPLITS, FieldError, PhotoStore, build_catalog_datasets, items_sha256
 from .data import data_hash, select, write_datasets, write_jsonl
+from .distributed import DistContext, barrier, init_from_env, main_first
 from .evaluate import evaluate_catalog
 from .pipeline import _write_json, versions
 from .trainer import StageTrainer
@@ -79,21 +85,26 @@ class OwnRun:
     """State shared by the phases of one own-catalog run."""
 
     def __init__(
-        self, recipe: TrainingRecipe, catalog: OwnCatalog, out: Path, resume: bool, progress: bool, log: Log
+        self, recipe: TrainingRecipe, catalog: OwnCatalog, out: Path, resume: bool, progress: bool, log: Log,
+        ctx: DistContext | None = None,
     ) -> None:
         if not recipe.own_catalog or recipe.catalog_data is None:
             raise ValueError("not an own-catalog recipe (it has no base)")
         self.recipe, self.catalog, self.out = recipe, catalog, out
         self.resume, self.progress, self.log = resume, progress, log
+        self.ctx = ctx or init_from_env()
         self.config = ArmorConfig.from_pretrained(recipe.base)
         self.tokenizer = load_tokenizer(recipe.base, self.config.tokenizer_kind)
         try:
             self.sets = build_catalog_datasets(catalog.items, catalog.photos, recipe.catalog_data)
         except FieldError as exc:  # an answer template naming a field some item lacks
             raise RecipeError(recipe.path, exc.field, exc.message) from None
-        self.data_hash = write_datasets(self.sets, out / "data")
+        self.data_hash = data_hash(self.sets)  # what write_datasets returns, on every process
+        with main_first(self.ctx) as main:
+            if main:
+                self.data_hash = write_datasets(self.sets, out / "data")
+                _write_json(out / "data" / "data.json", self.data_summary())
         self.pictures = PhotoStore(catalog.photos, self.config, recipe.catalog_data.picture_cache)
-        _write_json(out / "data" / "data.json", self.data_summary())
 
     def data_summary(self) -> dict:
         return {
@@ -118,8 +129,13 @@ class OwnRun:
 
     # --- the photos' VQ codes: the model's own frozen VQGAN encoder ---
     def encode_pictures(self, model: ArmorForInterleavedGeneration) -> None:
+        """Rank 0 encodes (or reuses) and writes codes.json; the other processes then read it."""
         if self.pictures.codes:
             return
+        with main_first(self.ctx):
+            self._encode_pictures(model)
+
+    def _encode_pictures(self, model: ArmorForInterleavedGeneration) -> None:
         keys = sorted(set(answer_picture_keys([s for samples in self.sets.values() for s in samples])))
         path = self.out / "data" / "codes.json"
         # The codes hold as long as the encoder and the photos (the items name them by hash) do.
@@ -138,7 +154,8 @@ class OwnRun:
         model.vqgan.eval()
         self.pictures.encode_codes(lambda pixels: model.vqgan.encode(pixels.to(param.device, param.dtype)), keys)
         codes = {f"{item}/{variant}": self.pictures.codes[item, variant] for item, variant in keys}
-        _write_json(path, {**made_from, "image_size": self.config.image_size, "codes": codes})
+        if self.ctx.is_main:
+            _write_json(path, {**made_from, "image_size": self.config.image_size, "codes": codes})
 
     def stage_model(self, index: int) -> ArmorForInterleavedGeneration:
         source = self.recipe.base if index == 1 else self.out / f"stage{index - 1}" / "model"
@@ -169,14 +186,24 @@ class OwnRun:
             directory,
             val[: stage.val_batches * stage.batch_size],
             progress=self.progress,
+            device=self.device,
         )
         self.log(f"stage {stage.stage} ({stage.name}): {stage.steps} steps on {len(samples)} samples")
         return trainer.run(resume=self.resume)
+
+    @property
+    def device(self) -> torch.device:
+        """Where stages train and the evaluation runs: the process's GPU under torchrun, else the first GPU
+        when there is one, else the CPU."""
+        if self.ctx.enabled:
+            return self.ctx.device
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
     def evaluate(self, model_dir: Path, out: Path) -> dict:
         if self.resume and out.exists():
             return json.loads(out.read_text())
         loaded = load_model(model_dir)
+        loaded.model.to(self.device)
         figures = evaluate_catalog(
             loaded.model,
             loaded.tokenizer,
@@ -240,8 +267,11 @@ def run_own_recipe(
         torch.set_num_threads(recipe.threads)
     transformers.utils.logging.disable_progress_bar()
     started = time.time()
+    ctx = init_from_env()
+    if not ctx.is_main:  # one voice: rank 0 logs and shows progress
+        log, progress = (lambda _message: None), False
     out.mkdir(parents=True, exist_ok=True)
-    run = OwnRun(recipe, catalog, out, resume, progress, log)
+    run = OwnRun(recipe, catalog, out, resume, progress, log, ctx)
     report_path = out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     report.update(
@@ -267,11 +297,21 @@ def run_own_recipe(
     report.setdefault("timings_s", {})
     report.setdefault("stages", {})
 
+    def write_report() -> None:
+        if ctx.is_main:
+            _write_json(report_path, report)
+
     def timed(name: str, fn: Callable[[], dict]) -> dict:
         t0 = time.time()
         result = fn()
         report["timings_s"][name] = round(time.time() - t0, 1)
-        _write_json(report_path, report)
+        write_report()
+        return result
+
+    def on_main(name: str, fn: Callable[[], dict]) -> dict | None:
+        """A phase only rank 0 runs (evaluation, export); the others wait for it."""
+        result = timed(name, fn) if ctx.is_main else None
+        barrier(ctx)
         return result
 
     def wanted(name: str) -> bool:
@@ -281,14 +321,15 @@ def run_own_recipe(
         if wanted(str(cfg.stage)):
             report["stages"][str(cfg.stage)] = timed(f"stage{cfg.stage}", lambda cfg=cfg: run.train_stage(cfg))
     if wanted("eval"):
-        report["eval"] = timed("eval", lambda: run.evaluate(out / "stage3" / "model", out / "eval.json"))
+        report["eval"] = on_main("eval", lambda: run.evaluate(out / "stage3" / "model", out / "eval.json"))
     if stage is None:
         report["wall_time_s"] = round(time.time() - started, 1)
     target = recipe.export or default_export(recipe, out)
     if export and wanted("export"):
         report["export"] = str(target)
-        _write_json(report_path, report)
-        timed("export", lambda: {"path": str(run.export(target, report))})
-        _write_json(target / "training.json", report)
-    _write_json(report_path, report)
+        write_report()
+        on_main("export", lambda: {"path": str(run.export(target, report))})
+        if ctx.is_main:
+            _write_json(target / "training.json", report)
+    write_report()
     return report

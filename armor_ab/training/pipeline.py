@@ -40,6 +40,7 @@ from armor_ab.model.tokenizer import ByteTokenizer
 from .batches import PictureStore, TaskSampler, answer_picture_keys, collate
 from .classifier import CLASSIFIER_FILE, CLASSIFIER_META, load_classifier, train_classifier
 from .data import build_datasets, data_hash, select, write_datasets
+from .distributed import init_from_env, main_first
 from .evaluate import UNDERSTANDING_TASKS, evaluate_model, pick_heldout, picture_sheet, run_generation
 from .trainer import StageTrainer
 from .training_recipe import StageConfig, TrainingRecipe
@@ -77,10 +78,13 @@ class Run:
         self.config = get_config(recipe.config)
         self.products = self._catalog()
         self.sets = build_datasets(self.products, recipe.data)
-        self.data_hash = write_datasets(self.sets, out / "data")
+        self.data_hash = data_hash(self.sets)  # what write_datasets returns, on every process
         self.pictures = PictureStore(self.products, self.config)
         self.timings: dict[str, float] = {}
-        _write_json(out / "data" / "data.json", self.data_summary())
+        with main_first(init_from_env()) as main:
+            if main:
+                write_datasets(self.sets, out / "data")
+                _write_json(out / "data" / "data.json", self.data_summary())
 
     def _catalog(self) -> list[Product]:
         if not (self.recipe.catalog / CATALOG_FILE).exists():
@@ -217,6 +221,14 @@ def run_recipe(
     transformers.utils.logging.disable_progress_bar()  # per-shard bars of save/load: noise in a long log
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
+    ctx = init_from_env()
+    if ctx.world_size > 1 and stage not in ("0", "1", "2", "3"):
+        raise ValueError(
+            "under torchrun the demo recipe runs one training stage at a time (--stage 0, 1, 2 or 3); its "
+            "judge, VQ, evaluation and export phases run in one process"
+        )
+    if not ctx.is_main:  # one voice: rank 0 logs, shows progress and writes the report
+        log, progress = (lambda _message: None), False
     run = Run(recipe, out, resume, progress, log)
     report_path = out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -246,7 +258,8 @@ def run_recipe(
         t0 = time.time()
         result = fn()
         report["timings_s"][name] = round(time.time() - t0, 1)
-        _write_json(report_path, report)
+        if ctx.is_main:
+            _write_json(report_path, report)
         return result
 
     def wanted(name: str) -> bool:
@@ -292,6 +305,8 @@ def run_recipe(
         report["one_stage"] = {"stage": summary, "eval": figures, "eval_fresh": fresh}
     if stage is None:
         report["wall_time_s"] = round(time.time() - started, 1)
+    if not ctx.is_main:
+        return report
     _write_json(report_path, report)
     if wanted("export") and recipe.export is not None:
         timed("export", lambda: {"path": str(run.export(report))})
