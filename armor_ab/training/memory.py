@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    import yaml
+
     from armor_ab.assets import training_recipe
     from armor_ab.model.presets import get_config
-
-    import yaml
 
     from .training_recipe import StageConfig
 
