@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,7 @@ DEMO_API_ENV = "ARMOR_AB_DEMO_API"
 DEMO_EXPERIMENT_ENV = "ARMOR_AB_DEMO_EXPERIMENT"
 ORT_THREADS_ENV = "ARMOR_ORT_THREADS"
 ORT_SPINNING_ENV = "ARMOR_ORT_SPINNING"
+DIST_BACKEND_ENV = "ARMOR_AB_DIST_BACKEND"
 
 
 class EnvSettings(BaseSettings):
@@ -92,6 +93,10 @@ class EnvSettings(BaseSettings):
                                     description="ONNX Runtime intra-op threads (unset or 0: ONNX Runtime's choice)")
     ort_spinning: bool = Field(False, validation_alias=ORT_SPINNING_ENV,
                                description="1: ONNX Runtime worker threads spin between graph calls")
+    # -- training under torchrun
+    dist_backend: Literal["gloo", "nccl"] | None = Field(
+        None, validation_alias=DIST_BACKEND_ENV,
+        description="torch.distributed backend of `armor-ab train` under torchrun (unset: nccl with CUDA, else gloo)")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from armor_ab.config import env_settings
+
 logger = logging.getLogger("armor_ab.training")
 
 # Backend override: "gloo" (e.g. CPU processes on a machine that has CUDA) or "nccl".
-ENV_BACKEND = "ARMOR_AB_DIST_BACKEND"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def init_from_env(backend: str | None = None, timeout_s: float = 1800.0) -> Dist
         return DistContext()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    backend = backend or os.environ.get(ENV_BACKEND) or ("nccl" if torch.cuda.is_available() else "gloo")
+    backend = backend or env_settings().dist_backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
         torch.cuda.set_device(_env_int("LOCAL_RANK", 0))
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
