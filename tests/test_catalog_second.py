@@ -26,9 +26,7 @@ import pytest
 
 from armor_ab.assets import DEMO_CATALOG
 from armor_ab.experiments.loader import load_experiment_file
-from armor_ab.store.content import list_content
-from armor_ab.store.db import connect
-from tests.helpers.content import users_by_variant
+from tests.helpers.content import stored_pages, users_by_variant
 from tests.helpers.platform import Server
 from tests.helpers.second_catalog import draw_photo, products
 
@@ -98,11 +96,7 @@ def walk(tmp_path_factory) -> dict:
     out["start"] = cli("experiment", "start", EXP, "--db", str(db))
     out["generate"] = cli("content", "generate", "--experiment", EXP, "--items", GENERATED, "--db", str(db))
     out["approve"] = cli("content", "approve", EXP, "--all", "--db", str(db))
-    con = connect(db, read_only=True)
-    try:
-        out["pages"] = {row.item_id: row for row in list_content(con, EXP)}
-    finally:
-        con.close()
+    out["pages"] = stored_pages(db, EXP)
     return out
 
 

@@ -54,6 +54,7 @@ from armor_ab.training.catalog_data import (
 from armor_ab.training.data import DataConfig, build_datasets, prompt_text
 from armor_ab.training.training_recipe import RecipeError, TrainingRecipe
 from tests.helpers.base_models import chameleon_vqgan, tiny_internvl
+from tests.helpers.content import stored_pages
 from tests.helpers.second_catalog import write_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,14 +383,7 @@ def walk(kitchen, base) -> dict:
     cli("experiment", "apply", str(experiment), "--db", str(db))
     out["generate"] = cli("content", "generate", "--experiment", EXP, "--items", "kettle-01,scale-02",
                           "--db", str(db))
-    from armor_ab.store.content import list_content
-    from armor_ab.store.db import connect
-
-    con = connect(db, read_only=True)
-    try:
-        out["pages"] = {row.item_id: row for row in list_content(con, EXP)}
-    finally:
-        con.close()
+    out["pages"] = stored_pages(db, EXP)
     return out
 
 

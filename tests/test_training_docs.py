@@ -20,9 +20,8 @@ import sys
 
 import pytest
 
-from armor_ab.store.content import list_content
-from armor_ab.store.db import connect
 from tests.helpers.base_models import chameleon_vqgan, tiny_internvl
+from tests.helpers.content import stored_pages
 from tests.helpers.docs import doc_files, sh_commands
 from tests.helpers.platform import ROOT
 from tests.helpers.second_catalog import write_catalog
@@ -64,10 +63,6 @@ def test_the_walk_of_a_manufacturer_runs_as_written(tmp_path) -> None:
     assert all(stage["frozen_unchanged"] for stage in report["stages"].values())
     manifest = json.loads((tmp_path / "engines" / "armor-shop" / "onnx" / "manifest.json").read_text())
     assert manifest["tokenizer"]["kind"] == "hf"
-    con = connect(tmp_path / "shop.duckdb", read_only=True)
-    try:
-        pages = list_content(con, "shop-pages")
-    finally:
-        con.close()
+    pages = list(stored_pages(tmp_path / "shop.duckdb", "shop-pages").values())
     assert len(pages) == len(rows)
     assert {page.content["metadata"]["model"] for page in pages} == {"armor-shop"}

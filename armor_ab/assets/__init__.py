@@ -24,5 +24,19 @@ def build_recipe(name: str) -> Path:
 
 
 def training_recipe(name: str) -> Path:
-    """A shipped training recipe by name (``armor-demo``)."""
+    """A shipped training recipe by name (``armor-demo``, ``own-catalog``, ``armor-1b``)."""
     return TRAINING_RECIPES / f"{name}.yaml"
+
+
+def recipe_file(value: str | Path, folder: Path) -> Path:
+    """``--recipe``: a recipe file's path, or the name of a shipped recipe in ``folder`` (``BUILD_RECIPES`` or
+    ``TRAINING_RECIPES``). A path that exists, ends in .yaml/.yml or has a directory wins over a name;
+    ``FileNotFoundError`` lists the shipped names when neither fits."""
+    path = Path(value)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1:
+        return path
+    shipped = folder / f"{path.name}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise FileNotFoundError(f"{value}: no such recipe file, and no shipped recipe of that name (shipped: {names})")

@@ -36,16 +36,12 @@ OWN_OPTIONS = ("base", "catalog_db", "catalog_file", "catalog_images")
 
 def resolve_training_recipe(value: str) -> Path:
     """``--recipe``: a recipe file, or a shipped training recipe's name (``armor-demo``, ``own-catalog``)."""
-    from armor_ab.assets import TRAINING_RECIPES
+    from armor_ab.assets import TRAINING_RECIPES, recipe_file
 
-    path = Path(value)
-    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1:
-        return path
-    shipped = TRAINING_RECIPES / f"{path.name}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in TRAINING_RECIPES.glob("*.yaml")))
-    fail(f"--recipe {value}: no such recipe file, and no shipped training recipe of that name (shipped: {names})")
+    try:
+        return recipe_file(value, TRAINING_RECIPES)
+    except FileNotFoundError as exc:
+        fail(f"--recipe {exc}")
 
 
 def train(

@@ -147,13 +147,9 @@ def load_recipe(path: Path | str) -> BuildRecipe:
 def resolve_recipe_path(value: str | Path) -> Path:
     """``--recipe``: a recipe file's path, or the name of a shipped recipe (``armor-tiny``, ``armor-demo``,
     ``own-model``: ``armor_ab/assets/recipes/build/NAME.yaml``). A path that exists wins over a name."""
-    from armor_ab.assets import BUILD_RECIPES
+    from armor_ab.assets import BUILD_RECIPES, recipe_file
 
-    path = Path(value)
-    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1:
-        return path
-    shipped = BUILD_RECIPES / f"{path.name}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in BUILD_RECIPES.glob("*.yaml")))
-    raise RecipeError(f"{value}: no such recipe file, and no shipped recipe of that name (shipped: {names})")
+    try:
+        return recipe_file(value, BUILD_RECIPES)
+    except FileNotFoundError as exc:
+        raise RecipeError(str(exc)) from None

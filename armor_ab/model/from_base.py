@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import nn
+from tqdm import tqdm
 from transformers import AutoTokenizer, InternVLConfig
 
 from .configuration import ArmorConfig
@@ -151,7 +153,8 @@ def init_from_base(
                                           "shards": len(shards), "out": str(out)})
     try:
         weight_map: dict[str, str] = {}
-        with _bar(steps, progress) as bar:
+        with tqdm(total=steps, desc="model init", unit="part", file=sys.stderr, leave=False,
+                  disable=not progress) as bar:
             for shard in shards:  # the base, bit for bit
                 # A lone model.safetensors keeps neither its name (transformers would load that file alone
                 # and ignore the index) nor its place: every shard is listed in the index.
@@ -188,7 +191,7 @@ def init_from_base(
             language_model=config.text_config.model_type,
             dtype=str(dtype).removeprefix("torch."),
             base_tensors=len(base_entries) - int(tied),
-            base_bytes=sum(_data_bytes(s) for s in shards),
+            base_bytes=sum(entry.end - entry.begin for _, entry in base_entries.values()),
             new_parameters=new_counts,
             tied_lm_head_copied=tied,
             tokenizer=asdict(extension),
@@ -430,27 +433,3 @@ def _current_rss() -> int:
 def _peak_rss() -> int:
     """This process's peak RSS (VmHWM). Not ru_maxrss: that carries over the parent's RSS across fork+exec."""
     return _status_kib("VmHWM") * 1024
-
-
-class _bar:
-    """A tqdm bar on stderr when asked for, else nothing."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            import sys
-
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="model init", unit="part", file=sys.stderr, leave=False)
-
-    def __enter__(self) -> _bar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)

@@ -99,10 +99,6 @@ class HFTokenizer:
         """User text -> ids; special-token strings in it stay text (never control tokens)."""
         return list(self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
-    def _encode_control(self, text: str) -> list[int]:
-        """Template text -> ids, its special tokens parsed (they come from the template, not from a user)."""
-        return list(self.tok(text, add_special_tokens=False)["input_ids"]) if text else []
-
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         known = [int(i) for i in ids if 0 <= int(i) < len(self.tok)]
         return self.tok.decode(known, skip_special_tokens=skip_special)
@@ -133,8 +129,12 @@ def template_parts(tok: Any) -> tuple[list[int], list[int]]:
     if rendered.count(_SLOT) != 1:
         raise TokenizerSetupError("the chat template does not place the user's message exactly once")
     prefix, suffix = rendered.split(_SLOT)
-    encode = lambda s: list(tok(s, add_special_tokens=False)["input_ids"]) if s else []  # noqa: E731
-    return encode(prefix), encode(suffix)
+    return _encode_control(tok, prefix), _encode_control(tok, suffix)
+
+
+def _encode_control(tok: Any, text: str) -> list[int]:
+    """Template text -> ids, its special tokens parsed (they come from the template, not from a user)."""
+    return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
 def chat_stop_id(tok: Any) -> int:

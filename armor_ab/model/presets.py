@@ -111,6 +111,36 @@ def armor_demo() -> ArmorConfig:
     )
 
 
+def _internvit_300m() -> dict:
+    """InternViT-300M-448px, the vision tower of InternVL2.5-1B to 8B."""
+    return {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "image_size": 448,
+        "patch_size": 14,  # 32 x 32 patches -> pixel shuffle 0.5 -> 256 LM tokens
+        "attention_bias": True,
+        "layer_norm_eps": 1e-6,
+        "norm_type": "layer_norm",
+        "use_mean_pooling": True,  # no final LayerNorm, as in InternViT
+    }
+
+
+def _chameleon_vq() -> dict:
+    """Chameleon's VQGAN (vqgan.yaml), generating at ARMOR's 256 px."""
+    return {
+        "num_embeddings": 8192,
+        "embed_dim": 256,
+        "latent_channels": 256,
+        "base_channels": 128,
+        "channel_multiplier": [1, 1, 2, 2, 4],
+        "num_res_blocks": 2,
+        "attn_resolutions": None,
+        "resolution": 256,
+    }
+
+
 def armor_8b() -> ArmorConfig:
     return ArmorConfig(
         model_name="armor-8b",
@@ -128,30 +158,8 @@ def armor_8b() -> ArmorConfig:
             "rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1_000_000.0},
             "tie_word_embeddings": False,
         },
-        # InternViT-300M-448px.
-        vision_config={
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "image_size": 448,
-            "patch_size": 14,  # 32 x 32 patches -> pixel shuffle 0.5 -> 256 LM tokens
-            "attention_bias": True,
-            "layer_norm_eps": 1e-6,
-            "norm_type": "layer_norm",
-            "use_mean_pooling": True,  # no final LayerNorm, as in InternViT
-        },
-        # Chameleon's VQGAN (vqgan.yaml), generating at ARMOR's 256 px.
-        vq_config={
-            "num_embeddings": 8192,
-            "embed_dim": 256,
-            "latent_channels": 256,
-            "base_channels": 128,
-            "channel_multiplier": [1, 1, 2, 2, 4],
-            "num_res_blocks": 2,
-            "attn_resolutions": None,
-            "resolution": 256,
-        },
+        vision_config=_internvit_300m(),
+        vq_config=_chameleon_vq(),
         image_token_id=92546,  # <IMG_CONTEXT>
         image_seq_length=256,
         adapter_num_layers=3,  # 3 LM-sized blocks: ~0.65B of ARMOR's ~0.7B new parameters
@@ -160,36 +168,6 @@ def armor_8b() -> ArmorConfig:
         text_pad_id=0,
         tokenizer_kind="hf",
     )
-
-
-def _internvit_300m() -> dict:
-    """InternViT-300M-448px, the vision tower of InternVL2.5-1B to 8B."""
-    return {
-        "hidden_size": 1024,
-        "intermediate_size": 4096,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "image_size": 448,
-        "patch_size": 14,  # 32 x 32 patches -> pixel shuffle 0.5 -> 256 LM tokens
-        "attention_bias": True,
-        "layer_norm_eps": 1e-6,
-        "norm_type": "layer_norm",
-        "use_mean_pooling": True,
-    }
-
-
-def _chameleon_vq() -> dict:
-    """Chameleon's VQGAN (vqgan.yaml), generating at ARMOR's 256 px."""
-    return {
-        "num_embeddings": 8192,
-        "embed_dim": 256,
-        "latent_channels": 256,
-        "base_channels": 128,
-        "channel_multiplier": [1, 1, 2, 2, 4],
-        "num_res_blocks": 2,
-        "attn_resolutions": None,
-        "resolution": 256,
-    }
 
 
 def armor_1b() -> ArmorConfig:

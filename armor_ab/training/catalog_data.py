@@ -53,7 +53,7 @@ from armor_ab.catalog.items import CatalogItem
 from armor_ab.model.configuration import ArmorConfig
 
 from .batches import CachedPictures, PictureKey
-from .data import TASKS
+from .data import TASKS, mark_hq, number_samples
 
 SPLITS = ("train", "val", "heldout")
 TEXT_TASKS = ("t2t", "t2i", "t2ti")  # prompted by text, about a named item
@@ -394,16 +394,8 @@ def build_catalog_datasets(
                 segments = [_picture("user", item, variant), _user(pool[i]), _say(answer)]
                 sets[split].append(_sample(split, "ti2t", item, f"ti2t/{kind}/{i}", segments))
 
-    by_key: dict[tuple[str, str], list[dict]] = {}
-    for sample in sets["train"]:
-        by_key.setdefault((sample["task"], sample["product"]), []).append(sample)
-    for group in by_key.values():
-        for sample in rng.sample(group, min(config.hq_per_item, len(group))):
-            sample["hq"] = True
-
-    for split, samples in sets.items():
-        for n, sample in enumerate(samples):
-            sample["id"] = f"{split}-{sample['task']}-{n:05d}"
+    mark_hq(sets["train"], config.hq_per_item, rng)
+    number_samples(sets)
     return sets
 
 

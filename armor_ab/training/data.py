@@ -467,17 +467,26 @@ def build_datasets(products: Sequence[Product], config: DataConfig = DataConfig(
                     sets["base"].append(_sample("base", "ti2t", product, tag, segments))
 
     # Stage 3's subset: a few samples per product and task type, picked once (the "high quality" 50K each).
+    mark_hq(sets["train"], config.hq_per_product, rng)
+    number_samples(sets)
+    return sets
+
+
+def mark_hq(samples: Sequence[dict], per_key: int, rng: random.Random) -> None:
+    """Stage 3's subset: ``per_key`` samples of each (task, product), drawn with ``rng``, get ``hq: True``."""
     by_key: dict[tuple[str, str], list[dict]] = {}
-    for sample in sets["train"]:
+    for sample in samples:
         by_key.setdefault((sample["task"], sample["product"]), []).append(sample)
     for group in by_key.values():
-        for sample in rng.sample(group, min(config.hq_per_product, len(group))):
+        for sample in rng.sample(group, min(per_key, len(group))):
             sample["hq"] = True
 
+
+def number_samples(sets: dict[str, list[dict]]) -> None:
+    """Each sample's id: ``<split>-<task>-<n>``, numbered in split order."""
     for split, samples in sets.items():
         for n, sample in enumerate(samples):
             sample["id"] = f"{split}-{sample['task']}-{n:05d}"
-    return sets
 
 
 def prompt_text(sample: dict) -> str:

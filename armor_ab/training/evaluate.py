@@ -125,15 +125,10 @@ def score(results: Sequence[dict], products: dict[str, Product], judge: Category
     category_of = {id(r): c for r, c in zip(images, judged, strict=True)}
     img_hits = img_n = img_asked = 0
     for r in results:
-        sample, text, picture = r["sample"], r["text"], r["picture"]
+        sample, text = r["sample"], r["text"]
         product = products[sample["product"]]
-        task = sample["task"]
-        wants = wants_picture(sample)
-        ok = (picture is not None) == wants and (task == "t2i" or bool(text))
-        modality_ok += ok
-        stats = per_task.setdefault(task, {"n": 0, "modality_ok": 0})
-        stats["n"] += 1
-        stats["modality_ok"] += ok
+        task, wants = sample["task"], wants_picture(sample)
+        modality_ok += _tally_modality(r, per_task)
         if task in ("t2t", "t2ti"):
             spec_n += 1
             spec_hits += all(v in text for v in product.spec_values)
@@ -158,6 +153,18 @@ def score(results: Sequence[dict], products: dict[str, Product], judge: Category
         "ti2t_category_accuracy": _frac(ti2t_hits, ti2t_n),
         "per_task": per_task,
     }
+
+
+def _tally_modality(result: dict, per_task: dict[str, dict]) -> bool:
+    """Whether a result answered in the modality asked for (a picture exactly when one was asked, and text
+    unless only a picture was), counted into its task's ``n`` / ``modality_ok``."""
+    sample, text, picture = result["sample"], result["text"], result["picture"]
+    task = sample["task"]
+    ok = (picture is not None) == wants_picture(sample) and (task == "t2i" or bool(text))
+    stats = per_task.setdefault(task, {"n": 0, "modality_ok": 0})
+    stats["n"] += 1
+    stats["modality_ok"] += ok
+    return ok
 
 
 def _frac(hits: int, n: int) -> float | None:
@@ -270,15 +277,10 @@ def score_catalog(results: Sequence[dict], items: dict[str, CatalogItem], judged
     modality_ok = spec_hits = spec_n = ti2t_hits = ti2t_names = ti2t_n = 0
     img_hits = img_n = img_asked = 0
     for index, r in enumerate(results):
-        sample, text, picture = r["sample"], r["text"], r["picture"]
+        sample, text = r["sample"], r["text"]
         item = items[sample["product"]]
-        task = sample["task"]
-        wants = wants_picture(sample)
-        ok = (picture is not None) == wants and (task == "t2i" or bool(text))
-        modality_ok += ok
-        stats = per_task.setdefault(task, {"n": 0, "modality_ok": 0})
-        stats["n"] += 1
-        stats["modality_ok"] += ok
+        task, wants = sample["task"], wants_picture(sample)
+        modality_ok += _tally_modality(r, per_task)
         if task in ("t2t", "t2ti"):
             spec_n += 1
             values = list(item.specs.values()) or [item.name]

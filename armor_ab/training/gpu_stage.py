@@ -21,26 +21,24 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from armor_ab.model import ArmorForInterleavedGeneration, get_config
-from armor_ab.model.cache import position_ids_from_valid
-from armor_ab.model.modeling import attention_mask_for
 
+from .batches import IGNORE, Batch
 from .memory import estimate_stage_memory
+from .trainer import autocast, compute_losses
 
 
-def batch(config, rows: int, prompt: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, code targets) of ``rows`` t2i sequences: prompt, <imgbos>, codes, <imgend>."""
+def batch(config, rows: int, prompt: int, generator: torch.Generator, device) -> Batch:
+    """``rows`` t2i sequences (prompt, <imgbos>, codes, <imgend>); the codes and <imgend> are the targets."""
     n = config.codes_per_image
     text = torch.randint(0, config.text_vocab_size, (rows, prompt), generator=generator)
     codes = torch.randint(0, config.num_image_codes, (rows, n), generator=generator)
     ids = torch.cat([text, torch.full((rows, 1), config.imgbos_id), codes + config.code_offset,
                      torch.full((rows, 1), config.imgend_id)], dim=1)  # (R, T)
-    target = torch.full_like(ids, -100)
-    target[:, prompt:prompt + n] = codes  # after <imgbos> and each code: the next code
-    target[:, prompt + n] = config.num_image_codes  # after the last code: <imgend> (visual head index)
-    return ids.to(device), target.to(device)
+    labels = ids.clone()
+    labels[:, : prompt + 1] = IGNORE  # the prompt and <imgbos> are given, not learned
+    return Batch(ids.to(device), torch.ones_like(ids, device=device), labels.to(device), None)
 
 
 def run(config_name: str, device: str, steps: int, warmup: int, rows: int, prompt: int) -> dict:
@@ -63,18 +61,12 @@ def run(config_name: str, device: str, steps: int, warmup: int, rows: int, promp
     times, losses = [], []
     seq_len = prompt + config.codes_per_image + 2
     for step in range(warmup + steps):
-        ids, target = batch(config, rows, prompt, generator, dev)
+        step_batch = batch(config, rows, prompt, generator, dev)
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        valid = torch.ones_like(ids, dtype=torch.bool)
-        positions, mask = position_ids_from_valid(valid), attention_mask_for(valid)
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
-            h = model.model.language_model(inputs_embeds=model.embed_tokens(ids), attention_mask=mask,
-                                           position_ids=positions).last_hidden_state  # (R, T, C)
-            logits = model.visual_logits(model.adapter(h, positions, mask))  # (R, T, N + 2)
-        loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                               target[:, 1:].reshape(-1), ignore_index=-100)
+        with autocast("bf16", dev):  # the trainer's own loss: visual head only (alpha 0, beta 1)
+            loss, _, _ = compute_losses(model, step_batch, alpha=0.0, beta=1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -18,7 +18,6 @@ SDPA maths - over-counts if anything). ``gpu_stage.py`` measures the real peak o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from armor_ab.assets import training_recipe
+    from armor_ab.assets import TRAINING_RECIPES, recipe_file
     from armor_ab.model.presets import get_config
 
     from .training_recipe import StageConfig
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world-size", type=int, default=1, help="processes (GPUs) sharing a step's batch")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    path = Path(args.recipe) if Path(args.recipe).suffix in (".yaml", ".yml") else training_recipe(args.recipe)
+    path = recipe_file(args.recipe, TRAINING_RECIPES)
     # The stages alone: a recipe's inputs (its base, its catalog) play no part in the memory a stage needs.
     stages = [StageConfig.from_dict(s) for s in yaml.safe_load(path.read_text())["stages"]]
     estimates = recipe_estimates(stages, get_config(args.config), args.seq_len, args.world_size)

@@ -54,7 +54,7 @@ from .catalog_data import SPLITS, FieldError, PhotoStore, build_catalog_datasets
 from .data import data_hash, select, write_datasets, write_jsonl
 from .distributed import DistContext, barrier, init_from_env, main_first
 from .evaluate import evaluate_catalog
-from .pipeline import _write_json, versions
+from .pipeline import _write_json, recipe_record
 from .trainer import StageTrainer
 from .training_recipe import RecipeError, StageConfig, TrainingRecipe
 
@@ -278,9 +278,7 @@ def run_own_recipe(
         {
             "what": f"{recipe.name}: a pretrained ARMOR base fine-tuned on its own catalog with WoHG stages 1-3",
             "made_by": "armor-ab train",
-            "recipe_file": str(recipe.path) if recipe.path else None,
-            "recipe_sha256": recipe.sha256(),
-            "recipe": recipe.to_json(),
+            **recipe_record(recipe),
             "base": run.base_record(),
             "catalog": catalog.summary(),
             "skipped": {"vq": "the base's VQGAN is used frozen", "0": "the pretrained base is stage 0's result"},
@@ -290,8 +288,6 @@ def run_own_recipe(
                 "eval": recipe.eval.seed,
             },
             "data": run.data_summary(),
-            "versions": versions(),
-            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         }
     )
     report.setdefault("timings_s", {})

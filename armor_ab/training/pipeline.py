@@ -69,6 +69,17 @@ def versions() -> dict[str, str]:
     }
 
 
+def recipe_record(recipe: TrainingRecipe) -> dict:
+    """What a run report says of its recipe and the machine: the recipe as read and its hash, versions."""
+    return {
+        "recipe_file": str(recipe.path) if recipe.path else None,
+        "recipe_sha256": recipe.sha256(),
+        "recipe": recipe.to_json(),
+        "versions": versions(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+    }
+
+
 class Run:
     """State shared by the phases of one recipe run."""
 
@@ -235,9 +246,7 @@ def run_recipe(
     report.update(
         {
             "what": f"{recipe.name}: ARMOR demo model trained with the WoHG recipe",
-            "recipe_file": str(recipe.path) if recipe.path else None,
-            "recipe_sha256": recipe.sha256(),
-            "recipe": recipe.to_json(),
+            **recipe_record(recipe),
             "seeds": {
                 "model_init": recipe.seed,
                 "batches": f"{recipe.seed} * 100 + stage",
@@ -247,8 +256,6 @@ def run_recipe(
                 "eval": recipe.eval.seed,
             },
             "data": run.data_summary(),
-            "versions": versions(),
-            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         }
     )
     report.setdefault("timings_s", {})

@@ -15,3 +15,15 @@ def users_by_variant(spec) -> dict[str, str]:
         if len(found) == 2:
             return found
     raise AssertionError("no split")
+
+
+def stored_pages(db, experiment: str) -> dict:
+    """item id -> the stored page (``ContentRow``) of each item of ``experiment`` in the DuckDB file ``db``."""
+    from armor_ab.store.content import list_content
+    from armor_ab.store.db import connect
+
+    con = connect(db, read_only=True)
+    try:
+        return {row.item_id: row for row in list_content(con, experiment)}
+    finally:
+        con.close()
