@@ -24,7 +24,7 @@ from pathlib import Path
 PACKAGE = "armor_ab"
 ROOT = Path(__file__).resolve().parent
 
-# Lowest first. The chains the layers follow: model -> engine -> content; experiments -> store ->
+# Lowest first. The chains the layers follow: model -> engine -> guardrails -> content; experiments -> store ->
 # reporting -> services -> api -> web and dashboards; the dev tools and the CLI on top.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0. foundations: settings, logging, shipped files, the event log's one declaration, bot detection
@@ -35,21 +35,23 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("events", "experiments", "engine"),
     # 3. the event log and its database (store); WoHG fine-tuning (training)
     ("store", "training"),
-    # 4. generated content: prompts, generation through an engine, control copy, on-demand generation
+    # 4. guardrails: the checks every generated page passes (they ask the model and its judge about pictures)
+    ("guardrails",),
+    # 5. generated content: prompts, generation through an engine, its checks, control copy, on-demand generation
     ("content",),
-    # 5. the experiment report: reads the store, runs the statistics and the ROI, gives the verdict
+    # 6. the experiment report: reads the store, runs the statistics and the ROI, gives the verdict
     ("reporting",),
-    # 6. the service layer under every door: auth, assignment, ingest, serving, review, live state
+    # 7. the service layer under every door: auth, assignment, ingest, serving, review, live state, health
     ("services",),
-    # 7. the HTTP API
+    # 8. the HTTP API
     ("api",),
-    # 8. what sits on the API: the browser side (snippet, example site) and the Streamlit dashboards
+    # 9. what sits on the API: the browser side (snippet, example site) and the Streamlit dashboards
     ("web", "dashboards"),
-    # 9. dev tools (``devtools``): the one-command demo, the traffic simulator
+    # 10. dev tools (``devtools``): the one-command demo, the traffic simulator
     ("devtools",),
-    # 10. the command line (``armor-ab``; ``armor-ab simulate`` runs the simulator)
+    # 11. the command line (``armor-ab``; ``armor-ab simulate`` runs the simulator)
     ("cli",),
-    # 11. ``python -m armor_ab``, and this check
+    # 12. ``python -m armor_ab``, and this check
     ("__main__", "_layers"),
 )
 

@@ -141,8 +141,8 @@ def test_fallbacks_to_control_copy(content_platform) -> None:
     odd = 'x"\\ü\u2028</script>'
     assert get_content(server, keys, users["control"], odd)["item_id"] == odd  # hand-built JSON stays JSON
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert 'armor_ab_content_fallback_total{reason="unapproved"} 2.0' in metrics
-    assert 'armor_ab_content_fallback_total{reason="missing"} 2.0' in metrics  # bearings-04 and the unknown item
+    assert 'armor_ab_content_fallback_total{experiment="catalog-interleaved",reason="unapproved"} 2.0' in metrics
+    assert 'armor_ab_content_fallback_total{experiment="catalog-interleaved",reason="missing"} 2.0' in metrics  # bearings-04 and the unknown item
 
 
 def test_approving_through_the_api_changes_what_is_served(content_platform) -> None:

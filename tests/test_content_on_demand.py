@@ -88,7 +88,7 @@ def test_a_slow_page_falls_back_to_control_and_goes_live_when_ready(tmp_path) ->
             body = content(server, keys, users["armor"], "motors-03")
         assert (body["source"], body["fallback"]) == ("armor", None)
         metrics = httpx.get(f"{server.url}/metrics").text
-        assert 'armor_ab_content_fallback_total{reason="generating"}' in metrics
+        assert 'armor_ab_content_fallback_total{experiment="catalog-interleaved",reason="generating"}' in metrics
         assert list(review(server, keys)) == ["motors-03"]  # one page, however often it was asked for
     finally:
         server.stop()

@@ -29,7 +29,7 @@ def test_a_key_is_stored_only_with_the_answer_that_shows_it(tmp_path: Path) -> N
         # An approved page the snapshot cannot serve (no segments): every snapshot after it fails.
         poison = store.write(
             query,
-            "INSERT INTO content VALUES ('catalog-interleaved', 'armor', 'P-01', 'approved', '{}', 'd', 'p', 'm', ?, ?)",
+            "INSERT INTO content (experiment, variant, item_id, status, content, digest, prompt, model, generated_at, reviewed_at) VALUES ('catalog-interleaved', 'armor', 'P-01', 'approved', '{}', 'd', 'p', 'm', ?, ?)",
             [datetime.now(UTC), datetime.now(UTC)],
         )
         with pytest.raises(KeyError):

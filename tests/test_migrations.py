@@ -141,7 +141,7 @@ def versions(path: Path) -> list[int]:
 
 
 def test_schema_version_is_the_number_of_migrations() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 4
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
 
 
 def test_fresh_database_records_the_current_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +177,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
     con = connect(db_path)
     try:
-        assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4"]
+        assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5"]
         assert current_version(con) == SCHEMA_VERSION
         rec = get_experiment(con, made["spec"].key)
         assert rec is not None and rec.spec == made["spec"] and rec.status == "running"
@@ -197,7 +197,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
         con.close()
 
     connect(db_path).close()  # the second open: already current
-    assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4"]
+    assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5"]
     assert versions(db_path) == list(range(1, SCHEMA_VERSION + 1))  # one row per version reached
     connect(db_path, read_only=True).close()
 
@@ -224,7 +224,7 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 4
+        assert current_version(con) == SCHEMA_VERSION == 5
         assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(COLUMN_NAMES)
         assert con.execute("SELECT count(*), count(source) FROM events").fetchone() == (3, 0)
         assert con.execute("SELECT value FROM events WHERE type = 'dwell'").fetchone()[0] == 1234.5
@@ -240,7 +240,7 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
     finally:
         con.close()
     connect(db_path).close()
-    assert versions(db_path) == [1, 2, 3, 4]
+    assert versions(db_path) == [1, 2, 3, 4, 5]
 
 
 def test_version_2_database_loses_the_event_id_index_and_keeps_every_row(db_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_version_2_database_loses_the_event_id_index_and_keeps_every_row(db_path
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 4
+        assert current_version(con) == SCHEMA_VERSION == 5
         assert con.execute("SELECT * FROM events ORDER BY event_id").fetchall() == before
         assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' "
                            "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
@@ -294,7 +294,7 @@ def test_version_3_database_gains_the_catalog_tables_and_keeps_its_pages(db_path
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 4
+        assert current_version(con) == SCHEMA_VERSION == 5
         assert table_exists(con, "catalog_items") and table_exists(con, "catalog_imports")
         assert list_items(con) == []
         key = (made["spec"].key, "armor", "pumps-01")
@@ -308,7 +308,7 @@ def test_version_3_database_gains_the_catalog_tables_and_keeps_its_pages(db_path
         assert approved(con) == {}
     finally:
         con.close()
-    assert versions(db_path) == [1, 2, 3, 4]
+    assert versions(db_path) == [1, 2, 3, 4, 5]
 
 
 def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,7 +122,7 @@ def test_a_spec_stored_by_older_code_is_read_with_the_new_names(db_path: Path, f
     now = datetime.now(UTC)
     con = connect(db_path)
     try:
-        con.execute("INSERT INTO experiments VALUES ('renamed-keys', 'Renamed keys', 'draft', ?, 0, ?, ?, NULL, NULL)",
+        con.execute("INSERT INTO experiments (key, name, status, spec, bucket_version, created_at, updated_at, started_at, stopped_at) VALUES ('renamed-keys', 'Renamed keys', 'draft', ?, 0, ?, ?, NULL, NULL)",
                     [json.dumps(yaml.safe_load(YAML)), now, now])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

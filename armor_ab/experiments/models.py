@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from armor_ab.experiments.content_checks import ContentChecks, Expects, HealthSpec
 from armor_ab.experiments.limits import (
     MAX_LABEL_CHARS,
     MAX_NAME_CHARS,
@@ -122,6 +123,8 @@ class ContentSpec(_Strict):
     # Generate a missing page while the visitor waits (up to the server's timeout; control copy
     # meanwhile). Such pages go live unreviewed (approved, no review time); reject them to stop.
     on_demand: bool = False
+    # What each page must hold (checked by the modality guardrail); None: read from the prompt template.
+    expects: Expects | None = None
 
     @model_validator(mode="after")
     def _armor_needs_prompt(self) -> ContentSpec:
@@ -279,6 +282,10 @@ class ExperimentSpec(_Strict):
     segments: list[SegmentName] = Field(default=[], max_length=MAX_SEGMENTS)
     roi: RoiAssumptions | None = None
     analysis: AnalysisSpec = AnalysisSpec()
+    # Guardrails every generated page passes before it can be approved or served (docs/guardrails.md).
+    content_checks: ContentChecks = ContentChecks()
+    # Live health: what warns, and whether a critical state pauses the ARMOR arms (docs/guardrails.md).
+    health: HealthSpec = HealthSpec()
 
     @model_validator(mode="before")
     @classmethod

@@ -50,10 +50,21 @@ class Metrics:
             "exposures not queued (writer queue full) or not committed; logged again on the visitor's next request",
             registry=self.registry,
         )
+        # Both by experiment: the live health of each experiment reads its own fallback rate.
         self.content_fallback = Counter(
-            "armor_ab_content_fallback_total", "content requests served control copy instead",
-            ["reason"], registry=self.registry,
+            "armor_ab_content_fallback_total",
+            "content requests of an ARMOR arm served control copy instead, by experiment and reason "
+            "(missing, unapproved, generating, generation_failed, guardrail, paused)",
+            ["experiment", "reason"], registry=self.registry,
         )
+        self.content_armor_requests = Counter(
+            "armor_ab_content_armor_requests_total",
+            "content requests of visitors in an ARMOR arm (the denominator of the fallback rate), by experiment",
+            ["experiment"], registry=self.registry,
+        )
+        # The same counts as plain numbers for the health check (reading a Counter back is private API).
+        self.armor_requests: dict[str, int] = {}
+        self.fallbacks: dict[str, dict[str, int]] = {}
         self.events_refused = Counter(
             "armor_ab_events_refused_total",
             "client events refused one by one (the rest of their batch committed), by reason",
@@ -62,3 +73,12 @@ class Metrics:
         self.keys_revoked = Counter(
             "armor_ab_keys_revoked_total", "API keys revoked (DELETE /v1/keys/{id})", registry=self.registry
         )
+
+    def count_armor_content(self, experiment: str, fallback: str | None) -> None:
+        """One content answer to a visitor of an ARMOR arm: its page (``fallback`` None) or control's copy."""
+        self.content_armor_requests.labels(experiment).inc()
+        self.armor_requests[experiment] = self.armor_requests.get(experiment, 0) + 1
+        if fallback is not None:
+            self.content_fallback.labels(experiment, fallback).inc()
+            by_reason = self.fallbacks.setdefault(experiment, {})
+            by_reason[fallback] = by_reason.get(fallback, 0) + 1

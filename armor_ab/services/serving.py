@@ -56,7 +56,7 @@ def content_body(state: AppState, resolved: Resolved, item_id: str, missing_reas
             source = "armor"
         else:
             fallback = "unapproved" if cache_key in state.content_status else missing_reason or "missing"
-            state.metrics.content_fallback.labels(fallback).inc()
+        state.metrics.count_armor_content(exp.record.key, fallback)
     if body is None:
         body = state.control.get(item_id)
         if body is None:

@@ -13,6 +13,7 @@ API's PUT) replaces it, keeping its status, timestamps and bucket version (histo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -58,10 +59,17 @@ class ExperimentRecord:
     updated_at: datetime
     started_at: datetime | None
     stopped_at: datetime | None
+    # Set while the ARMOR arms serve control's copy (live health turned critical, or a human paused it).
+    paused_at: datetime | None = None
+    pause_cause: str | None = None
 
     @property
     def key(self) -> str:
         return self.spec.key
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def effective_seed(self) -> str:
@@ -74,6 +82,8 @@ class ExperimentRecord:
         return {
             **_lifecycle(self),
             "effective_seed": self.effective_seed,
+            "paused_at": self.paused_at.isoformat() if self.paused_at else None,
+            "pause_cause": self.pause_cause,
             "spec": self.spec.model_dump(mode="json"),
         }
 
@@ -103,13 +113,13 @@ class QuarantinedExperiment:
         }
 
 
-_COLUMNS = "key, spec, status, bucket_version, created_at, updated_at, started_at, stopped_at"
+_COLUMNS = "key, spec, status, bucket_version, created_at, updated_at, started_at, stopped_at, paused_at, pause_cause"
 _logged: set[tuple[str, datetime]] = set()  # quarantined rows already logged (one line per row version)
 
 
 def _load(row: tuple) -> ExperimentRecord | QuarantinedExperiment:
     """The row as a record, or quarantined with the first error when its spec or status does not load."""
-    key, spec_text, status, bucket_version, created, updated, started, stopped = row
+    key, spec_text, status, bucket_version, created, updated, started, stopped, paused_at, pause_cause = row
     field: str | None
     try:
         spec = ExperimentSpec.model_validate_json(spec_text)
@@ -124,7 +134,8 @@ def _load(row: tuple) -> ExperimentRecord | QuarantinedExperiment:
         elif status not in STATUSES:
             field, error = "status", f"status {status!r} is not one of {', '.join(STATUSES)}"
         else:
-            return ExperimentRecord(spec, status, bucket_version, created, updated, started, stopped)
+            return ExperimentRecord(spec, status, bucket_version, created, updated, started, stopped,
+                                    paused_at, pause_cause)
     if (key, updated) not in _logged:
         _logged.add((key, updated))
         log.error("experiment quarantined: its stored spec does not load",
@@ -171,25 +182,28 @@ def list_quarantined(con: duckdb.DuckDBPyConnection) -> list[QuarantinedExperime
     return [r for r in _load_all(con) if isinstance(r, QuarantinedExperiment)]
 
 
-def _history(con: duckdb.DuckDBPyConnection, rec: ExperimentRecord, action: str, now: datetime) -> None:
+def _history(con: duckdb.DuckDBPyConnection, rec: ExperimentRecord, action: str, now: datetime,
+             note: str | None = None) -> None:
     con.execute(
-        """INSERT INTO experiment_history
-           SELECT ?, coalesce(max(revision), 0) + 1, ?, ?, ?, ?, ? FROM experiment_history WHERE key = ?""",
-        [rec.key, action, rec.status, rec.bucket_version, rec.spec.model_dump_json(), now, rec.key],
+        """INSERT INTO experiment_history (key, revision, action, status, bucket_version, spec, changed_at, note)
+           SELECT ?, coalesce(max(revision), 0) + 1, ?, ?, ?, ?, ?, ? FROM experiment_history WHERE key = ?""",
+        [rec.key, action, rec.status, rec.bucket_version, rec.spec.model_dump_json(), now, note, rec.key],
     )
 
 
-def _save(con: duckdb.DuckDBPyConnection, rec: ExperimentRecord, action: str) -> ExperimentRecord:
+def _save(con: duckdb.DuckDBPyConnection, rec: ExperimentRecord, action: str,
+          note: str | None = None) -> ExperimentRecord:
     con.execute("BEGIN")
     try:
         con.execute(
             """INSERT OR REPLACE INTO experiments
-               (key, name, status, spec, bucket_version, created_at, updated_at, started_at, stopped_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               (key, name, status, spec, bucket_version, created_at, updated_at, started_at, stopped_at,
+                paused_at, pause_cause)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [rec.key, rec.spec.name, rec.status, rec.spec.model_dump_json(), rec.bucket_version,
-             rec.created_at, rec.updated_at, rec.started_at, rec.stopped_at],
+             rec.created_at, rec.updated_at, rec.started_at, rec.stopped_at, rec.paused_at, rec.pause_cause],
         )
-        _history(con, rec, action, rec.updated_at)
+        _history(con, rec, action, rec.updated_at, note)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -223,7 +237,8 @@ def upsert_experiment(
             field="variants",
         )
     bucket = old.bucket_version + 1 if new_bucket_version else old.bucket_version
-    rec = ExperimentRecord(spec, old.status, bucket, old.created_at, now, old.started_at, old.stopped_at)
+    rec = ExperimentRecord(spec, old.status, bucket, old.created_at, now, old.started_at, old.stopped_at,
+                           old.paused_at, old.pause_cause)
     action = "rebucket" if new_bucket_version else "update"
     return _save(con, rec, action), action
 
@@ -286,12 +301,33 @@ def set_status(
                                   field="at")
         if status != "running" or old.started_at is not None:
             raise ExperimentError("invalid_start", "only a first start can be back-dated", field="at")
+    # A pause ends with the run: a restarted experiment starts unpaused (the history keeps the pause).
     rec = ExperimentRecord(
         old.spec, status, old.bucket_version, old.created_at, now,
         (at or now) if status == "running" and old.started_at is None else old.started_at,
         now if status == "stopped" else None,
     )
     return _save(con, rec, "start" if status == "running" else "stop")
+
+
+def set_paused(con: duckdb.DuckDBPyConnection, key: str, paused: bool, *, cause: str,
+               by: str | None = None) -> tuple[ExperimentRecord, bool]:
+    """Pause (the ARMOR arms serve control's copy; assignment is unchanged) or resume a running
+    experiment; returns the record and whether anything changed (pausing a paused one keeps the
+    first cause). The history row (``pause``/``resume``) carries the cause and who."""
+    old = get_experiment(con, key)
+    if old is None:
+        raise ExperimentError("experiment_not_found", f"no experiment {key!r}", field="key")
+    if paused and old.status != "running":
+        raise ExperimentError("invalid_transition", f"experiment {key!r} is {old.status}; only a running one pauses",
+                              field="status")
+    if paused == old.paused:
+        return old, False
+    now = datetime.now(UTC)
+    rec = dataclasses.replace(old, updated_at=now, paused_at=now if paused else None,
+                              pause_cause=cause if paused else None)
+    note = f"{cause} (by {by})" if by else cause
+    return _save(con, rec, "pause" if paused else "resume", note), True
 
 
 def spec_json(rec: ExperimentRecord) -> str:

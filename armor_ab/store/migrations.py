@@ -127,8 +127,21 @@ def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
     tables; ``content.status`` is free text, so existing rows need no change: nothing to do but the record."""
 
 
+def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
+    """Guardrails and live health: each page's check results, verdict and reviewer
+    (``content.checks``, ``verdict``, ``reviewed_by``, ``reviewed_key``); an experiment's pause
+    (``experiments.paused_at``, ``pause_cause``) and the cause in its history (``experiment_history.note``).
+    Pages stored before have no checks (NULL): ``armor-ab content check KEY`` runs them."""
+    for column, sql_type in (("checks", "JSON"), ("verdict", "VARCHAR"), ("reviewed_by", "VARCHAR"),
+                             ("reviewed_key", "VARCHAR")):
+        add_column(con, "content", column, sql_type)
+    add_column(con, "experiments", "paused_at", "TIMESTAMPTZ")
+    add_column(con, "experiments", "pause_cause", "VARCHAR")
+    add_column(con, "experiment_history", "note", "VARCHAR")
+
+
 # MIGRATIONS[n] takes version n to n + 1. Append only; never edit or reorder a released one.
-MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -30,16 +30,19 @@ CREATE TABLE IF NOT EXISTS experiments (
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
     started_at TIMESTAMPTZ,
-    stopped_at TIMESTAMPTZ
+    stopped_at TIMESTAMPTZ,
+    paused_at TIMESTAMPTZ,                    -- set while its ARMOR arms serve control's copy (health or a human)
+    pause_cause VARCHAR                       -- why: the health check's reason, or the human's note
 );
 CREATE TABLE IF NOT EXISTS experiment_history (
     key VARCHAR NOT NULL,
     revision INTEGER NOT NULL,
-    action VARCHAR NOT NULL,                  -- create | update | start | stop | rebucket
+    action VARCHAR NOT NULL,                  -- create | update | start | stop | rebucket | repair | pause | resume
     status VARCHAR NOT NULL,
     bucket_version INTEGER NOT NULL,
     spec JSON NOT NULL,
     changed_at TIMESTAMPTZ NOT NULL,
+    note VARCHAR,                             -- pause and resume: the cause, and who
     PRIMARY KEY (key, revision)
 );
 CREATE TABLE IF NOT EXISTS content (
@@ -53,6 +56,10 @@ CREATE TABLE IF NOT EXISTS content (
     model VARCHAR NOT NULL,
     generated_at TIMESTAMPTZ NOT NULL,
     reviewed_at TIMESTAMPTZ,
+    checks JSON,                              -- the guardrails' results (armor_ab.guardrails); NULL: never checked
+    verdict VARCHAR,                          -- pass | warn | fail (a blocking check failed: never served)
+    reviewed_by VARCHAR,                      -- who set the status: a reviewer's name, or 'guardrails'
+    reviewed_key VARCHAR,                     -- the API key id of that review ('cli' from the command line)
     PRIMARY KEY (experiment, variant, item_id)
 );
 CREATE TABLE IF NOT EXISTS api_keys (
