@@ -83,8 +83,10 @@ def log_exposure(
         return key
     now = micros(datetime.now(UTC))
     # The exposure carries the visitor's segments (analysis reads them from the first exposure).
+    # ``paused``: the experiment's ARMOR arms served control's copy then; the analysis leaves such visitors out.
     props = {"category": state.categories.get(item_id) if item_id else None, "device": device,
-             "bot": True if user_agent and is_bot(user_agent) else None}
+             "bot": True if user_agent and is_bot(user_agent) else None,
+             "paused": True if exp.record.paused_at is not None else None}
     props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
     row = exposure_row(event_id=key, experiment=exp.record.key, variant=variant, user_id=user_id,
                        item_id=item_id, ts=now, received_at=now, properties=props_json)

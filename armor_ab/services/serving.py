@@ -30,7 +30,7 @@ async def content_answer(state: AppState, resolved: Resolved, item_id: str) -> b
     """``content_body``, after waiting (up to the timeout) for a missing page the variant generates on demand."""
     exp, variant = resolved.experiment, resolved.variant
     reason = None
-    if variant is not None and (exp.record.key, variant, item_id) not in state.content:
+    if variant is not None and exp.record.paused_at is None and (exp.record.key, variant, item_id) not in state.content:
         # Checked before awaiting: a control visitor or a stored page costs no coroutine here.
         spec = state.on_demand.wanted(state, exp.record.spec, variant, item_id)
         if spec is not None:
@@ -51,9 +51,12 @@ def content_body(state: AppState, resolved: Resolved, item_id: str, missing_reas
     spec_variant = exp.record.spec.variant(variant) if variant else None
     if spec_variant is not None and spec_variant.content.source == "armor":
         cache_key = (exp.record.key, variant, item_id)
-        body = state.content.get(cache_key)
+        # A paused experiment's ARMOR arms serve control's copy until a human resumes them.
+        body = None if exp.record.paused_at is not None else state.content.get(cache_key)
         if body is not None:
             source = "armor"
+        elif exp.record.paused_at is not None:
+            fallback = "paused"
         else:
             fallback = "unapproved" if cache_key in state.content_status else missing_reason or "missing"
         state.metrics.count_armor_content(exp.record.key, fallback)
