@@ -41,7 +41,10 @@ class Expects(_Strict):
 
 
 class SpecFidelityPolicy(_Strict):
-    """Every number-with-unit in the text must equal a catalog spec (units normalised)."""
+    """Every number-with-unit in the text must equal a catalog spec (units normalised).
+
+    ``trust_description``: quantities the item's own control copy (``description``) states count as
+    catalog facts too (a page may repeat what the catalog page already says)."""
 
     action: CheckAction = "block"
     # Spec labels (as in the catalog's ``specs``) the page must state; compared case-insensitively.
@@ -50,6 +53,7 @@ class SpecFidelityPolicy(_Strict):
     rel_tolerance: float = Field(default=0.005, ge=0.0, lt=0.5)
     # Numbers with a unit that match no spec are "invented"; false turns that part off.
     flag_invented: bool = True
+    trust_description: bool = True
 
 
 def _compiles(patterns: list[str]) -> list[str]:

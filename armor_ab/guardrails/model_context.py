@@ -22,8 +22,21 @@ def load_judge(model: str | Path) -> Judge | None:
 
 
 def special_tokens(tokenizer) -> tuple[str, ...]:
-    """The tokenizer's control tokens as text (none may reach a page)."""
-    return ()  # written by the text checks' author
+    """The tokenizer's control tokens as text (none may reach a page), in the tokenizer's order.
+
+    The byte tokenizer lists them (``specials``); a Hugging Face one (``HFTokenizer``, or a bare
+    transformers tokenizer) has its named specials (``all_special_tokens``: bos, eos, pad, ...) and the
+    tokens added as special (``added_tokens_decoder``: InternVL's image tokens, ARMOR's code tokens,
+    ChatML's ``<|im_start|>``/``<|im_end|>``)."""
+    if tokenizer is None:
+        return ()
+    if hasattr(tokenizer, "specials"):
+        return tuple(dict.fromkeys(t for t in tokenizer.specials if t))
+    tok = getattr(tokenizer, "tok", tokenizer)
+    found = list(getattr(tok, "all_special_tokens", ()))
+    found += [t.content for _, t in sorted(getattr(tok, "added_tokens_decoder", {}).items())
+              if getattr(t, "special", False)]
+    return tuple(dict.fromkeys(t for t in found if isinstance(t, str) and t))
 
 
 def context_for(generator, model: str | Path, items: Sequence[CatalogItem], policy: ContentChecks) -> CheckContext:
