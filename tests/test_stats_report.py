@@ -115,7 +115,8 @@ def test_report_is_strict_json_with_every_section(report: dict) -> None:
     assert report["verdict"]["decision"] in ("ship", "keep_running", "stop") and report["verdict"]["reason"]
     assert report["roi"]["variant"] == "treatment" and 0 <= report["roi"]["prob_npv_positive"] <= 1
     assert {c["name"] for c in report["data_quality"]["checks"]} == {
-        "srm", "unknown_variants", "multiple_variants", "bots", "capping", "min_runtime", "min_sample"}
+        "srm", "unknown_variants", "multiple_variants", "bots", "paused", "page_changes", "fallbacks", "capping",
+        "min_runtime", "min_sample"}
     assert all(c["status"] in ("ok", "warn", "fail") for c in report["data_quality"]["checks"])
 
 

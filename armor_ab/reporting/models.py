@@ -112,7 +112,8 @@ class ResultEntry(_Fixed):
 
 
 class QualityCheckPublic(_Fixed):
-    name: Literal["srm", "unknown_variants", "multiple_variants", "bots", "capping", "min_runtime", "min_sample"]
+    name: Literal["srm", "unknown_variants", "multiple_variants", "bots", "paused", "page_changes", "fallbacks",
+                  "capping", "min_runtime", "min_sample"]
     status: CheckStatus
     message: str
     value: float | None  # the count or share the check is about
@@ -309,6 +310,35 @@ class ReportWindow(_Fixed):
     end: datetime
 
 
+class PageVersionPublic(_Fixed):
+    """Visitors of one item and ARMOR variant first served one page."""
+
+    page: str | None  # the page's SHA-256 digest (None: a fallback whose digest was not recorded)
+    fallback: str | None  # why control's copy was served instead of the ARMOR page; None: the ARMOR page
+    visitors: int
+
+
+class ChangedItemPublic(_Fixed):
+    """An item whose served page changed during the test in one ARMOR variant."""
+
+    item_id: str
+    variant: str
+    visitors: int
+    pages: list[PageVersionPublic]  # most visitors first, at most 10
+    omitted_pages: int  # further versions not listed
+
+
+class ServedPagesBlock(_Fixed):
+    """Which page the ARMOR variants' visitors were first served (``armor_ab.stats.pages``)."""
+
+    variants: list[str]  # the ARMOR variants checked
+    visitors: dict[str, int]  # variant -> visitors whose first exposure records the page served
+    fallback_visitors: dict[str, int]  # variant -> of those, first served control's copy
+    fallback_reasons: dict[str, int]  # reason (missing, unapproved, generating, ...) -> visitors
+    changed_items: int  # (item, variant) pairs whose served page changed, all of them
+    items: list[ChangedItemPublic]  # the first 20 of them, most visitors first
+
+
 class DataBlock(_Fixed):
     """What the query counted and excluded, and the caps and windows it applied."""
 
@@ -318,6 +348,8 @@ class DataBlock(_Fixed):
     multi_variant_visitors: int
     unknown_variant_visitors: dict[str, int]
     bot_visitors: dict[str, int]
+    paused_visitors: dict[str, int]  # variant -> visitors first exposed while the experiment was paused (excluded)
+    served_pages: ServedPagesBlock | None  # None: not checked (a report from sums alone)
     # Which exposures let a visitor in (``analysis.exposures``), and the visitors left out because only
     # exposures posted with a client key named them (forged or replayed; always 0 with "any").
     exposures: Literal["server", "any"]
@@ -362,8 +394,9 @@ class ExperimentReport(_Fixed):
 
 
 __all__ = [
-    "AgePoint", "AgeSeries", "AnalysisBlock", "BayesianPublic", "DataBlock", "DataQuality", "DecisionBlock",
-    "ExperimentReport", "GuardrailBlock", "PowerBlock", "PowerPlanPublic", "QualityCheckPublic", "ReportRoi",
-    "ReportWindow", "ResultEntry", "RoiBlock", "RoiPublic", "RoiUnavailable", "Runtime", "SegmentOmitted",
-    "SegmentResult", "SegmentValue", "SequentialPublic", "SrmBlock", "TimePoint", "TimeSeries", "VerdictBlock",
+    "AgePoint", "AgeSeries", "AnalysisBlock", "BayesianPublic", "ChangedItemPublic", "DataBlock", "DataQuality",
+    "DecisionBlock", "ExperimentReport", "GuardrailBlock", "PageVersionPublic", "PowerBlock", "PowerPlanPublic",
+    "QualityCheckPublic", "ReportRoi", "ReportWindow", "ResultEntry", "RoiBlock", "RoiPublic", "RoiUnavailable",
+    "Runtime", "SegmentOmitted", "SegmentResult", "SegmentValue", "SequentialPublic", "ServedPagesBlock", "SrmBlock",
+    "TimePoint", "TimeSeries", "VerdictBlock",
 ]

@@ -4,7 +4,8 @@ The report assembly layer: it reads the store (the experiment's record, one SQL 
 events), runs the pure statistics of ``armor_ab.stats`` on the sufficient statistics, prices the
 effect with ``armor_ab.roi``, and adds the verdict (``armor_ab.reporting.verdict``). One SQL query
 (``armor_ab.stats.sql``) returns the sufficient statistics per variant, per variant and day, and per
-segment value; everything else here is arithmetic on a few hundred numbers, so a request costs one
+segment value, and a small one over its exposures (``armor_ab.stats.pages``) which page the ARMOR
+variants served; everything else here is arithmetic on a few hundred numbers, so a request costs one
 scan of the experiment's events plus a few milliseconds of Python.
 
 The report's schema is ``armor_ab.reporting.models.ExperimentReport``.
@@ -24,6 +25,7 @@ from armor_ab.stats.bayesian import Prior
 from armor_ab.stats.comparison import Comparison, ComparisonOptions, compare, entry
 from armor_ab.stats.frequentist import welch
 from armor_ab.stats.multiple import adjust
+from armor_ab.stats.pages import ServedPages, load_served_pages
 from armor_ab.stats.power import alphas, plan_for_mode
 from armor_ab.stats.quality import quality_checks
 from armor_ab.stats.sequential import sequential, sequential_guardrail
@@ -295,6 +297,19 @@ def _load(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start: datet
     )
 
 
+def armor_variants(record: ExperimentRecord) -> list[str]:
+    """The variants whose pages the ARMOR model generates (``content.source: armor``)."""
+    return [v.key for v in record.spec.variants if v.content.source == "armor"]
+
+
+def _load_pages(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start: datetime | None,
+                end: datetime) -> ServedPages:
+    """The pages the ARMOR variants' visitors were first served (page changes, fallbacks)."""
+    a = record.spec.analysis
+    return load_served_pages(con, record.spec.key, armor_variants(record), start=start, end=end,
+                             bot_user_agents=a.bots.user_agents, exposures=a.exposures)
+
+
 def primary_baseline(
     con: duckdb.DuckDBPyConnection, record: ExperimentRecord, *, cuped: bool | None = None, now: datetime | None = None
 ) -> dict:
@@ -355,7 +370,7 @@ def experiment_report(
     now = now or datetime.now(UTC)
     start, end = _window(record, now)
     sums = _load(con, record, start, end, report_segments(record))
-    return report_from_sums(record, sums, cuped=cuped, now=now)
+    return report_from_sums(record, sums, cuped=cuped, now=now, pages=_load_pages(con, record, start, end))
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -393,12 +408,14 @@ def _needs_roi(results: list[dict], primary_metric: str, variant: str | None) ->
 
 def decision_inputs(
     record: ExperimentRecord, sums: ExperimentSums, *, cuped: bool | None = None, now: datetime | None = None,
-    lazy_roi: bool = False,
+    lazy_roi: bool = False, pages: ServedPages | None = None,
 ) -> dict:
     """Every part of the report the verdict reads, and the verdict.
 
     ``lazy_roi`` prices the effect only when the verdict can read it (the primary metric's decision
     interval is above 0): the error-rate simulations take thousands of looks and need no ROI at most.
+    ``pages``: the ARMOR variants' served pages, for the ``page_changes`` and ``fallbacks`` checks
+    (None: not checked).
     """
     now = now or datetime.now(UTC)
     spec = record.spec
@@ -436,6 +453,7 @@ def decision_inputs(
         caps=dict(sums.caps), multi_warn_share=a.multi_exposure_warn_share,
         days_elapsed=traffic["days_elapsed"], min_runtime_days=a.min_runtime_days,
         visitors_per_variant=visitors, min_visitors_per_variant=a.min_visitors_per_variant,
+        paused=sums.paused_visitors, pages=pages,
     )
     a_seq, a_fix = _decision_alphas(record)
     report = {
@@ -469,15 +487,17 @@ def decision_inputs(
 
 
 def report_from_sums(
-    record: ExperimentRecord, sums: ExperimentSums, *, cuped: bool | None = None, now: datetime | None = None
+    record: ExperimentRecord, sums: ExperimentSums, *, cuped: bool | None = None, now: datetime | None = None,
+    pages: ServedPages | None = None,
 ) -> dict:
-    """The report from sufficient statistics computed elsewhere (the SQL query, or a benchmark's baseline)."""
+    """The report from sufficient statistics computed elsewhere (the SQL query, or a benchmark's baseline);
+    ``pages``: the ARMOR variants' served pages (``load_served_pages``; None: not checked)."""
     now = now or datetime.now(UTC)
     spec = record.spec
     a = spec.analysis
     start, end = _window(record, now)
     settings = _settings(record, cuped)
-    core = decision_inputs(record, sums, cuped=cuped, now=now)
+    core = decision_inputs(record, sums, cuped=cuped, now=now, pages=pages)
     verdict = core.pop("verdict")
     unknown = core.pop("unknown_variant_visitors")
     return {
@@ -496,6 +516,8 @@ def report_from_sums(
             "multi_variant_visitors": sums.multi_variant_visitors,
             "unknown_variant_visitors": unknown,
             "bot_visitors": dict(sums.bot_visitors),
+            "paused_visitors": dict(sums.paused_visitors),
+            "served_pages": pages.to_dict() if pages is not None else None,
             "exposures": a.exposures,
             "client_only_visitors": sums.client_only_visitors,
             "deduplicated_in_sql": sums.deduplicated_in_sql,

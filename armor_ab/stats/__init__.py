@@ -1,6 +1,7 @@
 """The statistics engine: SQL sufficient statistics, then small, tested formulas.
 
 * ``sql``         one DuckDB query -> ``ExperimentSums`` (per variant, per day, per segment)
+* ``pages``       one small DuckDB query -> ``ServedPages`` (ARMOR pages changed mid-test, fallbacks)
 * ``suffstats``   frozen, mergeable sufficient statistics (n, sums, squares, cross-products)
 * ``estimate``    per-arm estimates, delta method, CUPED
 * ``frequentist`` Welch t-test, relative lift, non-inferiority

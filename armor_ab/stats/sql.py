@@ -22,7 +22,11 @@ What counts (the analysis contract):
   3. bot ``user_agent``: one of its exposures in the window (with a variant or not) has
      ``properties.bot = true`` (the JSON boolean; the API sets it when the request's User-Agent
      is a known bot, ``armor_ab.bots``);
-  4. bot ``rate``: more than ``max_views_per_day`` page views in one UTC day after its first
+  4. ``paused``: its first exposure has ``properties.paused = true`` (the JSON boolean): the
+     experiment was paused then (live health turned critical, or a human paused it), so its ARMOR
+     arms served control's copy and the visitor saw no treatment. Excluded in every arm alike, so
+     the arms stay comparable; counted per variant (``paused_visitors``);
+  5. bot ``rate``: more than ``max_views_per_day`` page views in one UTC day after its first
      exposure (in the window; the conversion window does not shorten this check).
 
 * Its page_view / dwell / inquiry events count from its first exposure (``ts >= t0``) to the
@@ -146,6 +150,7 @@ class ExperimentSums:
     caps: dict[str, float | None] = field(default_factory=dict)  # per-visitor cap used per variable (None: none)
     ages: dict[str, dict[int, VisitorSums]] = field(default_factory=dict)  # variant -> days since exposure -> sums
     client_only_visitors: int = 0  # excluded: only client-posted exposures name them (exposures="server")
+    paused_visitors: dict[str, int] = field(default_factory=dict)  # excluded: first exposed while paused, per variant
     totals: dict[str, VisitorSums] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -205,6 +210,12 @@ def _json_path_literal(key: str) -> str:
         raise ValueError(f"segment name must be a non-empty string of at most 200 characters, got {key!r}")
     path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return "'" + path.replace("'", "''") + "'"
+
+
+def json_flag(expr: str, key: str) -> str:
+    """SQL: whether the JSON value ``expr`` holds ``key: true``, the boolean (a string "true" is not the
+    flag); NULL when ``expr`` is NULL. ``bot`` on any exposure, ``paused`` on the first one exclude a visitor."""
+    return f"json_extract({expr}, {_json_path_literal(key)}) = 'true'"
 
 
 def _post_sum(col: str) -> str:
@@ -295,8 +306,11 @@ def build_query(
     cell_match = "".join(f" AND fe0.{c} IS NOT DISTINCT FROM cells.{c}" for c in seg_cols)
 
     # Exclusions decided from the exposure rows alone; the first reason that applies wins.
-    ua_col = (",\n            coalesce(bool_or(json_extract(properties, '$.bot') = 'true'), false) AS ua_bot"
+    ua_col = (f",\n            coalesce(bool_or({json_flag('properties', 'bot')}), false) AS ua_bot"
               if bot_user_agents else "")
+    # Paused: read from the first exposure naming a variant (the one whose variant and segments count).
+    ua_col += (f",\n            coalesce({json_flag('arg_min(properties, tu) FILTER (variant IS NOT NULL)', 'paused')}, "
+               "false) AS paused")
     if server_only:  # an exposure naming a variant that no client key sent (NULL: written before sources)
         ua_col += (",\n            coalesce(bool_or(source IS DISTINCT FROM 'client') FILTER (variant IS NOT NULL), "
                    "false) AS vouched")
@@ -305,6 +319,7 @@ def build_query(
         reasons += " WHEN NOT list_contains($variants::VARCHAR[], variant) THEN 'unknown'"
     if bot_user_agents:
         reasons += " WHEN ua_bot THEN 'user_agent'"
+    reasons += " WHEN paused THEN 'paused'"
 
     def dwell(prefix: str) -> str:
         value = f"{prefix}value"
@@ -503,7 +518,8 @@ FROM (SELECT *, day - day0 AS age FROM fine) JOIN cells USING (cell)
 WHERE age <= $max_age AND day < $end_day
 GROUP BY variant, age
 UNION ALL BY NAME
-SELECT 'excluded' AS part, excluded AS reason, CASE WHEN excluded = 'unknown' THEN variant END AS variant,
+SELECT 'excluded' AS part, excluded AS reason,
+    CASE WHEN excluded IN ('unknown', 'paused') THEN variant END AS variant,
     count(*) AS visitors
 FROM fe0 WHERE excluded IS NOT NULL GROUP BY ALL{rate_count}
 UNION ALL BY NAME
@@ -630,6 +646,7 @@ def load_sums(
     seg: dict[str, dict[str, dict[str, VisitorSums]]] = {name: {} for name in segments}
     age_sums: dict[str, dict[int, VisitorSums]] = {}
     unknown: dict[str, int] = {}
+    paused: dict[str, int] = {}
     bots = dict.fromkeys(BOT_REASONS, 0)
     multi = client_only = 0
     event_cap: float | None = None
@@ -656,6 +673,8 @@ def load_sums(
                 client_only += count
             elif reason == "unknown":
                 unknown[row[col["variant"]]] = unknown.get(row[col["variant"]], 0) + count
+            elif reason == "paused":
+                paused[row[col["variant"]]] = paused.get(row[col["variant"]], 0) + count
             else:
                 bots[reason] += count
         elif part == "caps":
@@ -667,7 +686,7 @@ def load_sums(
     return ExperimentSums(
         cap=event_cap, daily=daily, segments=seg, multi_variant_visitors=multi, deduplicated_in_sql=dedup,
         unknown_variant_visitors=unknown, bot_visitors=bots, caps=used_caps, ages=ages,
-        client_only_visitors=client_only,
+        client_only_visitors=client_only, paused_visitors=paused,
     )
 
 
