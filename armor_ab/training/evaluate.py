@@ -12,8 +12,9 @@ Decoding is greedy for text and low-temperature with classifier-free guidance fo
 A model fine-tuned on a user's own catalog (``own_pipeline.py``) has no judge trained for its categories, so
 ``evaluate_catalog`` asks the model itself: every generated picture goes back through its understanding path
 (ViT -> projector -> LM) with a held-out "what is this?" question, and the picture counts when the answer
-names the requested item's category (``names_category``). Its figures, on the held-out split of
-``catalog_data.py`` (phrasings no training sample used, photo augmentations no training sample saw):
+names the requested item's category (``armor_ab.catalog.categories.names_category``, shared with the
+guardrails' image_text check). Its figures, on the held-out split of ``catalog_data.py`` (phrasings no
+training sample used, photo augmentations no training sample saw):
 
 * ``modality_accuracy``        as above
 * ``image_category_accuracy``  generated pictures whose category the model's own answer names (``_strict``:
@@ -27,7 +28,6 @@ names the requested item's category (``names_category``). Its figures, on the he
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from armor_ab.catalog.categories import names_category
 from armor_ab.catalog.items import CatalogItem
 from armor_ab.catalog.products import Product, product_picture
 from armor_ab.model.generate import InterleavedGenerator, SamplingConfig
@@ -235,17 +236,26 @@ def picture_sheet(results: Sequence[dict], columns: int = 7) -> Image.Image | No
 
 
 # --- a model fine-tuned on the user's own catalog ------------------------------------------------------------
-def names_category(text: str, category: str, categories: Sequence[str]) -> bool:
-    """``text`` names ``category`` (whole words, any case) and no other category of the catalog (one that
-    is part of ``category`` itself, like "kettle" of "electric kettles", does not count against it)."""
-
-    def named(c: str) -> bool:
-        return re.search(rf"(?<!\w){re.escape(c.casefold())}(?!\w)", text.casefold()) is not None
-
-    if not named(category):
-        return False
-    others = [c for c in categories if c != category and c.casefold() not in category.casefold()]
-    return not any(named(c) for c in others)
+def answer_about_pictures(
+    generator: InterleavedGenerator,
+    pictures: Sequence[Image.Image],
+    questions: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int = 0,
+) -> list[str]:
+    """The model's stripped text answers to ``questions[i]`` about ``pictures[i]``: its understanding path
+    (ViT -> projector -> LM), greedy, no pictures drawn, ``batch_size`` pictures per ``generate`` call. The
+    guardrails' image_text check asks through this too (``guardrails.model_context.understanding``)."""
+    if len(pictures) != len(questions):
+        raise ValueError(f"{len(pictures)} pictures but {len(questions)} questions")
+    settings = SamplingConfig(max_new_tokens=max_new_tokens, max_images=0, temperature=0.0, seed=seed)
+    answers: list[str] = []
+    for start in range(0, len(pictures), max(1, batch_size)):
+        stop = start + max(1, batch_size)
+        out = generator.generate(list(questions[start:stop]), list(pictures[start:stop]), settings)
+        answers += [content.text.strip() for content in out.contents]
+    return answers
 
 
 def ask_about_pictures(
@@ -258,13 +268,7 @@ def ask_about_pictures(
     """The model's text answers to ``questions[i]`` about ``pictures[i]`` (its understanding path; greedy,
     no pictures drawn)."""
     generator = InterleavedGenerator.from_model(model, tokenizer)
-    settings = SamplingConfig(max_new_tokens=cfg.max_new_tokens, max_images=0, temperature=0.0, seed=cfg.seed)
-    answers: list[str] = []
-    for start in range(0, len(pictures), cfg.batch_size):
-        out = generator.generate(
-            list(questions[start : start + cfg.batch_size]), list(pictures[start : start + cfg.batch_size]), settings
-        )
-        answers += [content.text.strip() for content in out.contents]
+    answers = answer_about_pictures(generator, pictures, questions, cfg.max_new_tokens, cfg.batch_size, cfg.seed)
     model.eval()
     return answers
 
