@@ -141,6 +141,18 @@ def test_required_specs_must_be_stated():
     assert spec_fidelity.run(page("sensors-05", "Talks io-link."), link, CheckContext()).status == "pass"
 
 
+def test_a_star_requires_every_spec_of_the_item():
+    """The demo model's truncated "Bearing B-03: 20 mm, 12" (the load lost its unit) passes without required
+    specs, and fails with "*"."""
+    truncated = page("bearings-03", "Bearing B-03: 20 mm, 12")
+    assert spec_fidelity.run(truncated, SpecFidelityPolicy(), CheckContext()).status == "pass"
+    every = SpecFidelityPolicy(required_specs=["*"])
+    result = spec_fidelity.run(truncated, every, CheckContext())
+    assert result.status == "fail" and "12 kN" in result.reason
+    whole = page("bearings-03", f"{items()['bearings-03'].spec_line()}")
+    assert spec_fidelity.run(whole, every, CheckContext()).status == "pass"
+
+
 def test_required_spec_unknown_to_the_item_fails_clearly():
     result = spec_fidelity.run(page("pumps-02", "Pump P-02: 1.5 kW."), SpecFidelityPolicy(required_specs=["voltage"]),
                                CheckContext())

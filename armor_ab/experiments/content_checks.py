@@ -48,6 +48,7 @@ class SpecFidelityPolicy(_Strict):
 
     action: CheckAction = "block"
     # Spec labels (as in the catalog's ``specs``) the page must state; compared case-insensitively.
+    # "*" stands for every spec of the item.
     required_specs: list[str] = Field(default=[], max_length=MAX_TERMS)
     # Relative tolerance when comparing normalised magnitudes ("5.5 kW" vs "5500 W" is exact).
     rel_tolerance: float = Field(default=0.005, ge=0.0, lt=0.5)

@@ -99,7 +99,11 @@ def _required_problems(page: Page, policy: SpecFidelityPolicy) -> list[tuple[str
     specs = {label.casefold(): (label, value) for label, value in page.item.specs.items()}
     page_quantities = find_quantities(page.text)
     problems = []
-    for wanted in policy.required_specs:
+    # "*" stands for every spec of the item (catalogs whose items have different labels per category).
+    required = [w for w in policy.required_specs if w.strip() != "*"]
+    if len(required) < len(policy.required_specs):
+        required += [label for label in page.item.specs if label.casefold() not in {r.casefold() for r in required}]
+    for wanted in required:
         key = wanted.strip().casefold()
         label, value = specs.get(key) or specs.get(key.removeprefix("spec_"), (None, ""))
         if label is None or not value.strip():
