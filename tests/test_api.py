@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import duckdb
@@ -240,7 +241,16 @@ def test_server_exposures_carry_segments(tmp_path) -> None:
     import json as _json
 
     assert _json.loads(props["p"]) == {"category": "pumps", "device": "mobile"}
-    assert _json.loads(props["d"]) == {"category": "valves", "device": "desktop"}
+    # …/content's exposure also names the page served (here control's copy: no page is generated) and why.
+    from armor_ab.content.control import control_content
+    from armor_ab.services.state import json_bytes
+    from armor_ab.store.catalog import get_item
+
+    con = duckdb.connect(str(db), read_only=True)
+    copy = hashlib.sha256(json_bytes(control_content(get_item(con, "valves-02")))).hexdigest()
+    con.close()
+    assert _json.loads(props["d"]) == {"category": "valves", "device": "desktop", "page": copy,
+                                       "fallback": "missing"}  # d is in the armor variant
     assert _json.loads(props["n"]) == {"device": "desktop"}  # httpx's own agent; no item, no category
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from armor_ab.assets import DEMO_EXPERIMENT
 from armor_ab.cli import app
+from tests.helpers.content import CHECKS_OFF
 
 runner = CliRunner()
 EXP = "catalog-interleaved"
@@ -44,7 +45,7 @@ def experiment_file(tmp: Path, prompt: str, name: str = "exp.yaml") -> Path:
     path = tmp / name
     text = DEMO_EXPERIMENT.read_text()
     assert DEMO_PROMPT in text
-    path.write_text(text.replace(DEMO_PROMPT, f'prompt: "{prompt}", model: armor-tiny, max_images: 1'))
+    path.write_text(text.replace(DEMO_PROMPT, f'prompt: "{prompt}", model: armor-tiny, max_images: 1') + CHECKS_OFF)
     return path
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from armor_ab.assets import DEMO_CATALOG
 from armor_ab.experiments.loader import load_experiment_file
-from tests.helpers.content import stored_pages, users_by_variant
+from tests.helpers.content import CHECKS_OFF, stored_pages, users_by_variant
 from tests.helpers.platform import Server
 from tests.helpers.second_catalog import draw_photo, products
 
@@ -44,7 +44,7 @@ variants:
   - {{key: control, weight: 0.5, content: {{source: catalog}}}}
   - {{key: armor, weight: 0.5, content: {{source: armor, model: armor-tiny, max_images: 1, prompt: "{PROMPT}"}}}}
 metrics: {{primary: dwell_time_per_view}}
-"""
+""" + CHECKS_OFF  # not about the guardrails: armor-tiny's pages pass none of them
 GENERATED = "kettles,grinder-02"  # one category and one id: five pages
 GENERATED_IDS = ["kettle-01", "kettle-02", "kettle-03", "kettle-04", "grinder-02"]
 

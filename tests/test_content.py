@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
-from tests.helpers.content import EXP, users_by_variant
+from tests.helpers.content import CHECKS_OFF, EXP, users_by_variant
 from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
@@ -24,7 +24,8 @@ def content_platform(tmp_path_factory):
     yaml_file = tmp / "exp.yaml"
     yaml_file.write_text(DEMO_EXPERIMENT.read_text().replace(
         'prompt: "Describe {name} for our catalog, with pictures."',
-        'prompt: "Describe {name} ({specs}) for our catalog, with pictures.", model: armor-tiny, max_images: 1'))
+        'prompt: "Describe {name} ({specs}) for our catalog, with pictures.", model: armor-tiny, max_images: 1')
+        + CHECKS_OFF)
     db = tmp / "armor_ab.duckdb"
     # The server's catalog (the database's): five items; pages are generated for the first three.
     keys = seed_database(db, yaml_file, items=["pumps-01", "valves-02", "motors-03", "bearings-04", "gearboxes-05"])

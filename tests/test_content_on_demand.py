@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from armor_ab.cli import app
 from armor_ab.experiments.loader import load_experiment_file
-from tests.helpers.content import EXP, users_by_variant
+from tests.helpers.content import CHECKS_OFF, EXP, users_by_variant
 from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
 
 runner = CliRunner()
@@ -23,7 +23,8 @@ def platform(tmp_path, timeout: float, model: str = "armor-tiny"):
     yaml_file = tmp_path / "exp.yaml"
     yaml_file.write_text(DEMO_EXPERIMENT.read_text().replace(
         'prompt: "Describe {name} for our catalog, with pictures."',
-        f'prompt: "Describe {{name}} for our catalog, with pictures.", model: {model}, max_images: 1, on_demand: true'))
+        f'prompt: "Describe {{name}} for our catalog, with pictures.", model: {model}, max_images: 1, on_demand: true')
+        + CHECKS_OFF)
     db = tmp_path / "armor_ab.duckdb"
     keys = seed_database(db, yaml_file, items=ITEMS)
     server = Server(db, extra_args=["--on-demand-timeout", str(timeout)]).start()

@@ -311,6 +311,43 @@ def test_version_3_database_gains_the_catalog_tables_and_keeps_its_pages(db_path
     assert versions(db_path) == [1, 2, 3, 4, 5]
 
 
+def test_version_4_database_gains_the_guardrail_columns_and_keeps_its_pages(db_path: Path) -> None:
+    """Version 5 adds each page's checks, verdict and reviewer (``content.checks``, ``verdict``,
+    ``reviewed_by``, ``reviewed_key``): stored pages keep every value with those NULL (never checked),
+    and are served as before; ``armor-ab content check`` fills them in."""
+    from armor_ab.store.catalog import CATALOG_DDL
+    from armor_ab.store.content import approved, set_checks, statuses
+
+    made = make_version_1(db_path)
+    con = duckdb.connect(str(db_path))
+    migrations._v1_to_v2(con)
+    migrations._v2_to_v3(con)
+    con.execute(CATALOG_DDL)
+    con.execute("INSERT INTO schema_version VALUES (2, ?), (3, ?), (4, ?)", [T0, T0, T0])
+    assert current_version(con) == 4 and not column_exists(con, "content", "checks")
+    con.close()
+
+    con = connect(db_path)
+    try:
+        assert current_version(con) == SCHEMA_VERSION == 5
+        for column in ("checks", "verdict", "reviewed_by", "reviewed_key"):
+            assert column_exists(con, "content", column)
+        key = (made["spec"].key, "armor", "pumps-01")
+        [row] = list_content(con, made["spec"].key)
+        assert (row.item_id, row.status, row.digest, row.content, row.reviewed_at) == (
+            "pumps-01", "approved", "abc", made["content"], T0)
+        assert (row.checks, row.verdict, row.reviewed_by, row.reviewed_key) == (None, None, None, None)
+        assert list(approved(con)) == [key] and statuses(con)[key] == "approved"
+        # Checked now, failing a blocking check: still approved, no longer served.
+        checks = {"verdict": "fail", "checked_at": "2026-11-02T09:30:00+00:00", "policy_hash": "0" * 64,
+                  "results": [{"check": "terms", "status": "fail", "action": "block", "reason": "r", "evidence": []}]}
+        assert set_checks(con, made["spec"].key, "armor", "pumps-01", checks, "fail")
+        assert approved(con) == {} and statuses(con)[key] == "blocked"
+    finally:
+        con.close()
+    assert versions(db_path) == [1, 2, 3, 4, 5]
+
+
 def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """How the next issues add a column: append a migration N -> N + 1 that calls ``add_column``."""
     con = connect(db_path)  # a database of today's version, with rows in a scratch table and events

@@ -128,8 +128,9 @@ async def answer(
         params = _params(scope)
         user_id = query_id(params.get("user_id"), "user_id", True)
         item_id = query_id(params.get("item_id"), "item_id", content)
+        # …/content logs the exposure once it knows the page it serves (services.serving.content_body).
         resolved = assign_visitor(state, principal, key, user_id, item_id,
-                          query_id(params.get("force_variant"), "force_variant"), agent)
+                                  query_id(params.get("force_variant"), "force_variant"), agent, log=not content)
         status = 200
         payload = await content_answer(state, resolved, item_id) if content else resolved.body()
     except ServiceError as exc:

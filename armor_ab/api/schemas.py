@@ -31,8 +31,10 @@ class AssignmentPublic(BaseModel):
 class ContentPublic(AssignmentPublic):
     item_id: str
     source: Literal["armor", "catalog"] = Field(description="armor: generated page; catalog: control's copy")
-    fallback: Literal["missing", "unapproved", "unknown_item"] | None = Field(
-        description="why the visitor's variant page was not served, when it was not")
+    fallback: Literal["missing", "unapproved", "guardrail", "generating", "generation_failed", "paused",
+                      "unknown_item"] | None = Field(
+        description="why the visitor's variant page was not served, when it was not (guardrail: the page "
+        "fails a blocking check of the experiment's content_checks, and is never served)")
     server_time: str = Field(description="the server's clock (ISO 8601): clients stamp events on it")
     content: dict | None = Field(
         description="InterleavedContent JSON (format armor-interleaved/1): ordered text and image segments, "
@@ -51,6 +53,15 @@ class StoredContentPublic(BaseModel):
     model: str | None
     generated_at: str
     reviewed_at: str | None
+    reviewed_by: str | None = Field(description="who set the status: the API key's name (or its id), the CLI's "
+                                    "--reviewer, or 'guardrails' (auto-approved); null when never reviewed")
+    reviewed_key: str | None = Field(description="the API key id of that review; 'cli' from the command line")
+    verdict: Literal["pass", "warn", "fail"] | None = Field(
+        description="the guardrails' verdict: fail (a blocking check failed: never served, cannot be approved), "
+        "warn (a check did not pass: a human may approve), pass; null when never checked")
+    failing: list[str] = Field(description="the checks that did not pass, in order")
+    checks: dict | None = Field(description="every check's result: status, action, reason, evidence "
+                                "(armor_ab.guardrails PageChecks JSON); null when never checked")
     content: dict = Field(description="InterleavedContent JSON, images with a url under /v1/images/")
 
 
@@ -80,6 +91,8 @@ class CatalogItemsPublic(BaseModel):
 class ContentReviewed(BaseModel):
     changed: int = Field(description="pages whose review state was set")
     status: Literal["approved", "rejected", "pending"]
+    skipped: int = Field(default=0, description="pages a bulk approve (all=true) left as they were because they "
+                         "fail a blocking check (verdict fail): no one may approve them")
 
 
 class HealthPublic(BaseModel):
@@ -92,10 +105,17 @@ class HealthPublic(BaseModel):
 
 
 class ContentReview(BaseModel):
+    """A review: one item (with or without a variant), or every item with ``all``; ``verdict`` keeps
+    only pages of that verdict (``{"status": "approved", "all": true, "verdict": "pass"}``: approve what
+    passes). Approving a page that fails a blocking check is refused (409 ``guardrail_failed``); a bulk
+    approve skips such pages (``skipped``)."""
+
     status: Literal["approved", "rejected", "pending"]
     item_id: str | None = Field(default=None, max_length=200)
     variant: str | None = Field(default=None, max_length=200)
     all: bool = False
+    verdict: Literal["pass", "warn", "fail"] | None = Field(
+        default=None, description="only pages the guardrails gave this verdict")
 
 
 class ExperimentPublic(BaseModel):

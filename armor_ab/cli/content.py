@@ -78,9 +78,22 @@ def generate(
             fail(str(exc))
     typer.echo(f"{experiment}: {report.generated} generated, {report.skipped} already there "
                f"{report.by_variant or ''}".rstrip())
+    if report.generated:
+        typer.echo(f"checks: {report.checks_summary()}; {report.approved} approved by the guardrails")
 
 
-def _review(key: str, status: str, item: str | None, variant: str | None, all_: bool, db: Path | None) -> None:
+def default_reviewer() -> str:
+    """The OS user running the command (what a CLI review records when no --reviewer is given)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment (a container without one)
+        return "unknown"
+
+
+def _review(key: str, status: str, item: str | None, variant: str | None, all_: bool, db: Path | None,
+            reviewer: str | None, verdict: str | None = None) -> None:
     from armor_ab.services.errors import ServiceError
     from armor_ab.services.review import review_stored
 
@@ -88,40 +101,95 @@ def _review(key: str, status: str, item: str | None, variant: str | None, all_: 
         fail("name the content: --item ID, or --all")
     with open_db(db) as con:
         try:
-            n = review_stored(con, key, status, item_id=item, variant=variant, all_=all_)
+            n = review_stored(con, key, status, item_id=item, variant=variant, all_=all_,
+                              reviewer=reviewer or default_reviewer(), verdict=verdict)
         except ServiceError as exc:
             fail(exc.message)
-    typer.echo(f"{key}: {n} {status}")
+    skipped = f" ({len(n.refused)} skipped: they fail a blocking check)" if n.refused else ""
+    typer.echo(f"{key}: {int(n)} {status}{skipped}")
 
 
 ItemOpt = Annotated[str | None, typer.Option("--item", help="one catalog item id")]
 VariantOpt = Annotated[str | None, typer.Option("--variant", help="one variant")]
 AllOpt = Annotated[bool, typer.Option("--all", help="every item")]
+ReviewerOpt = Annotated[str | None, typer.Option(
+    "--reviewer", help="who reviews, recorded with the review (default: the OS user)")]
 
 
 @group.command("approve")
-def approve(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False, db: DbOption = None) -> None:
-    """Approve generated content so the API serves it."""
-    _review(key, "approved", item, variant, all_, db)
+def approve(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False,
+            passing: Annotated[bool, typer.Option(
+                "--passing", help="approve every page whose checks all passed (verdict pass)")] = False,
+            reviewer: ReviewerOpt = None, db: DbOption = None) -> None:
+    """Approve generated content so the API serves it. A page that fails a blocking check cannot be
+    approved (--all skips such pages and says how many)."""
+    if passing and item:
+        fail("--passing approves every passing page: leave out --item")
+    _review(key, "approved", item, variant, all_ or passing, db, reviewer, "pass" if passing else None)
 
 
 @group.command("reject")
-def reject(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False, db: DbOption = None) -> None:
+def reject(key: str, item: ItemOpt = None, variant: VariantOpt = None, all_: AllOpt = False,
+           reviewer: ReviewerOpt = None, db: DbOption = None) -> None:
     """Reject generated content; visitors of that variant see the control copy instead."""
-    _review(key, "rejected", item, variant, all_, db)
+    _review(key, "rejected", item, variant, all_, db, reviewer)
 
 
 @group.command("list")
-def list_(key: str, status: Annotated[str | None, typer.Option("--status")] = None, db: DbOption = None) -> None:
-    """Stored content of an experiment with its review status."""
-    from armor_ab.store.content import list_content
+def list_(key: str, status: Annotated[str | None, typer.Option("--status")] = None,
+          verdict: Annotated[str | None, typer.Option("--verdict", help="pass | warn | fail")] = None,
+          db: DbOption = None) -> None:
+    """Stored content of an experiment with its review status, the guardrails' verdict and the checks
+    that did not pass (``-`` when never checked)."""
+    from armor_ab.store.content import VERDICTS, list_content
 
+    if verdict is not None and verdict not in VERDICTS:
+        fail(f"--verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     with open_db(db) as con:
         _record(con, key)
-        for row in list_content(con, key, status=status):
+        for row in list_content(con, key, status=status, verdict=verdict):
             first = next((s["text"] for s in row.content["segments"] if s["type"] == "text"), "")
             images = sum(s["type"] == "image" for s in row.content["segments"])
-            typer.echo(f"{row.item_id}\t{row.variant}\t{row.status}\t{images} image(s)\t{first[:60]!r}")
+            failing = ",".join(row.failing()) or "-"
+            typer.echo(f"{row.item_id}\t{row.variant}\t{row.status}\t{row.verdict or '-'}\t{failing}\t"
+                       f"{images} image(s)\t{first[:60]!r}")
+
+
+@group.command("check")
+def check(
+    key: str,
+    model: Annotated[str | None, typer.Option("--model", help="model dir or name (default: the variant's)")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
+    engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
+    variant: VariantOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the counts as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Re-run the guardrails on every stored page of the experiment (stale ones aside) under its current
+    content_checks policy, and record each page's checks and verdict. A pending page that now passes is
+    approved when the policy auto-approves; an approved page that now fails a blocking check stays
+    approved but is no longer served."""
+    import json
+
+    from armor_ab.config import resolve_db_path
+    from armor_ab.content.check import check_content
+    from armor_ab.content.generate import ContentError
+    from armor_ab.store.content import images_dir_for
+
+    with open_db(db) as con:
+        rec = _record(con, key)
+        try:
+            report = check_content(con, rec, images_dir_for(resolve_db_path(db)), model=model, backend=backend,
+                                   engine_dir=engine, variant=variant)
+        except ContentError as exc:
+            fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    typer.echo(f"{key}: {report.checked} checked: {report.summary() or 'nothing to check'}")
+    if report.changed or report.approved or report.unknown_items:
+        typer.echo(f"{report.changed} verdict(s) changed, {report.approved} approved by the guardrails, "
+                   f"{report.unknown_items} page(s) of items no longer in the catalog left as they were")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,9 @@
-"""Generate the pages of catalog items (read from the database) for each ARMOR variant, and store them pending.
+"""Generate the pages of catalog items (read from the database) for each ARMOR variant, check them
+(``armor_ab.guardrails``, under the experiment's ``content_checks:``) and store them with their checks.
 
-Re-running skips what exists. Seeds are per item (the variant's seed + the item's position in the
+A page is stored pending review, or approved by ``guardrails`` when it passes every check and the
+policy says ``auto_approve: when_all_pass``; a page that fails a blocking check stays pending and is
+never served (nor approvable). Re-running skips what exists. Seeds are per item (the variant's seed + the item's position in the
 imported catalog, ``item_positions``), so a page does not depend on batching or on which other
 items were selected for the same run.
 """
@@ -34,6 +37,15 @@ class GenerateReport:
     generated: int = 0
     skipped: int = 0
     by_variant: dict[str, int] = field(default_factory=dict)
+    by_verdict: dict[str, int] = field(default_factory=dict)  # pass | warn | fail -> pages
+    failing: dict[str, int] = field(default_factory=dict)  # check -> pages it did not pass
+    approved: int = 0  # pages approved by the guardrails (auto_approve: when_all_pass, and a pass)
+
+    def checks_summary(self) -> str:
+        """``2 pass, 1 fail (terms 1)``: what the checks said of the pages generated."""
+        from armor_ab.content.guard import VerdictCounts
+
+        return VerdictCounts(self.by_verdict, self.failing).summary()
 
 
 def resolve_model(name: str, override: str | Path | None = None) -> str:
@@ -67,7 +79,8 @@ def generate_content(
     batch_size: int = 4,
     progress: bool = True,
 ) -> GenerateReport:
-    """Generate and store (pending) the missing pages of ``items`` for every ARMOR variant of ``record``.
+    """Generate, check and store the missing pages of ``items`` for every ARMOR variant of ``record``
+(pending, or approved by the guardrails under ``auto_approve: when_all_pass``).
 
     ``items`` come from the imported catalog (``store.catalog.list_items``); every prompt is rendered
     before the first page is generated, so a field an item lacks stops the run before it starts."""
@@ -95,23 +108,40 @@ def generate_content(
     if total == 0:
         return report
 
-    from armor_ab.model import InterleavedGenerator
+    from armor_ab.content.guard import VerdictCounts, check_context, register_experiment
+    from armor_ab.guardrails.page import Page
+    from armor_ab.guardrails.pipeline import check_pages, resolve_expects, review_status
+    from armor_ab.store.catalog import list_items
 
-    generators: dict[str, InterleavedGenerator] = {}
+    policy = spec.content_checks
+    catalog = list_items(con)  # the checks know every category of the catalog, not only this selection's
+    counts = VerdictCounts(report.by_verdict, report.failing)
+    generators: dict[str, tuple] = {}  # model -> (generator, its check context), each built once
     with tqdm(total=total, desc=f"content {spec.key}", unit="page", disable=not progress) as bar:
         for variant, todo, prompts in plans:
             name = resolve_model(variant.content.model, model)
             if name not in generators:
-                generators[name] = load_generator(name, backend, engine_dir)
-            gen = generators[name]
+                gen = load_generator(name, backend, engine_dir)
+                ctx = check_context(gen, name, catalog, policy)
+                register_experiment(ctx, con, spec.key, images_dir, policy)  # duplicates of stored pictures
+                generators[name] = (gen, ctx)
+            gen, ctx = generators[name]
+            expects = resolve_expects(variant.content)
             for run in _runs(todo):
                 for start in range(0, len(run), batch_size):
                     rows = run[start : start + batch_size]
                     settings = page_sampling(variant.content, rows[0])
                     result = gen.generate([prompts[i] for i in rows], settings=settings)
-                    for i, content in zip(rows, result.contents, strict=True):
+                    pages = [Page.from_content(content, by_position[i], prompts[i], expects, variant.key)
+                             for i, content in zip(rows, result.contents, strict=True)]
+                    checked = check_pages(pages, policy, ctx)
+                    for i, content, checks in zip(rows, result.contents, checked, strict=True):
+                        status, reviewed_by = review_status(checks, policy, on_demand=False)
                         save_generated(con, images_dir, spec.key, variant.key, by_position[i].id, content,
-                                       prompts[i])
+                                       prompts[i], status=status, checks=checks.to_json(), verdict=checks.verdict,
+                                       reviewed_by=reviewed_by)
+                        counts.add(checks)
+                        report.approved += status == "approved"
                         report.generated += 1
                         report.by_variant[variant.key] = report.by_variant.get(variant.key, 0) + 1
                         bar.update(1)

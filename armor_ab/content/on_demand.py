@@ -5,8 +5,12 @@ variant's visitor asks for an item that has no stored page at all, the server st
 in a worker process (the model never loads into the API process) and waits up to ``timeout_s``.
 Ready in time: the visitor gets it. Not ready: the visitor gets control's copy (counted in
 ``/metrics`` as fallback ``generating``) and generation goes on; the page goes live for later
-visitors as soon as it is stored. Pages stored this way are ``approved`` with no review time, so
-the Content dashboard tells them apart; rejecting one takes it off the site. A page that exists
+visitors as soon as it is stored. The worker checks each page it writes (``armor_ab.guardrails``,
+under the experiment's ``content_checks:``): a page that passes is stored ``approved`` by
+``guardrails`` with no review time (unless the policy says ``auto_approve: never``), so the Content
+dashboard tells them apart; rejecting one takes it off the site. A page that fails a blocking check
+is stored (pending, verdict ``fail``) but never served: the visitor who waited, and every later one,
+gets control's copy with fallback ``guardrail``; it is not generated again. A page that exists
 in any state (pending, rejected) is never regenerated here, and one item is generated once even
 when many visitors ask for it at the same moment. A failed generation is retried after
 ``retry_after_s``, not on every request.
@@ -25,6 +29,7 @@ from pathlib import Path
 from armor_ab.catalog.items import CatalogItem
 from armor_ab.content.generate import page_sampling, render_prompt, resolve_model
 from armor_ab.content.pages import PageKey, PageStore
+from armor_ab.experiments.content_checks import ContentChecks
 from armor_ab.experiments.models import ContentSpec, ExperimentSpec
 
 log = logging.getLogger("armor_ab.content")
@@ -44,16 +49,37 @@ class OnDemandSettings:
 
 # -- the worker process ------------------------------------------------------------------------------
 _generators: dict[tuple, object] = {}
+_contexts: dict[tuple, object] = {}  # (generator key, policy hash) -> its CheckContext, built once
+_catalog: list[CatalogItem] = []  # the server's catalog, sent once when the worker starts
 
 
-def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str, content: ContentSpec, index: int):
-    """One page in the worker process (the generator of each model is loaded once and kept)."""
+def _init_worker(catalog: list[CatalogItem]) -> None:
+    _catalog[:] = catalog
+
+
+def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str, content: ContentSpec, index: int,
+                  item: CatalogItem | None = None, policy: ContentChecks | None = None, variant: str = ""):
+    """One page in the worker process, and its checks: ``(InterleavedContent, PageChecks)``; the checks
+    are None when no ``policy`` is given. The generator of each model, and its check context (per
+    policy), are built once and kept."""
     from armor_ab.content.generate import load_generator
 
     key = (model, backend, engine_dir)
     if key not in _generators:
         _generators[key] = load_generator(model, backend, engine_dir)
-    return _generators[key].generate([prompt], settings=page_sampling(content, index)).contents[0]
+    generator = _generators[key]
+    page = generator.generate([prompt], settings=page_sampling(content, index)).contents[0]
+    if policy is None or item is None:
+        return page, None
+    from armor_ab.content.guard import check_context
+    from armor_ab.guardrails.page import Page
+    from armor_ab.guardrails.pipeline import check_pages, policy_hash, resolve_expects
+
+    ctx_key = (key, policy_hash(policy))
+    if ctx_key not in _contexts:
+        _contexts[ctx_key] = check_context(generator, model, _catalog or [item], policy)
+    checked = Page.from_content(page, item, prompt, resolve_expects(content), variant)
+    return page, check_pages([checked], policy, _contexts[ctx_key])[0]
 
 
 # -- the API side ------------------------------------------------------------------------------------
@@ -69,6 +95,7 @@ class OnDemand:
         self._inflight: dict[PageKey, asyncio.Future] = {}
         self._failed: dict[PageKey, float] = {}
         self.generated = 0
+        self.blocked = 0  # pages stored with a blocking failure (never served)
 
     def wanted(self, pages: PageStore, spec: ExperimentSpec, variant: str | None, item_id: str) -> ContentSpec | None:
         """The variant's content spec when this item's page should be generated now, else None."""
@@ -81,10 +108,12 @@ class OnDemand:
             return None
         return spec_variant.content
 
-    async def ensure(self, pages: PageStore, key: PageKey, content: ContentSpec) -> str | None:
+    async def ensure(self, pages: PageStore, key: PageKey, content: ContentSpec,
+                     policy: ContentChecks | None = None) -> str | None:
         """Wait up to the timeout for the missing page ``key`` (experiment, variant, item) that
-        ``wanted`` returned ``content`` for; None when it arrived, else the fallback reason
-        (``generating`` or ``generation_failed``)."""
+        ``wanted`` returned ``content`` for, checked under ``policy`` (the experiment's
+        ``content_checks``); None when it arrived (stored: served, or not when it failed a blocking
+        check), else the fallback reason (``generating`` or ``generation_failed``)."""
         failed_at = self._failed.get(key)
         if failed_at is not None and time.monotonic() - failed_at < self.settings.retry_after_s:
             return FAILED
@@ -92,7 +121,7 @@ class OnDemand:
         if task is None:
             if len(self._inflight) >= self.settings.max_inflight:
                 return GENERATING
-            task = asyncio.ensure_future(self._make(pages, key, content))
+            task = asyncio.ensure_future(self._make(pages, key, content, policy or ContentChecks()))
             self._inflight[key] = task
             task.add_done_callback(lambda t, key=key: self._done(key, t))
         try:
@@ -103,18 +132,25 @@ class OnDemand:
             return FAILED
         return None
 
-    async def _make(self, pages: PageStore, key: PageKey, content: ContentSpec) -> None:
+    async def _make(self, pages: PageStore, key: PageKey, content: ContentSpec, policy: ContentChecks) -> None:
+        from armor_ab.guardrails.pipeline import review_status
+
         experiment, variant, item_id = key
-        prompt = render_prompt(content.prompt or "", self.items[item_id],
-                               f"experiment {experiment}: variant {variant}: prompt")
+        item = self.items[item_id]
+        prompt = render_prompt(content.prompt or "", item, f"experiment {experiment}: variant {variant}: prompt")
         model = resolve_model(content.model)
         started = time.perf_counter()
-        page = await asyncio.get_running_loop().run_in_executor(
+        page, checks = await asyncio.get_running_loop().run_in_executor(
             self._executor(), generate_page, model, self.settings.backend, self.settings.engine_dir, prompt, content,
-            self.index[item_id])
-        await pages.store_generated(key, page, prompt)
+            self.index[item_id], item, policy, variant)
+        status, reviewed_by = review_status(checks, policy, on_demand=True)
+        await pages.store_generated(key, page, prompt, checks=checks, status=status, reviewed_by=reviewed_by)
         self.generated += 1
+        if checks.verdict == "fail":
+            self.blocked += 1
         log.info("on-demand page stored", extra={"experiment": experiment, "variant": variant, "item_id": item_id,
+                                                 "status": status, "verdict": checks.verdict,
+                                                 "failing": ",".join(checks.failing()) or None,
                                                  "seconds": round(time.perf_counter() - started, 3)})
 
     def _done(self, key: PageKey, task: asyncio.Future) -> None:
@@ -131,7 +167,8 @@ class OnDemand:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:  # started on first use: most servers never generate on demand
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(list(self.items.values()),))
         return self._pool
 
     def close(self) -> None:

@@ -17,6 +17,9 @@ class PageStore(Protocol):
         """A page is stored for ``key`` in some review state (pending, approved, rejected)."""
         ...
 
-    async def store_generated(self, key: PageKey, page: Any, prompt: str) -> None:
-        """Store a page generated on demand (approved, so it goes live), never over an existing one."""
+    async def store_generated(self, key: PageKey, page: Any, prompt: str, *, checks: Any = None,
+                              status: str = "approved", reviewed_by: str | None = None) -> None:
+        """Store a page generated on demand with its checks (``PageChecks``) and the status
+        ``guardrails.pipeline.review_status`` gave it, never over an existing one. A page whose
+        verdict is ``fail`` is stored but never served."""
         ...

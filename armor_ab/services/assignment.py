@@ -48,12 +48,18 @@ def device_of(user_agent: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """A visitor's assignment: ``variant`` is None outside the experiment (or when it is not running)."""
+    """A visitor's assignment: ``variant`` is None outside the experiment (or when it is not running).
+
+    ``unlogged``: the exposure ``exposure_id`` names is still to be logged, by whoever decides what the
+    visitor is shown (``…/content`` logs it with the page it served: ``services.serving``)."""
 
     experiment: LiveExperiment
     variant: str | None
     in_experiment: bool
     exposure_id: str | None
+    unlogged: bool = False
+    user_id: str | None = None
+    user_agent: str | None = None
 
     def body(self) -> bytes:
         """The ``…/assignment`` answer (``AssignmentPublic``) as JSON bytes."""
@@ -63,7 +69,8 @@ class Resolved:
 
 def log_exposure(
     state: AppState, exp: LiveExperiment, user_id: str, variant: str, item_id: str | None,
-    device: str | None = None, user_agent: str | None = None,
+    device: str | None = None, user_agent: str | None = None, *, key: str | None = None,
+    page: str | None = None, fallback: str | None = None,
 ) -> str:
     """Queue a visitor's first exposure; returns its fixed event id.
 
@@ -77,8 +84,13 @@ def log_exposure(
     A known bot's User-Agent (``armor_ab.bots``) adds ``"bot": true`` to the exposure's properties:
     the analysis excludes the visitor. Checked only here, when a first exposure is queued, so a
     returning visitor's request costs nothing more.
+
+    ``page``: the digest of the page the visitor was shown (``…/content``: the ARMOR page's stored
+    digest, or the digest of control's copy), ``fallback``: why the variant's page was not, when it
+    was not. ``key``: the event id when the caller has it already.
     """
-    key = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
+    if key is None:
+        key = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
     if key in state.exposures_seen or key in state.exposures_pending:
         return key
     now = micros(datetime.now(UTC))
@@ -86,7 +98,7 @@ def log_exposure(
     # ``paused``: the experiment's ARMOR arms served control's copy then; the analysis leaves such visitors out.
     props = {"category": state.categories.get(item_id) if item_id else None, "device": device,
              "bot": True if user_agent and is_bot(user_agent) else None,
-             "paused": True if exp.record.paused_at is not None else None}
+             "paused": True if exp.record.paused_at is not None else None, "page": page, "fallback": fallback}
     props_json = json_bytes({k: v for k, v in props.items() if v}).decode() if any(props.values()) else None
     row = exposure_row(event_id=key, experiment=exp.record.key, variant=variant, user_id=user_id,
                        item_id=item_id, ts=now, received_at=now, properties=props_json)
@@ -101,9 +113,10 @@ def log_exposure(
 
 def assign_visitor(
     state: AppState, principal: Principal, key: str, user_id: str, item_id: str | None, force_variant: str | None,
-    user_agent: str | None = None,
+    user_agent: str | None = None, *, log: bool = True,
 ) -> Resolved:
-    """The visitor's variant in experiment ``key``, logging the first exposure.
+    """The visitor's variant in experiment ``key``, logging the first exposure (with ``log=False``, the
+    exposure is left to the caller: ``Resolved.unlogged``, ``log_resolved``).
 
     ``force_variant`` (QA, admin keys only) shows that variant and logs nothing."""
     exp = live_experiment(state, key)
@@ -119,5 +132,17 @@ def assign_visitor(
     assignment = exp.assigner.assign(user_id)
     if not assignment.in_experiment:
         return Resolved(exp, None, False, None)
+    if not log:
+        exposure_id = exposure_event_id(exp.record.key, exp.record.bucket_version, user_id)
+        return Resolved(exp, assignment.variant, True, exposure_id, True, user_id, user_agent)
     exposure_id = log_exposure(state, exp, user_id, assignment.variant, item_id, device_of(user_agent), user_agent)
     return Resolved(exp, assignment.variant, True, exposure_id)
+
+
+def log_resolved(state: AppState, resolved: Resolved, item_id: str | None, page: str | None,
+                 fallback: str | None) -> None:
+    """Log the exposure ``assign_visitor(..., log=False)`` left unlogged, with the page served."""
+    if resolved.unlogged:
+        log_exposure(state, resolved.experiment, resolved.user_id, resolved.variant, item_id,
+                     device_of(resolved.user_agent), resolved.user_agent, key=resolved.exposure_id,
+                     page=page, fallback=fallback)

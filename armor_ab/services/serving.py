@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 
-from armor_ab.services.assignment import Resolved
+from armor_ab.services.assignment import Resolved, log_resolved
 from armor_ab.services.state import AppState
 from armor_ab.store.catalog import EXTENSIONS, image_path
+from armor_ab.store.content import BLOCKED
 
 # Generated pictures are PNGs; catalog photos keep the type they were imported in. PNG first: the
 # pictures of generated pages are most of what is asked for.
@@ -34,20 +35,24 @@ async def content_answer(state: AppState, resolved: Resolved, item_id: str) -> b
         # Checked before awaiting: a control visitor or a stored page costs no coroutine here.
         spec = state.on_demand.wanted(state, exp.record.spec, variant, item_id)
         if spec is not None:
-            reason = await state.on_demand.ensure(state, (exp.record.key, variant, item_id), spec)
+            reason = await state.on_demand.ensure(state, (exp.record.key, variant, item_id), spec,
+                                                  exp.record.spec.content_checks)
     return content_body(state, resolved, item_id, reason)
 
 
 def content_body(state: AppState, resolved: Resolved, item_id: str, missing_reason: str | None = None) -> bytes:
     """The ``GET …/content`` answer (``ContentPublic``) as JSON bytes, from pre-serialised pieces.
 
-    The visitor's variant gets its approved page; a variant whose page is missing or not approved
-    falls back to control's copy (counted by reason in /metrics), and so does a visitor outside
-    the experiment. ``content`` is null when the item is not in the catalog either: the page then
-    keeps its own copy.
+    The visitor's variant gets its approved page; a variant whose page is missing, not approved, or
+    failing a blocking check (``guardrail``) falls back to control's copy (counted by reason in
+    /metrics), and so does a visitor outside the experiment. ``content`` is null when the item is
+    not in the catalog either: the page then keeps its own copy.
+
+    The visitor's first exposure, when ``assign_visitor`` left it unlogged, is logged here with the
+    digest of the page served (``page``, from the caches: nothing is hashed here) and the fallback.
     """
     exp, variant = resolved.experiment, resolved.variant
-    source, fallback, body = "catalog", None, None
+    source, fallback, body, page = "catalog", None, None, None
     spec_variant = exp.record.spec.variant(variant) if variant else None
     if spec_variant is not None and spec_variant.content.source == "armor":
         cache_key = (exp.record.key, variant, item_id)
@@ -55,15 +60,24 @@ def content_body(state: AppState, resolved: Resolved, item_id: str, missing_reas
         body = None if exp.record.paused_at is not None else state.content.get(cache_key)
         if body is not None:
             source = "armor"
+            page = state.content_digests.get(cache_key)
         elif exp.record.paused_at is not None:
             fallback = "paused"
         else:
-            fallback = "unapproved" if cache_key in state.content_status else missing_reason or "missing"
+            status = state.content_status.get(cache_key)
+            if status is None:
+                fallback = missing_reason or "missing"
+            else:  # stored: failing a blocking check (never served), or not approved
+                fallback = "guardrail" if status == BLOCKED else "unapproved"
         state.metrics.count_armor_content(exp.record.key, fallback)
     if body is None:
         body = state.control.get(item_id)
         if body is None:
             fallback = fallback or "unknown_item"
+        else:
+            page = state.control_digests.get(item_id)
+    if resolved.unlogged:
+        log_resolved(state, resolved, item_id, page, fallback)
     # Assembled by hand, each value through the C string encoder: a dict through json costs more
     # than the rest of this function on the page-view path.
     head = (f'{{"experiment":{_q(exp.record.key)},"variant":{_q(variant)},'

@@ -11,6 +11,7 @@ the ``/demo/`` site and on-demand generation all read it from here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,10 +94,14 @@ class AppState:
     experiments: dict[str, LiveExperiment] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     variants: dict[str, frozenset[str]] = field(default_factory=dict)
-    # Content serving caches: approved pages and control copy, pre-serialised to JSON bytes.
+    # Content serving caches: approved pages and control copy, pre-serialised to JSON bytes, and the
+    # digest of each (an exposure of …/content records the digest of the page it served).
     content: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    content_digests: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Every stored page's status; a page failing a blocking check is ``blocked`` (fallback ``guardrail``).
     content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
     control: dict[str, bytes] = field(default_factory=dict)
+    control_digests: dict[str, str] = field(default_factory=dict)  # SHA-256 of each item's control bytes
     categories: dict[str, str] = field(default_factory=dict)  # item -> category, for exposure segments
     catalog: dict[str, CatalogItem] = field(default_factory=dict)  # by id, in catalog order
     exposures_seen: set[str] = field(default_factory=set)  # committed exposure ids
@@ -165,6 +170,7 @@ class AppState:
         self.variants = {k: e.variants for k, e in self.experiments.items()}
         self.keys = snapshot.keys
         self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
+        self.content_digests = snapshot.content_digests
         self.content_status = snapshot.content_status
         if snapshot.catalog is not None:  # only the snapshot sent at start carries it
             self.load_catalog(snapshot.catalog)
@@ -174,6 +180,7 @@ class AppState:
         each item's category (exposure segments)."""
         self.catalog = {item.id: item for item in items}
         self.control = {item.id: json_bytes(control_content(item)) for item in items}
+        self.control_digests = {item_id: hashlib.sha256(body).hexdigest() for item_id, body in self.control.items()}
         self.categories = {item.id: item.category for item in items}
 
     @staticmethod
@@ -188,11 +195,15 @@ class AppState:
         """A page is stored for (experiment, variant, item) in some review state."""
         return key in self.content or key in self.content_status
 
-    async def store_generated(self, key: PageKey, page: Any, prompt: str) -> None:
-        """Store a page generated on demand, approved (live at once), never over an existing one."""
+    async def store_generated(self, key: PageKey, page: Any, prompt: str, *, checks: Any = None,
+                              status: str = "approved", reviewed_by: str | None = None) -> None:
+        """Store a page generated on demand with its checks (``PageChecks``) and status (approved: live
+        at once), never over an existing one. One that failed a blocking check is stored, never served."""
         experiment, variant, item_id = key
         await self.write(save_generated, self.settings.images, experiment, variant, item_id, page, prompt,
-                         status="approved", replace=False)
+                         status=status, replace=False, reviewed_by=reviewed_by,
+                         checks=checks.to_json() if checks is not None else None,
+                         verdict=checks.verdict if checks is not None else None)
 
     # -- reads and writes --------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -23,6 +23,10 @@ from armor_ab.model.interleaved import InterleavedContent
 # never served, counts as missing for generation (regenerated over), and may be approved again as is.
 STATUSES = ("pending", "approved", "rejected", "stale")
 REVIEW_STATUSES = ("approved", "rejected", "pending")  # what a review may set
+VERDICTS = ("pass", "warn", "fail")  # the guardrails' verdict of a page (armor_ab.guardrails); NULL: never checked
+# What ``statuses`` reports for a pending or approved page whose verdict is ``fail``: it is never
+# served (``approved`` leaves it out) and the visitor's variant falls back with reason ``guardrail``.
+BLOCKED = "blocked"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -64,6 +68,18 @@ class ContentRow:
     model: str
     generated_at: datetime
     reviewed_at: datetime | None
+    checks: dict | None = None  # ``PageChecks.to_json()``; None: never checked
+    verdict: str | None = None  # pass | warn | fail; None: never checked
+    reviewed_by: str | None = None  # who set the status: a reviewer's (key's) name, or 'guardrails'
+    reviewed_key: str | None = None  # the API key id of that review; 'cli' from the command line
+
+    def failing(self) -> list[str]:
+        """The checks that did not pass, in order (none when never checked)."""
+        return [r["check"] for r in (self.checks or {}).get("results", ()) if r.get("status") != "pass"]
+
+    def blocking(self) -> list[str]:
+        """The checks whose failure blocks the page (a blocking check that failed)."""
+        return _blocking(self.checks)
 
     def public(self) -> dict:
         return {
@@ -72,6 +88,8 @@ class ContentRow:
             "model": model_name(self.model) if self.model else self.model,
             "generated_at": self.generated_at.isoformat(),
             "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+            "reviewed_by": self.reviewed_by, "reviewed_key": self.reviewed_key,
+            "verdict": self.verdict, "failing": self.failing(), "checks": self.checks,
             "content": with_image_urls(self.content),
         }
 
@@ -92,11 +110,18 @@ def with_image_urls(content: dict) -> dict:
     return served
 
 
-_COLUMNS = "experiment, variant, item_id, status, content, digest, prompt, model, generated_at, reviewed_at"
+_COLUMNS = ("experiment, variant, item_id, status, content, digest, prompt, model, generated_at, reviewed_at, "
+            "checks, verdict, reviewed_by, reviewed_key")
 
 
 def _row(r: tuple) -> ContentRow:
-    return ContentRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:])
+    return ContentRow(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:10],
+                      json.loads(r[10]) if r[10] is not None else None, *r[11:])
+
+
+def _check_verdict(verdict: str | None) -> None:
+    if verdict is not None and verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
 
 
 def exists(con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_id: str) -> bool:
@@ -110,15 +135,22 @@ def exists(con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_i
 def save_generated(
     con: duckdb.DuckDBPyConnection, images_dir: Path, experiment: str, variant: str, item_id: str,
     content: InterleavedContent, prompt: str, *, status: str = "pending", replace: bool = True,
+    checks: dict | None = None, verdict: str | None = None, reviewed_by: str | None = None,
+    reviewed_key: str | None = None,
 ) -> ContentRow | None:
-    """Store freshly generated content (images first, then the row), ``pending`` review by default.
+    """Store freshly generated content (images first, then the row), ``pending`` review by default,
+    with the guardrails' ``checks`` (``PageChecks.to_json()``) and ``verdict`` where they ran.
 
     With ``replace=False`` an existing row wins and nothing is written (returns None): on-demand
     generation must never overwrite a page someone generated or reviewed meanwhile. A ``stale``
-    row is no page to keep (its item changed): it is replaced either way.
+    row is no page to keep (its item changed): it is replaced either way. A page whose verdict is
+    ``fail`` may be stored ``approved`` by no one: it is refused (``ValueError``).
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    _check_verdict(verdict)
+    if status == "approved" and verdict == "fail":
+        raise ValueError("a page that fails a blocking check cannot be stored approved")
     if not replace and exists(con, experiment, variant, item_id):
         return None
     name = model_name(content.metadata.model)
@@ -129,56 +161,144 @@ def save_generated(
     now = datetime.now(UTC)
     data = content.to_json()
     con.execute(
-        f"INSERT OR REPLACE INTO content ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        [experiment, variant, item_id, status, json.dumps(data), content.digest(), prompt, content.metadata.model, now],
+        f"INSERT OR REPLACE INTO content ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+        [experiment, variant, item_id, status, json.dumps(data), content.digest(), prompt, content.metadata.model, now,
+         json.dumps(checks) if checks is not None else None, verdict, reviewed_by, reviewed_key],
     )
     return ContentRow(experiment, variant, item_id, status, data, content.digest(), prompt,
-                      content.metadata.model, now, None)
+                      content.metadata.model, now, None, checks, verdict, reviewed_by, reviewed_key)
+
+
+def set_checks(
+    con: duckdb.DuckDBPyConnection, experiment: str, variant: str, item_id: str, checks: dict, verdict: str,
+) -> bool:
+    """Record a page's fresh check results and verdict (``armor-ab content check``); its status is left
+    as it is: an approved page whose verdict turns ``fail`` stays approved but is no longer served.
+    Returns whether the page exists."""
+    _check_verdict(verdict)
+    return bool(con.execute(
+        "UPDATE content SET checks = ?, verdict = ? WHERE experiment = ? AND variant = ? AND item_id = ? "
+        "RETURNING item_id", [json.dumps(checks), verdict, experiment, variant, item_id]).fetchall())
 
 
 def list_content(
-    con: duckdb.DuckDBPyConnection, experiment: str, *, status: str | None = None, item_id: str | None = None
+    con: duckdb.DuckDBPyConnection, experiment: str, *, status: str | None = None, item_id: str | None = None,
+    verdict: str | None = None,
 ) -> list[ContentRow]:
     sql = f"SELECT {_COLUMNS} FROM content WHERE experiment = ?"
     params: list = [experiment]
     if status:
         sql += " AND status = ?"
         params.append(status)
+    if verdict:
+        _check_verdict(verdict)
+        sql += " AND verdict = ?"
+        params.append(verdict)
     if item_id:
         sql += " AND item_id = ?"
         params.append(item_id)
     return [_row(r) for r in con.execute(sql + " ORDER BY item_id, variant", params).fetchall()]
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A page a review would have approved but may not: it fails a blocking check."""
+
+    item_id: str
+    variant: str
+    failing: tuple[str, ...]  # the blocking checks it fails
+
+    def describe(self) -> str:
+        return f"{self.item_id} ({self.variant}) fails {', '.join(self.failing) or 'a blocking check'}"
+
+
+class Reviewed(int):
+    """The rows a review changed (an ``int``), and the pages it refused to approve (``refused``):
+    pages whose verdict is ``fail``, which no one may approve."""
+
+    refused: tuple[Refused, ...]
+
+    def __new__(cls, changed: int, refused: tuple[Refused, ...] = ()) -> Reviewed:
+        out = super().__new__(cls, changed)
+        out.refused = tuple(refused)
+        return out
+
+    def __reduce__(self) -> tuple:  # crosses from the database process to the API
+        return (type(self), (int(self), self.refused))
+
+    def __repr__(self) -> str:
+        return f"Reviewed({int(self)}, refused={len(self.refused)})"
+
+
 def set_review(
     con: duckdb.DuckDBPyConnection, experiment: str, status: str, *, item_id: str | None = None,
-    variant: str | None = None,
-) -> int:
-    """Approve or reject content (one item, one variant, or all of an experiment); returns rows changed.
+    variant: str | None = None, verdict: str | None = None, reviewed_by: str | None = None,
+    reviewed_key: str | None = None, all_or_nothing: bool = False,
+) -> Reviewed:
+    """Approve or reject content (one item, one variant, or all of an experiment; with ``verdict``,
+    only pages of that verdict); returns the rows changed, with the pages refused.
 
-    A ``stale`` page may be approved again as it is (its item changed, the reviewer found the page
-    still right); ``stale`` itself is set only by a catalog import.
+    A page whose verdict is ``fail`` (a blocking check failed) is never approved: it is skipped and
+    listed in ``Reviewed.refused``; with ``all_or_nothing`` (a review that names its page) nothing
+    changes when any is refused. It may still be rejected or set back to pending. A ``stale`` page
+    may be approved again as it is (its item changed, the reviewer found the page still right);
+    ``stale`` itself is set only by a catalog import. ``reviewed_by``/``reviewed_key``: who reviewed
+    (a key's name and id, or a name and ``cli``), recorded with the time.
     """
     if status not in REVIEW_STATUSES:
         raise ValueError(f"status must be approved, rejected or pending, got {status!r}")
-    sql = "UPDATE content SET status = ?, reviewed_at = ? WHERE experiment = ?"
-    params: list = [status, datetime.now(UTC), experiment]
+    _check_verdict(verdict)
+    where = " WHERE experiment = ?"
+    params: list = [experiment]
     if item_id:
-        sql += " AND item_id = ?"
+        where += " AND item_id = ?"
         params.append(item_id)
     if variant:
-        sql += " AND variant = ?"
+        where += " AND variant = ?"
         params.append(variant)
-    return len(con.execute(sql + " RETURNING item_id", params).fetchall())
+    if verdict:
+        where += " AND verdict = ?"
+        params.append(verdict)
+    refused: tuple[Refused, ...] = ()
+    if status == "approved":
+        rows = con.execute(f"SELECT item_id, variant, checks FROM content{where} AND verdict = 'fail' "
+                           "ORDER BY item_id, variant", params).fetchall()
+        refused = tuple(Refused(i, v, tuple(_blocking(c))) for i, v, c in rows)
+        if refused and all_or_nothing:
+            return Reviewed(0, refused)
+        where += " AND verdict IS DISTINCT FROM 'fail'"
+    changed = con.execute(
+        f"UPDATE content SET status = ?, reviewed_at = ?, reviewed_by = ?, reviewed_key = ?{where} RETURNING item_id",
+        [status, datetime.now(UTC), reviewed_by, reviewed_key, *params]).fetchall()
+    return Reviewed(len(changed), refused)
+
+
+def _blocking(checks: str | dict | None) -> list[str]:
+    data = (json.loads(checks) if isinstance(checks, str) else checks) or {}
+    return [r["check"] for r in data.get("results", ())
+            if r.get("status") == "fail" and r.get("action", "block") == "block"]
+
+
+def served_pages(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[tuple[str, str, str], dict], dict[tuple[str, str, str], str]]:
+    """(serving JSON, digest) by (experiment, variant, item) of every page the API serves: approved,
+    and not failing a blocking check (a page whose verdict is ``fail`` is never served, approved or not)."""
+    rows = con.execute("SELECT experiment, variant, item_id, content, digest FROM content "
+                       "WHERE status = 'approved' AND verdict IS DISTINCT FROM 'fail'").fetchall()
+    return ({(r[0], r[1], r[2]): with_image_urls(json.loads(r[3])) for r in rows},
+            {(r[0], r[1], r[2]): r[4] for r in rows})
 
 
 def approved(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], dict]:
-    """(experiment, variant, item) -> serving JSON of every approved piece: the API's cache."""
-    rows = con.execute(f"SELECT {_COLUMNS} FROM content WHERE status = 'approved'").fetchall()
-    return {(r[0], r[1], r[2]): with_image_urls(json.loads(r[4])) for r in rows}
+    """(experiment, variant, item) -> serving JSON of every page served: the API's cache."""
+    return served_pages(con)[0]
 
 
 def statuses(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], str]:
-    """(experiment, variant, item) -> status of every stored piece (to tell missing from unapproved)."""
-    rows = con.execute("SELECT experiment, variant, item_id, status FROM content").fetchall()
+    """(experiment, variant, item) -> status of every stored piece (to tell missing from unapproved);
+    a pending or approved page whose verdict is ``fail`` is ``blocked`` (fallback ``guardrail``)."""
+    rows = con.execute(
+        f"SELECT experiment, variant, item_id, CASE WHEN verdict = 'fail' AND status IN ('pending', 'approved') "
+        f"THEN '{BLOCKED}' ELSE status END FROM content").fetchall()
     return {(e, v, i): s for e, v, i, s in rows}

@@ -53,7 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -139,16 +139,19 @@ class Snapshot:
     content: dict[tuple[str, str, str], dict]
     content_status: dict[tuple[str, str, str], str]
     catalog: list | None = None
+    # The digest of each page in ``content`` (the page served): every exposure of ``…/content`` records it.
+    content_digests: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 def read_snapshot(con: duckdb.DuckDBPyConnection, *, catalog: bool = False) -> Snapshot:
     from armor_ab.store.catalog import list_items
-    from armor_ab.store.content import approved, statuses
+    from armor_ab.store.content import served_pages, statuses
     from armor_ab.store.experiments import list_experiments
     from armor_ab.store.keys import active_key_hashes
 
-    return Snapshot(list_experiments(con), active_key_hashes(con), approved(con), statuses(con),
-                    list_items(con) if catalog else None)
+    pages, digests = served_pages(con)
+    return Snapshot(list_experiments(con), active_key_hashes(con), pages, statuses(con),
+                    list_items(con) if catalog else None, digests)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:

@@ -137,18 +137,23 @@ async def get_content_review(
     key: str, state: State, principal: ReadKey,
     status: Annotated[Literal["pending", "approved", "rejected", "stale"] | None, Query()] = None,
     item_id: Annotated[str | None, Query(max_length=200)] = None,
+    verdict: Annotated[Literal["pass", "warn", "fail"] | None, Query()] = None,
 ):
-    """Stored content of an experiment with its review status (for the Content dashboard)."""
+    """Stored content of an experiment with its review status, the guardrails' verdict and checks, and
+    who reviewed it (for the Content dashboard)."""
     live_experiment(state, key)
-    rows = await state.read(list_content, key, status=status, item_id=item_id)
+    rows = await state.read(list_content, key, status=status, item_id=item_id, verdict=verdict)
     return JSONResponse([r.public() for r in rows])
 
 
 @router.post("/experiments/{key}/content/review", tags=["admin"], response_model=ContentReviewed)
 async def post_content_review(key: str, body: ContentReview, state: State, principal: AdminKey):
-    """Approve or reject content (one item, one variant, or all); changes what …/content serves at once."""
-    changed = await review_live(state, key, body.status, item_id=body.item_id, variant=body.variant, all_=body.all)
-    return JSONResponse({"changed": changed, "status": body.status})
+    """Approve or reject content (one item, one variant, or all; ``verdict``: only pages of that verdict);
+    changes what …/content serves at once. The review records the key's name and id. Approving a page
+    that fails a blocking check is 409 ``guardrail_failed``; a bulk approve skips them (``skipped``)."""
+    reviewed = await review_live(state, key, body.status, item_id=body.item_id, variant=body.variant, all_=body.all,
+                                 key_id=principal.key_id, verdict=body.verdict)
+    return JSONResponse({"changed": int(reviewed), "status": body.status, "skipped": len(reviewed.refused)})
 
 
 @router.post("/keys", tags=["admin"], response_model=ApiKeyCreated, status_code=201)

@@ -68,14 +68,16 @@ CONTENT_PARAMS = [
     openapi_extra={"parameters": CONTENT_PARAMS, "security": BEARER},
 )
 async def get_content(key: str, request: Request) -> Response:
-    """The visitor's variant and its approved content (control's copy as fallback); logs the exposure."""
+    """The visitor's variant and its approved content (control's copy as fallback); logs the exposure with
+    the digest of the page served (``page``) and the fallback reason."""
     state: AppState = request.app.state.armor
     params = request.query_params
     principal = authorize(request, "client")
     user_id = query_id(params.get("user_id"), "user_id", required=True)
     item_id = query_id(params.get("item_id"), "item_id", required=True)
+    # The exposure is logged with the page served (its digest), once the content is decided.
     resolved = assign_visitor(state, principal, key, user_id, item_id, query_id(params.get("force_variant"), "force_variant"),
-                      request.headers.get("user-agent"))
+                              request.headers.get("user-agent"), log=False)
     return Response(await content_answer(state, resolved, item_id), media_type="application/json")
 
 
