@@ -19,30 +19,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The browser the browser tests drive (tests/test_web_e2e.py, tests/test_dashboard_browser.py), and the
-# JavaScript runtime that checks the snippet (tests/test_web_snippet.py).
+# The browser the browser tests drive (tests/test_web_e2e.py, tests/test_dashboard_browser.py), the
+# JavaScript runtime that checks the snippet (tests/test_web_snippet.py), and the Prometheus tool that checks
+# and unit-tests the alert rules (tests/test_alerts.py, deploy/prometheus/).
 CHROMIUM := /usr/bin/chromium
 NODE := /usr/bin/node
+PROMTOOL := /usr/bin/promtool
 
-# System packages the tests need (Debian's Chromium and Node.js): nothing to do when present, installed as
-# root, and a failure (not a skip later) when one is missing and cannot be installed here.
+# System packages the tests need (Debian's Chromium, Node.js and Prometheus): nothing to do when present,
+# installed as root, and a failure (not a skip later) when one is missing and cannot be installed here.
 system-deps:
-	@pkgs=""; [ -x "$(CHROMIUM)" ] || pkgs="chromium"; [ -x "$(NODE)" ] || pkgs="$$pkgs nodejs"; pkgs="$${pkgs# }"; \
+	@pkgs=""; [ -x "$(CHROMIUM)" ] || pkgs="chromium"; [ -x "$(NODE)" ] || pkgs="$$pkgs nodejs"; \
+	[ -x "$(PROMTOOL)" ] || pkgs="$$pkgs prometheus"; pkgs="$${pkgs# }"; \
 	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -q && apt-get install -y -q $$pkgs || { echo "system-deps: installing $$pkgs failed" >&2; exit 1; }; \
 	  else \
-	    echo "system-deps: $$pkgs missing ($(CHROMIUM), $(NODE)) and installing needs root: run 'sudo apt-get install -y $$pkgs' (or 'sudo make system-deps'), then make test again" >&2; \
+	    echo "system-deps: $$pkgs missing ($(CHROMIUM), $(NODE), $(PROMTOOL)) and installing needs root: run 'sudo apt-get install -y $$pkgs' (or 'sudo make system-deps'), then make test again" >&2; \
 	    exit 1; \
 	  fi; \
 	  [ -x "$(CHROMIUM)" ] || { echo "system-deps: chromium was installed but $(CHROMIUM) is still missing" >&2; exit 1; }; \
 	  [ -x "$(NODE)" ] || { echo "system-deps: nodejs was installed but $(NODE) is still missing" >&2; exit 1; }; \
+	  [ -x "$(PROMTOOL)" ] || { echo "system-deps: prometheus was installed but $(PROMTOOL) is still missing" >&2; exit 1; }; \
 	fi
 
 demo: install
 	$(BIN)/python -m armor_ab.devtools.demo
 
-# The browser and snippet tests fail instead of skipping when Chromium or Node.js is missing (ARMOR_AB_REQUIRE_BROWSER).
+# The browser, snippet and alert-rule tests fail instead of skipping when Chromium, Node.js or promtool is
+# missing (ARMOR_AB_REQUIRE_BROWSER).
 test: install system-deps
 	ARMOR_AB_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: failing" >&2; exit 1; fi; exit $$rc

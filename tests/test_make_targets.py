@@ -40,7 +40,8 @@ def test_test_targets_run_system_deps_and_require_the_browser(target: str) -> No
 
 
 def _system_deps(
-    tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path, node: Path = Path("/usr/bin/node")
+    tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path, node: Path = Path("/usr/bin/node"),
+    promtool: Path | None = None,
 ) -> tuple[subprocess.CompletedProcess, str]:
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
@@ -51,7 +52,10 @@ def _system_deps(
         stub.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CHROMIUM")}
     env["PATH"] = f"{stubs}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(["make", "-s", "-C", str(ROOT), "system-deps", f"CHROMIUM={chromium}", f"NODE={node}"],
+    if promtool is None:  # present, whatever this machine has: the tests of the other packages are about those
+        promtool = _present(tmp_path / "promtool")
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "system-deps", f"CHROMIUM={chromium}", f"NODE={node}",
+                           f"PROMTOOL={promtool}"],
                           capture_output=True, text=True, env=env, timeout=60)
     return done, calls.read_text() if calls.exists() else ""
 
@@ -95,6 +99,51 @@ def test_system_deps_installs_nodejs_when_node_is_missing(tmp_path) -> None:
     done, apt = _system_deps(tmp_path, uid=0, apt_rc=0, chromium=chromium, node=node)
     assert "install -y -q nodejs" in apt and "chromium" not in apt.split("install", 1)[1], apt
     assert done.returncode != 0 and "nodejs was installed but" in done.stderr, done.stderr  # the stub installs nothing
+
+
+def test_system_deps_installs_prometheus_when_promtool_is_missing(tmp_path) -> None:
+    chromium, node = _present(tmp_path / "chromium"), _present(tmp_path / "node")
+    promtool = tmp_path / "missing" / "promtool"
+    done, apt = _system_deps(tmp_path, uid=1000, apt_rc=0, chromium=chromium, node=node, promtool=promtool)
+    assert done.returncode != 0 and "sudo apt-get install -y prometheus" in done.stderr, done.stderr
+    assert apt == ""
+    done, apt = _system_deps(tmp_path, uid=0, apt_rc=0, chromium=chromium, node=node, promtool=promtool)
+    assert "install -y -q prometheus" in apt and "nodejs" not in apt, apt
+    assert done.returncode != 0 and "prometheus was installed but" in done.stderr, done.stderr  # the stub installs nothing
+    done, apt = _system_deps(tmp_path, uid=0, apt_rc=100, chromium=chromium, node=node, promtool=promtool)
+    assert done.returncode != 0 and "installing prometheus failed" in done.stderr, done.stderr
+
+
+_NO_PROMTOOL_PLUGIN = '''
+from pathlib import Path
+import sys
+
+def pytest_collection_finish(session):
+    sys.modules["tests.test_alerts"].PROMTOOL = Path("/nonexistent/promtool")
+'''
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["plain-pytest", "make-test"])
+def test_alert_rule_tests_fail_instead_of_skipping_when_required(tmp_path, required: bool) -> None:
+    """The promtool tests on a machine without it: skipped under plain pytest, failed under `make test`."""
+    (tmp_path / "no_promtool.py").write_text(_NO_PROMTOOL_PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k != "ARMOR_AB_REQUIRE_BROWSER"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    if required:
+        env["ARMOR_AB_REQUIRE_BROWSER"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no_promtool", "-rA",
+         "tests/test_alerts.py", "-k", "valid or unit_tests"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=110,
+    )
+    out = done.stdout + done.stderr
+    if required:
+        assert done.returncode == 1, out[-3000:]
+        assert "2 failed" in out and "skipped" not in out, out[-3000:]
+        assert "/nonexistent/promtool is missing" in out and "make system-deps" in out, out[-3000:]
+    else:
+        assert done.returncode == 0, out[-3000:]
+        assert "2 skipped" in out and "failed" not in out, out[-3000:]
 
 
 _NO_CHROMIUM_PLUGIN = '''

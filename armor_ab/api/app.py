@@ -6,6 +6,8 @@ server on uvicorn (``armor-ab serve``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -15,8 +17,9 @@ from fastapi import FastAPI
 
 from armor_ab.api.errors import install_error_handlers
 from armor_ab.api.middleware import ClientCORSMiddleware, HotPaths, RequestContextMiddleware
-from armor_ab.api.routes import admin, catalog, client, ops, planning, results
+from armor_ab.api.routes import admin, catalog, client, health, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
+from armor_ab.services.health import HealthService
 from armor_ab.services.state import AppState, ServerSettings
 
 log = logging.getLogger("armor_ab.api")
@@ -50,7 +53,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api starting", extra={"db": str(settings.db_path)})
+        # The live-health monitor (services/health.py): checks every running experiment, pauses a critical one.
+        monitor = (asyncio.create_task(app.state.health.run(settings.health_interval_s), name="armor-ab-health")
+                   if settings.health_interval_s > 0 else None)
         yield
+        if monitor is not None:
+            app.state.health.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(monitor, 5.0)  # the check in progress; cancelled past that
         app.state.armor.close()
         log.info("api stopped")
 
@@ -64,11 +74,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # Opened here, not in lifespan: the DB lock is taken (or refused) when the app is built.
     state = AppState.open(settings)
     app.state.armor = state
+    app.state.health = HealthService(state)
     install_error_handlers(app)
     app.include_router(client.router)
     app.include_router(admin.router)
     app.include_router(planning.router)
     app.include_router(results.router)
+    app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(ops.router)
     app.openapi = lambda: _openapi(app)

@@ -163,3 +163,124 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+
+
+# -- live health, pause and resume (GET /v1/experiments/{key}/health, POST …/pause, …/resume) ----------------
+
+
+class HealthProblemPublic(BaseModel):
+    code: Literal["srm_mismatch", "guardrail_breached", "content_fail_rate", "fallback_rate", "ingestion_lag",
+                  "bot_share", "low_exposures", "paused"]
+    severity: Literal["warn", "critical"]
+    message: str
+
+
+class SrmHealthPublic(BaseModel):
+    """The sequential (anytime-valid) SRM test over daily cumulative looks of first exposures since the start."""
+
+    p_value: float
+    threshold: float = Field(description="analysis.srm_alpha: flagged (critical) below it")
+    flag: bool
+    observed: dict[str, int] = Field(description="included visitors per configured variant")
+    expected: dict[str, float]
+    looks: int = Field(description="daily looks the running minimum covers")
+    visitors: int = Field(description="every visitor first exposed since the start, excluded ones too")
+    excluded: dict[str, int] = Field(description="visitors left out as the analysis leaves them out, by reason "
+                                     "(client, multi, unknown, user_agent)")
+
+
+class TrafficHealthPublic(BaseModel):
+    exposures_per_hour: int = Field(description="exposures in the last hour (by event time)")
+    events_per_hour: int = Field(description="page_view, dwell and inquiry events in the last hour")
+    exposures_total: int = Field(description="since the start")
+    events_total: int
+    since: str | None = Field(description="the start; null when the experiment never ran")
+    min_exposures_per_hour: float = Field(description="health.min_exposures_per_hour (0: no floor)")
+
+
+class FallbackHealthPublic(BaseModel):
+    armor_requests: int = Field(description="content requests of visitors in an ARMOR arm since `since`")
+    fallbacks: dict[str, int] = Field(description="those served control's copy, by reason")
+    rate: float | None = Field(description="fallbacks / requests, leaving out the paused ones; null without requests")
+    max_rate: float = Field(description="health.max_fallback_rate")
+    since: str = Field(description="when the server started counting")
+
+
+class ContentHealthPublic(BaseModel):
+    pages: int
+    checked: int = Field(description="pages with a guardrail verdict")
+    by_verdict: dict[str, int] = Field(description="pass, warn, fail, unchecked")
+    by_status: dict[str, int] = Field(description="pending, approved, rejected, stale")
+    fail_rate: float | None = Field(description="fail / checked; null when none is checked")
+    max_fail_rate: float = Field(description="content_checks.max_fail_rate: critical above it")
+    min_checked: int = Field(description="checked pages needed before the fail rate can turn critical")
+
+
+class IngestionLagPublic(BaseModel):
+    events: int = Field(description="client-sent events received in the window")
+    p50_s: float | None
+    p95_s: float | None
+    window_s: float
+    max_p95_s: float = Field(description="health.max_ingestion_lag_s")
+
+
+class BotHealthPublic(BaseModel):
+    visitors: int = Field(description="visitors first exposed in the window")
+    bots: int = Field(description="of them flagged as known bots")
+    share: float | None
+    window_s: float
+    max_share: float = Field(description="health.max_bot_share")
+
+
+class GuardrailBreachPublic(BaseModel):
+    metric: str
+    variant: str
+    margin: float
+    lower: float | None
+    upper: float | None = Field(description="the always-valid upper bound of the relative change: below -margin")
+
+
+class GuardrailHealthPublic(BaseModel):
+    state: Literal["checked", "not_configured", "not_computed", "unavailable"] = Field(
+        description="checked: read from the (cached) report; unavailable: the report was refused for its budget")
+    breached: list[GuardrailBreachPublic]
+    report_age_s: float | None
+    message: str | None
+
+
+class ExperimentHealthPublic(BaseModel):
+    """An experiment's live health: ok, warn or critical, with the problems and the numbers behind them."""
+
+    experiment: str
+    experiment_status: Literal["draft", "running", "stopped"]
+    status: Literal["ok", "warn", "critical"]
+    checked_at: str
+    auto_pause: bool = Field(description="health.auto_pause: the monitor pauses it when critical")
+    paused: bool
+    paused_at: str | None
+    pause_cause: str | None
+    problems: list[HealthProblemPublic]
+    srm: SrmHealthPublic
+    traffic: TrafficHealthPublic
+    fallback: FallbackHealthPublic
+    content: ContentHealthPublic
+    ingestion_lag: IngestionLagPublic
+    bots: BotHealthPublic
+    guardrails: GuardrailHealthPublic
+
+
+class PauseCreate(BaseModel):
+    cause: str = Field(min_length=1, max_length=1000, description="why: kept in the experiment's history")
+
+
+class ResumeCreate(BaseModel):
+    note: str | None = Field(default=None, max_length=1000, description="kept in the experiment's history")
+
+
+class PauseStatePublic(BaseModel):
+    key: str
+    status: Literal["draft", "running", "stopped"]
+    paused: bool
+    paused_at: str | None
+    pause_cause: str | None
+    changed: bool = Field(description="false when it already was in that state (a second pause keeps the first cause)")

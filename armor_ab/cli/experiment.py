@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ from armor_ab.store.experiments import (
     ExperimentError,
     get_experiment,
     list_experiments,
+    set_paused,
     set_status,
     upsert_experiment,
 )
+from armor_ab.store.health import experiment_history
 
 group = typer.Typer(help="Define experiments as code and move them through draft → running → stopped.",
                     no_args_is_help=True)
@@ -172,6 +175,72 @@ def show(key: str, db: DbOption = None) -> None:
     if rec is None:
         fail(f"no experiment {key!r}")
     typer.echo(json.dumps(rec.public(), indent=2))
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment (a container without one)
+        return "cli"
+
+
+def _pause(key: str, paused: bool, text: str, db: Path | None) -> None:
+    with open_db(db) as con:
+        try:
+            rec = get_experiment(con, key)
+            if rec is None:
+                fail(f"no experiment {key!r}")
+            if rec.status != "running":
+                fail(f"experiment {key!r} is {rec.status}; only a running experiment pauses or resumes")
+            rec, changed = set_paused(con, key, paused, cause=text, by=_os_user())
+        except ExperimentError as exc:
+            fail(exc.message)
+    if not changed:
+        typer.echo(f"{rec.key}: already {'paused' if paused else 'not paused'}"
+                   + (f" ({rec.pause_cause})" if rec.pause_cause else ""))
+    elif paused:
+        typer.echo(f"{rec.key}: paused (its ARMOR arms serve control's copy until resumed): {rec.pause_cause}")
+    else:
+        typer.echo(f"{rec.key}: resumed")
+
+
+@group.command("pause")
+def pause(
+    key: str,
+    cause: Annotated[str, typer.Option("--cause", help="why: kept in the experiment's history")],
+    db: DbOption = None,
+) -> None:
+    """Pause a running experiment: its ARMOR arms serve control's copy until it is resumed (assignment is
+    unchanged). With the server running, use POST /v1/experiments/KEY/pause instead (it holds the database)."""
+    if not cause.strip():
+        fail("--cause cannot be blank")
+    _pause(key, True, cause.strip(), db)
+
+
+@group.command("resume")
+def resume(
+    key: str,
+    note: Annotated[str | None, typer.Option("--note", help="kept in the experiment's history")] = None,
+    db: DbOption = None,
+) -> None:
+    """Resume a paused experiment's ARMOR arms (POST /v1/experiments/KEY/resume with the server running)."""
+    _pause(key, False, (note or "").strip() or "resumed", db)
+
+
+@group.command("history")
+def history(key: str, db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every change of an experiment, oldest first, with the cause and who of pauses and resumes."""
+    with open_db(db) as con:
+        rows = experiment_history(con, key)
+    if not rows:
+        fail(f"no experiment {key!r}")
+    if as_json:
+        typer.echo(json.dumps([r.public() for r in rows], indent=2))
+        return
+    for r in rows:
+        note = f"\t{r.note}" if r.note else ""
+        typer.echo(f"{r.revision}\t{r.changed_at.isoformat(timespec='seconds')}\t{r.action}\t{r.status}"
+                   f"\tbucket v{r.bucket_version}{note}")
 
 
 def register(app: typer.Typer) -> None:

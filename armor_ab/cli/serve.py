@@ -43,6 +43,9 @@ def serve_command(
              "allocated at start; hold ten minutes of peak ingestion; default 8000000)")] = None,
     report_timeout: Annotated[float | None, typer.Option(
         help="seconds a report may run before it is stopped: 503 report_timeout (default 60)")] = None,
+    health_interval: Annotated[float | None, typer.Option(
+        help="seconds between the live-health checks of every running experiment, which pause a critical one "
+             "(health.auto_pause); 0 turns the monitor off (default 30)")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from dataclasses import replace
@@ -94,6 +97,10 @@ def serve_command(
         if not report_timeout > 0:
             fail("--report-timeout must be a positive number of seconds")
         settings = replace(settings, report_timeout_s=report_timeout)
+    if health_interval is not None:
+        if not (health_interval >= 0 and health_interval != float("inf")):
+            fail("--health-interval must be a number of seconds, 0 or more (0: no health monitor)")
+        settings = replace(settings, health_interval_s=health_interval)
     try:
         serve(settings, host=host, port=port, log_level=log_level, limits=limits)
     except (DatabaseLockedError, SchemaVersionError) as exc:

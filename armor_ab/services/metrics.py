@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# One sample of an experiment's health series: the gauge, its labels after ``experiment``, the value.
+HealthSample = tuple[Gauge, tuple[str, ...], float]
 
 
 class Metrics:
@@ -73,6 +76,72 @@ class Metrics:
         self.keys_revoked = Counter(
             "armor_ab_keys_revoked_total", "API keys revoked (DELETE /v1/keys/{id})", registry=self.registry
         )
+        self._health_gauges()
+
+    def _health_gauges(self) -> None:
+        """The live health of each running experiment (``armor_ab.services.health``), labelled by experiment:
+        set by the health monitor every ``health_interval_s`` and by each ``GET …/health``. A value that is
+        undefined (no client events to time, no checked pages, ...) has no series; an experiment that is
+        not running has none at all. deploy/prometheus/alerts.yml alerts on them."""
+        exp, r = ["experiment"], self.registry
+
+        def gauge(name: str, doc: str, labels: list[str] = exp) -> Gauge:
+            return Gauge(name, doc, labels, registry=r)
+
+        self.health_status = gauge("armor_ab_experiment_health_status",
+                                   "live health of a running experiment: 0 ok, 1 warn, 2 critical")
+        self.health_problem = gauge("armor_ab_experiment_health_problem",
+                                    "1 for each current problem of the experiment's live health, by code and severity",
+                                    ["experiment", "code", "severity"])
+        self.health_threshold = gauge("armor_ab_experiment_health_threshold",
+                                      "the experiment's own health thresholds (its spec's analysis.srm_alpha, "
+                                      "content_checks.max_fail_rate and health.*), by check", ["experiment", "check"])
+        self.health_checked = gauge("armor_ab_experiment_health_checked_timestamp_seconds",
+                                    "when the experiment's health was last computed (Unix time)")
+        self.srm_p_value = gauge("armor_ab_experiment_srm_p_value",
+                                 "anytime-valid (sequential) sample-ratio-mismatch p-value over daily looks since the start")
+        self.exposures_per_hour = gauge("armor_ab_experiment_exposures_per_hour", "exposures in the last hour")
+        self.events_per_hour = gauge("armor_ab_experiment_events_per_hour",
+                                     "page_view, dwell and inquiry events in the last hour")
+        self.ingestion_lag = gauge("armor_ab_experiment_ingestion_lag_seconds",
+                                   "received_at - ts of the client-sent events received in the last 15 minutes, "
+                                   "by quantile (0.5, 0.95)", ["experiment", "quantile"])
+        self.bot_share = gauge("armor_ab_experiment_bot_share",
+                               "share of the visitors first exposed in the last 24 h that are known bots")
+        self.content_fail_rate = gauge("armor_ab_content_guardrail_fail_rate",
+                                       "share of the experiment's checked pages whose guardrail verdict is fail")
+        self.content_pages = gauge("armor_ab_content_pages",
+                                   "stored pages of the experiment by guardrail verdict (unchecked: never checked)",
+                                   ["experiment", "verdict"])
+        self.guardrail_breached = gauge("armor_ab_experiment_guardrail_breached",
+                                        "1 when a guardrail metric is breached in the cached report (its always-valid "
+                                        "bound is past the margin), else 0; absent while no report could be computed")
+        self.paused = gauge("armor_ab_experiment_paused",
+                            "1 while the experiment's ARMOR arms serve control's copy (paused by health or a human)")
+        self.health_failures = Counter(
+            "armor_ab_health_checks_failed_total",
+            "health checks of the monitor that raised (logged; the monitor carries on)", registry=r,
+        )
+        self._health_series: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
+
+    def set_health(self, experiment: str, samples: Iterable[HealthSample]) -> None:
+        """Replace the experiment's health series with ``samples`` (series not among them are removed)."""
+        samples = list(samples)
+        new = {(g, labels) for g, labels, _ in samples}
+        for g, labels in self._health_series.get(experiment, set()) - new:
+            g.remove(experiment, *labels)
+        for g, labels, value in samples:
+            g.labels(experiment, *labels).set(value)
+        self._health_series[experiment] = new
+
+    def clear_health(self, experiment: str) -> None:
+        """Remove every health series of the experiment (it stopped, or is gone)."""
+        self.set_health(experiment, ())
+        self._health_series.pop(experiment, None)
+
+    def health_experiments(self) -> set[str]:
+        """The experiments that have health series now."""
+        return set(self._health_series)
 
     def count_armor_content(self, experiment: str, fallback: str | None) -> None:
         """One content answer to a visitor of an ARMOR arm: its page (``fallback`` None) or control's copy."""
