@@ -141,6 +141,20 @@ def test_the_database_process_exits_and_frees_the_file_when_its_parent_is_killed
     assert n == 100
 
 
+def _slow_count(con) -> int:
+    time.sleep(0.3)
+    return con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def test_a_cancelled_read_does_not_stop_the_answers_to_the_next(store: StoreClient) -> None:
+    """A caller that gives up on a read (its future cancelled before the answer) must not end the thread
+    that delivers every other answer."""
+    pending = store.read(_slow_count)
+    assert pending.cancel()
+    time.sleep(0.5)  # the cancelled read's answer arrives meanwhile
+    assert store.read(_slow_count).result(timeout=10) == 0
+
+
 def _out_of_memory(con) -> None:
     raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 64.0 MiB (1GB/1GB used)")
 

@@ -380,7 +380,9 @@ class StoreClient:
             kind = message[0]
             if kind == "ok" or kind == "err":
                 future = self._futures.pop(message[1], None)
-                if future is None:
+                # A caller may have given up (cancelled its future, e.g. a task cancelled at shutdown):
+                # nothing to deliver, and setting a result on it would raise and end this thread.
+                if future is None or not future.set_running_or_notify_cancel():
                     continue
                 if kind == "ok":
                     future.set_result(message[2])
