@@ -134,15 +134,23 @@ def main() -> int:
     if args.sheet:
         contact_sheet(items, pages, args.sheet)
     if args.labels:
-        labels = json.loads(args.labels.read_text())
+        label_file = json.loads(args.labels.read_text())
+        labels = label_file["labels"]
         by_id = {item.id: pc for item, pc in zip(items, verdicts, strict=True)}
         accepted = [i for i, lab in labels.items() if lab["acceptable"]]
         rejected = [i for i, lab in labels.items() if not lab["acceptable"]]
-        fp = [i for i in accepted if by_id[i].verdict == "fail"]
-        fn = [i for i in rejected if by_id[i].verdict == "pass"]
-        print(f"\nhand labels: {len(labels)} pages, {len(accepted)} acceptable, {len(rejected)} not")
-        print(f"false positives (acceptable, but a blocking check fails): {len(fp)}/{len(accepted)} {fp}")
-        print(f"false negatives (not acceptable, yet every check passes): {len(fn)}/{len(rejected)} {fn}")
+        blocked = [i for i in accepted if by_id[i].verdict == "fail"]
+        any_fail = [i for i in accepted if any(r.status == "fail" for r in by_id[i].results)]
+        held = [i for i in accepted if by_id[i].verdict != "pass"]
+        passed_bad = [i for i in rejected if by_id[i].verdict == "pass"]
+        caught = [i for i in rejected if by_id[i].verdict != "pass"]
+        print(f"\nhand labels ({label_file['labelled_by']}): {len(labels)} pages, {len(accepted)} acceptable, "
+              f"{len(rejected)} not")
+        print(f"false positives, a blocking check fails an acceptable page: {len(blocked)}/{len(accepted)} {blocked}")
+        print(f"false positives, any check fails an acceptable page: {len(any_fail)}/{len(accepted)} {any_fail}")
+        print(f"acceptable pages held for a human (verdict warn or fail): {len(held)}/{len(accepted)}")
+        print(f"unacceptable pages held (warn or fail): {len(caught)}/{len(rejected)}; "
+              f"auto-approved although unacceptable (verdict pass): {len(passed_bad)}/{len(rejected)} {passed_bad}")
         per = Counter(r.check for i in accepted for r in by_id[i].results if r.status == "fail")
         print(f"checks failing acceptable pages: {dict(per)}")
     return 0

@@ -95,9 +95,20 @@ def test_full_demo_serves_the_site_the_dashboards_and_stops_on_ctrl_c(tmp_path) 
         assigner = Assigner.from_experiment(load_experiment_file(DEMO_EXPERIMENT))
         users = {assigner.assign(f"demo-check-{i}").variant: f"demo-check-{i}" for i in range(50)}
         client = {"Authorization": f"Bearer {keys['client']}"}
+        # Only the pages that pass every guardrail went live; the others wait for a human.
+        pages = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content/review",
+                          headers={"Authorization": f"Bearer {keys['read']}"}).json()
+        assert len(pages) == 42 and all(p["verdict"] in ("pass", "warn", "fail") for p in pages)
+        live = [p for p in pages if p["status"] == "approved"]
+        assert live and all(p["verdict"] == "pass" and p["reviewed_by"] == "guardrails" for p in live)
+        held = next(p for p in pages if p["verdict"] == "fail")
+        assert held["status"] == "pending"
         armor = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content", headers=client,
-                          params={"user_id": users["armor"], "item_id": "pumps-01"}).json()
+                          params={"user_id": users["armor"], "item_id": live[0]["item_id"]}).json()
         assert armor["source"] == "armor" and armor["content"]["metadata"]["model"].endswith("armor-demo")
+        blocked = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content", headers=client,
+                            params={"user_id": users["armor"], "item_id": held["item_id"]}).json()
+        assert (blocked["source"], blocked["fallback"]) == ("catalog", "guardrail")
         assert any(s["type"] == "text" and s["text"].strip() for s in armor["content"]["segments"])
         control = httpx.get(f"{api}/v1/experiments/catalog-interleaved/content", headers=client,
                             params={"user_id": users["control"], "item_id": "pumps-01"}).json()

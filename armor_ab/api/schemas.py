@@ -127,6 +127,8 @@ class ExperimentPublic(BaseModel):
     updated_at: str
     started_at: str | None
     stopped_at: str | None
+    paused_at: str | None = Field(default=None, description="set while its ARMOR arms serve control's copy")
+    pause_cause: str | None = Field(default=None, description="why: live health's problems, or a human's cause")
     spec: dict
 
 

@@ -3,7 +3,8 @@
 1. imports the demo catalog through the same door as a manufacturer's (``armor-ab catalog import``),
    then applies the demo experiment (started as many days ago as the simulated history covers);
 2. builds the ONNX engine of the shipped `armor-demo` model (skipped when up to date);
-3. generates every catalog item's ARMOR page with ONNX Runtime and approves it (skips what exists);
+3. generates every catalog item's ARMOR page with ONNX Runtime and runs the guardrails on it; the
+   pages that pass every check go live, the rest wait in the Content page (skips what exists);
 4. starts the API (the one owner of the database) and the dashboards;
 5. drives simulated visitors with a known effect through the API (it lists the catalog's items there);
 6. prints the URLs of the catalog site, the dashboards and the API docs, and serves until Ctrl-C.
@@ -121,9 +122,10 @@ def build_content(db: Path, use_engine: bool) -> None:
         backend = ["--backend", "onnxruntime", "--engine", str(ENGINE)]
     else:
         backend = ["--backend", "torch"]
-    log("generating the ARMOR variant's catalog pages (reruns skip what exists)")
+    # Every page goes through the experiment's guardrails (content_checks:); its policy approves the pages
+    # that pass every check, and the rest wait in the Content page for a human.
+    log("generating the ARMOR variant's catalog pages and checking them (reruns skip what exists)")
     cli("content", "generate", "--experiment", KEY, "--db", str(db), *backend)
-    cli("content", "approve", KEY, "--all", "--db", str(db), check=False)  # nothing new to approve is fine
 
 
 def port_free(host: str, port: int) -> bool:

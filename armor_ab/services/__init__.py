@@ -11,5 +11,7 @@ status and stable code the API answers with (``api/errors.py`` renders them; the
 * ``ingest``: event batches, validated and committed; ``event_import``: event files, the same rules;
 * ``catalog_import``: a manufacturer's catalog file, checked whole, then its photos and items stored;
 * ``serving``: the content a visitor's variant shows, generated on demand when the variant asks;
-* ``review``: approving and rejecting generated content.
+* ``review``: approving and rejecting generated content (never a page that fails a blocking guardrail);
+* ``health``: an experiment's live health (SRM, traffic, fallbacks, content verdicts, lag, bots, guardrail
+  metrics) and the monitor that pauses a critical one; ``pause``: pausing and resuming its ARMOR arms.
 """
