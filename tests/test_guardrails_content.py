@@ -416,3 +416,35 @@ def test_a_version_4_row_shape_reads_with_no_checks(tmp_path) -> None:
         assert dataclasses.replace(row, verdict="fail").blocking() == []
     finally:
         con.close()
+
+
+def test_an_on_demand_picture_is_checked_against_the_pictures_already_served(tmp_path) -> None:
+    """The on-demand worker has no database: it is handed the served pages' picture hashes and reads their
+    files from the image store, so a new picture that duplicates another item's served one fails."""
+    from armor_ab.catalog.demo import demo_items
+    from armor_ab.content import on_demand
+    from armor_ab.content.generate import resolve_model
+    from armor_ab.experiments.content_checks import ContentChecks
+    from armor_ab.experiments.models import ContentSpec
+
+    items = {item.id: item for item, _ in demo_items()}
+    content = ContentSpec(source="armor", prompt="Describe {name} for our catalog, with pictures.", model="armor-demo",
+                          max_images=1)
+    off = {"action": "off"}
+    policy = ContentChecks(spec_fidelity=off, terms=off, modality=off, image_text=off, text_hygiene=off)
+    item = items["pumps-02"]
+    prompt = content.prompt.format(name=item.name)
+    page, alone = on_demand.generate_page(resolve_model("armor-demo"), "torch", None, prompt, content, 1, item, policy, "armor")
+    shas = tuple(image.sha256 for image in page.images)
+    assert shas, "armor-demo drew no picture for this seed"
+    assert "near-duplicate" not in alone.results[0].reason
+    images = tmp_path / "images"
+    images.mkdir()
+    for image in page.images:  # the same picture, served on another item's page
+        (images / f"{image.sha256}.png").write_bytes(image.png)
+    on_demand._contexts.clear()  # a fresh worker
+    _, again = on_demand.generate_page(resolve_model("armor-demo"), "torch", None, prompt, content, 1, item, policy, "armor",
+                                       served=(("valves-01", shas),), images_dir=images)
+    [result] = again.results
+    assert result.status == "fail" and "near-duplicate of a picture of item valves-01" in result.reason
+    assert again.verdict == "fail"

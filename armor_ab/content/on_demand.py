@@ -45,6 +45,7 @@ class OnDemandSettings:
     engine_dir: Path | None = None
     max_inflight: int = 64  # items queued for the worker at once; more wait for a later request
     retry_after_s: float = 60.0
+    images_dir: Path | None = None  # the image store: the worker reads served pages' pictures from it
 
 
 # -- the worker process ------------------------------------------------------------------------------
@@ -58,10 +59,12 @@ def _init_worker(catalog: list[CatalogItem]) -> None:
 
 
 def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str, content: ContentSpec, index: int,
-                  item: CatalogItem | None = None, policy: ContentChecks | None = None, variant: str = ""):
+                  item: CatalogItem | None = None, policy: ContentChecks | None = None, variant: str = "",
+                  served: tuple[tuple[str, tuple[str, ...]], ...] = (), images_dir: Path | None = None):
     """One page in the worker process, and its checks: ``(InterleavedContent, PageChecks)``; the checks
     are None when no ``policy`` is given. The generator of each model, and its check context (per
-    policy), are built once and kept."""
+    policy), are built once and kept. ``served``: (item id, picture hashes) of the experiment's served
+    pages, whose pictures (read from ``images_dir`` once each) a new picture must not duplicate."""
     from armor_ab.content.generate import load_generator
 
     key = (model, backend, engine_dir)
@@ -78,8 +81,17 @@ def generate_page(model: str, backend: str, engine_dir: Path | None, prompt: str
     ctx_key = (key, policy_hash(policy))
     if ctx_key not in _contexts:
         _contexts[ctx_key] = check_context(generator, model, _catalog or [item], policy)
+    ctx = _contexts[ctx_key]
+    if images_dir is not None and policy.image_sanity.action != "off":
+        from armor_ab.guardrails.image_sanity import register_pictures
+        from armor_ab.guardrails.page import PageImage
+
+        for other, shas in served:
+            new = [sha for sha in shas if sha not in ctx.picture_hashes]
+            files = [(sha, Path(images_dir) / f"{sha}.png") for sha in new]
+            register_pictures(ctx, other, [PageImage(sha, f.read_bytes()) for sha, f in files if f.is_file()])
     checked = Page.from_content(page, item, prompt, resolve_expects(content), variant)
-    return page, check_pages([checked], policy, _contexts[ctx_key])[0]
+    return page, check_pages([checked], policy, ctx)[0]
 
 
 # -- the API side ------------------------------------------------------------------------------------
@@ -140,9 +152,10 @@ class OnDemand:
         prompt = render_prompt(content.prompt or "", item, f"experiment {experiment}: variant {variant}: prompt")
         model = resolve_model(content.model)
         started = time.perf_counter()
+        served = pages.served_pictures(experiment)
         page, checks = await asyncio.get_running_loop().run_in_executor(
             self._executor(), generate_page, model, self.settings.backend, self.settings.engine_dir, prompt, content,
-            self.index[item_id], item, policy, variant)
+            self.index[item_id], item, policy, variant, served, self.settings.images_dir)
         status, reviewed_by = review_status(checks, policy, on_demand=True)
         await pages.store_generated(key, page, prompt, checks=checks, status=status, reviewed_by=reviewed_by)
         self.generated += 1

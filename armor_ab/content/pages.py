@@ -23,3 +23,8 @@ class PageStore(Protocol):
         ``guardrails.pipeline.review_status`` gave it, never over an existing one. A page whose
         verdict is ``fail`` is stored but never served."""
         ...
+
+    def served_pictures(self, experiment: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(item id, picture SHA-256s) of each page of ``experiment`` served now: a new on-demand
+        picture must not be a near-duplicate of another item's (``image_sanity``)."""
+        ...

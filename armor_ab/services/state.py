@@ -101,6 +101,7 @@ class AppState:
     # digest of each (an exposure of …/content records the digest of the page it served).
     content: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     content_digests: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    content_pictures: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)  # served pictures, by page
     # Every stored page's status; a page failing a blocking check is ``blocked`` (fallback ``guardrail``).
     content_status: dict[tuple[str, str, str], str] = field(default_factory=dict)
     control: dict[str, bytes] = field(default_factory=dict)
@@ -156,7 +157,7 @@ class AppState:
         state.apply(store.snapshot)
         state.on_demand = OnDemand(
             OnDemandSettings(timeout_s=settings.on_demand_timeout, backend=settings.generate_backend,
-                             engine_dir=settings.engine_dir),
+                             engine_dir=settings.engine_dir, images_dir=settings.images),
             state.catalog,
         )
         return state
@@ -173,6 +174,8 @@ class AppState:
         self.variants = {k: e.variants for k, e in self.experiments.items()}
         self.keys = snapshot.keys
         self.content = {k: json_bytes(v) for k, v in snapshot.content.items()}
+        self.content_pictures = {k: tuple(s["sha256"] for s in v["segments"] if s["type"] == "image")
+                                 for k, v in snapshot.content.items()}
         self.content_digests = snapshot.content_digests
         self.content_status = snapshot.content_status
         if snapshot.catalog is not None:  # only the snapshot sent at start carries it
@@ -194,6 +197,11 @@ class AppState:
         return self.variants
 
     # -- the pages on-demand generation asks about (content.pages.PageStore) -------------------------
+    def served_pictures(self, experiment: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(item id, picture hashes) of the experiment's served pages (content.pages.PageStore)."""
+        return tuple((item_id, shas) for (exp, _, item_id), shas in self.content_pictures.items()
+                     if exp == experiment and shas)
+
     def has_page(self, key: PageKey) -> bool:
         """A page is stored for (experiment, variant, item) in some review state."""
         return key in self.content or key in self.content_status
