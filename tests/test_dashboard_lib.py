@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from armor_ab.api.schemas import ExperimentPublic
 from armor_ab.cli import app as cli_app
 from armor_ab.cli.dashboard import APP, dashboard_env, streamlit_command
-from armor_ab.dashboards.lib import assumptions, charts, export, figures, fmt, specs
+from armor_ab.dashboards.lib import assumptions, charts, checks, export, figures, fmt, health, specs
 from armor_ab.dashboards.lib.api import ApiClient, ApiError, ApiUnavailable, _error_from
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.roi.assumptions import RoiAssumptions
@@ -332,6 +332,124 @@ def test_png_summary_is_one_landscape_page() -> None:
     assert img.format == "PNG" and img.size == (1600, 1000) and img.mode == "RGB"
     assert img.getpixel((80, 200)) == export.COLORS["keep_running"]  # the verdict band's colour
     assert len(img.getcolors(1_000_000)) > 50  # text, bars: not a blank page
+
+
+# ---- guardrail checks and live health ----------------------------------------------------------------
+
+
+def check(name: str, status: str, action: str = "block", reason: str = "r", evidence=()) -> dict:  # noqa: ANN001
+    return {"check": name, "status": status, "action": action, "reason": reason, "evidence": list(evidence)}
+
+
+def stored(item: str, status: str = "pending", verdict: str | None = "pass", failing=(), **extra) -> dict:  # noqa: ANN001
+    return {"item_id": item, "variant": "armor", "status": status, "verdict": verdict, "failing": list(failing),
+            "checks": None, "reviewed_by": None, "reviewed_key": None, "reviewed_at": None, **extra}
+
+
+def test_evidence_spans_are_highlighted_in_the_escaped_text() -> None:
+    assert checks.highlight("Ask *now*: 16 bar", [checks.Span(11, 17, "red")]) == (
+        "Ask \\*now\\*: :red-background[16 bar]")
+    # Markdown in the span and around it stays plain text; the colon before a directive is escaped.
+    assert checks.highlight("Cost: $5 [x]", [checks.Span(6, 12, "orange")]) == (
+        "Cost: :orange-background[\\$5 \\[x\\]]")
+    assert checks.highlight("Cost:$5", [checks.Span(5, 7, "red")]) == "Cost\\::red-background[\\$5]"
+    # Overlapping spans: the worse colour wins where they overlap.
+    assert checks.highlight("abcdefgh", [checks.Span(0, 4, "orange"), checks.Span(2, 6, "red")]) == (
+        ":orange-background[ab]:red-background[cdef]gh")
+    # A span across a line break is marked line by line; an offset past the text is ignored here.
+    assert checks.highlight("one\ntwo", [checks.Span(1, 6, "red"), checks.Span(40, 50, "red")]) == (
+        "o:red-background[ne]\n:red-background[tw]o")
+    # Offsets are into the page's text, its text segments joined: the second segment starts at 4.
+    segments = [{"type": "text", "text": "Pump"}, {"type": "image", "url": "/v1/images/x"},
+                {"type": "text", "text": " 7.5 kW _fast_"}]
+    results = [check("spec_fidelity", "fail", evidence=[{"text": "7.5 kW", "start": 5, "end": 11}]),
+               check("terms", "fail", "warn", evidence=[{"text": "Pump", "start": 0, "end": 4}]),
+               check("modality", "pass", evidence=[{"text": "ignored", "start": 0, "end": 2}]),
+               check("image_sanity", "warn", "block", evidence=[{"text": "picture 1 is blank", "image": 0,
+                                                                  "score": 0.0}])]
+    parts = checks.highlighted_segments(segments, results)
+    assert parts[0] == {"type": "text", "markdown": ":orange-background[Pump]"}
+    assert (parts[1]["type"], parts[1]["number"]) == ("image", 1)
+    assert parts[2] == {"type": "text", "markdown": " :red-background[7.5 kW] \\_fast\\_"}
+    assert checks.unplaced_spans(segments, results) == []
+    assert checks.unplaced_spans([{"type": "text", "text": "Pump"}], results) == ["spec_fidelity: 7.5 kW"]
+    notes = checks.picture_notes(results)
+    assert notes == {1: [":orange-background[Picture 1] **image\\_sanity** (warn): picture 1 is blank (score 0.00)"]}
+    assert checks.text_spans(results) == [checks.Span(5, 11, "red"), checks.Span(0, 4, "orange")]
+
+
+def test_check_lines_filters_and_review_words() -> None:
+    results = [check("terms", "pass", "warn", "no blocked term"),
+               check("spec_fidelity", "fail", reason="says 16 bar; the catalog's pressure is 10 bar",
+                     evidence=[{"text": "16 bar", "start": 52, "end": 58}])]
+    lines = checks.check_lines(results)
+    assert lines[0] == (":red-badge[fail] **spec\\_fidelity** · blocks the page · says 16 bar; the catalog's pressure "
+                        "is 10 bar  \nEvidence: “16 bar” (characters 52 to 58)")
+    assert lines[1] == ":green-badge[pass] **terms** · warns only · no blocked term"
+    blocked = stored("valves-03", verdict="fail", failing=["spec_fidelity"], checks={"results": results})
+    warned = stored("motors-03", verdict="warn", failing=["terms"])
+    rows = [blocked, warned, stored("pumps-01", "approved"), stored("pumps-02"), stored("x", verdict=None)]
+    assert checks.block_reason(blocked).startswith("Cannot be approved: it fails spec_fidelity, so it is never served")
+    assert checks.block_reason(warned) is None
+    assert checks.verdict_label("fail") == "checks: fail (blocked)" and checks.verdict_label(None) == "checks: not run"
+    options = checks.filter_options(rows)
+    assert list(options)[-2:] == ["failing:spec_fidelity", "failing:terms"]
+    assert options["failing:terms"] == "failing: terms (1)"
+    pick = lambda status, f: [r["item_id"] for r in rows if checks.row_matches(r, status, f)]  # noqa: E731
+    assert pick("all", "failing:terms") == ["motors-03"]
+    assert pick("pending", "verdict:pass") == ["pumps-02"] and pick("all", "verdict:none") == ["x"]
+    assert pick("approved", checks.ANY) == ["pumps-01"]
+    assert checks.status_counts(rows) == {"pending": 4, "approved": 1, "rejected": 0, "stale": 0, "blocked": 1}
+    assert checks.passing_to_approve(rows) == 1
+    assert checks.review_text(stored("a")) == "Pending · not reviewed yet"
+    assert checks.review_text(stored("a", "approved", reviewed_by="guardrails")).startswith(
+        "Approved automatically by the guardrails")
+    assert checks.review_text(stored("a", "rejected", reviewed_by="ann", reviewed_key="k1",
+                                     reviewed_at="2026-11-14T14:58:03+00:00")) == (
+        "Rejected by ann (key k1) · 2026-11-14 14:58 UTC")
+    assert checks.review_text(stored("a", "approved", reviewed_by="bob", reviewed_key="cli")) == (
+        "Approved by bob from the command line")
+    # The bulk approve, read against the pages before it.
+    msg = checks.bulk_message({"changed": 2, "status": "approved", "skipped": 0}, rows)
+    assert msg == ("Approved 2 pages that pass every check (1 already approved); skipped 3 pending pages that do not "
+                   "pass (1 blocked (fail), 1 warn, 1 not checked): review those one by one.")
+    assert checks.bulk_message({"changed": 1, "skipped": 0}, [stored("p")]) == (
+        "Approved 1 page that pass every check; skipped 0 pending pages that do not pass.")
+
+
+def test_health_in_words() -> None:
+    assert health.readable("p95 is 1,152,243 s (> 300 s) over 9164 events, 0.25 > 0.2") == (
+        "p95 is 1,152,243 s (> 300 s) over 9,164 events, 0.25 > 0.2")
+    assert health.readable("paused since 2026-11-14T14:58:03+00:00: x") == "paused since 2026-11-14 14:58 UTC: x"
+    ok = {"status": "ok", "paused": False, "problems": [], "content": {
+        "by_status": {"pending": 3, "approved": 1}, "by_verdict": {"pass": 2, "warn": 1, "fail": 1, "unchecked": 0}}}
+    b = health.box(ok)
+    assert (b.level, health.markdown(b)) == ("success", "Health: ok, no problems.")
+    critical = {**ok, "status": "critical", "problems": [
+        {"code": "bot_share", "severity": "warn", "message": "20 of 25 visitors are bots"},
+        {"code": "srm_mismatch", "severity": "critical", "message": "split 1200 vs 800"},
+        {"code": "paused", "severity": "warn", "message": "paused since …"}],
+        "paused": True, "paused_at": "2026-11-14T14:58:03+00:00", "pause_cause": "srm_mismatch: *split*"}
+    b = health.box(critical, name="exp-1")
+    assert b.level == "error"
+    assert health.markdown(b) == (
+        "`exp-1`: health: critical, 2 problems; paused since 2026-11-14 14:58 UTC: its ARMOR arms serve control's "
+        "copy until someone resumes it (cause: srm\\_mismatch: \\*split\\*):\n"
+        "- critical: split 1,200 vs 800\n- 20 of 25 visitors are bots")
+    assert health.box({**ok, "status": "warn", "problems": critical["problems"][:1]}).level == "warning"
+    assert health.status_label(critical) == "critical · paused"
+    assert health.page_counts(ok) == {"Pending": 3, "Approved": 1, "Rejected": 0, "Stale": 0, "Blocked": 1}
+    row = health.with_health({"Experiment": "x", "Status": "running", "Total visitors": 3, "Name": "X"}, ok)
+    assert list(row) == ["Experiment", "Status", "Health", "Total visitors", "Pending", "Approved", "Rejected",
+                         "Stale", "Blocked", "Name", "Problems"]
+    missing = health.with_health({"Experiment": "x", "Status": "running", "Total visitors": 3}, None, "refused")
+    assert (missing["Health"], missing["Problems"], missing["Blocked"]) == ("—", "refused", None)
+    state = {"key": "x", "status": "running", "paused": True, "paused_at": "2026-11-14T14:58:03+00:00",
+             "pause_cause": "wrong specs", "changed": True}
+    assert health.paused_text(state) == ("Paused `x` at 2026-11-14 14:58 UTC: its ARMOR arms serve control's copy "
+                                         "until someone resumes it (cause: wrong specs).")
+    assert health.paused_text({**state, "changed": False}).endswith("nothing changed.")
+    assert health.resumed_text({**state, "paused": False, "changed": True}).startswith("Resumed `x`")
 
 
 # ---- API client, YAML helpers, CLI -------------------------------------------------------------------

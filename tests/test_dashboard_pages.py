@@ -14,16 +14,22 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from armor_ab.dashboards.lib import figures, fmt, specs, ui
+from armor_ab.dashboards.lib import health as health_lib
+from armor_ab.dashboards.lib.api import ApiClient, ApiError
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.verdict import decide_report
 from tests.helpers.dashboard import (
     APP,
     EXP,
+    GUARDED,
+    GUARDED_PAGES,
+    GUARDED_SPAN,
     PENDING_ITEMS,
     TRUE_DWELL_LIFT,
     VIEWS,
     DashboardPlatform,
+    seed_guarded,
     start_platform,
 )
 from tests.helpers.platform import free_port
@@ -33,7 +39,7 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardPlatform]:
-    p = start_platform(tmp_path_factory, "dashboard-pages")
+    p = start_platform(tmp_path_factory, "dashboard-pages", seed=seed_guarded)
     try:
         yield p
     finally:
@@ -141,7 +147,8 @@ def test_experiments_page_lists_every_experiment_with_the_apis_figures(page, pla
     assert row["Verdict"] == fmt.decision(report["verdict"]["decision"])
     assert row["Headline"] == report["verdict"]["headline"]
     running = sum(e["status"] == "running" for e in listed)
-    assert metrics(at) == {"Experiments": f"{len(listed):,}", "Running": f"{running:,}", "Sample ratio mismatch": "0"}
+    assert metrics(at) == {"Experiments": f"{len(listed):,}", "Running": f"{running:,}", "Sample ratio mismatch": "0",
+                           "Critical or paused": "0"}
     assert not at.error
     assert_human_numbers(at)
 
@@ -272,8 +279,8 @@ def test_srm_banner_blocks_a_ship_reading(page, plat) -> None:
     report = results(plat, "srm-check")
     assert report["srm"]["flag"] is True and report["verdict"]["decision"] != "ship"
     at = page("results", scope="read", experiment="srm-check")
-    assert at.error and at.error[0].value == figures.srm_message(report["srm"])
-    assert "Do not ship on these numbers" in at.error[0].value
+    assert figures.srm_message(report["srm"]) in texts(at.error)
+    assert any("Do not ship on these numbers" in e for e in texts(at.error))
     assert figures.reading(report).decision != "ship"
     assert not any(v.startswith("**Ship**") for v in texts(at.success))
 
@@ -422,7 +429,7 @@ def test_design_creates_and_edits_an_experiment_through_the_api(page, plat) -> N
     at = page("design", scope="admin")
     # The editor opens with the selected experiment's YAML, valid, and downloadable.
     assert "key: catalog-interleaved" in at.text_area(key="design_yaml").value
-    assert at.success[0].value.startswith("Valid:")
+    assert any(v.startswith("Valid:") for v in texts(at.success))
     at.radio(key="design_mode").set_value("New experiment").run()
     assert at.text_area(key="design_yaml").value == specs.TEMPLATE
     at.text_area(key="design_yaml").input(specs.TEMPLATE.replace("key: my-experiment", "key: Bad Key")).run()
@@ -464,7 +471,9 @@ def test_content_page_approving_changes_what_the_api_serves(page, plat) -> None:
     before = served()
     assert (before["source"], before["fallback"]) == ("catalog", "unapproved")
     at = page("content", scope="admin")
-    assert at.caption[0].value.startswith(f"{len(PENDING_ITEMS)} pending · 0 approved · 0 rejected generated pages.")
+    assert at.caption[0].value.startswith(f"{len(PENDING_ITEMS)} pending · 0 approved · 0 rejected · 0 stale generated "
+                                         "pages; 0 blocked by the guardrails")
+    assert ":gray-badge[checks: not run]" in texts(at.markdown)
     assert any(re.search(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC · prompt: ", c) for c in texts(at.caption))
     assert_human_numbers(at)
     assert at.selectbox(key="content_item").value == PENDING_ITEMS[0]
@@ -509,6 +518,173 @@ def test_content_page_shows_the_catalog_item_beside_its_pages(page, plat) -> Non
     at.selectbox(key="content_item").set_value(PENDING_ITEMS[1]).run()
     assert not at.exception
     assert plat.get(f"/v1/catalog/items/{PENDING_ITEMS[1]}")["name"] in [h.value for h in at.subheader]
+
+
+# ---- Guardrails: verdicts and checks on the Content page, health, pause --------------------------------
+
+
+def _guarded_user(plat: DashboardPlatform, variant: str = "armor") -> str:
+    for i in range(1000):
+        r = httpx.get(f"{plat.url}/v1/experiments/{GUARDED}/assignment", params={"user_id": f"guarded-{i}"},
+                      headers=plat.headers("client"))
+        if r.json()["variant"] == variant:
+            return f"guarded-{i}"
+    raise AssertionError(f"nobody in {variant}")
+
+
+def _served(plat: DashboardPlatform, user: str, item: str) -> tuple[str, str | None]:
+    """(source, fallback) of what a visitor gets for ``item`` of the guarded experiment."""
+    r = httpx.get(f"{plat.url}/v1/experiments/{GUARDED}/content", params={"user_id": user, "item_id": item},
+                  headers=plat.headers("client"))
+    assert r.status_code == 200, r.text
+    return r.json()["source"], r.json()["fallback"]
+
+
+def test_content_page_shows_a_failing_pages_checks_with_its_evidence_highlighted(page, plat) -> None:
+    at = page("content", scope="admin", experiment=GUARDED)
+    at.selectbox(key="content_filter").set_value("all").run()
+    # The filter by failing check: one failing page per check, as the API's `failing` says.
+    rows = plat.get(f"/v1/experiments/{GUARDED}/content/review")
+    options = at.selectbox(key="content_check").options
+    assert [o for o in options if o.startswith("failing: ")] == [
+        f"failing: {name} (1)" for name in sorted({n for r in rows for n in r["failing"]})]
+    at.selectbox(key="content_check").set_value("failing:terms").run()
+    assert at.selectbox(key="content_item").options == ["motors-03"]
+    at.selectbox(key="content_check").set_value("verdict:pass").run()
+    assert at.selectbox(key="content_item").options == sorted(i for i, (v, _) in GUARDED_PAGES.items() if v == "pass")
+    at.selectbox(key="content_check").set_value("failing:spec_fidelity").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="content_item").options == ["valves-03"]
+    assert at.selectbox(key="content_item").value == "valves-03"
+    # The page's verdict and every check's status, action and reason, as the API stored them.
+    row = next(r for r in rows if r["item_id"] == "valves-03")
+    assert row["verdict"] == "fail" and row["failing"] == ["spec_fidelity", "image_sanity"]
+    md = texts(at.markdown)
+    assert ":red-badge[checks: fail (blocked)]" in md and ":orange-badge[generated page: pending]" in md
+    spec = next(r for r in row["checks"]["results"] if r["check"] == "spec_fidelity")
+    assert spec["status"] == "fail" and spec["action"] == "block" and "10 bar" in spec["reason"]
+    line = next(m for m in md if "**spec\\_fidelity**" in m)
+    assert line.startswith(":red-badge[fail] **spec\\_fidelity** · blocks the page · " + fmt.md_escape(spec["reason"]))
+    assert f"“{GUARDED_SPAN}”" in line
+    assert any(m.startswith(":orange-badge[fail] **image\\_sanity** · warns only · ") for m in md)
+    assert any(m.startswith(":green-badge[pass] **terms** · warns only · ") for m in md)
+    # The evidence span, found by its offsets into the page's text, is marked where it is: in the second
+    # text segment, after the picture; the picture's evidence is named next to it.
+    text = "".join(s["text"] for s in row["content"]["segments"] if s["type"] == "text")
+    (ev,) = spec["evidence"]
+    assert text[ev["start"]:ev["end"]] == GUARDED_SPAN
+    assert f"Rated :red-background[{GUARDED_SPAN}], size DN20." in [m.strip() for m in md]
+    assert "Valve V-03, a gate valve for chemical dosing." in md  # the first segment: nothing to mark
+    assert any(m.startswith(":orange-background[Picture 1] **image\\_sanity** (fail): picture 1 is blank") for m in md)
+    # It cannot be approved: the button is disabled and says why; the API refuses it with a clear message.
+    approve = at.button(key="content_approve_armor")
+    assert approve.disabled and "fails spec_fidelity" in (approve.help or "")
+    assert any("Cannot be approved: it fails spec_fidelity" in e for e in texts(at.error))
+    assert "Pending · not reviewed yet" in texts(at.caption)
+    with pytest.raises(ApiError) as refused:
+        ApiClient(plat.url, plat.keys["admin"]).review(GUARDED, "approved", item_id="valves-03", variant="armor")
+    assert (refused.value.status, refused.value.code) == (409, "guardrail_failed")
+    message = ui.review_error_text(refused.value)
+    assert message.startswith("Not approved: cannot approve a page that fails a blocking check: valves-03 (armor) "
+                              "fails spec\\_fidelity")
+    # The auto-approved page says who approved it.
+    at.selectbox(key="content_check").set_value("any").run()
+    at.selectbox(key="content_item").set_value("pumps-01").run()
+    assert ":green-badge[checks: pass]" in texts(at.markdown)
+    assert any(c.startswith("Approved automatically by the guardrails") for c in texts(at.caption))
+    assert_human_numbers(at)
+
+
+def test_approve_all_that_pass_approves_the_passing_pages_and_skips_the_rest(page, plat) -> None:
+    user = _guarded_user(plat)
+    before = plat.get(f"/v1/experiments/{GUARDED}/content/review")
+    assert {r["item_id"]: (r["verdict"], r["status"]) for r in before} == GUARDED_PAGES
+    assert _served(plat, user, "pumps-02") == ("catalog", "unapproved")
+    at = page("content", scope="admin", experiment=GUARDED)
+    button = at.button(key="content_approve_passing")
+    assert button.label == "Approve all that pass (2)" and not button.disabled
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert ("Approved 3 pages that pass every check (1 already approved); skipped 2 pending pages that do not "
+            "pass (1 blocked (fail), 1 warn): review those one by one.") in texts(at.success)
+    after = {r["item_id"]: r for r in plat.get(f"/v1/experiments/{GUARDED}/content/review")}
+    assert {i: r["status"] for i, r in after.items()} == {
+        "pumps-01": "approved", "pumps-02": "approved", "pumps-03": "approved", "motors-03": "pending",
+        "valves-03": "pending"}
+    assert after["pumps-02"]["reviewed_by"] == "test-admin" and after["pumps-02"]["reviewed_at"]
+    # What visitors get now: the passing pages; the others still fall back to the catalog copy.
+    assert {i: _served(plat, user, i) for i in GUARDED_PAGES} == {
+        "pumps-01": ("armor", None), "pumps-02": ("armor", None), "pumps-03": ("armor", None),
+        "motors-03": ("catalog", "unapproved"), "valves-03": ("catalog", "guardrail")}
+    assert at.button(key="content_approve_passing").disabled  # nothing left that passes
+    at.selectbox(key="content_filter").set_value("approved").run()
+    at.selectbox(key="content_item").set_value("pumps-02").run()
+    assert any(c.startswith("Approved by test-admin (key ") and c.endswith(" UTC") for c in texts(at.caption))
+
+
+def test_experiments_page_shows_pages_per_status_and_the_health_of_each(page, plat) -> None:
+    at = page("experiments", scope="read", experiment=None)
+    table = at.dataframe[0].value
+    for key in (EXP, GUARDED):
+        health = plat.get(f"/v1/experiments/{key}/health")
+        row = table[table["Experiment"] == key].iloc[0]
+        assert row["Health"] == health_lib.status_label(health)
+        by_status = health["content"]["by_status"]
+        assert {s: int(row[s.capitalize()]) for s in ("pending", "approved", "rejected", "stale")} == {
+            s: by_status.get(s, 0) for s in ("pending", "approved", "rejected", "stale")}
+        assert int(row["Blocked"]) == health["content"]["by_verdict"]["fail"]
+    row = table[table["Experiment"] == GUARDED].iloc[0]
+    assert (row["Health"], int(row["Blocked"])) == ("ok", 1)
+    assert int(row["Pending"]) + int(row["Approved"]) == len(GUARDED_PAGES)
+    assert_human_numbers(at)
+
+
+def test_pause_and_resume_on_the_design_page_switch_the_armor_arm(page, plat) -> None:
+    user = _guarded_user(plat)
+    assert _served(plat, user, "pumps-01") == ("armor", None)
+    at = page("design", scope="admin", experiment=GUARDED)
+    assert any(v.startswith("Health: ok") for v in texts(at.success))
+    try:
+        at.text_input(key="design_pause_cause").input("Wrong pressures on the valve pages")
+        at.button(key="design_pause").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        state = plat.get(f"/v1/experiments/{GUARDED}")
+        assert state["paused_at"] and state["pause_cause"] == "Wrong pressures on the valve pages"
+        assert _served(plat, user, "pumps-01") == ("catalog", "paused")
+        assert any(v.startswith(f"Paused `{GUARDED}` at ") and "(cause: Wrong pressures on the valve pages)" in v
+                   for v in texts(at.success))
+        assert any(e.startswith("Health: warn; paused since ") and "Wrong pressures on the valve pages" in e
+                   for e in texts(at.error))
+        # Everywhere else it stands out too: the Experiments page names it, Results has it on top.
+        overview = page("experiments", scope="admin", experiment=None)  # admin: the Design page runs on with it
+        assert any(e.startswith(f"`{GUARDED}`: health: warn; paused since ") and "Wrong pressures" in e
+                   for e in texts(overview.error))
+        alarming = [e["key"] for e in plat.get("/v1/experiments")
+                    if (h := plat.get(f"/v1/experiments/{e['key']}/health"))["status"] == "critical" or h["paused"]]
+        assert GUARDED in alarming and metrics(overview)["Critical or paused"] == str(len(alarming))
+        results_page = page("results", scope="admin", experiment=GUARDED)
+        assert results_page.error and results_page.error[0].value.startswith("Health: warn; paused since ")
+        # Resume: the generated page is served again.
+        assert at.button(key="design_resume")
+        at.text_input(key="design_resume_note").input("Valve pages fixed")
+        at.button(key="design_resume").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert f"Resumed `{GUARDED}`: its ARMOR arms serve their approved generated pages again." in texts(at.success)
+        assert _served(plat, user, "pumps-01") == ("armor", None)
+        assert plat.get(f"/v1/experiments/{GUARDED}/health")["paused"] is False
+        assert at.button(key="design_pause")
+    finally:
+        httpx.post(f"{plat.url}/v1/experiments/{GUARDED}/resume", json={}, headers=plat.headers("admin"))
+
+
+def test_results_page_has_the_health_box_on_top(page, plat) -> None:
+    at = page("results", scope="read", experiment=GUARDED)
+    health = plat.get(f"/v1/experiments/{GUARDED}/health")
+    assert health["status"] == "ok" and not health["paused"]
+    assert "Health: ok, no problems." in texts(at.success)
+    at = page("results", scope="read")  # the simulated one: whatever its live health says, it is on top
+    boxes = [v for v in texts(at.error) + texts(at.warning) + texts(at.success) if v.startswith("Health: ")]
+    assert len(boxes) == 1
 
 
 # ---- The client's typed answers ----------------------------------------------------------------------

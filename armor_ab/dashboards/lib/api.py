@@ -18,7 +18,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from armor_ab.api.schemas import CatalogItemPublic, CatalogItemsPublic, ExperimentPublic
+from armor_ab.api.schemas import (
+    CatalogItemPublic,
+    CatalogItemsPublic,
+    ContentReviewed,
+    ExperimentHealthPublic,
+    ExperimentPublic,
+    PauseStatePublic,
+    StoredContentPublic,
+)
 from armor_ab.reporting.models import ExperimentReport, PowerPlanPublic
 
 M = TypeVar("M", bound=BaseModel)
@@ -110,8 +118,14 @@ class ApiClient:
 
     # ---- reads -------------------------------------------------------------------------------------
 
-    def health(self) -> dict:
+    def server_health(self) -> dict:
+        """The server's own health (``GET /healthz``: the database process, the writer queue)."""
         return self._json("GET", "/healthz")
+
+    def health(self, key: str) -> ExperimentHealthPublic:
+        """An experiment's live health: ok, warn or critical, its problems, whether it is paused and why
+        (``GET /v1/experiments/{key}/health``)."""
+        return _typed(ExperimentHealthPublic, self._json("GET", f"/v1/experiments/{key}/health"))
 
     def scope(self) -> str:
         """``admin`` or ``read``: what this key may do here (a client key is refused with ApiError 403)."""
@@ -150,9 +164,15 @@ class ApiClient:
                 "power": power, "variants": variants, "visitors_per_day": visitors_per_day, "mode": mode}
         return _typed(PowerPlanPublic, self._json("POST", "/v1/power", json_body=body))
 
-    def content_review(self, key: str, *, status: str | None = None, item_id: str | None = None) -> list[dict]:
-        return self._json("GET", f"/v1/experiments/{key}/content/review",
-                          params={"status": status, "item_id": item_id})
+    def content_review(self, key: str, *, status: str | None = None, item_id: str | None = None,
+                       verdict: str | None = None) -> list[dict]:
+        """The stored pages with their review state, guardrail verdict, failing checks and check results
+        (``StoredContentPublic`` JSON, validated; ``verdict``: pass, warn or fail only)."""
+        rows = self._json("GET", f"/v1/experiments/{key}/content/review",
+                          params={"status": status, "item_id": item_id, "verdict": verdict})
+        for row in rows:
+            _typed(StoredContentPublic, row)  # the shape is checked; pages keep the JSON (checks are free-form)
+        return rows
 
     def content(self, key: str, item_id: str, variant: str, user_id: str = PREVIEW_USER) -> dict:
         """What a visitor of ``variant`` sees for ``item_id`` (admin key: a forced, unlogged preview)."""
@@ -176,9 +196,21 @@ class ApiClient:
     # ---- writes (admin) ----------------------------------------------------------------------------
 
     def review(self, key: str, status: str, *, item_id: str | None = None, variant: str | None = None,
-               all_items: bool = False) -> dict:
-        body = {"status": status, "item_id": item_id, "variant": variant, "all": all_items}
-        return self._json("POST", f"/v1/experiments/{key}/content/review", json_body=body)
+               all_items: bool = False, verdict: str | None = None) -> ContentReviewed:
+        """Approve, reject or reset pages: one item (one variant), or all of them; ``verdict`` keeps only pages
+        the guardrails gave it (``review(key, "approved", all_items=True, verdict="pass")``: approve what
+        passes). Approving one page that fails a blocking check is ApiError 409 ``guardrail_failed``."""
+        body = {"status": status, "item_id": item_id, "variant": variant, "all": all_items, "verdict": verdict}
+        return _typed(ContentReviewed, self._json("POST", f"/v1/experiments/{key}/content/review", json_body=body))
+
+    def pause(self, key: str, cause: str) -> PauseStatePublic:
+        """Pause a running experiment's ARMOR arms (they serve control's copy, fallback ``paused``); ``changed``
+        is false when it already was paused (the first cause stays). ApiError 409 when it is not running."""
+        return _typed(PauseStatePublic, self._json("POST", f"/v1/experiments/{key}/pause", json_body={"cause": cause}))
+
+    def resume(self, key: str, note: str | None = None) -> PauseStatePublic:
+        """Resume a paused experiment's ARMOR arms; ``changed`` is false when it was not paused."""
+        return _typed(PauseStatePublic, self._json("POST", f"/v1/experiments/{key}/resume", json_body={"note": note}))
 
     def save_yaml(self, yaml_text: str, *, key: str | None = None,
                   new_bucket_version: bool = False) -> ExperimentPublic:

@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from armor_ab.api.schemas import CatalogItemPublic, ExperimentPublic
+from armor_ab.api.schemas import CatalogItemPublic, ExperimentHealthPublic, ExperimentPublic
 from armor_ab.config import API_ENV, DASHBOARD_NO_AUTH_ENV, KEY_ENV, env_settings
+from armor_ab.dashboards.lib import health as health_lib
 from armor_ab.dashboards.lib.api import CACHE_TTL_S, ApiClient, ApiError, ApiUnavailable
 from armor_ab.dashboards.lib.fmt import decision as decision_label
 from armor_ab.dashboards.lib.fmt import md_escape
@@ -73,6 +74,11 @@ def content_review(api: str, key: str, experiment: str) -> list[dict]:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def health(api: str, key: str, experiment: str) -> ExperimentHealthPublic:
+    return ApiClient(api, key).health(experiment)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def served_content(api: str, key: str, experiment: str, item_id: str, variant: str) -> dict:
     return ApiClient(api, key).content(experiment, item_id, variant)
 
@@ -122,6 +128,14 @@ def error_text(exc: ApiUnavailable | ApiError) -> str:
         return f"Not allowed with this key: {exc.message}."
     where = f" (field `{exc.field}`)" if exc.field else ""
     return f"The API refused: {exc.message}{where} [{exc.status} {exc.code}]."
+
+
+def review_error_text(exc: ApiUnavailable | ApiError) -> str:
+    """A review the API refused, in words: approving a page that fails a blocking check (409
+    ``guardrail_failed``) says which checks and what to do; anything else as ``error_text``."""
+    if isinstance(exc, ApiError) and exc.code == "guardrail_failed":
+        return f"Not approved: {md_escape(exc.message)}."
+    return error_text(exc)
 
 
 def stop_with(exc: ApiUnavailable | ApiError) -> NoReturn:
@@ -264,13 +278,20 @@ def render_content(ctx: Context, content: dict | None, *, image_width: int = 320
     for seg in content.get("segments") or []:
         if seg.get("type") == "text":
             st.markdown(md_escape(seg.get("text", "")))
-        elif seg.get("type") == "image" and seg.get("url"):
-            try:
-                png = image(ctx.api, seg["url"])
-            except (ApiUnavailable, ApiError) as exc:
-                st.warning(f"Image {seg.get('sha256', '')[:12]}… not available: {error_text(exc)}")
-                continue
-            st.image(png, width=min(int(seg.get("width") or image_width), image_width))
+        elif seg.get("type") == "image":
+            render_image(ctx, seg, image_width=image_width)
+
+
+def render_image(ctx: Context, seg: dict, *, image_width: int = 320) -> None:
+    """One image segment (from /v1/images), or a warning when it is not available."""
+    if not seg.get("url"):
+        return
+    try:
+        png = image(ctx.api, seg["url"])
+    except (ApiUnavailable, ApiError) as exc:
+        st.warning(f"Image {seg.get('sha256', '')[:12]}… not available: {error_text(exc)}")
+        return
+    st.image(png, width=min(int(seg.get("width") or image_width), image_width))
 
 
 def render_catalog_item(ctx: Context, item_id: str, *, image_width: int = 192) -> None:
@@ -310,3 +331,27 @@ def verdict_box(decision: str | None, headline: str, reasons: tuple[str, ...] | 
         with st.expander("Why", expanded=False):
             for r in reasons:
                 st.markdown(f"- {md_escape(r)}")
+
+
+def health_or_none(ctx: Context, experiment: str) -> tuple[ExperimentHealthPublic | None, str | None]:
+    """The experiment's live health, or (None, why) when the API refuses it; an API that is down stops the page."""
+    try:
+        return health(ctx.api, ctx.key, experiment), None
+    except ApiUnavailable as exc:
+        stop_with(exc)
+    except ApiError as exc:
+        return None, error_text(exc)
+
+
+def health_box(ctx: Context, experiment: str | None) -> ExperimentHealthPublic | None:
+    """The experiment's health at the top of a page: status and problems; a critical or paused experiment
+    is an error box that says why (the pause cause). The health itself is returned (None when unavailable)."""
+    if not experiment:
+        return None
+    h, problem = health_or_none(ctx, experiment)
+    if h is None:
+        st.warning(f"Health not available: {problem}")
+        return None
+    b = health_lib.box(h)
+    {"error": st.error, "warning": st.warning}.get(b.level, st.success)(health_lib.markdown(b))
+    return h

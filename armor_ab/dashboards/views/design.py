@@ -1,11 +1,14 @@
-"""Design: create or edit an experiment as YAML (saved through the API, downloadable), and a power
-calculator: MDE <-> visitors needed <-> days at the current traffic."""
+"""Design: the experiment's live health, with Pause (a cause) and Resume for a running one (admin); create
+or edit an experiment as YAML (saved through the API, downloadable), and a power calculator: MDE <->
+visitors needed <-> days at the current traffic."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from armor_ab.dashboards.lib import charts, figures, fmt, specs, ui
+from armor_ab.dashboards.lib import health as pause_words
+from armor_ab.dashboards.lib.api import ApiError, ApiUnavailable
 from armor_ab.reporting.models import PowerPlanPublic
 
 EDIT, NEW = "Edit the selected experiment", "New experiment"
@@ -14,6 +17,53 @@ CURVE_MDES = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 
 ctx = ui.page(needs_experiment=False)
 st.title("Design")
+
+
+def _pause(key: str) -> None:
+    cause = (st.session_state.get("design_pause_cause") or "").strip()
+    if not cause:
+        st.session_state["design_pause_msg"] = ("error", "Give a cause for the pause: it goes into the "
+                                                         "experiment's history.")
+        return
+    try:
+        state = ctx.client.pause(key, cause)
+    except (ApiUnavailable, ApiError) as exc:
+        st.session_state["design_pause_msg"] = ("error", ui.error_text(exc))
+        return
+    ui.clear_cache()
+    st.session_state["design_pause_cause"] = ""
+    st.session_state["design_pause_msg"] = ("ok", pause_words.paused_text(state))
+
+
+def _resume(key: str) -> None:
+    note = (st.session_state.get("design_resume_note") or "").strip() or None
+    try:
+        state = ctx.client.resume(key, note)
+    except (ApiUnavailable, ApiError) as exc:
+        st.session_state["design_pause_msg"] = ("error", ui.error_text(exc))
+        return
+    ui.clear_cache()
+    st.session_state["design_resume_note"] = ""
+    st.session_state["design_pause_msg"] = ("ok", pause_words.resumed_text(state))
+
+
+if ctx.experiment is not None:
+    health = ui.health_box(ctx, ctx.experiment_key)  # live health, and a pause with its cause
+    if msg := st.session_state.pop("design_pause_msg", None):
+        (st.success if msg[0] == "ok" else st.error)(msg[1])
+    if ctx.experiment.status == "running" and ctx.admin:
+        paused = bool(health is not None and health.paused)
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        if paused:
+            c1.text_input("Note for the resume (optional, kept in the history)", key="design_resume_note")
+            c2.button("Resume", key="design_resume", type="primary", on_click=_resume, args=(ctx.experiment_key,),
+                      help="Its ARMOR arms serve their generated pages again.")
+        else:
+            c1.text_input("Cause of a pause (kept in the history)", key="design_pause_cause",
+                          placeholder="e.g. a wrong spec on the pump pages")
+            c2.button("Pause", key="design_pause", on_click=_pause, args=(ctx.experiment_key,),
+                      help="Its ARMOR arms serve control's copy until someone resumes it; assignment is unchanged "
+                           "and the analysis leaves out the visitors of the pause.")
 
 # A save asks for the editor to show the saved experiment: applied before the widgets exist.
 if after := st.session_state.pop("design_after_save", None):

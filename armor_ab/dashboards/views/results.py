@@ -1,5 +1,5 @@
-"""Results: lift with its CI, adjusted p-value, significance and chance to win per metric and variant;
-the estimate over time; SRM; CUPED on/off; segments."""
+"""Results: the experiment's live health on top; lift with its CI, adjusted p-value, significance and
+chance to win per metric and variant; the estimate over time; SRM; CUPED on/off; segments."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ st.title(f"Results · {report.name}")
 st.caption(f"{exp_key} · {report.status} · {fmt.timestamp(report.window.start)} to "
            f"{fmt.timestamp(report.window.end)} · visitors {figures.visitors_text(report.visitors)} · "
            f"CUPED {'on' if report.cuped_requested else 'off'} · {report.correction} correction")
+ui.health_box(ctx, exp_key)  # live health: ok, warn or critical, and a pause with its cause
 
 if report.srm.flag:
     st.error(figures.srm_message(report.srm))
