@@ -126,7 +126,7 @@ def test_the_store_never_approves_or_serves_a_failing_page(tmp_path) -> None:
         bulk = set_review(con, EXP, "approved", reviewed_by="bob", reviewed_key="cli")
         assert (bulk, len(bulk.refused)) == (2, 1)
         assert pickle.loads(pickle.dumps(bulk)) == 2 and pickle.loads(pickle.dumps(bulk)).refused == bulk.refused
-        assert isinstance(bulk, Reviewed) and repr(bulk) == "Reviewed(2, refused=1)"
+        assert isinstance(bulk, Reviewed) and repr(bulk) == "Reviewed(2, refused=1, unchanged=0, passed_over=0)"
         rows = {r.item_id: r for r in list_content(con, EXP)}
         assert (rows["valves-02"].status, rows["valves-02"].reviewed_by, rows["valves-02"].reviewed_key) == (
             "approved", "bob", "cli")
@@ -248,7 +248,8 @@ def test_batch_generation_checks_every_page_and_content_check_follows_the_policy
     r = runner.invoke(app, ["content", "approve", EXP, "--all", "--db", str(db)])
     assert r.exit_code == 0 and "3 approved (1 skipped" in r.output, r.output
     r = runner.invoke(app, ["content", "approve", EXP, "--passing", "--reviewer", "ann", "--db", str(db)])
-    assert r.exit_code == 0 and f"{EXP}: 2 approved" in r.output, r.output  # pumps-01, valves-02
+    # pumps-01 and valves-02 pass, but --all approved them already: their review stands.
+    assert r.exit_code == 0 and f"{EXP}: 0 approved (2 already reviewed, left as they were)" in r.output, r.output
     r = runner.invoke(app, ["content", "check", EXP, "--variant", "control", "--db", str(db)])
     assert r.exit_code == 2 and "variant 'control'" in r.output, r.output
     as_json = runner.invoke(app, ["content", "check", EXP, "--json", "--db", str(db)])
@@ -373,17 +374,25 @@ def test_an_on_demand_page_that_fails_a_blocking_check_is_never_served(tmp_path)
         # The warned page may be approved; the review records the key's name and id.
         r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",
                        json={"status": "approved", "item_id": "valves-02"}, headers=admin)
-        assert r.status_code == 200 and r.json() == {"changed": 1, "status": "approved", "skipped": 0}, r.text
+        assert r.status_code == 200 and r.json() == {"changed": 1, "status": "approved", "skipped": 0,
+                                                     "unchanged": 0}, r.text
         row = review()["valves-02"]
         assert (row["status"], row["verdict"], row["reviewed_by"], row["reviewed_key"]) == (
             "approved", "warn", "test-admin", admin_id)
         assert row["reviewed_at"] is not None
         r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",
                        json={"status": "approved", "all": True}, headers=admin)
-        assert r.json() == {"changed": 1, "status": "approved", "skipped": 1}, r.text
-        r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",
+        assert r.json() == {"changed": 1, "status": "approved", "skipped": 1, "unchanged": 0}, r.text
+        r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",  # nothing passes here
                        json={"status": "approved", "all": True, "verdict": "pass"}, headers=admin)
-        assert r.status_code == 404 and r.json()["error"]["field"] == "verdict", r.text  # nothing passes here
+        assert r.json() == {"changed": 0, "status": "approved", "skipped": 1, "unchanged": 0}, r.text
+        r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",  # the approved warned page is kept
+                       json={"status": "approved", "all": True, "verdict": "warn"}, headers=admin)
+        assert r.json() == {"changed": 0, "status": "approved", "skipped": 1, "unchanged": 1}, r.text
+        assert review()["valves-02"]["reviewed_by"] == "test-admin"
+        r = httpx.post(f"{server.url}/v1/experiments/{EXP}/content/review",
+                       json={"status": "approved", "item_id": "no-such-item", "verdict": "pass"}, headers=admin)
+        assert r.status_code == 404 and r.json()["error"]["field"] == "verdict", r.text
         assert review()["pumps-01"]["status"] == "pending"
         page = content(armor[2], "valves-02")
         assert (page["source"], page["fallback"]) == ("armor", None)

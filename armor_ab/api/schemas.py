@@ -91,8 +91,11 @@ class CatalogItemsPublic(BaseModel):
 class ContentReviewed(BaseModel):
     changed: int = Field(description="pages whose review state was set")
     status: Literal["approved", "rejected", "pending"]
-    skipped: int = Field(default=0, description="pages a bulk approve (all=true) left as they were because they "
-                         "fail a blocking check (verdict fail): no one may approve them")
+    skipped: int = Field(default=0, description="pending pages a bulk review left pending: those that fail a "
+                         "blocking check (verdict fail, which no one may approve), and with `verdict`, those of "
+                         "another verdict")
+    unchanged: int = Field(default=0, description="with `verdict`: pages of that verdict already reviewed, left "
+                           "as they were (their reviewer kept)")
 
 
 class HealthPublic(BaseModel):
@@ -106,8 +109,8 @@ class HealthPublic(BaseModel):
 
 class ContentReview(BaseModel):
     """A review: one item (with or without a variant), or every item with ``all``; ``verdict`` keeps
-    only pages of that verdict (``{"status": "approved", "all": true, "verdict": "pass"}``: approve what
-    passes). Approving a page that fails a blocking check is refused (409 ``guardrail_failed``); a bulk
+    only PENDING pages of that verdict (``{"status": "approved", "all": true, "verdict": "pass"}``: approve
+    what passes; pages a human reviewed keep their review). Approving a page that fails a blocking check is refused (409 ``guardrail_failed``); a bulk
     approve skips such pages (``skipped``)."""
 
     status: Literal["approved", "rejected", "pending"]

@@ -105,8 +105,14 @@ def _review(key: str, status: str, item: str | None, variant: str | None, all_: 
                               reviewer=reviewer or default_reviewer(), verdict=verdict)
         except ServiceError as exc:
             fail(exc.message)
-    skipped = f" ({len(n.refused)} skipped: they fail a blocking check)" if n.refused else ""
-    typer.echo(f"{key}: {int(n)} {status}{skipped}")
+    notes = []
+    if n.refused:
+        notes.append(f"{len(n.refused)} skipped: they fail a blocking check")
+    if n.passed_over:
+        notes.append(f"{n.passed_over} pending of another verdict left pending")
+    if n.unchanged:
+        notes.append(f"{n.unchanged} already reviewed, left as they were")
+    typer.echo(f"{key}: {int(n)} {status}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 ItemOpt = Annotated[str | None, typer.Option("--item", help="one catalog item id")]

@@ -213,21 +213,31 @@ class Refused:
 
 
 class Reviewed(int):
-    """The rows a review changed (an ``int``), and the pages it refused to approve (``refused``):
-    pages whose verdict is ``fail``, which no one may approve."""
+    """The rows a review changed (an ``int``); the pages it refused to approve (``refused``: verdict
+    ``fail``, which no one may approve); and, for a review by verdict, the pages that matched but were
+    reviewed already (``unchanged``) and the pending pages of another verdict it passed over (``passed_over``)."""
 
     refused: tuple[Refused, ...]
+    unchanged: int
+    passed_over: int
 
-    def __new__(cls, changed: int, refused: tuple[Refused, ...] = ()) -> Reviewed:
+    def __new__(cls, changed: int, refused: tuple[Refused, ...] = (), unchanged: int = 0,
+                passed_over: int = 0) -> Reviewed:
         out = super().__new__(cls, changed)
-        out.refused = tuple(refused)
+        out.refused, out.unchanged, out.passed_over = tuple(refused), unchanged, passed_over
         return out
 
+    @property
+    def skipped(self) -> int:
+        """Pages a bulk review left pending: refused ones, and (by verdict) those of another verdict."""
+        return len(self.refused) + self.passed_over
+
     def __reduce__(self) -> tuple:  # crosses from the database process to the API
-        return (type(self), (int(self), self.refused))
+        return (type(self), (int(self), self.refused, self.unchanged, self.passed_over))
 
     def __repr__(self) -> str:
-        return f"Reviewed({int(self)}, refused={len(self.refused)})"
+        return (f"Reviewed({int(self)}, refused={len(self.refused)}, unchanged={self.unchanged}, "
+                f"passed_over={self.passed_over})")
 
 
 def set_review(
@@ -235,8 +245,8 @@ def set_review(
     variant: str | None = None, verdict: str | None = None, reviewed_by: str | None = None,
     reviewed_key: str | None = None, all_or_nothing: bool = False,
 ) -> Reviewed:
-    """Approve or reject content (one item, one variant, or all of an experiment; with ``verdict``,
-    only pages of that verdict); returns the rows changed, with the pages refused.
+    """Approve or reject content (one item, one variant, or all of an experiment); returns the rows
+    changed, with the pages refused.
 
     A page whose verdict is ``fail`` (a blocking check failed) is never approved: it is skipped and
     listed in ``Reviewed.refused``; with ``all_or_nothing`` (a review that names its page) nothing
@@ -244,21 +254,30 @@ def set_review(
     may be approved again as it is (its item changed, the reviewer found the page still right);
     ``stale`` itself is set only by a catalog import. ``reviewed_by``/``reviewed_key``: who reviewed
     (a key's name and id, or a name and ``cli``), recorded with the time.
+
+    With ``verdict`` (e.g. "approve what passes") only PENDING pages of that verdict change: a page a
+    human already approved or rejected keeps its status and its reviewer (counted in ``unchanged``),
+    and the pending pages of other verdicts are counted in ``passed_over``.
     """
     if status not in REVIEW_STATUSES:
         raise ValueError(f"status must be approved, rejected or pending, got {status!r}")
     _check_verdict(verdict)
-    where = " WHERE experiment = ?"
+    scope = " WHERE experiment = ?"
     params: list = [experiment]
     if item_id:
-        where += " AND item_id = ?"
+        scope += " AND item_id = ?"
         params.append(item_id)
     if variant:
-        where += " AND variant = ?"
+        scope += " AND variant = ?"
         params.append(variant)
+    where, unchanged, passed_over = scope, 0, 0
     if verdict:
-        where += " AND verdict = ?"
-        params.append(verdict)
+        unchanged = con.execute(f"SELECT count(*) FROM content{scope} AND verdict = ? AND status <> 'pending'",
+                                [*params, verdict]).fetchone()[0]
+        passed_over = con.execute(f"SELECT count(*) FROM content{scope} AND status = 'pending' "
+                                  "AND verdict IS DISTINCT FROM ?", [*params, verdict]).fetchone()[0]
+        where = scope + " AND status = 'pending' AND verdict = ?"
+        params = [*params, verdict]
     refused: tuple[Refused, ...] = ()
     if status == "approved":
         rows = con.execute(f"SELECT item_id, variant, checks FROM content{where} AND verdict = 'fail' "
@@ -270,7 +289,7 @@ def set_review(
     changed = con.execute(
         f"UPDATE content SET status = ?, reviewed_at = ?, reviewed_by = ?, reviewed_key = ?{where} RETURNING item_id",
         [status, datetime.now(UTC), reviewed_by, reviewed_key, *params]).fetchall()
-    return Reviewed(len(changed), refused)
+    return Reviewed(len(changed), refused, unchanged, passed_over)
 
 
 def _blocking(checks: str | dict | None) -> list[str]:

@@ -294,8 +294,8 @@ def bulk_message(answer: dict, before: Sequence[dict]) -> str:
     notes = []
     if already:
         notes.append(f"{fmt.count(already)} already approved")
-    if rejected:
-        notes.append(f"{fmt.count(rejected)} had been rejected")
+    if rejected:  # a human's rejection stands: the bulk approve changes pending pages only
+        notes.append(f"{fmt.count(rejected)} rejected by a reviewer, left rejected")
     if notes:
         text += f" ({', '.join(notes)})"
     text += f"; skipped {fmt.count(skipped)} pending page{'' if skipped == 1 else 's'} that do not pass"
