@@ -172,7 +172,7 @@ def assess(
     max_fail = spec.content_checks.max_fail_rate
     if fail_rate is not None and checked >= MIN_CHECKED_PAGES and fail_rate > max_fail:
         problems.append(Problem("content_fail_rate", "critical",
-                                f"{by_verdict.get('fail', 0)} of {checked} checked pages fail a blocking content "
+                                f"{by_verdict.get('fail', 0):,} of {checked:,} checked pages fail a blocking content "
                                 f"check ({_pct(fail_rate)} > {_pct(max_fail)})"))
 
     paused_answers = fallbacks.get("paused", 0)
@@ -180,32 +180,32 @@ def assess(
     fell_back = sum(fallbacks.values()) - paused_answers
     fallback_rate = fell_back / served if served > 0 else None
     if fallback_rate is not None and served >= MIN_FALLBACK_REQUESTS and fallback_rate > h.max_fallback_rate:
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(fallbacks.items()) if r != "paused" and n)
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(fallbacks.items()) if r != "paused" and n)
         problems.append(Problem("fallback_rate", "warn",
-                                f"{fell_back} of {served} ARMOR content requests served control's copy "
+                                f"{fell_back:,} of {served:,} ARMOR content requests served control's copy "
                                 f"({_pct(fallback_rate)} > {_pct(h.max_fallback_rate)}; {reasons})"))
 
     if reads.lag_p95_s is not None and reads.lag_p95_s > h.max_ingestion_lag_s:
         problems.append(Problem("ingestion_lag", "warn",
                                 f"client events arrive late: p95 of received_at - ts is {reads.lag_p95_s:,.0f} s "
-                                f"(> {h.max_ingestion_lag_s:g} s) over {reads.lag_events} events"))
+                                f"(> {h.max_ingestion_lag_s:g} s) over {reads.lag_events:,} events"))
 
     bot_share = reads.recent_bots / reads.recent_visitors if reads.recent_visitors else None
     if bot_share is not None and reads.recent_visitors >= MIN_BOT_VISITORS and bot_share > h.max_bot_share:
         problems.append(Problem("bot_share", "warn",
-                                f"{reads.recent_bots} of {reads.recent_visitors} visitors of the last 24 h are known "
+                                f"{reads.recent_bots:,} of {reads.recent_visitors:,} visitors of the last 24 h are known "
                                 f"bots ({_pct(bot_share)} > {_pct(h.max_bot_share)})"))
 
     running_an_hour = (record.status == "running" and record.started_at is not None
                        and record.started_at <= now - timedelta(hours=1))
     if h.min_exposures_per_hour > 0 and running_an_hour and reads.exposures_last_hour < h.min_exposures_per_hour:
         problems.append(Problem("low_exposures", "warn",
-                                f"{reads.exposures_last_hour} exposures in the last hour "
+                                f"{reads.exposures_last_hour:,} exposures in the last hour "
                                 f"(< {h.min_exposures_per_hour:g} per hour)"))
 
     if record.paused_at is not None:
         problems.append(Problem("paused", "warn",
-                                f"paused since {record.paused_at.isoformat(timespec='seconds')}: its ARMOR arms serve "
+                                f"paused since {record.paused_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')}: its ARMOR arms serve "
                                 f"control's copy until someone resumes it ({record.pause_cause})"))
 
     start, _ = _window(record, now)
