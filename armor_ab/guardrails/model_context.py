@@ -15,11 +15,13 @@ from armor_ab.experiments.content_checks import ContentChecks
 from armor_ab.guardrails.context import CheckContext, Judge, Understand
 
 
-def understanding(generator, max_new_tokens: int = 24, batch_size: int = 8) -> Understand | None:
+def understanding(generator, max_new_tokens: int = 24, batch_size: int = 32) -> Understand | None:
     """The generator's understanding path as ``Understand``: greedy text answers, no pictures drawn.
 
     ``generator`` is an ``InterleavedGenerator`` (None: no understanding path, so None). Answers are
-    stripped text; ``batch_size`` pictures go through one ``generate`` call. The same code answers
+    stripped text; ``batch_size`` pictures go through one ``generate`` call (32: on the demo model, 41
+    pictures took 0.68 s in batches of 8, 0.49 s of 16, 0.32 s in one; the checks' cost is mostly
+    this). The same code answers
     training's own-catalog evaluation (``training.evaluate.answer_about_pictures``). ``max_new_tokens``
     counts tokens of the model's tokenizer: the demo model's byte tokenizer needs 18 for "This is a
     gearbox." (12 cuts it to "This is a ge")."""
