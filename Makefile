@@ -25,22 +25,26 @@ install: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 NODE := /usr/bin/node
 PROMTOOL := /usr/bin/promtool
+# Spark (the warehouse tests run the report on pyspark in local mode) needs a Java runtime.
+JAVA := /usr/bin/java
 
 # System packages the tests need (Debian's Chromium, Node.js and Prometheus): nothing to do when present,
 # installed as root, and a failure (not a skip later) when one is missing and cannot be installed here.
 system-deps:
 	@pkgs=""; [ -x "$(CHROMIUM)" ] || pkgs="chromium"; [ -x "$(NODE)" ] || pkgs="$$pkgs nodejs"; \
-	[ -x "$(PROMTOOL)" ] || pkgs="$$pkgs prometheus"; pkgs="$${pkgs# }"; \
+	[ -x "$(PROMTOOL)" ] || pkgs="$$pkgs prometheus"; [ -x "$(JAVA)" ] || pkgs="$$pkgs openjdk-17-jre-headless"; \
+	pkgs="$${pkgs# }"; \
 	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -q && apt-get install -y -q $$pkgs || { echo "system-deps: installing $$pkgs failed" >&2; exit 1; }; \
 	  else \
-	    echo "system-deps: $$pkgs missing ($(CHROMIUM), $(NODE), $(PROMTOOL)) and installing needs root: run 'sudo apt-get install -y $$pkgs' (or 'sudo make system-deps'), then make test again" >&2; \
+	    echo "system-deps: $$pkgs missing ($(CHROMIUM), $(NODE), $(PROMTOOL), $(JAVA)) and installing needs root: run 'sudo apt-get install -y $$pkgs' (or 'sudo make system-deps'), then make test again" >&2; \
 	    exit 1; \
 	  fi; \
 	  [ -x "$(CHROMIUM)" ] || { echo "system-deps: chromium was installed but $(CHROMIUM) is still missing" >&2; exit 1; }; \
 	  [ -x "$(NODE)" ] || { echo "system-deps: nodejs was installed but $(NODE) is still missing" >&2; exit 1; }; \
 	  [ -x "$(PROMTOOL)" ] || { echo "system-deps: prometheus was installed but $(PROMTOOL) is still missing" >&2; exit 1; }; \
+	  [ -x "$(JAVA)" ] || { echo "system-deps: openjdk-17-jre-headless was installed but $(JAVA) is still missing" >&2; exit 1; }; \
 	fi
 
 demo: install

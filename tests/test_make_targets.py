@@ -41,7 +41,7 @@ def test_test_targets_run_system_deps_and_require_the_browser(target: str) -> No
 
 def _system_deps(
     tmp_path: Path, *, uid: int, apt_rc: int, chromium: Path, node: Path = Path("/usr/bin/node"),
-    promtool: Path | None = None,
+    promtool: Path | None = None, java: Path | None = None,
 ) -> tuple[subprocess.CompletedProcess, str]:
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
@@ -54,8 +54,10 @@ def _system_deps(
     env["PATH"] = f"{stubs}{os.pathsep}{env.get('PATH', '')}"
     if promtool is None:  # present, whatever this machine has: the tests of the other packages are about those
         promtool = _present(tmp_path / "promtool")
+    if java is None:
+        java = _present(tmp_path / "java")
     done = subprocess.run(["make", "-s", "-C", str(ROOT), "system-deps", f"CHROMIUM={chromium}", f"NODE={node}",
-                           f"PROMTOOL={promtool}"],
+                           f"PROMTOOL={promtool}", f"JAVA={java}"],
                           capture_output=True, text=True, env=env, timeout=60)
     return done, calls.read_text() if calls.exists() else ""
 
@@ -99,6 +101,17 @@ def test_system_deps_installs_nodejs_when_node_is_missing(tmp_path) -> None:
     done, apt = _system_deps(tmp_path, uid=0, apt_rc=0, chromium=chromium, node=node)
     assert "install -y -q nodejs" in apt and "chromium" not in apt.split("install", 1)[1], apt
     assert done.returncode != 0 and "nodejs was installed but" in done.stderr, done.stderr  # the stub installs nothing
+
+
+def test_system_deps_installs_java_when_it_is_missing(tmp_path) -> None:
+    """Spark's tests need a Java runtime: Debian's openjdk-17-jre-headless, installed like the others."""
+    chromium, node = _present(tmp_path / "chromium"), _present(tmp_path / "node")
+    java = tmp_path / "missing" / "java"
+    done, apt = _system_deps(tmp_path, uid=1000, apt_rc=0, chromium=chromium, node=node, java=java)
+    assert done.returncode != 0 and "sudo apt-get install -y openjdk-17-jre-headless" in done.stderr, done.stderr
+    done, apt = _system_deps(tmp_path, uid=0, apt_rc=0, chromium=chromium, node=node, java=java)
+    assert "install -y -q openjdk-17-jre-headless" in apt and "prometheus" not in apt, apt
+    assert done.returncode != 0 and "openjdk-17-jre-headless was installed but" in done.stderr, done.stderr
 
 
 def test_system_deps_installs_prometheus_when_promtool_is_missing(tmp_path) -> None:
