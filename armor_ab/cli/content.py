@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from armor_ab.cli._common import DbOption, fail, open_db
 
@@ -50,7 +51,16 @@ def select_items(con: duckdb.DuckDBPyConnection, selection: str | None, db: Path
     return [item for item in catalog if item.id in wanted or item.category in wanted]
 
 
-@group.command("generate")
+class _OptionalRayAddress(TyperCommand):
+    """``--ray [ADDRESS]``: a bare ``--ray`` (last, or before another option) reads as ``--ray=`` (no address)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        args = ["--ray=" if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+                for i, a in enumerate(args)]
+        return super().parse_args(ctx, args)
+
+
+@group.command("generate", cls=_OptionalRayAddress)
 def generate(
     experiment: Annotated[str, typer.Option("--experiment", help="experiment key")],
     items: Annotated[str | None, typer.Option(
@@ -60,10 +70,19 @@ def generate(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=64)] = 4,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", show_default=False,
+        help="generate on a Ray cluster (the scale extra): --ray alone uses RAY_ADDRESS, a running local "
+             "cluster or a new local one; --ray ADDRESS joins that cluster (auto, ray://head:10001)")] = None,
+    ray_actors: Annotated[int | None, typer.Option(
+        "--ray-actors", min=1, help="Ray actors, each with its own engine session (default: one per GPU for "
+                                    "--backend onnxruntime/tensorrt, else one per CPU)")] = None,
     db: DbOption = None,
 ) -> None:
     """Generate the missing pages of every ARMOR variant for the imported catalog's items (stored as
-    pending; reruns skip what exists)."""
+    pending; reruns skip what exists). With --ray, on a Ray cluster: the same pages (docs/scale.md)."""
+    if ray_actors is not None and ray is None:
+        fail("--ray-actors needs --ray")
     from armor_ab.config import resolve_db_path
     from armor_ab.content.generate import ContentError, generate_content
     from armor_ab.store.content import images_dir_for
@@ -72,8 +91,15 @@ def generate(
         rec = _record(con, experiment)
         selected = select_items(con, items, resolve_db_path(db))
         try:
-            report = generate_content(con, rec, selected, images_dir_for(resolve_db_path(db)),
-                                      model=model, backend=backend, engine_dir=engine, batch_size=batch_size)
+            if ray is None:
+                report = generate_content(con, rec, selected, images_dir_for(resolve_db_path(db)),
+                                          model=model, backend=backend, engine_dir=engine, batch_size=batch_size)
+            else:
+                from armor_ab.content.ray_generate import generate_content_ray
+
+                report = generate_content_ray(con, rec, selected, images_dir_for(resolve_db_path(db)), model=model,
+                                              backend=backend, engine_dir=engine, batch_size=batch_size,
+                                              address=ray or None, actors=ray_actors)
         except ContentError as exc:
             fail(str(exc))
     typer.echo(f"{experiment}: {report.generated} generated, {report.skipped} already there "

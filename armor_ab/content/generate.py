@@ -19,15 +19,16 @@ import duckdb
 from armor_ab.assets import SHIPPED_MODELS
 from armor_ab.catalog.items import CatalogItem
 from armor_ab.content.prompts import ContentError, render_prompt
-from armor_ab.experiments.models import ContentSpec
+from armor_ab.experiments.content_checks import ContentChecks
+from armor_ab.experiments.models import ContentSpec, Variant
 from armor_ab.store.catalog import item_positions
 from armor_ab.store.content import exists, model_name, save_generated
 from armor_ab.store.experiments import ExperimentRecord
 
 # ContentError and render_prompt live in content.prompts; they stay importable from here (the
 # on-demand path and the CLI import them from this module).
-__all__ = ["ContentError", "GenerateReport", "generate_content", "load_generator", "page_sampling",
-           "render_prompt", "resolve_model"]
+__all__ = ["ContentError", "ContentPlan", "GenerateReport", "content_batches", "generate_batch", "generate_content",
+           "load_generator", "page_sampling", "plan_content", "render_prompt", "resolve_model", "store_page"]
 
 log = logging.getLogger("armor_ab.content")
 
@@ -67,6 +68,80 @@ def _runs(indices: list[int]) -> list[list[int]]:
     return runs
 
 
+@dataclass
+class ContentPlan:
+    """What a run will generate: per ARMOR variant (in the experiment's order) the catalog positions whose
+    pages are missing and their prompts. ``generate_content`` and the Ray path (``content.ray_generate``)
+    walk it in the same order, in the same batches (``content_batches``)."""
+
+    report: GenerateReport
+    by_position: dict[int, CatalogItem]  # catalog position -> item, of the selection
+    variants: list[tuple[Variant, list[int], dict[int, str]]]  # (variant, missing positions, their prompts)
+
+    @property
+    def total(self) -> int:
+        return sum(len(todo) for _, todo, _ in self.variants)
+
+
+def plan_content(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, items: list[CatalogItem]) -> ContentPlan:
+    """The missing pages of ``items`` for every ARMOR variant, every prompt rendered (a field an item lacks
+    stops the run before it starts); the report counts the pages already stored as skipped."""
+    spec = record.spec
+    report = GenerateReport()
+    # Seeds follow the item's place in the whole catalog, not in this selection.
+    positions = item_positions(con)
+    unknown = [item.id for item in items if item.id not in positions]
+    if unknown:
+        raise ContentError(f"not in the imported catalog: {', '.join(unknown[:5])}"
+                           f"{' …' if len(unknown) > 5 else ''} (import it first: armor-ab catalog import FILE)")
+    by_position = {positions[item.id]: item for item in items}
+    plans = []
+    for v_index, variant in enumerate(spec.variants):
+        if variant.content.source != "armor":
+            continue
+        where = f"experiment {spec.key}: variants[{v_index}].content.prompt"
+        todo = sorted(p for p, item in by_position.items() if not exists(con, spec.key, variant.key, item.id))
+        report.skipped += len(by_position) - len(todo)
+        prompts = {p: render_prompt(variant.content.prompt or "", by_position[p], where) for p in todo}
+        plans.append((variant, todo, prompts))
+    return ContentPlan(report, by_position, plans)
+
+
+def content_batches(todo: list[int], batch_size: int) -> list[list[int]]:
+    """The batches of one variant's missing positions: runs of consecutive positions, cut every
+    ``batch_size`` rows. A batch is generated with the seed of its first position, its row r with that
+    seed + r: the seed of the row's own position."""
+    return [run[start : start + batch_size] for run in _runs(todo) for start in range(0, len(run), batch_size)]
+
+
+def generate_batch(gen, ctx, policy: ContentChecks, variant: str, content: ContentSpec, rows: list[int],
+                   items: list[CatalogItem], prompts: list[str]) -> tuple[list, list]:
+    """One batch (``content_batches``) of one variant's pages, and their checks: (``InterleavedContent``s,
+    ``PageChecks``es), in row order. ``items``/``prompts``: those of ``rows``."""
+    from armor_ab.guardrails.page import Page
+    from armor_ab.guardrails.pipeline import check_pages, resolve_expects
+
+    result = gen.generate(list(prompts), settings=page_sampling(content, rows[0]))
+    expects = resolve_expects(content)
+    pages = [Page.from_content(page, item, prompt, expects, variant)
+             for page, item, prompt in zip(result.contents, items, prompts, strict=True)]
+    return result.contents, check_pages(pages, policy, ctx)
+
+
+def store_page(con: duckdb.DuckDBPyConnection, images_dir: Path, experiment: str, variant: str, item: CatalogItem,
+               page, prompt: str, checks, policy: ContentChecks, report: GenerateReport, counts) -> None:
+    """Store one checked page (pending, or approved by the guardrails) and count it in ``report``."""
+    from armor_ab.guardrails.pipeline import review_status
+
+    status, reviewed_by = review_status(checks, policy, on_demand=False)
+    save_generated(con, images_dir, experiment, variant, item.id, page, prompt, status=status,
+                   checks=checks.to_json(), verdict=checks.verdict, reviewed_by=reviewed_by)
+    counts.add(checks)
+    report.approved += status == "approved"
+    report.generated += 1
+    report.by_variant[variant] = report.by_variant.get(variant, 0) + 1
+
+
 def generate_content(
     con: duckdb.DuckDBPyConnection,
     record: ExperimentRecord,
@@ -87,38 +162,20 @@ def generate_content(
     from tqdm import tqdm
 
     spec = record.spec
-    report = GenerateReport()
-    # Seeds follow the item's place in the whole catalog, not in this selection.
-    positions = item_positions(con)
-    unknown = [item.id for item in items if item.id not in positions]
-    if unknown:
-        raise ContentError(f"not in the imported catalog: {', '.join(unknown[:5])}"
-                           f"{' …' if len(unknown) > 5 else ''} (import it first: armor-ab catalog import FILE)")
-    by_position = {positions[item.id]: item for item in items}
-    plans = []
-    for v_index, variant in enumerate(spec.variants):
-        if variant.content.source != "armor":
-            continue
-        where = f"experiment {spec.key}: variants[{v_index}].content.prompt"
-        todo = sorted(p for p, item in by_position.items() if not exists(con, spec.key, variant.key, item.id))
-        report.skipped += len(by_position) - len(todo)
-        prompts = {p: render_prompt(variant.content.prompt or "", by_position[p], where) for p in todo}
-        plans.append((variant, todo, prompts))
-    total = sum(len(todo) for _, todo, _ in plans)
-    if total == 0:
+    plan = plan_content(con, record, items)
+    report, by_position = plan.report, plan.by_position
+    if plan.total == 0:
         return report
 
     from armor_ab.content.guard import VerdictCounts, check_context, register_experiment
-    from armor_ab.guardrails.page import Page
-    from armor_ab.guardrails.pipeline import check_pages, resolve_expects, review_status
     from armor_ab.store.catalog import list_items
 
     policy = spec.content_checks
     catalog = list_items(con)  # the checks know every category of the catalog, not only this selection's
     counts = VerdictCounts(report.by_verdict, report.failing)
     generators: dict[str, tuple] = {}  # model -> (generator, its check context), each built once
-    with tqdm(total=total, desc=f"content {spec.key}", unit="page", disable=not progress) as bar:
-        for variant, todo, prompts in plans:
+    with tqdm(total=plan.total, desc=f"content {spec.key}", unit="page", disable=not progress) as bar:
+        for variant, todo, prompts in plan.variants:
             name = resolve_model(variant.content.model, model)
             if name not in generators:
                 gen = load_generator(name, backend, engine_dir)
@@ -126,25 +183,15 @@ def generate_content(
                 register_experiment(ctx, con, spec.key, images_dir, policy)  # duplicates of stored pictures
                 generators[name] = (gen, ctx)
             gen, ctx = generators[name]
-            expects = resolve_expects(variant.content)
-            for run in _runs(todo):
-                for start in range(0, len(run), batch_size):
-                    rows = run[start : start + batch_size]
-                    settings = page_sampling(variant.content, rows[0])
-                    result = gen.generate([prompts[i] for i in rows], settings=settings)
-                    pages = [Page.from_content(content, by_position[i], prompts[i], expects, variant.key)
-                             for i, content in zip(rows, result.contents, strict=True)]
-                    checked = check_pages(pages, policy, ctx)
-                    for i, content, checks in zip(rows, result.contents, checked, strict=True):
-                        status, reviewed_by = review_status(checks, policy, on_demand=False)
-                        save_generated(con, images_dir, spec.key, variant.key, by_position[i].id, content,
-                                       prompts[i], status=status, checks=checks.to_json(), verdict=checks.verdict,
-                                       reviewed_by=reviewed_by)
-                        counts.add(checks)
-                        report.approved += status == "approved"
-                        report.generated += 1
-                        report.by_variant[variant.key] = report.by_variant.get(variant.key, 0) + 1
-                        bar.update(1)
+            for rows in content_batches(todo, batch_size):
+                batch_items = [by_position[i] for i in rows]
+                batch_prompts = [prompts[i] for i in rows]
+                contents, checked = generate_batch(gen, ctx, policy, variant.key, variant.content, rows, batch_items,
+                                                   batch_prompts)
+                for item, prompt, content, checks in zip(batch_items, batch_prompts, contents, checked, strict=True):
+                    store_page(con, images_dir, spec.key, variant.key, item, content, prompt, checks, policy, report,
+                               counts)
+                    bar.update(1)
     return report
 
 
