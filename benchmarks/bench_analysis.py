@@ -58,7 +58,8 @@ def generate(path: Path, visitors: int, events: int) -> dict:
     # About 10% of visitors logged a few events 1-5 days before exposure (the CUPED pre-period),
     # 15% of events are return visits within a week, the rest follow the exposure by minutes.
     sql = f"""
-    INSERT INTO events
+    INSERT INTO events (event_id, experiment, variant, user_id, item_id, type, value, ts, received_at, properties,
+                        source)
     WITH base AS (
         SELECT i, i % {visitors} AS u, i // {visitors} AS k,
             CAST(hash(i % {visitors}) >> 1 AS BIGINT) AS h, CAST(hash(i + 7919) >> 1 AS BIGINT) AS hi

@@ -55,7 +55,9 @@ def add_history(db: Path, events: int) -> float:
     step = 14 * 86_400_000_000 // events  # microseconds between two of them
     con = duckdb.connect(str(db))
     con.execute(
-        """INSERT INTO events SELECT gen_random_uuid(), ?, CASE WHEN i % 2 = 0 THEN 'control' ELSE 'armor' END,
+        """INSERT INTO events (event_id, experiment, variant, user_id, item_id, type, value, ts, received_at,
+               properties, source)
+           SELECT gen_random_uuid(), ?, CASE WHEN i % 2 = 0 THEN 'control' ELSE 'armor' END,
                'hist-' || (i // 10)::VARCHAR, 'pumps-01', CASE WHEN i % 3 = 0 THEN 'dwell' ELSE 'page_view' END,
                CASE WHEN i % 3 = 0 THEN 1000 + i % 50000 END,
                now() - INTERVAL 14 DAY + to_microseconds(i * ?), now() - INTERVAL 14 DAY + to_microseconds(i * ?),

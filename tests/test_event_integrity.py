@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from armor_ab.api.app import create_app
 from armor_ab.cli import app as cli_app
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.events import exposure_event_id
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.loader import load_experiment_file
@@ -33,6 +34,8 @@ from armor_ab.store.experiments import get_experiment, set_status, upsert_experi
 from armor_ab.store.process import query
 from armor_ab.store.schema import ensure_schema
 from tests.helpers.platform import DEMO_EXPERIMENT, Server, seed_database
+
+ROW_COLUMNS = ", ".join(COLUMN_NAMES)  # commit_seq is the database's (its DEFAULT)
 
 EXP = "catalog-interleaved"
 SPEC = load_experiment_file(DEMO_EXPERIMENT)
@@ -366,7 +369,7 @@ def test_the_analysis_counts_visitors_the_server_vouches_for() -> None:
     add("E", "exposure", 10, "import")
     for user in "ABDE":
         add(user, "page_view", 40, "client")
-    con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows_)
+    con.executemany(f"INSERT INTO events ({ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows_)
     end = start + timedelta(hours=5)
     server = load_sums(con, "x", start=start, end=end, exposures="server", variants=["control", "armor"], caps={})
     anyone = load_sums(con, "x", start=start, end=end, exposures="any", variants=["control", "armor"], caps={})

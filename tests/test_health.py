@@ -33,6 +33,7 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app as cli_app
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.assignment import Assigner
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.model.interleaved import ContentMetadata, InterleavedContent, TextSegment
@@ -42,7 +43,6 @@ from armor_ab.store.content import images_dir_for, save_generated, set_review
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, get_experiment, set_status, upsert_experiment
 from armor_ab.store.health import HealthReads
-from armor_ab.store.schema import EVENT_COLUMNS
 from tests.helpers.platform import Server, seed_database
 
 pytestmark = pytest.mark.timeout(180)
@@ -93,7 +93,7 @@ def _guardrail_events(con: duckdb.DuckDBPyConnection, key: str, started: datetim
     """Imported exposures and dwell events: the treatment's visitors dwell half as long (a clear breach of a
     5% guardrail on dwell time per visitor, with a visitor count the always-valid bound can judge)."""
     rng = np.random.default_rng(7)
-    columns = [name for name, _ in EVENT_COLUMNS]
+    columns = list(COLUMN_NAMES)  # the row columns: commit_seq takes the table's DEFAULT
     rows: dict[str, list] = {c: [] for c in columns}
 
     def add(user: str, variant: str, type_: str, ts: datetime, value: float | None) -> None:
@@ -109,7 +109,7 @@ def _guardrail_events(con: duckdb.DuckDBPyConnection, key: str, started: datetim
             add(user, arm, "page_view", t0 + timedelta(seconds=1), None)
             add(user, arm, "dwell", t0 + timedelta(seconds=30), float(max(1_000.0, rng.normal(mean, 12_000.0))))
     guard_rows = pa.table(rows)  # noqa: F841 - read by DuckDB's replacement scan below
-    con.execute(f"INSERT INTO events SELECT {', '.join(columns)} FROM guard_rows")
+    con.execute(f"INSERT INTO events ({', '.join(columns)}) SELECT {', '.join(columns)} FROM guard_rows")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from armor_ab.event_schema import COLUMN_NAMES
+from armor_ab.event_schema import TABLE_COLUMN_NAMES
 from armor_ab.events import EventIn, to_arrow
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.stats.sql import load_sums
@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+# The events columns of schema version 2 (later versions add theirs after them).
+V2_COLUMNS = "event_id, experiment, variant, user_id, item_id, type, value, ts, received_at, properties, source"
 EVENT_IDS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 
 
@@ -141,7 +143,7 @@ def versions(path: Path) -> list[int]:
 
 
 def test_schema_version_is_the_number_of_migrations() -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 5
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 6
 
 
 def test_fresh_database_records_the_current_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +179,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
     monkeypatch.setattr(migrations, "MIGRATIONS", [counting(m, calls, m.__name__) for m in MIGRATIONS])
     con = connect(db_path)
     try:
-        assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5"]
+        assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5", "_v5_to_v6"]
         assert current_version(con) == SCHEMA_VERSION
         rec = get_experiment(con, made["spec"].key)
         assert rec is not None and rec.spec == made["spec"] and rec.status == "running"
@@ -197,7 +199,7 @@ def test_version_0_database_migrates_in_place_on_open(db_path: Path, monkeypatch
         con.close()
 
     connect(db_path).close()  # the second open: already current
-    assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5"]
+    assert calls == ["_v0_to_v1", "_v1_to_v2", "_v2_to_v3", "_v3_to_v4", "_v4_to_v5", "_v5_to_v6"]
     assert versions(db_path) == list(range(1, SCHEMA_VERSION + 1))  # one row per version reached
     connect(db_path, read_only=True).close()
 
@@ -224,8 +226,8 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 5
-        assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(COLUMN_NAMES)
+        assert current_version(con) == SCHEMA_VERSION == 6
+        assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(TABLE_COLUMN_NAMES)
         assert con.execute("SELECT count(*), count(source) FROM events").fetchone() == (3, 0)
         assert con.execute("SELECT value FROM events WHERE type = 'dwell'").fetchone()[0] == 1234.5
         new = EventIn(event_id=str(uuid.uuid4()), experiment=made["spec"].key, variant="armor", user_id="u2",
@@ -240,7 +242,7 @@ def test_version_1_database_gains_the_events_source_on_open(db_path: Path) -> No
     finally:
         con.close()
     connect(db_path).close()
-    assert versions(db_path) == [1, 2, 3, 4, 5]
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6]
 
 
 def test_version_2_database_loses_the_event_id_index_and_keeps_every_row(db_path: Path) -> None:
@@ -253,15 +255,15 @@ def test_version_2_database_loses_the_event_id_index_and_keeps_every_row(db_path
     connect_v2 = duckdb.connect(str(db_path))
     migrations._v1_to_v2(connect_v2)
     connect_v2.execute("INSERT INTO schema_version VALUES (2, ?)", [T0])
-    before = connect_v2.execute("SELECT * FROM events ORDER BY event_id").fetchall()
+    before = connect_v2.execute(f"SELECT {V2_COLUMNS} FROM events ORDER BY event_id").fetchall()
     assert connect_v2.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' "
                               "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 1
     connect_v2.close()
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 5
-        assert con.execute("SELECT * FROM events ORDER BY event_id").fetchall() == before
+        assert current_version(con) == SCHEMA_VERSION == 6
+        assert con.execute(f"SELECT {V2_COLUMNS} FROM events ORDER BY event_id").fetchall() == before
         assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' "
                            "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
         assert con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'events'").fetchone()[0] \
@@ -294,7 +296,7 @@ def test_version_3_database_gains_the_catalog_tables_and_keeps_its_pages(db_path
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 5
+        assert current_version(con) == SCHEMA_VERSION == 6
         assert table_exists(con, "catalog_items") and table_exists(con, "catalog_imports")
         assert list_items(con) == []
         key = (made["spec"].key, "armor", "pumps-01")
@@ -308,7 +310,7 @@ def test_version_3_database_gains_the_catalog_tables_and_keeps_its_pages(db_path
         assert approved(con) == {}
     finally:
         con.close()
-    assert versions(db_path) == [1, 2, 3, 4, 5]
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6]
 
 
 def test_version_4_database_gains_the_guardrail_columns_and_keeps_its_pages(db_path: Path) -> None:
@@ -329,7 +331,7 @@ def test_version_4_database_gains_the_guardrail_columns_and_keeps_its_pages(db_p
 
     con = connect(db_path)
     try:
-        assert current_version(con) == SCHEMA_VERSION == 5
+        assert current_version(con) == SCHEMA_VERSION == 6
         for column in ("checks", "verdict", "reviewed_by", "reviewed_key"):
             assert column_exists(con, "content", column)
         key = (made["spec"].key, "armor", "pumps-01")
@@ -345,7 +347,68 @@ def test_version_4_database_gains_the_guardrail_columns_and_keeps_its_pages(db_p
         assert approved(con) == {} and statuses(con)[key] == "blocked"
     finally:
         con.close()
-    assert versions(db_path) == [1, 2, 3, 4, 5]
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6]
+
+
+def make_version_5(path: Path) -> dict:
+    """A database as schema version 5 left it: version 1's, migrated by the migrations of 2 to 5 as released."""
+    from armor_ab.store.catalog import CATALOG_DDL
+
+    made = make_version_1(path)
+    con = duckdb.connect(str(path))
+    try:
+        migrations._v1_to_v2(con)
+        migrations._v2_to_v3(con)
+        con.execute(CATALOG_DDL)
+        migrations._v4_to_v5(con)
+        con.execute("INSERT INTO schema_version VALUES (2, ?), (3, ?), (4, ?), (5, ?)", [T0, T0, T0, T0])
+    finally:
+        con.close()
+    return made
+
+
+def test_version_5_database_numbers_its_events_for_the_lake(db_path: Path) -> None:
+    """Version 6 adds ``events.commit_seq`` (the event lake's export key): every stored row is numbered 0,
+    the sequence starts above it, and rows written after take numbers from it, one per transaction."""
+    from armor_ab.event_schema import COMMIT_SEQUENCE
+
+    made = make_version_5(db_path)
+    con = duckdb.connect(str(db_path))
+    assert current_version(con) == 5 and not column_exists(con, "events", "commit_seq")
+    before = con.execute(f"SELECT {V2_COLUMNS} FROM events ORDER BY event_id").fetchall()
+    con.close()
+
+    con = connect(db_path)
+    try:
+        assert current_version(con) == SCHEMA_VERSION == 6
+        assert [r[0] for r in con.execute("DESCRIBE events").fetchall()] == list(TABLE_COLUMN_NAMES)
+        assert con.execute(f"SELECT {V2_COLUMNS} FROM events ORDER BY event_id").fetchall() == before
+        assert con.execute("SELECT DISTINCT commit_seq FROM events").fetchall() == [(0,)]
+        new = [EventIn(event_id=str(uuid.uuid4()), experiment=made["spec"].key, variant="armor", user_id=f"n{i}",
+                       type="exposure", ts=T0) for i in range(3)]
+        con.execute("BEGIN")
+        append_events(con, to_arrow(new[:2], T0, source="import"))
+        con.execute("COMMIT")
+        con.execute("BEGIN")
+        append_events(con, to_arrow(new[2:], T0, source="import"))
+        con.execute("COMMIT")
+        # A plain SQL insert (no commit_seq given) takes the column's DEFAULT: the next number.
+        con.execute("INSERT INTO events (event_id, experiment, type, received_at) VALUES (?, 'e', 'exposure', ?)",
+                    [str(uuid.uuid4()), T0])
+        seqs = con.execute("SELECT user_id, commit_seq FROM events WHERE commit_seq > 0 ORDER BY commit_seq, user_id")
+        assert seqs.fetchall() == [("n0", 1), ("n1", 1), ("n2", 2), (None, 3)]
+        assert con.execute("SELECT column_default FROM duckdb_columns() WHERE table_name = 'events' "
+                           "AND column_name = 'commit_seq'").fetchall() == [(f"nextval('{COMMIT_SEQUENCE}')",)]
+    finally:
+        con.close()
+    connect(db_path).close()  # the second open: already current, nothing renumbered
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FILTER (WHERE commit_seq = 0), max(commit_seq) FROM events").fetchall() \
+            == [(3, 3)]
+    finally:
+        con.close()
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_new_migration_adds_a_column_once_and_only_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats as sps
 
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.models import ExperimentReport
 from armor_ab.reporting.report import experiment_report
@@ -32,7 +33,7 @@ from armor_ab.stats.quality import quality_checks
 from armor_ab.stats.sql import load_sums
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, get_experiment, upsert_experiment
-from armor_ab.store.schema import EVENT_COLUMNS, ensure_schema
+from armor_ab.store.schema import ensure_schema
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
 END = START + timedelta(days=4)
@@ -62,7 +63,7 @@ class Log:
 
     def into(self, con: duckdb.DuckDBPyConnection) -> None:
         arrow = pa.Table.from_pylist(self.rows)  # noqa: F841 - DuckDB reads the local variable by name
-        names = ", ".join(name for name, _ in EVENT_COLUMNS)
+        names = ", ".join(COLUMN_NAMES)  # the row columns: commit_seq takes the table's DEFAULT
         con.execute(f"INSERT INTO events ({names}) SELECT {names} FROM arrow")
 
 

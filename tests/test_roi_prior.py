@@ -13,11 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.report import experiment_report
 from armor_ab.roi.shrinkage import prior_from_history
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import get_experiment, upsert_experiment
+
+ROW_COLUMNS = ", ".join(COLUMN_NAMES)  # commit_seq is the database's (its DEFAULT)
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
 DAYS, PER_DAY = 10, 600  # visitors per arm per day
@@ -59,7 +62,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         for key, lift in LIFTS.items():
             con.register("gen", _events(key, lift, rng))
-            con.execute("INSERT INTO events SELECT gen_random_uuid(), experiment, variant, user_id, NULL, type, NULL, "
+            con.execute(f"INSERT INTO events ({ROW_COLUMNS}) SELECT gen_random_uuid(), experiment, variant, user_id, "
+                        "NULL, type, NULL, "
                         "ts, ts, NULL, 'server' FROM gen")
             con.unregister("gen")
             upsert_experiment(con, _spec(key))

@@ -15,10 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.report import experiment_report
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import get_experiment, upsert_experiment
+
+ROW_COLUMNS = ", ".join(COLUMN_NAMES)  # commit_seq is the database's (its DEFAULT)
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 PER_DAY = 3_000  # new visitors per arm per day
@@ -78,7 +81,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
     try:
         table = _events(7)
         con.register("gen", table)
-        con.execute("INSERT INTO events SELECT gen_random_uuid(), 'win', variant, user_id, 'pumps-01', type, value, ts,"
+        con.execute(f"INSERT INTO events ({ROW_COLUMNS}) SELECT gen_random_uuid(), 'win', variant, user_id, "
+                    "'pumps-01', type, value, ts,"
                     " ts, NULL, 'server' FROM gen")
         spec = ExperimentSpec.model_validate({
             "key": "win", "name": "ROI window",

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from armor_ab.cli import app
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.models import ExperimentSpec
 from armor_ab.reporting.report import experiment_report, primary_baseline
 from armor_ab.stats.comparison import ComparisonOptions, compare
@@ -21,6 +22,8 @@ from armor_ab.stats.sql import load_sums
 from armor_ab.store.db import connect
 from armor_ab.store.experiments import ExperimentRecord, get_experiment, upsert_experiment
 from tests.helpers.events import END, PRE_DAYS, START, generate_events, insert, reference
+
+ROW_COLUMNS = ", ".join(COLUMN_NAMES)  # commit_seq is the database's (its DEFAULT)
 
 METRICS = {
     "primary": "dwell_time_per_view",
@@ -64,7 +67,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         insert(con, generate_events(seed=4, visitors=900, variants=tuple(k for k, _ in three), experiment="three"))
         add_experiment(con, make_spec("three", variants=three))
         add_experiment(con, make_spec("skewed", variants=(("control", 0.8), ("treatment", 0.2))))
-        con.execute("INSERT INTO events SELECT gen_random_uuid(), 'skewed', variant, user_id, item_id, type, value, "
+        con.execute(f"INSERT INTO events ({ROW_COLUMNS}) SELECT gen_random_uuid(), 'skewed', variant, user_id, "
+                    "item_id, type, value, "
                     "ts, received_at, properties, source FROM events WHERE experiment = 'exp'")
     finally:
         con.close()

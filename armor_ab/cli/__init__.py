@@ -18,7 +18,7 @@ _MODULES = (
     "experiment",  # experiment apply|start|stop|list|show
     "assign",  # assign --experiment-file --user-id/--users-file
     "keys",  # keys create|list|revoke
-    "events",  # events import
+    "events",  # events import|export
     "catalog",  # catalog import|list|show
     "serve",  # serve
     "simulate",  # simulate

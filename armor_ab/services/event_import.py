@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from armor_ab.events import EventIn, UnknownReferenceError, check_references, to_arrow
 from armor_ab.store.experiments import list_experiments
-from armor_ab.store.writer import append_events
+from armor_ab.store.writer import append_events, next_commit_seq
 
 CHUNK = 50_000
 
@@ -99,8 +99,9 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path) -> ImportResult:
     accepted = 0
     con.execute("BEGIN")
     try:
+        seq = next_commit_seq(con)  # one commit sequence number for the whole import (one transaction)
         for start in range(0, len(events), CHUNK):
-            accepted += len(append_events(con, to_arrow(events[start : start + CHUNK], received, source="import")))
+            accepted += len(append_events(con, to_arrow(events[start : start + CHUNK], received, source="import"), seq))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -64,8 +64,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = current_schema() AND table_name = ?",
         [table],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()  # every row fetched: no result left pending on the connection
+    return bool(row and row[0][0])
 
 
 def column_exists(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
@@ -73,8 +73,8 @@ def column_exists(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bo
         "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = current_schema() AND table_name = ? AND column_name = ?",
         [table, column],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row and row[0][0])
 
 
 def add_column(con: duckdb.DuckDBPyConnection, table: str, column: str, sql_type: str,
@@ -140,8 +140,23 @@ def _v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
     add_column(con, "experiment_history", "note", "VARCHAR")
 
 
+def _v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
+    """events.commit_seq: the writer's commit sequence number, the event lake's export key
+    (``armor_ab.store.lake``). Every row stored before is numbered 0: they were all committed before
+    this migration, so the first export takes them together. Rows inserted after take their number
+    from the sequence ``events_commit_seq`` (one per writer transaction, ``armor_ab.store.writer``;
+    the column's DEFAULT for a plain SQL insert), which starts above every number stored."""
+    if not table_exists(con, "events"):
+        return
+    if not column_exists(con, "events", "commit_seq"):
+        add_column(con, "events", "commit_seq", "BIGINT", default="0")  # fills the stored rows with 0
+    start = con.execute("SELECT coalesce(max(commit_seq), 0) + 1 FROM events").fetchall()[0][0]
+    con.execute(f"CREATE SEQUENCE IF NOT EXISTS events_commit_seq START {int(start)}")
+    con.execute("ALTER TABLE events ALTER COLUMN commit_seq SET DEFAULT nextval('events_commit_seq')")
+
+
 # MIGRATIONS[n] takes version n to n + 1. Append only; never edit or reorder a released one.
-MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -152,8 +167,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def current_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The database's schema version; 0 when made before versions; None when it is empty (fresh)."""
     if table_exists(con, VERSION_TABLE):
-        row = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        row = con.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchall()[0]
+        return int(row[0]) if row[0] is not None else 0
     if any(table_exists(con, t) for t in VERSION_0_TABLES):
         return 0
     return None

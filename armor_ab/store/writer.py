@@ -4,7 +4,10 @@ Requests never touch the write connection. They enqueue event batches (Arrow tab
 jobs and wait on a future. The writer drains whatever is queued and appends all event batches in
 one transaction, leaving out every event whose ``event_id`` is stored already (a retried batch):
 the dedup window (``armor_ab.store.dedup``: the newest ids, in fixed memory) tells for live
-traffic, a lookup in the table for events older than the window. It commits, and only then
+traffic, a lookup in the table for events older than the window. Every row of the transaction gets
+the same ``commit_seq``, drawn from the sequence ``events_commit_seq`` inside it: one writer, so
+numbers increase in commit order, and a transaction that rolls back leaves a gap, never a number
+used twice (the event lake exports by it, ``armor_ab.store.lake``). It commits, and only then
 resolves the futures: acknowledged means durable. A full queue raises ``QueueFullError`` at once
 (the API answers 503), never a silent drop.
 
@@ -43,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from armor_ab.event_schema import COLUMN_NAMES, COMMIT_SEQ, COMMIT_SEQUENCE
 from armor_ab.events import ARROW_SCHEMA as ROW_SCHEMA
 from armor_ab.events import MAX_FUTURE
 from armor_ab.store.dedup import NEVER, RecentIds, uuid_keys
@@ -52,7 +56,10 @@ T = TypeVar("T")
 
 _COLUMNS = ("event_id::UUID, experiment, variant, user_id, item_id, type, value, ts, received_at, "
             "properties::JSON, source")
-_INSERT = f"INSERT INTO events SELECT {_COLUMNS} FROM incoming"
+# ``$seq``: the transaction's commit sequence number, one constant for all its rows (``next_commit_seq``).
+_INSERT = (f"INSERT INTO events ({', '.join(COLUMN_NAMES)}, {COMMIT_SEQ}) "
+           f"SELECT {_COLUMNS}, $seq::BIGINT FROM incoming")
+_NEXT_SEQ = f"SELECT nextval('{COMMIT_SEQUENCE}')"
 # Which of ``candidates`` (event_id, i) are stored among the rows received in [$lo, $hi]: the exact
 # lookup for events the dedup window cannot vouch for (armor_ab.store.dedup). The bounds on
 # received_at let DuckDB skip every older row group by its zone maps.
@@ -97,23 +104,37 @@ def stored_before(con: duckdb.DuckDBPyConnection, table: pa.Table, until_us: int
     return found
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
-    """Append ``table`` to ``events`` (inside the caller's transaction), no questions asked."""
+def next_commit_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """A new commit sequence number (inside the caller's transaction): above every number committed
+    before, never handed out again (a transaction that rolls back leaves a gap)."""
+    return int(con.execute(_NEXT_SEQ).fetchall()[0][0])
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: pa.Table, seq: int | None = None) -> int:
+    """Append ``table`` to ``events`` (inside the caller's transaction), no questions asked.
+
+    Every row gets ``commit_seq = seq`` (a new number when None); returns it.
+    """
+    if seq is None:
+        seq = next_commit_seq(con)
     con.register("incoming", table)
     try:
-        con.execute(_INSERT)
+        con.execute(_INSERT, {"seq": seq})
     finally:
         con.unregister("incoming")
+    return seq
 
 
-def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table) -> set[str]:
+def append_events(con: duckdb.DuckDBPyConnection, table: pa.Table, seq: int | None = None) -> set[str]:
     """Insert the rows whose event_id is not stored yet (inside the caller's transaction); returns their ids.
 
     For writers without the dedup window (``armor-ab events import`` on a database no server holds):
-    every row is looked up in the table. ``table`` must not repeat an event_id.
+    every row is looked up in the table. ``table`` must not repeat an event_id. ``seq``: the
+    transaction's commit sequence number (``next_commit_seq``), so that several calls in one
+    transaction share it; a new one when None.
     """
     new = table.filter(pa.array(~stored_before(con, table)))
-    insert_rows(con, new)
+    insert_rows(con, new, seq)
     return set(new.column("event_id").to_pylist())
 
 

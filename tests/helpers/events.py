@@ -24,9 +24,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from armor_ab.event_schema import COLUMN_NAMES
 from armor_ab.experiments.models import CAPPABLE, Capping
 from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS
-from armor_ab.store.schema import EVENT_COLUMNS
 
 US = 1_000_000
 DAY = 86_400 * US
@@ -176,7 +176,7 @@ def generate_events(
 
 def insert(con: duckdb.DuckDBPyConnection, events: Events, table: str = "events") -> None:
     arrow = events.table()  # noqa: F841 - DuckDB reads the local variable by name
-    names = ", ".join(name for name, _ in EVENT_COLUMNS)
+    names = ", ".join(COLUMN_NAMES)  # the row columns: commit_seq takes the table's DEFAULT
     con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM arrow")
 
 
