@@ -324,9 +324,12 @@ def test_a_killed_export_leaves_no_partial_file_and_a_rerun_exports_each_row_onc
     files visible meanwhile are whole, temporary files match no reader's glob, and after the rerun the
     lake holds exactly the table: same count, same event ids, no duplicate, no gap."""
     root = tmp_path / "lake"
-    env = {**os.environ, lake.PAUSE_ENV: "0.3", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    slow_export = ("import sys, time; import armor_ab.store.lake as lake; "
+                   "lake.before_rename = lambda: time.sleep(0.3); "
+                   "from armor_ab.cli import app; sys.argv[0] = 'armor-ab'; app()")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "armor_ab", "events", "export", "--to", str(root), "--db", str(db),
+        [sys.executable, "-c", slow_export, "events", "export", "--to", str(root), "--db", str(db),
          "--rows-per-file", "8"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     try:

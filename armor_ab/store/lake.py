@@ -79,9 +79,6 @@ DEFAULT_ROWS_PER_FILE = 8 * ROW_GROUP
 NOTHING = -1  # ``exported_through`` of an empty lake: every commit_seq (0 and up) is above it
 PART = re.compile(r"^part-(\d{20})-(\d{20})-(\d{4})\.parquet$")
 TEMP = re.compile(r"^\.part-.*\.tmp$")
-# A test hook: seconds to sleep after each file is written and fsynced, before its rename (so a test
-# can kill an export in the middle). Never set it outside tests.
-PAUSE_ENV = "ARMOR_AB_LAKE_TEST_PAUSE_S"
 
 _US_PER_DAY = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -290,10 +287,9 @@ def _params(after: int, through: int, since: str | None) -> dict:
     return params
 
 
-def _pause() -> None:
-    seconds = os.environ.get(PAUSE_ENV)
-    if seconds:
-        time.sleep(float(seconds))
+def before_rename() -> None:
+    """Called after each file is written and fsynced, before its rename: nothing here. A test replaces
+    it (in the export's own process) to hold an export in the middle and kill it there."""
 
 
 class _FileWriter:
@@ -327,7 +323,7 @@ class _FileWriter:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
         size = self.tmp.stat().st_size
-        _pause()
+        before_rename()
         os.replace(self.tmp, self.final)  # atomic: the old file (a rerun's identical one) or this one
         _fsync_dir(self.final.parent)
         return LakeFile(self.rel, self.day, self.rows, size, digest.hexdigest(), int(self.min_seq or 0),
