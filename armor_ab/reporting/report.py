@@ -23,6 +23,7 @@ from armor_ab.reporting.verdict import decide_report
 from armor_ab.roi.engine import EffectInput, EffectPrior, compute_roi
 from armor_ab.stats.bayesian import Prior
 from armor_ab.stats.comparison import Comparison, ComparisonOptions, compare, entry
+from armor_ab.stats.dialects import SqlRunner
 from armor_ab.stats.frequentist import welch
 from armor_ab.stats.multiple import adjust
 from armor_ab.stats.pages import ServedPages, load_served_pages
@@ -35,6 +36,9 @@ from armor_ab.stats.status import Status
 from armor_ab.stats.suffstats import VisitorSums
 from armor_ab.store.experiments import ExperimentRecord
 
+# Where the events are read: a DuckDB connection (the store's), or a warehouse (armor_ab.store.warehouse:
+# ClickHouse, chDB, Spark, a DuckDB file) that runs the same statistics queries in its own SQL dialect.
+EventSource = duckdb.DuckDBPyConnection | SqlRunner
 ROI_METRIC = "inquiries_per_visitor_window"  # inquiries within roi_window_days, mature visitors only
 MAX_AGE_DAYS = 27
 
@@ -284,7 +288,7 @@ def _power(record: ExperimentRecord, baseline: dict, traffic: dict) -> dict:
     return out
 
 
-def _load(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start: datetime | None, end: datetime,
+def _load(con: EventSource, record: ExperimentRecord, start: datetime | None, end: datetime,
           segments: list[str]) -> ExperimentSums:
     spec = record.spec
     a = spec.analysis
@@ -302,7 +306,7 @@ def armor_variants(record: ExperimentRecord) -> list[str]:
     return [v.key for v in record.spec.variants if v.content.source == "armor"]
 
 
-def _load_pages(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start: datetime | None,
+def _load_pages(con: EventSource, record: ExperimentRecord, start: datetime | None,
                 end: datetime) -> ServedPages:
     """The pages the ARMOR variants' visitors were first served (page changes, fallbacks)."""
     a = record.spec.analysis
@@ -311,7 +315,7 @@ def _load_pages(con: duckdb.DuckDBPyConnection, record: ExperimentRecord, start:
 
 
 def primary_baseline(
-    con: duckdb.DuckDBPyConnection, record: ExperimentRecord, *, cuped: bool | None = None, now: datetime | None = None
+    con: EventSource, record: ExperimentRecord, *, cuped: bool | None = None, now: datetime | None = None
 ) -> dict:
     """The primary metric's baseline (control mean, per-visitor sd) and traffic, for power planning."""
     now = now or datetime.now(UTC)
@@ -357,7 +361,7 @@ def _roi(record: ExperimentRecord, sums: ExperimentSums, settings: ComparisonOpt
 
 
 def experiment_report(
-    con: duckdb.DuckDBPyConnection,
+    con: EventSource,
     record: ExperimentRecord,
     *,
     cuped: bool | None = None,
@@ -377,7 +381,7 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def experiment_report_json(
-    con: duckdb.DuckDBPyConnection, record: ExperimentRecord, *, cuped: bool | None = None
+    con: EventSource, record: ExperimentRecord, *, cuped: bool | None = None
 ) -> bytes:
     """``experiment_report`` as compact JSON bytes: what the API serves (computed in its database process)."""
     return _encode(experiment_report(con, record, cuped=cuped)).encode()
@@ -532,7 +536,7 @@ def report_from_sums(
     }
 
 
-def past_roi_effects(con: duckdb.DuckDBPyConnection, records: list[ExperimentRecord]) -> list[dict]:
+def past_roi_effects(con: EventSource, records: list[ExperimentRecord]) -> list[dict]:
     """The measured relative effect on windowed inquiries (and its se) of each stopped experiment
     with a roi block: what ``armor_ab.roi.shrinkage.prior_from_history`` estimates the prior from."""
     out = []

@@ -1,7 +1,8 @@
 """The statistics engine: SQL sufficient statistics, then small, tested formulas.
 
-* ``sql``         one DuckDB query -> ``ExperimentSums`` (per variant, per day, per segment)
-* ``pages``       one small DuckDB query -> ``ServedPages`` (ARMOR pages changed mid-test, fallbacks)
+* ``sql``         one query -> ``ExperimentSums`` (per variant, per day, per segment)
+* ``pages``       one small query -> ``ServedPages`` (ARMOR pages changed mid-test, fallbacks)
+* ``dialects``    the SQL pieces per engine (DuckDB, ClickHouse, Spark, Trino, BigQuery, Snowflake)
 * ``suffstats``   frozen, mergeable sufficient statistics (n, sums, squares, cross-products)
 * ``estimate``    per-arm estimates, delta method, CUPED
 * ``frequentist`` Welch t-test, relative lift, non-inferiority

@@ -1,4 +1,4 @@
-"""Which page each ARMOR-arm visitor was first served: one small DuckDB query over the exposures.
+"""Which page each ARMOR-arm visitor was first served: one small query over the exposures (any dialect).
 
 A visitor's first exposure carries, in its ``properties``, ``page`` (the SHA-256 digest of the page it
 was first served: for an ARMOR arm the generated page, for control or a fallback the control copy's)
@@ -28,7 +28,9 @@ from datetime import datetime
 
 import duckdb
 
-from armor_ab.stats.sql import _FAR_PAST, _TABLE_NAME, EXPOSURE_SOURCES, _epoch_us, json_flag
+from armor_ab.stats.dialects import Dialect, Query, SqlRunner, run_query
+from armor_ab.stats.dialects import dialect as get_dialect
+from armor_ab.stats.sql import _FAR_PAST, EXPOSURE_SOURCES, _epoch_us, as_runner, check_source, union_all
 
 MAX_CHANGED_ITEMS = 20  # items listed (by visitors); the count of all of them comes with the list
 MAX_PAGES_PER_ITEM = 10  # page versions listed per item (by visitors)
@@ -83,79 +85,88 @@ class ServedPages:
         }
 
 
-def build_pages_query(*, source: str = "events", bot_user_agents: bool = True, exposures: str = "any") -> str:
-    """The SQL text of the query (parameters: $exp, $start, $end in epoch µs, $armor VARCHAR[],
-    $max_items, $max_pages)."""
-    if not _TABLE_NAME.match(source):
-        raise ValueError(f"source table {source!r} is not a plain identifier")
+def build_pages_query(*, source: str = "events", bot_user_agents: bool = True, exposures: str = "any",
+                      dialect: str | Dialect = "duckdb", max_items: int = MAX_CHANGED_ITEMS,
+                      max_pages: int = MAX_PAGES_PER_ITEM) -> str:
+    """The SQL text of the query in ``dialect`` (parameters: exp, start, end in epoch µs, armor: the ARMOR
+    variants; ``max_items`` and ``max_pages`` are written into the text as integers)."""
+    d = get_dialect(dialect)
+    return d.bind(_pages_text(source=source, bot_user_agents=bot_user_agents, exposures=exposures, d=d,
+                              max_items=max_items, max_pages=max_pages).text(d))[0]
+
+
+def _pages_text(*, source: str, bot_user_agents: bool, exposures: str, d: Dialect, max_items: int,
+                max_pages: int) -> Query:
+    check_source(source)
     if exposures not in EXPOSURE_SOURCES:
         raise ValueError(f"exposures must be one of {EXPOSURE_SOURCES}, got {exposures!r}")
+    if max_items < 0 or max_pages < 1:
+        raise ValueError(f"max_items must be >= 0 and max_pages >= 1, got {max_items!r}, {max_pages!r}")
     server_only = exposures == "server"
     source_col = ", source" if server_only else ""
-    keep = ["NOT multi", "list_contains($armor::VARCHAR[], first.variant)",
-            f"NOT coalesce({json_flag('first.props', 'paused')}, false)"]
+    named = "variant IS NOT NULL"
+    first = d.struct([("variant", "variant", "string"), ("item_id", "item_id", "string"),
+                      ("props", "properties", "string")])
+    f_variant, f_item, f_props = d.field("fx", "variant", 1), d.field("fx", "item_id", 2), d.field("fx", "props", 3)
+    keep = ["NOT multi", d.in_list(f_variant, "$armor"), f"NOT coalesce({d.json_true(f_props, 'paused')}, false)"]
     extra = ""
     if bot_user_agents:
-        extra += f",\n        coalesce(bool_or({json_flag('properties', 'bot')}), false) AS bot"
+        extra += f",\n        coalesce({d.agg('bool_or', d.json_true('properties', 'bot'))}, false) AS bot"
         keep.append("NOT bot")
     if server_only:
-        extra += (",\n        coalesce(bool_or(source IS DISTINCT FROM 'client') FILTER (variant IS NOT NULL), false)"
-                  " AS vouched")
+        vouches = "coalesce(source, '') <> 'client'"
+        extra += f",\n        coalesce({d.agg('bool_or', vouches, named)}, false) AS vouched"
         keep.append("vouched")
-    return f"""
-WITH x AS (
-    SELECT user_id,
-        arg_min({{'variant': variant, 'item_id': item_id, 'props': properties}}, tu)
-            FILTER (variant IS NOT NULL) AS first,
+    epoch = d.epoch_us("ts")
+    changed_versions = (f"count(DISTINCT page) > 1 OR ({d.agg('bool_or', 'fallback IS NULL')} "
+                        f"AND {d.agg('bool_or', 'fallback IS NOT NULL')})")
+    columns = [("part", "string"), ("variant", "string"), ("item_id", "string"), ("page", "string"),
+               ("fallback", "string"), ("visitors", "int"), ("item_visitors", "int"), ("versions", "int")]
+    answer = union_all(d, columns, [
+        ({"part": "'served'", "variant": "variant", "fallback": "fallback", "visitors": "sum(visitors)"},
+         "FROM g GROUP BY variant, fallback"),
+        ({"part": "'changed'", "visitors": "count(*)"}, "FROM changed"),
+        ({"part": "'version'", **{c: c for c, _ in columns[1:]}}, f"""FROM (
+    SELECT g.variant, g.item_id, g.page, g.fallback, g.visitors, l.visitors AS item_visitors, l.versions,
+        row_number() OVER (PARTITION BY g.variant, g.item_id
+                           ORDER BY g.visitors DESC, g.page NULLS LAST, g.fallback NULLS FIRST) AS rank_in_item
+    FROM g JOIN listed l ON g.variant = l.variant AND g.item_id = l.item_id
+) ranked WHERE rank_in_item <= {int(max_pages)}"""),
+    ])
+    q = Query()
+    q.add("x", f'''    SELECT user_id,
+        {d.arg_min(first, "tu", named)} AS fx,
         min(variant) <> max(variant) AS multi{extra}
     FROM (
-        SELECT user_id, variant, item_id, properties, epoch_us(ts) AS tu{source_col}
-        FROM {source} WHERE experiment = $exp AND type = 'exposure' AND epoch_us(ts) BETWEEN $start AND $end
-    )
+        SELECT user_id, variant, item_id, properties, {epoch} AS tu{source_col}
+        FROM {source} WHERE experiment = $exp AND type = 'exposure' AND {epoch} BETWEEN $start AND $end
+    ) ex
     GROUP BY user_id
-    HAVING count(variant) > 0
-),
-v AS (
-    SELECT first.variant AS variant, first.item_id AS item_id,
-        nullif(json_extract_string(first.props, '$.page'), '') AS page,
-        nullif(json_extract_string(first.props, '$.fallback'), '') AS fallback
-    FROM x WHERE {" AND ".join(keep)}
-),
-g AS (
-    SELECT variant, item_id, page, fallback, count(*) AS visitors
+    HAVING count(variant) > 0''')
+    q.add("v", f'''    SELECT {f_variant} AS variant, {f_item} AS item_id,
+        nullif({d.json_string(f_props, "page")}, '') AS page,
+        nullif({d.json_string(f_props, "fallback")}, '') AS fallback
+    FROM x WHERE {" AND ".join(keep)}''')
+    q.add("g", '''    SELECT variant, item_id, page, fallback, count(*) AS visitors
     FROM v WHERE page IS NOT NULL OR fallback IS NOT NULL
-    GROUP BY ALL
-),
-changed AS (
-    SELECT variant, item_id, sum(visitors) AS visitors, count(*) AS versions
+    GROUP BY variant, item_id, page, fallback''')
+    q.add("changed", f'''    SELECT variant, item_id, sum(visitors) AS visitors, count(*) AS versions
     FROM g WHERE item_id IS NOT NULL
-    GROUP BY ALL
-    HAVING count(DISTINCT page) > 1 OR (bool_or(fallback IS NULL) AND bool_or(fallback IS NOT NULL))
-),
-listed AS (
-    SELECT * FROM changed ORDER BY visitors DESC, item_id, variant LIMIT $max_items
-)
-SELECT 'served' AS part, variant, fallback, sum(visitors) AS visitors FROM g GROUP BY ALL
-UNION ALL BY NAME
-SELECT 'changed' AS part, count(*) AS visitors FROM changed
-UNION ALL BY NAME
-SELECT 'version' AS part, variant, item_id, page, fallback, visitors, item_visitors, versions FROM (
-    SELECT g.variant, g.item_id, g.page, g.fallback, g.visitors, l.visitors AS item_visitors, l.versions
-    FROM g JOIN listed l USING (variant, item_id)
-    QUALIFY row_number() OVER (PARTITION BY g.variant, g.item_id
-                               ORDER BY g.visitors DESC, g.page NULLS LAST, g.fallback NULLS FIRST) <= $max_pages
-)
-"""
+    GROUP BY variant, item_id
+    HAVING {changed_versions}''')
+    q.add("listed", f"    SELECT * FROM changed ORDER BY visitors DESC, item_id, variant LIMIT {int(max_items)}")
+    q.select = answer
+    return q
 
 
 def load_served_pages(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | SqlRunner,
     experiment: str,
     armor_variants: Sequence[str],
     *,
     start: datetime | None,
     end: datetime,
-    source: str = "events",
+    source: str | None = None,
     bot_user_agents: bool = True,
     exposures: str = "any",
     max_items: int = MAX_CHANGED_ITEMS,
@@ -170,16 +181,19 @@ def load_served_pages(
     if not variants:
         return ServedPages(variants=())
     start_us, end_us = _epoch_us(start or _FAR_PAST), _epoch_us(end)
-    sql = build_pages_query(source=source, bot_user_agents=bot_user_agents, exposures=exposures)
-    cur = con.execute(sql, {"exp": experiment, "start": start_us, "end": end_us, "armor": list(variants),
-                            "max_items": int(max_items), "max_pages": int(max_pages)})
-    col = {d[0]: i for i, d in enumerate(cur.description)}
+    runner = as_runner(con)
+    d = get_dialect(runner.dialect)
+    query = _pages_text(source=source or getattr(runner, "table", "events"), bot_user_agents=bot_user_agents,
+                        exposures=exposures, d=d, max_items=max_items, max_pages=max_pages)
+    values = {"exp": experiment, "start": start_us, "end": end_us, "armor": list(variants)}
+    names, rows = run_query(runner, d, query, values)
+    col = {name: i for i, name in enumerate(names)}
     visitors: dict[str, int] = {}
     fallback_visitors: dict[str, int] = {}
     reasons: dict[str, int] = {}
     changed = 0
     versions: dict[tuple[str, str], list[tuple]] = {}
-    for row in cur.fetchall():
+    for row in rows:
         part, n = row[col["part"]], int(row[col["visitors"]])
         if part == "served":
             variant, fallback = row[col["variant"]], row[col["fallback"]]

@@ -1,4 +1,10 @@
-"""One DuckDB query that turns the event log into every sufficient statistic the report needs.
+"""One query that turns the event log into every sufficient statistic the report needs.
+
+It is written once against ``armor_ab.stats.dialects`` and runs on DuckDB (the store), ClickHouse
+(a server or chDB) and Spark; Trino, BigQuery and Snowflake renderings exist, untested against a
+live engine (docs/scale.md, "Dialects and engines"). The steps below are DuckDB's plan; Spark and
+ClickHouse store the shared steps first (``run_query``), and visitors are keyed by a 64-bit hash
+of ``user_id`` (``fe``), never by a global ``ROW_NUMBER``.
 
 What counts (the analysis contract):
 
@@ -79,9 +85,10 @@ How it stays fast (one pass over the events on the common path, no join against 
    small integer ("cell").
 6. One small aggregation by (cell, day, entry day) (``fine``), then GROUPING SETS for the daily
    and per-segment rows, and the per-age rows from the same small table; the exclusion counts
-   and the caps ride along as rows of their own (``UNION ALL BY NAME``).
+   and the caps ride along as rows of their own (one ``UNION ALL``, every SELECT naming every column),
+   with the count of colliding visitor keys (``keys``: then the query runs again with a salted hash).
 
-On 1M visitors / 10M events this is ~5 CPU-seconds (see benchmarks/bench_analysis.py).
+On 1M visitors / 10M events this is ~5 CPU-seconds on DuckDB (see benchmarks/bench_analysis.py).
 """
 
 from __future__ import annotations
@@ -95,14 +102,14 @@ from typing import Protocol
 
 import duckdb
 
+from armor_ab.stats.dialects import Dialect, Query, SqlRunner, run_query
+from armor_ab.stats.dialects import dialect as get_dialect
 from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS, VisitorSums
 
 DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 _FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
-_PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,2}$")
 
 # The per-visitor variables that can be capped: the specs' ``CAPPABLE`` (experiments/models.py) is this
 # tuple, and tests/test_stats_layers.py pins the two together (the statistics import nothing of the specs).
@@ -204,18 +211,17 @@ def event_id_enforced_unique(con: duckdb.DuckDBPyConnection, table: str = "event
     return bool(comment and comment[0] == UNIQUE_BY_WRITER)
 
 
-def _json_path_literal(key: str) -> str:
-    """A SQL string literal holding the JSON path of a top-level key, any characters escaped."""
+def _check_segment(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 200 or "\x00" in key:
         raise ValueError(f"segment name must be a non-empty string of at most 200 characters, got {key!r}")
-    path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return "'" + path.replace("'", "''") + "'"
+    return key
 
 
-def json_flag(expr: str, key: str) -> str:
+def json_flag(expr: str, key: str, dialect: str | Dialect = "duckdb") -> str:
     """SQL: whether the JSON value ``expr`` holds ``key: true``, the boolean (a string "true" is not the
-    flag); NULL when ``expr`` is NULL. ``bot`` on any exposure, ``paused`` on the first one exclude a visitor."""
-    return f"json_extract({expr}, {_json_path_literal(key)}) = 'true'"
+    flag); NULL (or false) when ``expr`` is NULL. ``bot`` on any exposure, ``paused`` on the first one
+    exclude a visitor."""
+    return get_dialect(dialect).json_true(expr, _check_segment(key))
 
 
 def _post_sum(col: str) -> str:
@@ -263,6 +269,27 @@ def _capped(var: str, cap: str | None) -> tuple[str, str]:
     return f"least(c.c_{var}, {cap})", f"least(c.c_{var}, {cap}) - least(c.c_{var} - c.{var}, {cap})"
 
 
+def check_source(source: str) -> str:
+    """The events table's name: a plain identifier, optionally qualified (``db.table``, ``catalog.db.table``)."""
+    if not isinstance(source, str) or not _TABLE_NAME.match(source):
+        raise ValueError(f"source table {source!r} is not a plain (optionally qualified) identifier")
+    return source
+
+
+def union_all(d: Dialect, columns: Sequence[tuple[str, str]], parts: Sequence[tuple[Mapping[str, str], str]]) -> str:
+    """``UNION ALL`` of SELECTs that each name some of ``columns`` (name, kind): every SELECT lists
+    every column in one order, typed, NULL where it has none (DuckDB's ``UNION ALL BY NAME``, portably)."""
+    selects = []
+    for exprs, tail in parts:
+        unknown = set(exprs) - {c for c, _ in columns}
+        assert not unknown, unknown
+        items = ",\n    ".join(
+            f"{d.cast(exprs[c], kind, nullable=True) if c in exprs else d.null(kind)} AS {c}" for c, kind in columns
+        )
+        selects.append(f"SELECT {items}\n{tail}")
+    return "\nUNION ALL\n".join(selects)
+
+
 def build_query(
     segments: Sequence[str],
     *,
@@ -275,18 +302,44 @@ def build_query(
     rate_limit: bool = False,
     conversion_window: bool = False,
     exposures: str = "any",
+    dialect: str | Dialect = "duckdb",
+    salt: int = 0,
 ) -> str:
-    """The SQL text of the query; what ``load_sums`` runs.
+    """The SQL text of the query in ``dialect`` (``armor_ab.stats.dialects``); what ``load_sums`` runs.
 
     ``caps`` maps each variable of ``CAPPABLE`` to its cap's kind (``"percentile"``,
     ``"absolute"`` or None; missing: None; ``caps=None``: percentile everywhere, the default).
-    The flags switch on the parts that need them. Parameters (epoch µs, days, values):
-    $exp, $lo, $start, $end, $end_day, $pre, $roi, $max_age, and when used $pct (event-level dwell
-    cap), $cap_<variable> (quantile or value), $variants (VARCHAR[]), $max_views, $cw (days).
+    The flags switch on the parts that need them. Parameters (epoch µs, days, values; rendered in the
+    dialect's syntax): exp, lo, start, end, end_day, pre, roi, max_age, and when used pct (event-level
+    dwell cap), cap_<variable> (quantile or value), variants (list of strings), max_views, cw (days).
     ``exposures="server"`` reads the ``source`` column and excludes the visitors only clients vouch for.
+    ``salt``: the visitor keys' hash salt (``load_sums`` raises it when two visitors' keys collide).
     """
-    if not _TABLE_NAME.match(source):
-        raise ValueError(f"source table {source!r} is not a plain identifier")
+    d = get_dialect(dialect)
+    return d.bind(_query_text(
+        segments, dedup=dedup, source=source, event_cap=event_cap, caps=caps, variants=variants,
+        bot_user_agents=bot_user_agents, rate_limit=rate_limit, conversion_window=conversion_window,
+        exposures=exposures, d=d, salt=salt,
+    ).text(d))[0]
+
+
+def _query_text(
+    segments: Sequence[str],
+    *,
+    dedup: bool,
+    source: str,
+    event_cap: bool,
+    caps: Mapping[str, str | None] | None,
+    variants: bool,
+    bot_user_agents: bool,
+    rate_limit: bool,
+    conversion_window: bool,
+    exposures: str,
+    d: Dialect,
+    salt: int,
+) -> Query:
+    """``build_query``'s query, its parameters still written ``$name`` (``Dialect.bind`` renders them)."""
+    check_source(source)
     if exposures not in EXPOSURE_SOURCES:
         raise ValueError(f"exposures must be one of {EXPOSURE_SOURCES}, got {exposures!r}")
     server_only = exposures == "server"
@@ -295,28 +348,30 @@ def build_query(
         raise ValueError(f"caps must map some of {CAPPABLE} to 'percentile', 'absolute' or None, got {kinds!r}")
     kinds = {v: kinds.get(v) for v in CAPPABLE}
     assert all(a in (*POST, *PRE, *ROI_WINDOW) for pair in CROSS for a in pair)
+    segments = [_check_segment(s) for s in segments]
+    named = "variant IS NOT NULL"  # the exposures that name a variant
+    day_of = lambda us: d.idiv(us, DAY_US)  # noqa: E731 - the UTC day number of epoch µs
+    to_double = d.to_double
 
     seg_cols = [f"g{i}" for i in range(len(segments))]
+    first_props = d.arg_min("properties", "tu", named)  # the properties of the first exposure naming a variant
     seg_extract = "".join(
-        f",\n            json_extract_string(arg_min(properties, tu) FILTER (variant IS NOT NULL), "
-        f"{_json_path_literal(name)}) AS g{i}"
-        for i, name in enumerate(segments)
+        f",\n            {d.json_string(first_props, name)} AS g{i}" for i, name in enumerate(segments)
     )
     carry = "".join(f", {c}" for c in seg_cols)
     cell_match = "".join(f" AND fe0.{c} IS NOT DISTINCT FROM cells.{c}" for c in seg_cols)
 
     # Exclusions decided from the exposure rows alone; the first reason that applies wins.
-    ua_col = (f",\n            coalesce(bool_or({json_flag('properties', 'bot')}), false) AS ua_bot"
+    ua_col = (f",\n            coalesce({d.agg('bool_or', d.json_true('properties', 'bot'))}, false) AS ua_bot"
               if bot_user_agents else "")
     # Paused: read from the first exposure naming a variant (the one whose variant and segments count).
-    ua_col += (f",\n            coalesce({json_flag('arg_min(properties, tu) FILTER (variant IS NOT NULL)', 'paused')}, "
-               "false) AS paused")
+    ua_col += f",\n            coalesce({d.json_true(first_props, 'paused')}, false) AS paused"
     if server_only:  # an exposure naming a variant that no client key sent (NULL: written before sources)
-        ua_col += (",\n            coalesce(bool_or(source IS DISTINCT FROM 'client') FILTER (variant IS NOT NULL), "
-                   "false) AS vouched")
+        vouches = "coalesce(source, '') <> 'client'"
+        ua_col += f",\n            coalesce({d.agg('bool_or', vouches, named)}, false) AS vouched"
     reasons = ("WHEN NOT vouched THEN 'client' " if server_only else "") + "WHEN multi THEN 'multi'"
     if variants:
-        reasons += " WHEN NOT list_contains($variants::VARCHAR[], variant) THEN 'unknown'"
+        reasons += f" WHEN NOT {d.in_list('variant', '$variants')} THEN 'unknown'"
     if bot_user_agents:
         reasons += " WHEN ua_bot THEN 'user_agent'"
     reasons += " WHEN paused THEN 'paused'"
@@ -325,15 +380,18 @@ def build_query(
         value = f"{prefix}value"
         return f"CASE WHEN {value} > cap.c THEN cap.c ELSE {value} END" if event_cap else value
 
+    def per_type(prefix: str) -> str:
+        return f"""{d.cast(d.count_if(f"{prefix}type = 'page_view'"), "float")} AS views,
+        coalesce({d.agg("sum", dwell(prefix), f"{prefix}type = 'dwell'")}, 0) AS dwell,
+        {d.cast(d.count_if(f"{prefix}type = 'inquiry'"), "float")} AS inq,
+        coalesce({d.agg("sum", f"{prefix}value", f"{prefix}type = 'inquiry'")}, 0) AS inqv"""
+
     cap_cte = (
-        "SELECT quantile_cont(value, $pct) AS c FROM src WHERE type = 'dwell' AND value IS NOT NULL AND tu >= $start"
-        if event_cap else "SELECT NULL::DOUBLE AS c"
+        d.quantile_select([("c", ("value", "$pct"))],
+                          "FROM src WHERE type = 'dwell' AND value IS NOT NULL AND tu >= $start")
+        if event_cap else f"SELECT {d.null('float')} AS c"
     )
     cap_join = " CROSS JOIN cap" if event_cap else ""
-    per_type = f"""count(*) FILTER (type = 'page_view')::DOUBLE AS views,
-        coalesce(sum({dwell('')}) FILTER (type = 'dwell'), 0) AS dwell,
-        count(*) FILTER (type = 'inquiry')::DOUBLE AS inq,
-        coalesce(sum(value) FILTER (type = 'inquiry'), 0) AS inqv"""
 
     daily_vars = ("views", "dwell", "inq", "inqv")
     # The conversion window: a day counts only when day0 <= day < day0 + W. Later days keep their
@@ -346,29 +404,24 @@ def build_query(
         post_vals, post_where = ", ".join(daily_vars), ""
     if rate_limit:
         post_where += " AND uid NOT IN (SELECT uid FROM rate_bots)"
-    window_cols = [f"sum({v}) OVER w AS c_{v}" for v in (*daily_vars, "wq")]
-    if "percentile" in kinds.values():
-        window_cols.append("lead(day) OVER w IS NULL AS last")  # the row whose running sums are the totals
+    running = d.window("uid", "day")
+    window_cols = [f"sum({v}) {running} AS c_{v}" for v in (*daily_vars, "wq")]
+    if "percentile" in kinds.values():  # the row whose running sums are the totals
+        window_cols.append(f"{d.is_last('day', 'uid', 'day')} AS is_last")
     cum_cols = ",\n        ".join(window_cols)
-    rate_cte = (
-        "\n-- More page views in a post-exposure day than allowed: a filter over rows, a tiny result.\n"
-        "rate_bots AS (SELECT DISTINCT uid FROM rows WHERE part = 1 AND views > $max_views),"
-        if rate_limit else ""
-    )
 
-    cap_exprs = []
+    cap_columns: list[tuple[str, str | tuple[str, str]]] = []
     for v in CAPPABLE:
         if kinds[v] == "percentile":
-            cap_exprs.append(f"quantile_cont(c_{v}, $cap_{v}) AS cap_{v}")
+            cap_columns.append((f"cap_{v}", (f"c_{v}", f"$cap_{v}")))
         elif kinds[v] == "absolute":
-            cap_exprs.append(f"$cap_{v}::DOUBLE AS cap_{v}")
+            cap_columns.append((f"cap_{v}", f"$cap_{v}"))
         else:
-            cap_exprs.append(f"NULL::DOUBLE AS cap_{v}")
-    caps_from = " FROM cum WHERE last" if "percentile" in kinds.values() else ""
-    caps_cte = f"SELECT {', '.join(cap_exprs)}{caps_from}"
+            cap_columns.append((f"cap_{v}", d.null("float")))
+    caps_cte = d.quantile_select(cap_columns, "FROM cum WHERE is_last" if "percentile" in kinds.values() else "")
 
     capped = ",\n        ".join(
-        f"{c} AS c_{v}, {d} AS d_{v}" for v in daily_vars for c, d in [_capped(v, f"k.cap_{v}" if kinds[v] else None)]
+        f"{c} AS c_{v}, {dd} AS d_{v}" for v in daily_vars for c, dd in [_capped(v, f"k.cap_{v}" if kinds[v] else None)]
     )
     pre_cols = ", ".join(
         f"least(coalesce(p.q_{v}, 0), k.cap_{v}) AS q_{v}" if kinds[v] else f"coalesce(p.q_{v}, 0) AS q_{v}"
@@ -386,61 +439,69 @@ def build_query(
             age_source[c] = f"a_{c}"
             fine_cols.append(f"sum({expr}) AS a_{c}")
     fine_sums = ",\n        ".join(fine_cols)
-    final_sums = ", ".join(f"sum({c}) AS {c}" for c in SUM_COLUMNS)
-    age_sums = ", ".join(
-        f"sum({age_source[c]}) AS {c}" if age_source[c] else f"0::DOUBLE AS {c}" for c in SUM_COLUMNS
-    )
+
+    # The answer's rows: one SELECT per kind, every column named in every SELECT (portable UNION ALL).
+    out_columns = [("part", "string"), ("grp_day", "int"), *((f"grp_{c}", "int") for c in seg_cols),
+                   ("variant", "string"), ("day", "int"), *((c, "string") for c in seg_cols),
+                   *((c, "float") for c in SUM_COLUMNS), ("reason", "string"), ("visitors", "int"),
+                   ("cap_event", "float"), *((f"cap_{v}", "float") for v in CAPPABLE)]
+    per_variant = "CASE WHEN excluded IN ('unknown', 'paused') THEN variant END"  # counted per variant
     grouping_sets = ", ".join(["(variant, day)", *(f"(variant, {c})" for c in seg_cols)])
-    grouping_flags = "".join(f", GROUPING({c}) AS grp_{c}" for c in seg_cols)
-    rate_count = (
-        "\nUNION ALL BY NAME\nSELECT 'excluded' AS part, 'rate' AS reason, count(*) AS visitors FROM rate_bots"
-        if rate_limit else ""
-    )
+    parts: list[tuple[dict[str, str], str]] = [
+        ({"part": "'sums'", "grp_day": "GROUPING(day)", **{f"grp_{c}": f"GROUPING({c})" for c in seg_cols},
+          "variant": "variant", "day": "day", **{c: c for c in seg_cols}, **{c: f"sum({c})" for c in SUM_COLUMNS}},
+         f"FROM fine JOIN cells USING (cell)\nGROUP BY GROUPING SETS ({grouping_sets})"),
+        ({"part": "'age'", "variant": "variant", "day": "age",
+          **{c: f"sum({age_source[c]})" if age_source[c] else "0" for c in SUM_COLUMNS}},
+         "FROM (SELECT fine.*, day - day0 AS age FROM fine) fa JOIN cells USING (cell)\n"
+         "WHERE age <= $max_age AND day < $end_day\nGROUP BY variant, age"),
+        ({"part": "'excluded'", "reason": "excluded", "variant": per_variant, "visitors": "count(*)"},
+         f"FROM fe0 WHERE excluded IS NOT NULL GROUP BY excluded, {per_variant}"),
+    ]
+    if rate_limit:
+        parts.append(({"part": "'excluded'", "reason": "'rate'", "visitors": "count(*)"}, "FROM rate_bots"))
+    parts.append(({"part": "'caps'", "cap_event": "(SELECT c FROM cap)", **{f"cap_{v}": f"cap_{v}" for v in CAPPABLE}},
+                  "FROM caps"))
+    # Visitor keys are a 64-bit hash of user_id (no global ROW_NUMBER: the work partitions by key).
+    # Two included visitors with one key would be merged in ``pre``, ``cum`` and ``rate_bots``
+    # (the joins with the events themselves go by user_id); the chance is about n² / 2⁶⁵ (3e-8 for a
+    # million visitors), and this row counts them: ``load_sums`` then runs again with another salt.
+    parts.append(({"part": "'keys'", "visitors": "count(*) - count(DISTINCT uid)"}, "FROM fe"))
+    answer = union_all(d, out_columns, parts)
+
     source_col = ", source" if server_only else ""
+    src_cols = f"user_id, variant, type, value, {d.epoch_us('ts')} AS tu, properties{source_col}"
+    src_where = f"experiment = $exp AND {d.epoch_us('ts')} BETWEEN $lo AND $end"
+    q = Query()
     if dedup:
-        src = f"""src AS MATERIALIZED (
-    SELECT DISTINCT ON (event_id) user_id, variant, type, value, epoch_us(ts) AS tu, properties{source_col}
-    FROM {source} WHERE experiment = $exp AND epoch_us(ts) BETWEEN $lo AND $end
-)"""
+        q.add("src", "    " + d.dedup(src_cols, source, src_where), materialized=True)
     else:
-        src = f"""src AS NOT MATERIALIZED (
-    SELECT user_id, variant, type, value, epoch_us(ts) AS tu, properties{source_col}
-    FROM {source} WHERE experiment = $exp AND epoch_us(ts) BETWEEN $lo AND $end
-)"""
-    return f"""
-WITH {src},
-cap AS ({cap_cte}),
-fe0 AS MATERIALIZED (
-    SELECT *, CASE {reasons} END AS excluded
+        q.add("src", f"    SELECT {src_cols}\n    FROM {source} WHERE {src_where}", materialized=False, shared=True)
+    q.add("cap", "    " + cap_cte, shared=True)
+    q.add("fe0", f'''    SELECT *, CASE {reasons} END AS excluded
     FROM (
-        SELECT user_id, min(tu) FILTER (variant IS NOT NULL) AS t0,
-            arg_min(variant, tu) FILTER (variant IS NOT NULL) AS variant,
+        SELECT user_id, {d.agg("min", "tu", named)} AS t0,
+            {d.arg_min("variant", "tu", named)} AS variant,
             min(variant) <> max(variant) AS multi{ua_col}{seg_extract}
         FROM src WHERE type = 'exposure' AND tu >= $start
         GROUP BY user_id
         HAVING count(variant) > 0
-    )
-),
--- The few distinct (variant, segment values) combinations, numbered: the wide strings then
--- travel through the per-visitor-day steps as one integer.
-cells AS (
-    SELECT *, row_number() OVER () AS cell FROM (SELECT DISTINCT variant{carry} FROM fe0 WHERE excluded IS NULL)
-),
-fe AS (
-    SELECT fe0.user_id, fe0.t0, fe0.t0 // {DAY_US} AS day0, cells.cell, row_number() OVER () AS uid
+    ) fx''', materialized=True)
+    q.add("cells", f'''    SELECT cv.*, row_number() OVER (ORDER BY variant{carry}) AS cell
+    FROM (SELECT DISTINCT variant{carry} FROM fe0 WHERE excluded IS NULL) cv''', shared=True,
+          comment="The few distinct (variant, segment values) combinations, numbered (an ordered ROW_NUMBER over a\n"
+                  "handful of rows): the wide strings then travel through the per-visitor-day steps as one integer.")
+    q.add("fe", f'''    SELECT fe0.user_id, fe0.t0, {day_of("fe0.t0")} AS day0, cells.cell, {d.hash64("fe0.user_id", salt)} AS uid
     FROM fe0 JOIN cells ON fe0.variant = cells.variant{cell_match}
-    WHERE fe0.excluded IS NULL
-),
-s1 AS (
-    SELECT user_id, tu // {DAY_US} AS day,
+    WHERE fe0.excluded IS NULL''', shared=True,
+          comment="The included visitors; uid: a 64-bit hash of user_id (no global ROW_NUMBER: the work partitions).")
+    q.add("s1", f'''    SELECT user_id, {day_of("tu")} AS day,
         min(tu) AS mt,
         max(tu) AS mx,
-        {per_type}
+        {per_type("")}
     FROM src{cap_join}
-    GROUP BY ALL
-),
-j AS (
-    SELECT s1.user_id, s1.day, s1.views, s1.dwell, s1.inq, s1.inqv,
+    GROUP BY user_id, {day_of("tu")}''')
+    q.add("j", f'''    SELECT s1.user_id, s1.day, s1.views, s1.dwell, s1.inq, s1.inqv,
         fe.uid, fe.t0, fe.day0, fe.cell,
         CASE
             WHEN s1.day > fe.day0 THEN 1
@@ -452,79 +513,47 @@ j AS (
                 ELSE 2 END
             ELSE -1
         END AS part
-    FROM s1 JOIN fe USING (user_id)
-),
-mixed AS (SELECT user_id, uid, day, t0, day0, cell FROM j WHERE part = 2),
-fix AS (
-    SELECT m.uid, m.day, (e.tu >= m.t0)::INTEGER AS part, m.t0, m.day0, m.cell,
-        count(*) FILTER (e.type = 'page_view')::DOUBLE AS views,
-        coalesce(sum({dwell('e.')}) FILTER (e.type = 'dwell'), 0) AS dwell,
-        count(*) FILTER (e.type = 'inquiry')::DOUBLE AS inq,
-        coalesce(sum(e.value) FILTER (e.type = 'inquiry'), 0) AS inqv
-    FROM src e JOIN mixed m ON e.user_id = m.user_id AND e.tu // {DAY_US} = m.day{cap_join}
+    FROM s1 JOIN fe ON s1.user_id = fe.user_id''', shared=True)
+    q.add("mixed", "    SELECT user_id, uid, day, t0, day0, cell FROM j WHERE part = 2")
+    q.add("fix", f'''    SELECT m.uid, m.day, {d.to_int("e.tu >= m.t0")} AS part, m.t0, m.day0, m.cell,
+        {per_type("e.")}
+    FROM src e JOIN mixed m ON e.user_id = m.user_id AND {day_of("e.tu")} = m.day{cap_join}
     WHERE e.tu >= m.t0 - $pre * {DAY_US}
-    GROUP BY ALL
-),
-rows AS (
-    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM j WHERE part IN (0, 1)
+    GROUP BY m.uid, m.day, {d.to_int("e.tu >= m.t0")}, m.t0, m.day0, m.cell''')
+    q.add("vd", '''    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM j WHERE part IN (0, 1)
     UNION ALL
-    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM fix
-),
-pre AS (
-    SELECT uid, sum(views) AS q_views, sum(dwell) AS q_dwell, sum(inq) AS q_inq,
-        (sum(inq) > 0)::DOUBLE AS q_any, sum(inqv) AS q_inqv
-    FROM rows WHERE part = 0 GROUP BY uid
-),
-{rate_cte}
-post AS (
-    SELECT uid, day, day0, cell, {post_vals},
+    SELECT uid, day, part, views, dwell, inq, inqv, day0, cell FROM fix''', shared=True,
+          comment="Every visitor's days: the post-exposure (part 1) and pre-exposure (part 0) sums.")
+    q.add("pre", f'''    SELECT uid, sum(views) AS q_views, sum(dwell) AS q_dwell, sum(inq) AS q_inq,
+        {to_double("sum(inq) > 0")} AS q_any, sum(inqv) AS q_inqv
+    FROM vd WHERE part = 0 GROUP BY uid''')
+    if rate_limit:
+        q.add("rate_bots", "    SELECT DISTINCT uid FROM vd WHERE part = 1 AND views > $max_views",
+              comment="More page views in a post-exposure day than allowed: a filter over rows, a tiny result.")
+    q.add("post", f'''    SELECT uid, day, day0, cell, {post_vals},
         CASE WHEN day < day0 + $roi THEN inq ELSE 0 END AS wq  -- the day's inquiries in the ROI window
-    FROM rows WHERE part = 1{post_where}
-),
--- Every window function shares this one window, so one sort: the totals come from each visitor's
--- ``last`` row. A second window over the whole partition costs another sort (on 1M visitors
--- ~1.5x this one; with ORDER BY and a full frame ~10x), for values the last row already has.
-cum AS MATERIALIZED (
-    SELECT *,
+    FROM vd WHERE part = 1{post_where}''')
+    q.add("cum", f'''    SELECT post.*,
         {cum_cols}
-    FROM post
-    WINDOW w AS (PARTITION BY uid ORDER BY day ROWS UNBOUNDED PRECEDING)
-),
-caps AS ({caps_cte}),
-d AS (
-    SELECT c.cell, c.day, c.day0, (c.day = c.day0)::DOUBLE AS entry,
+    FROM post''', materialized=True,
+          comment="Every window function shares one partition and order, so one sort: the totals come from each\n"
+                  "visitor's ``is_last`` row. A second window over the whole partition costs another sort (on 1M\n"
+                  "visitors ~1.5x this one; with ORDER BY and a full frame ~10x), for values the last row already has.")
+    q.add("caps", "    " + caps_cte, shared=True)
+    q.add("d", f'''    SELECT c.cell, c.day, c.day0, {to_double("c.day = c.day0")} AS entry,
         {capped},
-        (c.c_inq > 0)::DOUBLE AS c_any, (c.c_inq > 0)::DOUBLE - (c.c_inq - c.inq > 0)::DOUBLE AS d_any,
-        (c.inq > 0)::DOUBLE AS a_any,
+        {to_double("c.c_inq > 0")} AS c_any, {to_double("c.c_inq > 0")} - {to_double("c.c_inq - c.inq > 0")} AS d_any,
+        {to_double("c.inq > 0")} AS a_any,
         {pre_cols}, coalesce(p.q_any, 0) AS q_any,
-        (c.day0 + $roi <= $end_day)::DOUBLE AS mature,
+        {to_double("c.day0 + $roi <= $end_day")} AS mature,
         CASE WHEN c.day0 + $roi <= $end_day THEN {wq_c} ELSE 0 END AS c_wq,
         CASE WHEN c.day0 + $roi <= $end_day THEN {wq_d} ELSE 0 END AS d_wq
-    FROM cum c LEFT JOIN pre p USING (uid) CROSS JOIN caps k
-),
-fine AS MATERIALIZED (
-    SELECT cell, day, day0,
+    FROM cum c LEFT JOIN pre p ON c.uid = p.uid CROSS JOIN caps k''')
+    q.add("fine", f'''    SELECT cell, day, day0,
         {fine_sums}
-    FROM d GROUP BY ALL
-)
-SELECT 'sums' AS part, GROUPING(day) AS grp_day{grouping_flags}, variant, day{carry},
-    {final_sums}
-FROM fine JOIN cells USING (cell)
-GROUP BY GROUPING SETS ({grouping_sets})
-UNION ALL BY NAME
-SELECT 'age' AS part, variant, age AS day,
-    {age_sums}
-FROM (SELECT *, day - day0 AS age FROM fine) JOIN cells USING (cell)
-WHERE age <= $max_age AND day < $end_day
-GROUP BY variant, age
-UNION ALL BY NAME
-SELECT 'excluded' AS part, excluded AS reason,
-    CASE WHEN excluded IN ('unknown', 'paused') THEN variant END AS variant,
-    count(*) AS visitors
-FROM fe0 WHERE excluded IS NOT NULL GROUP BY ALL{rate_count}
-UNION ALL BY NAME
-SELECT 'caps' AS part, (SELECT c FROM cap) AS cap_event, {", ".join(f"cap_{v}" for v in CAPPABLE)} FROM caps
-"""
+    FROM d GROUP BY cell, day, day0''', materialized=True)
+    q.select = answer
+    return q
 
 
 def _epoch_us(ts: datetime) -> int:
@@ -554,13 +583,37 @@ def _check_caps(caps: Mapping[str, Capping | None]) -> dict[str, Capping | None]
     return out
 
 
-def _used_parameters(sql: str) -> set[str]:
-    """The ``$name`` parameters of the SQL text (outside string literals: JSON paths start with ``$``)."""
-    return set(_PARAMETER.findall(_STRING_LITERAL.sub("''", sql)))
+class DuckDBRunner:
+    """A DuckDB connection as a ``SqlRunner`` (what ``load_sums`` wraps a connection in)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str = "events") -> None:
+        self.con, self.table = con, table
+
+    def execute(self, sql: str, params: Mapping[str, object] | None = None) -> tuple[list[str], list[tuple]]:
+        cur = self.con.execute(sql, params or {})
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    def event_ids_unique(self, table: str) -> bool:
+        return event_id_enforced_unique(self.con, table)
+
+
+def as_runner(con: duckdb.DuckDBPyConnection | SqlRunner) -> SqlRunner:
+    """Where the statistics queries run: a warehouse (``armor_ab.store.warehouse``: it names its
+    ``dialect``), or a DuckDB connection or anything that acts like one (the store's report cursor)."""
+    if isinstance(getattr(con, "dialect", None), str) and callable(getattr(con, "execute", None)):
+        return con
+    if isinstance(con, duckdb.DuckDBPyConnection) or callable(getattr(con, "execute", None)):
+        return DuckDBRunner(con)
+    raise TypeError(f"not a DuckDB connection or a warehouse: {con!r}")
+
+
+MAX_KEY_SALTS = 4  # visitor-key hashes tried before giving up (a collision is ~3e-8 per million visitors)
 
 
 def load_sums(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | SqlRunner,
     experiment: str,
     *,
     start: datetime | None,
@@ -568,7 +621,7 @@ def load_sums(
     cap_percentile: float | None = None,
     pre_days: int = 14,
     segments: Sequence[str] = (),
-    source: str = "events",
+    source: str | None = None,
     dedup: bool | None = None,
     variants: Sequence[str] | None = None,
     caps: Mapping[str, Capping | None] | None = None,
@@ -608,17 +661,13 @@ def load_sums(
     if start_us > end_us:
         raise ValueError(f"window start {start} is after its end {end}")
     segments = list(dict.fromkeys(segments))
+    runner = as_runner(con)
+    d = get_dialect(runner.dialect)
+    source = check_source(source or getattr(runner, "table", "events"))
     if dedup is None:
-        dedup = not event_id_enforced_unique(con, source)
+        dedup = not runner.event_ids_unique(source)
     end_day = end_us // DAY_US
     max_age = max_age_days if conversion_window_days is None else min(max_age_days, conversion_window_days - 1)
-    sql = build_query(
-        segments, dedup=dedup, source=source, event_cap=cap_percentile is not None,
-        caps={v: c.type if c is not None else None for v, c in var_caps.items()},
-        variants=variants is not None, bot_user_agents=bot_user_agents,
-        rate_limit=max_views_per_day is not None, conversion_window=conversion_window_days is not None,
-        exposures=exposures,
-    )
     params: dict[str, object] = {
         "exp": experiment,
         "start": start_us,
@@ -634,10 +683,21 @@ def load_sums(
         "cw": int(conversion_window_days) if conversion_window_days is not None else None,
         **{f"cap_{v}": float(c.value) for v, c in var_caps.items() if c is not None},
     }
-    used = _used_parameters(sql)
-    cur = con.execute(sql, {k: v for k, v in params.items() if k in used})
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
+    for salt in range(MAX_KEY_SALTS):
+        query = _query_text(
+            segments, dedup=dedup, source=source, event_cap=cap_percentile is not None,
+            caps={v: c.type if c is not None else None for v, c in var_caps.items()},
+            variants=variants is not None, bot_user_agents=bot_user_agents,
+            rate_limit=max_views_per_day is not None, conversion_window=conversion_window_days is not None,
+            exposures=exposures, d=d, salt=salt,
+        )
+        names, rows = run_query(runner, d, query, params)
+        key_col = names.index("visitors")
+        collisions = sum(int(r[key_col] or 0) for r in rows if r[0] == "keys")
+        if not collisions:
+            break
+    else:
+        raise RuntimeError(f"visitor keys (64-bit hashes of user_id) collided under {MAX_KEY_SALTS} salts")
 
     col = {name: i for i, name in enumerate(names)}
     sum_idx = [col[c] for c in SUM_COLUMNS]
