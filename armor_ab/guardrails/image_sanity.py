@@ -95,13 +95,27 @@ def _owners(ctx: CheckContext, sha256: str) -> set[str]:
     return set(owners) if isinstance(owners, set) and owners else {ctx.picture_hashes[sha256][0]}
 
 
+INDEX = "image_sanity.index"
+
+
+def _hash_array(ctx: CheckContext) -> tuple[list[str], np.ndarray]:
+    """Every registered hash as one array, built once per state of the index (the index only grows, so
+    its size tells when it changed), not once per picture checked."""
+    cached = ctx.cache.get((INDEX, ""))
+    if isinstance(cached, tuple) and len(cached[0]) == len(ctx.picture_hashes):
+        return cached
+    shas = list(ctx.picture_hashes)
+    built = (shas, np.array([ctx.picture_hashes[s][1] for s in shas], dtype=np.uint64))
+    ctx.cache[(INDEX, "")] = built
+    return built
+
+
 def _nearest_other(ctx: CheckContext, item_id: str, value: int) -> tuple[int, str] | None:
     """(distance, other item id) of the closest registered picture of another item, or None."""
     best: tuple[int, str] | None = None
     if not ctx.picture_hashes:
         return None
-    shas = list(ctx.picture_hashes)
-    hashes = np.array([ctx.picture_hashes[s][1] for s in shas], dtype=np.uint64)
+    shas, hashes = _hash_array(ctx)
     # Popcount of the XOR, per hash (np.bitwise_count needs numpy 2; this runs on 1.26 too).
     distances = np.unpackbits((hashes ^ np.uint64(value)).view(np.uint8)).reshape(len(shas), 64).sum(axis=1)
     for index in np.argsort(distances, kind="stable"):
