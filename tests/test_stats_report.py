@@ -316,17 +316,17 @@ def test_cli_report_json_and_table(db: Path) -> None:
     assert "dwell_time_per_view" in table.stdout and "sample ratio" in table.stdout
 
 
-def test_cli_analyze_is_a_deprecated_alias_of_report(db: Path) -> None:
+def test_cli_analyze_is_report(db: Path) -> None:
     new = runner.invoke(app, ["report", "exp", "--db", str(db), "--json"])
     old = runner.invoke(app, ["analyze", "exp", "--db", str(db), "--json"])
     assert old.exit_code == 0, old.output
-    assert "deprecated" in old.stderr and "armor-ab report" in old.stderr and "deprecated" not in new.stderr
+    assert not old.stderr and not new.stderr
     a, b = json.loads(old.stdout), json.loads(new.stdout)
     assert a.keys() == b.keys() and a["verdict"] == b["verdict"] and a["visitors"] == b["visitors"]
     # DuckDB's parallel sums may differ in the last bits from one query to the next.
     assert [r["lift_rel"] for r in a["results"]] == pytest.approx([r["lift_rel"] for r in b["results"]], rel=1e-9)
     listing = runner.invoke(app, ["--help"]).stdout
-    assert " report " in listing and " analyze " not in listing  # hidden
+    assert " report " in listing and " analyze " in listing
 
 
 def test_cli_report_errors(db: Path, tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """`armor-ab report KEY` (the experiment report) and `armor-ab power` (sample size and duration).
 
-`armor-ab analyze KEY` is a hidden, deprecated alias of `armor-ab report KEY`.
+`armor-ab analyze KEY` is the same command. Both take `--warehouse`: the statistics then run where the
+events are (a DuckDB file, chDB or a ClickHouse server, Spark local, a cluster or Spark Connect; or a
+warehouse file mapping the operator's own tables: docs/scale.md), and the experiment's definition still
+comes from the store (`--db`).
 """
 
 from __future__ import annotations
@@ -112,7 +115,45 @@ def _print_report(report: dict) -> None:
             console.print(f"  • {reason}")
 
 
+def _warehouse_report(setting: str, record: ExperimentRecord, cuped: bool | None) -> dict:
+    """The report computed where ``setting`` (a URL or a warehouse file) says the events are."""
+    from armor_ab.reporting.report import experiment_report
+    from armor_ab.store.event_source import WarehouseFileError
+    from armor_ab.store.warehouse import open_warehouse_setting, redact
+
+    where = redact(setting)
+    try:
+        wh = open_warehouse_setting(setting)
+    except WarehouseFileError as exc:
+        fail(str(exc))
+    except ImportError as exc:
+        fail(f"--warehouse {where}: the engine's client is not installed ({exc.name or exc}); "
+             "pip install 'armor-ab[warehouse]'")
+    except ValueError as exc:
+        fail(f"--warehouse {where}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the engine's own error (no such file, cannot connect), named
+        fail(f"--warehouse {where}: cannot open it: {type(exc).__name__}: {_first_line(exc)}")
+    try:
+        return experiment_report(wh, record, cuped=cuped)
+    except Exception as exc:  # noqa: BLE001 - a missing table or column is the user's to fix: say which
+        fail(f"--warehouse {where}: the analysis failed there: {type(exc).__name__}: {_first_line(exc)}")
+    finally:
+        wh.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else ""
+
+
 KeyArg = Annotated[str, typer.Argument(help="experiment key")]
+WarehouseOpt = Annotated[
+    str | None,
+    typer.Option("--warehouse", help="run the statistics where the events are: a URL (duckdb:///path, chdb:, "
+                                     "clickhouse://user:pass@host:8123/db, spark://local[N], sc://host:port; "
+                                     "?parquet=DIR reads an event lake) or a warehouse file (.yaml) mapping your "
+                                     "own tables (docs/scale.md); default: the store's event log"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="the full report as JSON")]
 CupedOpt = Annotated[bool | None, typer.Option("--cuped/--no-cuped", help="override the experiment's CUPED setting")]
 
@@ -120,27 +161,31 @@ CupedOpt = Annotated[bool | None, typer.Option("--cuped/--no-cuped", help="overr
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
 
-    def _report(key: str, db: Path | None, as_json: bool, cuped: bool | None) -> None:
+    def _report(key: str, db: Path | None, as_json: bool, cuped: bool | None, warehouse: str | None) -> None:
         from armor_ab.reporting.report import experiment_report
 
         with open_db(db, read_only=True) as con:
             record = _load_record(con, key, db)
-            report = experiment_report(con, record, cuped=cuped)
+            if warehouse is None:
+                report = experiment_report(con, record, cuped=cuped)
+        if warehouse is not None:
+            report = _warehouse_report(warehouse, record, cuped)
         if as_json:
             typer.echo(json.dumps(report, indent=2, allow_nan=False))
         else:
             _print_report(report)
 
     @app.command("report")
-    def report(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None) -> None:
+    def report(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None,
+               warehouse: WarehouseOpt = None) -> None:
         """The report of an experiment: lifts, intervals, sequential and Bayesian results, SRM, power, ROI, verdict."""
-        _report(key, db, as_json, cuped)
+        _report(key, db, as_json, cuped, warehouse)
 
-    @app.command("analyze", hidden=True)
-    def analyze(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None) -> None:
-        """Deprecated: use `armor-ab report KEY`."""
-        typer.echo("warning: `armor-ab analyze` is deprecated; use `armor-ab report` (same options)", err=True)
-        _report(key, db, as_json, cuped)
+    @app.command("analyze")
+    def analyze(key: KeyArg, db: DbOption = None, as_json: JsonOpt = False, cuped: CupedOpt = None,
+                warehouse: WarehouseOpt = None) -> None:
+        """The same as `armor-ab report`: analyse an experiment, in the store or where the events are (--warehouse)."""
+        _report(key, db, as_json, cuped, warehouse)
 
     @app.command("power")
     def power(

@@ -43,6 +43,10 @@ def serve_command(
              "allocated at start; hold ten minutes of peak ingestion; default 8000000)")] = None,
     report_timeout: Annotated[float | None, typer.Option(
         help="seconds a report may run before it is stopped: 503 report_timeout (default 60)")] = None,
+    warehouse: Annotated[str | None, typer.Option(
+        help="compute reports where the events are: a warehouse URL (chdb:, clickhouse://…, spark://local[N], "
+             "sc://…, duckdb:///…; ?parquet=DIR for an event lake) or a warehouse file (.yaml) mapping your own "
+             "tables (docs/scale.md); default: the store's event log")] = None,
     health_interval: Annotated[float | None, typer.Option(
         help="seconds between the live-health checks of every running experiment, which pause a critical one "
              "(health.auto_pause); 0 turns the monitor off (default 30)")] = None,
@@ -101,6 +105,17 @@ def serve_command(
         if not (health_interval >= 0 and health_interval != float("inf")):
             fail("--health-interval must be a number of seconds, 0 or more (0: no health monitor)")
         settings = replace(settings, health_interval_s=health_interval)
+    if warehouse is not None:
+        from armor_ab.store.event_source import WarehouseFileError
+        from armor_ab.store.warehouse import check_warehouse_setting, redact
+
+        try:
+            check_warehouse_setting(warehouse)
+        except WarehouseFileError as exc:  # it names the file and the field
+            fail(str(exc))
+        except ValueError as exc:
+            fail(f"--warehouse {redact(warehouse)}: {exc}")
+        settings = replace(settings, warehouse=warehouse)
     try:
         serve(settings, host=host, port=port, log_level=log_level, limits=limits)
     except (DatabaseLockedError, SchemaVersionError) as exc:

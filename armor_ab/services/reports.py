@@ -1,4 +1,5 @@
-"""An experiment's report as the server serves it: assembled in the database process, cached.
+"""An experiment's report as the server serves it: assembled in the database process (or, with
+``ServerSettings.warehouse``, over the warehouse: ``services.warehouse_reports``), cached.
 
 ``GET …/results`` serves it as is; an ROI what-if asks for it to decide the verdict again with the
 edited ROI (``reporting.verdict.decide_report``), so the dashboards never run the verdict themselves.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 
 from armor_ab.reporting.report import experiment_report_json
 from armor_ab.reporting.verdict import decide_report
@@ -28,6 +30,14 @@ async def report_json(state: AppState, key: str, cuped: bool | None = None) -> t
     and ``report_timeout_s``), apart from the writer: over it, 503 ``report_timeout`` (with Retry-After)
     or ``report_too_large``, and the event log is not disturbed."""
     record = live_experiment(state, key).record
+    warehouse = state.warehouse
+    if warehouse is not None:  # the statistics run where the events are (services.warehouse_reports)
+        # The store's event count says nothing of the warehouse's events: a report is recomputed once it is
+        # older than report_max_age, whatever the store commits meanwhile.
+        bucket = int(time.monotonic() // max(state.reports.max_age, 1e-3))
+        version = (record.updated_at, record.status, record.bucket_version)
+        return await state.reports.get((key, cuped), version,
+                                       lambda: warehouse.report_json(record, cuped=cuped), events=bucket)
 
     async def compute() -> bytes:
         # Read-your-writes: the server logs exposures without waiting for their commit, so a report asked

@@ -26,6 +26,7 @@ from armor_ab.experiments.assignment import Assigner
 from armor_ab.services.errors import ServiceError
 from armor_ab.services.metrics import Metrics
 from armor_ab.services.report_cache import ReportCache
+from armor_ab.services.warehouse_reports import WarehouseReports
 from armor_ab.store.content import save_generated
 from armor_ab.store.experiments import ExperimentRecord
 from armor_ab.store.process import Snapshot, StoreClient
@@ -74,6 +75,9 @@ class ServerSettings:
     # Seconds between the health monitor's checks of every running experiment (armor-ab serve
     # --health-interval; 0: no monitor, GET …/health still answers). See armor_ab.services.health.
     health_interval_s: float = 30.0
+    # Where reports compute their statistics: None, the store's event log; else a warehouse URL or a
+    # warehouse file (armor-ab serve --warehouse; armor_ab.services.warehouse_reports, docs/scale.md).
+    warehouse: str | None = None
 
     @property
     def images(self) -> Path:
@@ -112,6 +116,7 @@ class AppState:
     exposures_pending: set[str] = field(default_factory=set)  # queued, not yet committed
     reports: ReportCache = field(default_factory=ReportCache)
     on_demand: OnDemand | None = None
+    warehouse: WarehouseReports | None = None  # reports over a warehouse (ServerSettings.warehouse)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> AppState:
@@ -153,6 +158,8 @@ class AppState:
         metrics = Metrics(lambda: store.depth)
         holder["m"] = metrics
         state = cls(settings, store, metrics, reports=ReportCache(max_age=settings.report_max_age))
+        if settings.warehouse is not None:
+            state.warehouse = WarehouseReports(settings.warehouse, settings.report_timeout_s)
         holder["s"] = state
         state.apply(store.snapshot)
         state.on_demand = OnDemand(
@@ -165,6 +172,8 @@ class AppState:
     def close(self) -> None:
         if self.on_demand is not None:
             self.on_demand.close()
+        if self.warehouse is not None:
+            self.warehouse.close()
         self.store.close()
 
     # -- caches ----------------------------------------------------------------------------------

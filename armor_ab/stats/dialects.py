@@ -169,7 +169,8 @@ class Dialect:
 
     name = "ansi"
     sqlglot = ""  # the sqlglot dialect that parses its SQL (tests)
-    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "ARRAY(VARCHAR)"}
+    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "ARRAY(VARCHAR)",
+             "timestamp": "TIMESTAMP(6) WITH TIME ZONE"}
     positional = False  # parameters are ``?`` in order of appearance
     materialize_hints = False
     filter_clause = True  # ``agg(x) FILTER (WHERE cond)``
@@ -263,6 +264,13 @@ class Dialect:
     def json_true(self, expr: str, key: str) -> str:
         """Whether ``key`` holds the JSON boolean true (a string "true" is not); NULL or false otherwise."""
         raise NotImplementedError
+
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
+        """JSON text of an object of string values, one per (key, expression): a NULL value is JSON null
+        or left out (``json_string`` reads both as NULL). Keys are plain identifiers."""
+        keys = ", ".join(self.literal(k) for k, _ in pairs)
+        values = ", ".join(self.cast(v, "string", nullable=True) for _, v in pairs)
+        return f"json_format(CAST(MAP(ARRAY[{keys}], ARRAY[{values}]) AS JSON))"
 
     def literal(self, text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
@@ -359,7 +367,8 @@ class Dialect:
 class DuckDB(Dialect):
     name = "duckdb"
     sqlglot = "duckdb"
-    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "VARCHAR[]"}
+    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "VARCHAR[]",
+             "timestamp": "TIMESTAMPTZ"}
     materialize_hints = True
 
     def placeholder(self, name: str, kind: str) -> str:
@@ -386,6 +395,9 @@ class DuckDB(Dialect):
 
     def json_true(self, expr: str, key: str) -> str:
         return f"json_extract({expr}, {self.json_path(key)}) = 'true'"
+
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
+        return "json_object(" + ", ".join(f"{self.literal(k)}, {self.cast(v, 'string')}" for k, v in pairs) + ")"
 
     def to_double(self, cond: str) -> str:
         return f"({cond})::DOUBLE"
@@ -417,7 +429,8 @@ class ClickHouse(Dialect):
 
     name = "clickhouse"
     sqlglot = "clickhouse"
-    types = {"int": "Int64", "float": "Float64", "string": "String", "strings": "Array(String)"}
+    types = {"int": "Int64", "float": "Float64", "string": "String", "strings": "Array(String)",
+             "timestamp": "DateTime64(6, 'UTC')"}
     settings = "\nSETTINGS prefer_column_name_to_alias = 1, group_by_use_nulls = 1, join_use_nulls = 1"
     staged = True  # temporary tables (a ClickHouse session's; clickhouse-connect keeps one per client)
 
@@ -464,6 +477,10 @@ class ClickHouse(Dialect):
         k = self.literal(key)
         return f"(JSONType({expr}, {k}) = 'Bool' AND JSONExtractBool({expr}, {k}) = 1)"
 
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
+        return "toJSONString(map(" + ", ".join(
+            f"{self.literal(k)}, {self.cast(v, 'string', nullable=True)}" for k, v in pairs) + "))"
+
     def agg(self, func: str, expr: str, cond: str | None = None) -> str:
         name = {"bool_or": "max"}.get(func, func)  # max of a 0/1 condition; NULL over no rows, like bool_or
         if cond is None:
@@ -499,7 +516,8 @@ class Spark(Dialect):
 
     name = "spark"
     sqlglot = "spark"
-    types = {"int": "BIGINT", "float": "DOUBLE", "string": "STRING", "strings": "ARRAY<STRING>"}
+    types = {"int": "BIGINT", "float": "DOUBLE", "string": "STRING", "strings": "ARRAY<STRING>",
+             "timestamp": "TIMESTAMP"}
     staged = True  # SparkWarehouse stores a step as a local checkpoint (it cuts the plan's lineage)
 
     def create_temp(self, name: str, select: str) -> str:
@@ -539,6 +557,9 @@ class Spark(Dialect):
         # get_json_object gives 'true' for the string "true" too: the variant keeps the JSON type.
         v = f"variant_get(try_parse_json({expr}), {self.json_path(key)})"
         return f"(schema_of_variant({v}) = 'BOOLEAN' AND CAST({v} AS BOOLEAN))"
+
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:  # to_json leaves NULL fields out
+        return "to_json(named_struct(" + ", ".join(f"{self.literal(k)}, {self.cast(v, 'string')}" for k, v in pairs) + "))"
 
     def quantile(self, expr: str, p: str) -> str:
         return f"percentile({expr}, {p})"  # exact (percentile_approx is the approximate one)
@@ -597,7 +618,8 @@ class BigQuery(Dialect):
 
     name = "bigquery"
     sqlglot = "bigquery"
-    types = {"int": "INT64", "float": "FLOAT64", "string": "STRING", "strings": "ARRAY<STRING>"}
+    types = {"int": "INT64", "float": "FLOAT64", "string": "STRING", "strings": "ARRAY<STRING>",
+             "timestamp": "TIMESTAMP"}
     filter_clause = False
     bool_or_name = "LOGICAL_OR"
 
@@ -639,6 +661,9 @@ class BigQuery(Dialect):
     def json_true(self, expr: str, key: str) -> str:
         return f"JSON_QUERY({expr}, {self.json_path(key)}) = 'true'"
 
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:
+        return "TO_JSON_STRING(STRUCT(" + ", ".join(f"{self.cast(v, 'string')} AS {k}" for k, v in pairs) + "))"
+
     def count_if(self, cond: str) -> str:
         return f"COUNTIF({cond})"
 
@@ -664,7 +689,8 @@ class Snowflake(Dialect):
 
     name = "snowflake"
     sqlglot = "snowflake"
-    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "ARRAY"}
+    types = {"int": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "strings": "ARRAY",
+             "timestamp": "TIMESTAMP_TZ"}
     positional = True
     filter_clause = False
     bool_or_name = "BOOLOR_AGG"
@@ -705,6 +731,10 @@ class Snowflake(Dialect):
     def json_true(self, expr: str, key: str) -> str:
         v = self._get(expr, key)
         return f"(TYPEOF({v}) = 'BOOLEAN' AND {v}::BOOLEAN)"
+
+    def json_object(self, pairs: Sequence[tuple[str, str]]) -> str:  # OBJECT_CONSTRUCT leaves NULL values out
+        return "TO_JSON(OBJECT_CONSTRUCT(" + ", ".join(
+            f"{self.literal(k)}, {self.cast(v, 'string')}" for k, v in pairs) + "))"
 
     def count_if(self, cond: str) -> str:
         return f"COUNT_IF({cond})"

@@ -30,7 +30,15 @@ import duckdb
 
 from armor_ab.stats.dialects import Dialect, Query, SqlRunner, run_query
 from armor_ab.stats.dialects import dialect as get_dialect
-from armor_ab.stats.sql import _FAR_PAST, EXPOSURE_SOURCES, _epoch_us, as_runner, check_source, union_all
+from armor_ab.stats.sql import (
+    _FAR_PAST,
+    EXPOSURE_SOURCES,
+    Relation,
+    _epoch_us,
+    as_runner,
+    check_source,
+    union_all,
+)
 
 MAX_CHANGED_ITEMS = 20  # items listed (by visitors); the count of all of them comes with the list
 MAX_PAGES_PER_ITEM = 10  # page versions listed per item (by visitors)
@@ -85,7 +93,7 @@ class ServedPages:
         }
 
 
-def build_pages_query(*, source: str = "events", bot_user_agents: bool = True, exposures: str = "any",
+def build_pages_query(*, source: str | Relation = "events", bot_user_agents: bool = True, exposures: str = "any",
                       dialect: str | Dialect = "duckdb", max_items: int = MAX_CHANGED_ITEMS,
                       max_pages: int = MAX_PAGES_PER_ITEM) -> str:
     """The SQL text of the query in ``dialect`` (parameters: exp, start, end in epoch µs, armor: the ARMOR
@@ -95,9 +103,9 @@ def build_pages_query(*, source: str = "events", bot_user_agents: bool = True, e
                               max_items=max_items, max_pages=max_pages).text(d))[0]
 
 
-def _pages_text(*, source: str, bot_user_agents: bool, exposures: str, d: Dialect, max_items: int,
+def _pages_text(*, source: str | Relation, bot_user_agents: bool, exposures: str, d: Dialect, max_items: int,
                 max_pages: int) -> Query:
-    check_source(source)
+    check_source(source, d)
     if exposures not in EXPOSURE_SOURCES:
         raise ValueError(f"exposures must be one of {EXPOSURE_SOURCES}, got {exposures!r}")
     if max_items < 0 or max_pages < 1:
@@ -166,7 +174,7 @@ def load_served_pages(
     *,
     start: datetime | None,
     end: datetime,
-    source: str | None = None,
+    source: str | Relation | None = None,
     bot_user_agents: bool = True,
     exposures: str = "any",
     max_items: int = MAX_CHANGED_ITEMS,

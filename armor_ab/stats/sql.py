@@ -102,7 +102,7 @@ from typing import Protocol
 
 import duckdb
 
-from armor_ab.stats.dialects import Dialect, Query, SqlRunner, run_query
+from armor_ab.stats.dialects import Dialect, Query, SqlRunner, run_query, used_parameters
 from armor_ab.stats.dialects import dialect as get_dialect
 from armor_ab.stats.suffstats import CROSS, POST, PRE, ROI_WINDOW, SUM_COLUMNS, VisitorSums
 
@@ -269,8 +269,37 @@ def _capped(var: str, cap: str | None) -> tuple[str, str]:
     return f"least(c.c_{var}, {cap})", f"least(c.c_{var}, {cap}) - least(c.c_{var} - c.{var}, {cap})"
 
 
-def check_source(source: str) -> str:
-    """The events table's name: a plain identifier, optionally qualified (``db.table``, ``catalog.db.table``)."""
+@dataclass(frozen=True)
+class Relation:
+    """The events as a SELECT rather than a table: the operator's own exposure and conversion tables
+    mapped onto the event log's columns (``armor_ab.store.event_source`` renders it for one dialect).
+
+    ``sql`` gives docs/events.md's columns (``event_id``, ``experiment``, ``variant``, ``user_id``,
+    ``item_id``, ``type``, ``value``, ``ts``, ``properties``, ``source``) and may use one parameter,
+    ``$exp`` (the experiment analysed: a conversion table has no experiment column, so its rows count
+    for whichever experiment is analysed, as in GrowthBook). ``unique``: its rows are one per event
+    (the query then does not deduplicate by ``event_id``)."""
+
+    sql: str
+    unique: bool = False
+    dialect: str = ""
+
+    def __post_init__(self) -> None:
+        extra = set(used_parameters(self.sql)) - {"exp"}
+        if extra:
+            raise ValueError(f"an events SELECT may use only the parameter $exp, not {sorted(extra)}")
+
+    def __str__(self) -> str:
+        return "(\n" + self.sql + "\n) ev"
+
+
+def check_source(source: str | Relation, d: Dialect | None = None) -> str:
+    """The events' FROM item: a table's name, a plain identifier, optionally qualified (``db.table``,
+    ``catalog.db.table``), or a ``Relation`` (a mapped SELECT, as a subquery; rendered for ``d``)."""
+    if isinstance(source, Relation):
+        if d is not None and source.dialect and source.dialect != d.name:
+            raise ValueError(f"the events SELECT was rendered for {source.dialect}, not {d.name}")
+        return str(source)
     if not isinstance(source, str) or not _TABLE_NAME.match(source):
         raise ValueError(f"source table {source!r} is not a plain (optionally qualified) identifier")
     return source
@@ -294,7 +323,7 @@ def build_query(
     segments: Sequence[str],
     *,
     dedup: bool,
-    source: str = "events",
+    source: str | Relation = "events",
     event_cap: bool = False,
     caps: Mapping[str, str | None] | None = None,
     variants: bool = False,
@@ -327,7 +356,7 @@ def _query_text(
     segments: Sequence[str],
     *,
     dedup: bool,
-    source: str,
+    source: str | Relation,
     event_cap: bool,
     caps: Mapping[str, str | None] | None,
     variants: bool,
@@ -339,7 +368,7 @@ def _query_text(
     salt: int,
 ) -> Query:
     """``build_query``'s query, its parameters still written ``$name`` (``Dialect.bind`` renders them)."""
-    check_source(source)
+    check_source(source, d)
     if exposures not in EXPOSURE_SOURCES:
         raise ValueError(f"exposures must be one of {EXPOSURE_SOURCES}, got {exposures!r}")
     server_only = exposures == "server"
@@ -621,7 +650,7 @@ def load_sums(
     cap_percentile: float | None = None,
     pre_days: int = 14,
     segments: Sequence[str] = (),
-    source: str | None = None,
+    source: str | Relation | None = None,
     dedup: bool | None = None,
     variants: Sequence[str] | None = None,
     caps: Mapping[str, Capping | None] | None = None,
@@ -663,9 +692,10 @@ def load_sums(
     segments = list(dict.fromkeys(segments))
     runner = as_runner(con)
     d = get_dialect(runner.dialect)
-    source = check_source(source or getattr(runner, "table", "events"))
+    source = source or getattr(runner, "table", "events")
+    check_source(source)
     if dedup is None:
-        dedup = not runner.event_ids_unique(source)
+        dedup = not (source.unique if isinstance(source, Relation) else runner.event_ids_unique(source))
     end_day = end_us // DAY_US
     max_age = max_age_days if conversion_window_days is None else min(max_age_days, conversion_window_days - 1)
     params: dict[str, object] = {

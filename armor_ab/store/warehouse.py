@@ -46,7 +46,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import duckdb
 
 from armor_ab.stats.dialects import dialect as get_dialect
-from armor_ab.stats.sql import check_source, event_id_enforced_unique
+from armor_ab.stats.sql import Relation, check_source, event_id_enforced_unique
+from armor_ab.store.event_source import EventMapping, load_warehouse_file, render
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -55,7 +56,7 @@ class Warehouse(Protocol):
     """What the statistics need of an engine (``armor_ab.stats.dialects.SqlRunner``)."""
 
     dialect: str
-    table: str
+    table: str | Relation  # a table's name, or a mapped SELECT (armor_ab.store.event_source)
 
     def execute(self, sql: str, params: Any) -> tuple[list[str], list[tuple]]: ...
 
@@ -67,8 +68,9 @@ class Warehouse(Protocol):
 class _Base:
     dialect = ""
 
-    def __init__(self, table: str = "events", unique: bool = False) -> None:
-        self.table = check_source(table)
+    def __init__(self, table: str | Relation = "events", unique: bool = False) -> None:
+        check_source(table)
+        self.table: str | Relation = table
         self.unique = unique
 
     def event_ids_unique(self, table: str) -> bool:
@@ -107,7 +109,7 @@ class DuckDBWarehouse(_Base):
         return event_id_enforced_unique(self.con, table)
 
     def attach_parquet(self, path: str | Path, table: str | None = None) -> None:
-        name = check_source(table or self.table)
+        name = check_source(table or _name(self.table))
         self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(str(path))}, "
                          "hive_partitioning = true, union_by_name = true)")
 
@@ -163,7 +165,7 @@ class ChdbWarehouse(_Base):
     def attach_parquet(self, path: str | Path, table: str | None = None, *, copy: bool = True) -> None:
         """``table`` over a Parquet file (or glob): a MergeTree copy (``copy``: the query reads the
         events several times, ClickHouse inlines CTEs) or a view over ``file()``."""
-        name = check_source(table or self.table)
+        name = check_source(table or _name(self.table))
         source = f"file({_sql_string(str(path), clickhouse=True)}, Parquet)"
         self.command(f"DROP TABLE IF EXISTS {name}")
         if copy:
@@ -228,12 +230,18 @@ class SparkWarehouse(_Base):
         self.spark.catalog.dropTempView(name)
 
     def attach_parquet(self, path: str | Path, table: str | None = None) -> None:
-        name = check_source(table or self.table)
+        name = check_source(table or _name(self.table))
         self.spark.read.parquet(str(path)).createOrReplaceTempView(name)
 
     def close(self) -> None:
         if self._owned:
             self.spark.stop()
+
+
+def _name(table: str | Relation) -> str:
+    if isinstance(table, Relation):
+        raise ValueError("name the table to register the Parquet files as (the events are a mapped SELECT)")
+    return table
 
 
 def spark_session(master: str | None = None, remote: str | None = None, cores: int | None = None,
@@ -288,9 +296,11 @@ def parse_warehouse_url(url: str) -> tuple[str, str, dict[str, str]]:
 
 
 def open_warehouse(url: str, *, table: str | None = None, parquet: str | Path | None = None,
-                   unique: bool | None = None) -> Warehouse:
+                   unique: bool | None = None, mapping: EventMapping | None = None) -> Warehouse:
     """Open the warehouse a URL names (this module's docstring lists them); keyword arguments override
-    the URL's ``table``, ``parquet`` and ``unique`` options."""
+    the URL's ``table``, ``parquet`` and ``unique`` options. ``mapping``: the events are the operator's
+    own tables (``armor_ab.store.event_source``); ``parquet`` is then registered as ``table`` first, and
+    ``unique`` says whether the mapped rows are one per event."""
     kind, target, options = parse_warehouse_url(url)
     table = check_source(table or options.get("table", "events"))
     parquet = parquet if parquet is not None else options.get("parquet")
@@ -298,6 +308,7 @@ def open_warehouse(url: str, *, table: str | None = None, parquet: str | Path | 
     wh: Any
     if kind == "duckdb":
         con = duckdb.connect(target, read_only=parquet is None) if target else duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")  # a mapped TIMESTAMP without time zone is read as UTC
         wh = DuckDBWarehouse(con, table, unique_opt, owned=True)
     elif kind == "chdb":
         wh = ChdbWarehouse(target or None, table, bool(unique_opt))
@@ -316,6 +327,51 @@ def open_warehouse(url: str, *, table: str | None = None, parquet: str | Path | 
         wh = SparkWarehouse(spark_session(target), table, bool(unique_opt), owned=True)
     else:  # sc: Spark Connect
         wh = SparkWarehouse(spark_session(remote=target), table, bool(unique_opt), owned=True)
-    if parquet is not None:
-        wh.attach_parquet(parquet)
+    try:
+        if parquet is not None:
+            wh.attach_parquet(parquet)
+        if mapping is not None:
+            wh.table = render(mapping, wh.dialect, unique=unique_opt)
+    except BaseException:
+        wh.close()
+        raise
     return wh
+
+
+def is_warehouse_file(setting: str) -> bool:
+    """Whether a ``--warehouse`` value names a warehouse file (YAML) rather than a URL."""
+    return setting.lower().endswith((".yaml", ".yml"))
+
+
+def open_warehouse_setting(setting: str) -> Warehouse:
+    """Open what ``--warehouse`` (or ``ServerSettings.warehouse``) names: a URL, or a warehouse file
+    (``armor_ab.store.event_source``: the URL, the Parquet to register, the mapping of the operator's
+    tables). A relative ``parquet`` path in a file is relative to the file."""
+    if not is_warehouse_file(setting):
+        return open_warehouse(setting)
+    path = Path(setting)
+    spec = load_warehouse_file(path)
+    parquet = spec.parquet
+    if parquet is not None and "://" not in parquet and not Path(parquet).is_absolute():
+        parquet = str((path.parent / parquet).resolve())
+    return open_warehouse(spec.url, table=spec.table, parquet=parquet, unique=spec.unique, mapping=spec.mapping())
+
+
+def check_warehouse_setting(setting: str) -> None:
+    """Refuse a ``--warehouse`` value that cannot work, before anything is opened: a warehouse file that
+    does not load (``WarehouseFileError``, naming its field) or a URL of no known kind (``ValueError``)."""
+    if is_warehouse_file(setting):
+        parse_warehouse_url(load_warehouse_file(setting).url)
+    else:
+        parse_warehouse_url(setting)
+
+
+def redact(url: str) -> str:
+    """A warehouse URL or file fit for a log line or an error message: its password replaced by ``***``."""
+    if is_warehouse_file(url):
+        return url
+    parts = urlsplit(url) if "://" in url and not url.lower().startswith("spark:") else None
+    if parts is None or parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
