@@ -148,18 +148,23 @@ def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 90) ->
 
 
 def stop(proc: subprocess.Popen | None) -> None:
-    """Stop a child started in its own session, with its whole group (streamlit, the API's database process)."""
+    """Stop a child started in its own session, with its whole group (streamlit, the API's database process).
+
+    The leader gets SIGTERM first and alone: the API then stops its database process in order (a signal to
+    the whole group would stop that process under the API, which logs it as died); what is left of the group
+    afterwards gets SIGTERM, and SIGKILL after 20 s."""
     if proc is None or proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.terminate()
         try:
             proc.wait(20)
+            os.killpg(proc.pid, signal.SIGTERM)  # stragglers, if any
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     except ProcessLookupError:
-        pass  # it exited meanwhile
+        pass  # the group is gone
 
 
 # Ctrl-C (SIGINT), `kill <pid>` (SIGTERM) and a closed terminal (SIGHUP) all stop the demo the same way.
