@@ -31,6 +31,11 @@ Query options on any URL: ``table=NAME`` (the events table, default ``events``),
 ``PATH/**/*.parquet`` globs work where the engine takes them), ``unique=1`` (the table keeps
 event ids unique: skip the deduplication).
 
+``open_warehouse_setting(value)`` opens what ``--warehouse`` names: a URL, or a warehouse file (YAML:
+the URL, the Parquet to register, and the mapping of the operator's own exposure and conversion tables onto
+the event columns; ``armor_ab.store.event_source``), whose events are then a ``Relation`` (a SELECT) rather
+than a table.
+
 The engines' client libraries are the ``warehouse`` extra (``pip install armor-ab[warehouse]``:
 chdb, clickhouse-connect, pyspark; Spark also needs a Java runtime) and are imported only when a
 warehouse of theirs is opened.
