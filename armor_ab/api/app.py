@@ -20,6 +20,7 @@ from armor_ab.api.middleware import ClientCORSMiddleware, HotPaths, RequestConte
 from armor_ab.api.routes import admin, catalog, client, health, ops, planning, results
 from armor_ab.config import CORS_ORIGINS_ENV, env_settings, resolve_db_path
 from armor_ab.services.health import HealthService
+from armor_ab.services.lake_export import LakeExporter
 from armor_ab.services.state import AppState, ServerSettings
 
 log = logging.getLogger("armor_ab.api")
@@ -56,11 +57,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # The live-health monitor (services/health.py): checks every running experiment, pauses a critical one.
         monitor = (asyncio.create_task(app.state.health.run(settings.health_interval_s), name="armor-ab-health")
                    if settings.health_interval_s > 0 else None)
+        # The event lake (services/lake_export.py): exports the new commits every export_interval_s.
+        exporter = app.state.lake
+        export = asyncio.create_task(exporter.run(), name="armor-ab-lake") if exporter is not None else None
         yield
         if monitor is not None:
             app.state.health.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(monitor, 5.0)  # the check in progress; cancelled past that
+        if export is not None:
+            exporter.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(export, 120.0)  # the last round: what was acknowledged goes in the lake
         app.state.armor.close()
         log.info("api stopped")
 
@@ -75,6 +83,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     state = AppState.open(settings)
     app.state.armor = state
     app.state.health = HealthService(state)
+    app.state.lake = (LakeExporter(state, settings.export_dir, settings.export_interval_s)
+                      if settings.export_dir is not None else None)
     install_error_handlers(app)
     app.include_router(client.router)
     app.include_router(admin.router)

@@ -47,6 +47,12 @@ def serve_command(
         help="compute reports where the events are: a warehouse URL (chdb:, clickhouse://…, spark://local[N], "
              "sc://…, duckdb:///…; ?parquet=DIR for an event lake) or a warehouse file (.yaml) mapping your own "
              "tables (docs/scale.md); default: the store's event log")] = None,
+    export_dir: Annotated[Path | None, typer.Option(
+        "--export-dir", help="keep an event lake: the events committed since the last round go to this directory "
+                             "as Parquet (by date, exactly once; docs/scale.md), every --export-interval seconds "
+                             "and once more at shutdown")] = None,
+    export_interval: Annotated[float, typer.Option(
+        help="seconds between the rounds of --export-dir")] = 60.0,
     health_interval: Annotated[float | None, typer.Option(
         help="seconds between the live-health checks of every running experiment, which pause a critical one "
              "(health.auto_pause); 0 turns the monitor off (default 30)")] = None,
@@ -105,6 +111,16 @@ def serve_command(
         if not (health_interval >= 0 and health_interval != float("inf")):
             fail("--health-interval must be a number of seconds, 0 or more (0: no health monitor)")
         settings = replace(settings, health_interval_s=health_interval)
+    if not (export_interval > 0 and export_interval != float("inf")):
+        fail("--export-interval must be a positive number of seconds")
+    if export_dir is not None:
+        from armor_ab.store.lake import LakeError, check_lake
+
+        try:
+            check_lake(export_dir)
+        except LakeError as exc:
+            fail(f"--export-dir {export_dir}: {exc}")
+        settings = replace(settings, export_dir=export_dir.resolve(), export_interval_s=export_interval)
     if warehouse is not None:
         from armor_ab.store.event_source import WarehouseFileError
         from armor_ab.store.warehouse import check_warehouse_setting, redact

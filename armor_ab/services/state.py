@@ -78,6 +78,10 @@ class ServerSettings:
     # Where reports compute their statistics: None, the store's event log; else a warehouse URL or a
     # warehouse file (armor-ab serve --warehouse; armor_ab.services.warehouse_reports, docs/scale.md).
     warehouse: str | None = None
+    # The event lake the server keeps (armor-ab serve --export-dir, --export-interval; services.lake_export):
+    # every export_interval_s, the rows committed since the last export go to export_dir as Parquet.
+    export_dir: Path | None = None
+    export_interval_s: float = 60.0
 
     @property
     def images(self) -> Path:

@@ -495,6 +495,18 @@ def _export_locked(con: duckdb.DuckDBPyConnection, root: Path, *, since: str | N
                         unsequenced=int(unsequenced), seconds=time.perf_counter() - clock)
 
 
+def check_lake(dest: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, a destination that cannot be a lake: not a directory, a manifest that is
+    not a lake's (or is newer than this code), or Parquet files with no manifest. A missing directory is
+    fine (the first export makes it)."""
+    root = Path(dest)
+    if root.exists() and not root.is_dir():
+        raise LakeError(f"{root} is not a directory")
+    if read_manifest(root) is None and (root / TABLE).is_dir() and any((root / TABLE).rglob("*.parquet")):
+        raise LakeError(f"{root / TABLE} holds Parquet files but {root} has no {MANIFEST}: not a lake this "
+                        "command made, or its manifest was lost; export to an empty directory")
+
+
 def export_events(con: duckdb.DuckDBPyConnection, dest: str | os.PathLike[str], *,
                   since: datetime | str | None = None, rows_per_file: int = DEFAULT_ROWS_PER_FILE,
                   database: str | None = None) -> ExportResult:
