@@ -32,7 +32,13 @@ from PIL import Image, ImageDraw
 
 from armor_ab.assets import DEMO_EXPERIMENT
 from armor_ab.catalog.demo import demo_items
-from armor_ab.content.generate import load_generator, page_sampling, render_prompt, resolve_model
+from armor_ab.content.generate import (
+    content_batches,
+    load_generator,
+    page_sampling,
+    render_prompt,
+    resolve_model,
+)
 from armor_ab.experiments.loader import load_experiment_file
 from armor_ab.guardrails.model_context import context_for
 from armor_ab.guardrails.page import Page
@@ -43,10 +49,12 @@ CHECK_REPEATS = 3
 
 
 def generate(gen, content, items, prompt_template: str):
+    """The pages as `armor-ab content generate` makes them: its batches and seeds (``content_batches``), the
+    generation alone (the checks are timed apart, so ``generate_batch``, which runs both, is not used)."""
     prompts = [render_prompt(prompt_template, item, "bench") for item in items]
     pages = []
-    for start in range(0, len(items), BATCH):
-        result = gen.generate(prompts[start:start + BATCH], settings=page_sampling(content, start))
+    for rows in content_batches(list(range(len(items))), BATCH):
+        result = gen.generate([prompts[r] for r in rows], settings=page_sampling(content, rows[0]))
         pages += result.contents
     return prompts, pages
 

@@ -119,14 +119,14 @@ def test_the_store_never_approves_or_serves_a_failing_page(tmp_path) -> None:
         # One page named: refused whole, nothing changes.
         one = set_review(con, EXP, "approved", item_id="motors-03", reviewed_by="ann", reviewed_key="k1",
                          all_or_nothing=True)
-        assert one == 0 and [(r.item_id, r.failing) for r in one.refused] == [("motors-03", ("terms",))]
+        assert one.changed == 0 and [(r.item_id, r.failing) for r in one.refused] == [("motors-03", ("terms",))]
         # Approve what passes, then everything: the failing page is skipped and counted.
         passing = set_review(con, EXP, "approved", verdict="pass", reviewed_by="ann", reviewed_key="k1")
-        assert (passing, len(passing.refused)) == (1, 0)
+        assert (passing.changed, len(passing.refused)) == (1, 0)
         bulk = set_review(con, EXP, "approved", reviewed_by="bob", reviewed_key="cli")
-        assert (bulk, len(bulk.refused)) == (2, 1)
-        assert pickle.loads(pickle.dumps(bulk)) == 2 and pickle.loads(pickle.dumps(bulk)).refused == bulk.refused
-        assert isinstance(bulk, Reviewed) and repr(bulk) == "Reviewed(2, refused=1, unchanged=0, passed_over=0)"
+        assert (bulk.changed, len(bulk.refused)) == (2, 1)
+        assert pickle.loads(pickle.dumps(bulk)) == bulk and isinstance(bulk, Reviewed)  # it crosses from the database process
+        assert (bulk.unchanged, bulk.passed_over, bulk.skipped) == (0, 0, 1)
         rows = {r.item_id: r for r in list_content(con, EXP)}
         assert (rows["valves-02"].status, rows["valves-02"].reviewed_by, rows["valves-02"].reviewed_key) == (
             "approved", "bob", "cli")
@@ -136,7 +136,7 @@ def test_the_store_never_approves_or_serves_a_failing_page(tmp_path) -> None:
             "fail", ["terms"], "terms")
         assert [r.item_id for r in list_content(con, EXP, verdict="warn")] == ["valves-02"]
         # Rejecting a failing page is allowed.
-        assert set_review(con, EXP, "rejected", item_id="motors-03", all_or_nothing=True) == 1
+        assert set_review(con, EXP, "rejected", item_id="motors-03", all_or_nothing=True).changed == 1
         assert set(approved(con)) == {(EXP, "armor", "pumps-01"), (EXP, "armor", "valves-02")}
         # An approved page whose re-check fails stays approved but is no longer served: "blocked".
         assert set_checks(con, EXP, "armor", "pumps-01", checks_json("fail"), "fail")
@@ -418,7 +418,7 @@ def test_a_version_4_row_shape_reads_with_no_checks(tmp_path) -> None:
     con = connect(db)
     try:
         save_generated(con, images_dir_for(db), EXP, "armor", "pumps-01", hand_page("pumps-01"), "p")
-        assert set_review(con, EXP, "approved", verdict=None) == 1
+        assert set_review(con, EXP, "approved", verdict=None).changed == 1
         row = list_content(con, EXP)[0]
         assert (row.checks, row.verdict, row.failing(), row.public()["failing"]) == (None, None, [], [])
         assert list(approved(con)) == [(EXP, "armor", "pumps-01")]

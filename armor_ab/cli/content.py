@@ -138,7 +138,7 @@ def _review(key: str, status: str, item: str | None, variant: str | None, all_: 
         notes.append(f"{n.passed_over} pending of another verdict left pending")
     if n.unchanged:
         notes.append(f"{n.unchanged} already reviewed, left as they were")
-    typer.echo(f"{key}: {int(n)} {status}" + (f" ({'; '.join(notes)})" if notes else ""))
+    typer.echo(f"{key}: {n.changed} {status}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 ItemOpt = Annotated[str | None, typer.Option("--item", help="one catalog item id")]

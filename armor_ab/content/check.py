@@ -124,8 +124,8 @@ def check_content(
                     report.changed += row.verdict != checks.verdict
                     report.by_variant[v.key] = report.by_variant.get(v.key, 0) + 1
                     if row.status == "pending" and checks.verdict == "pass" and auto:
-                        report.approved += int(set_review(con, spec.key, "approved", item_id=row.item_id,
-                                                          variant=row.variant, reviewed_by=GUARDRAILS_REVIEWER))
+                        report.approved += set_review(con, spec.key, "approved", item_id=row.item_id, variant=row.variant,
+                                                     reviewed_by=GUARDRAILS_REVIEWER).changed
                     bar.update(1)
     log.info("content checked", extra={"experiment": spec.key, **report.to_json()})
     return report

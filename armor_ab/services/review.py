@@ -51,7 +51,7 @@ def guardrail_failed(reviewed: Reviewed) -> ServiceError:
 def _outcome(key: str, reviewed: Reviewed, all_: bool, verdict: str | None) -> Reviewed:
     if reviewed.refused and not all_:
         raise guardrail_failed(reviewed)
-    if reviewed == 0 and not (reviewed.refused or reviewed.unchanged or reviewed.passed_over):
+    if reviewed.changed == 0 and not (reviewed.refused or reviewed.unchanged or reviewed.passed_over):
         raise nothing_matched(key, verdict)
     return reviewed
 

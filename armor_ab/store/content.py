@@ -212,32 +212,22 @@ class Refused:
         return f"{self.item_id} ({self.variant}) fails {', '.join(self.failing) or 'a blocking check'}"
 
 
-class Reviewed(int):
-    """The rows a review changed (an ``int``); the pages it refused to approve (``refused``: verdict
-    ``fail``, which no one may approve); and, for a review by verdict, the pages that matched but were
-    reviewed already (``unchanged``) and the pending pages of another verdict it passed over (``passed_over``)."""
+@dataclass(frozen=True)
+class Reviewed:
+    """What a review did: the rows it changed (``changed``); the pages it refused to approve (``refused``:
+    verdict ``fail``, which no one may approve); and, for a review by verdict, the pages that matched but
+    were reviewed already (``unchanged``) and the pending pages of another verdict it passed over
+    (``passed_over``)."""
 
-    refused: tuple[Refused, ...]
-    unchanged: int
-    passed_over: int
-
-    def __new__(cls, changed: int, refused: tuple[Refused, ...] = (), unchanged: int = 0,
-                passed_over: int = 0) -> Reviewed:
-        out = super().__new__(cls, changed)
-        out.refused, out.unchanged, out.passed_over = tuple(refused), unchanged, passed_over
-        return out
+    changed: int
+    refused: tuple[Refused, ...] = ()
+    unchanged: int = 0
+    passed_over: int = 0
 
     @property
     def skipped(self) -> int:
         """Pages a bulk review left pending: refused ones, and (by verdict) those of another verdict."""
         return len(self.refused) + self.passed_over
-
-    def __reduce__(self) -> tuple:  # crosses from the database process to the API
-        return (type(self), (int(self), self.refused, self.unchanged, self.passed_over))
-
-    def __repr__(self) -> str:
-        return (f"Reviewed({int(self)}, refused={len(self.refused)}, unchanged={self.unchanged}, "
-                f"passed_over={self.passed_over})")
 
 
 def set_review(

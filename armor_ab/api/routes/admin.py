@@ -153,7 +153,7 @@ async def post_content_review(key: str, body: ContentReview, state: State, princ
     that fails a blocking check is 409 ``guardrail_failed``; a bulk approve skips them (``skipped``)."""
     reviewed = await review_live(state, key, body.status, item_id=body.item_id, variant=body.variant, all_=body.all,
                                  key_id=principal.key_id, verdict=body.verdict)
-    return JSONResponse({"changed": int(reviewed), "status": body.status, "skipped": reviewed.skipped,
+    return JSONResponse({"changed": reviewed.changed, "status": body.status, "skipped": reviewed.skipped,
                          "unchanged": reviewed.unchanged})
 
 
