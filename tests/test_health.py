@@ -11,6 +11,9 @@ One server (``--health-interval 0.2``) serves several experiments, each set up f
 * ``h-noauto``: critical too, but ``health.auto_pause: false``; it also collects the warnings
   (late client events, bots, fallbacks);
 * ``h-draft``: never started (409 on pause).
+
+A server of its own is restarted under a human's resume (the acknowledgement survives it), and the
+fallback rate's window is driven by a clock of its own.
 """
 
 from __future__ import annotations
@@ -41,8 +44,16 @@ from armor_ab.services.health import ExperimentHealth, GuardrailHealth, HealthSe
 from armor_ab.services.metrics import Metrics
 from armor_ab.store.content import images_dir_for, save_generated, set_review
 from armor_ab.store.db import connect
-from armor_ab.store.experiments import ExperimentRecord, get_experiment, set_status, upsert_experiment
-from armor_ab.store.health import HealthReads
+from armor_ab.store.experiments import (
+    ExperimentRecord,
+    acknowledgement,
+    end_acknowledgement,
+    get_experiment,
+    set_paused,
+    set_status,
+    upsert_experiment,
+)
+from armor_ab.store.health import HealthReads, experiment_history
 from tests.helpers.platform import Server, seed_database
 
 pytestmark = pytest.mark.timeout(180)
@@ -306,6 +317,9 @@ def test_warnings_and_a_critical_experiment_that_does_not_pause_itself(lab: Lab)
     assert health["bots"]["bots"] == 40 and health["srm"]["excluded"] == {"user_agent": 40}
     assert health["fallback"]["fallbacks"]["missing"] == health["fallback"]["armor_requests"] >= 20
     assert health["fallback"]["rate"] == 1.0
+    assert health["fallback"]["window_s"] == 15 * 60.0  # the default health.fallback_window_minutes
+    # The server started less than a window ago: the counts start with it.
+    assert datetime.fromisoformat(health["fallback"]["since"]) > datetime.now(UTC) - timedelta(minutes=15)
     time.sleep(1.0)  # monitor rounds: critical, but auto_pause is off
     assert not lab.health(key)["paused"]
     metrics = httpx.get(f"{lab.server.url}/metrics").text
@@ -363,7 +377,8 @@ def test_history_and_paused_exposures_in_the_database(lab: Lab) -> None:
     srm = by_key["h-srm"]
     assert [a for a, _ in srm] == ["pause", "resume"], srm
     assert "sample ratio mismatch" in srm[0][1] and srm[0][1].endswith("(by health)"), srm
-    assert srm[1][1] == "SRM explained: a load test; resuming (by test-admin)", srm
+    # The resume names the critical problem it acknowledged (read back by a restarted server).
+    assert srm[1][1] == "SRM explained: a load test; resuming (by test-admin) [acknowledged: srm_mismatch]", srm
     assert by_key["h-content"][0][0] == "pause" and "checked pages fail" in by_key["h-content"][0][1]
     assert by_key["h-guard"][0][0] == "pause" and "(by health)" in by_key["h-guard"][0][1]
     assert by_key["h-noauto"] == [("pause", "pages fail their checks: regenerating (by test-admin)")]
@@ -411,6 +426,87 @@ def test_cli_pause_resume_and_history(tmp_path: Path) -> None:
     for bad in ("-1", "nan", "inf"):
         r = run(cli_app, ["serve", "--db", str(db), "--health-interval", bad])
         assert r.exit_code == 2 and "--health-interval" in r.output, (bad, r.output)
+
+
+# ---- a restart under a human's resume: a server of its own ------------------------------------------------------
+
+
+def test_a_human_resume_survives_a_server_restart(tmp_path: Path) -> None:
+    """``r-content`` and ``r-heal`` have failing pages: the monitor pauses both, a human resumes both. Across a
+    restart the monitor leaves ``r-content`` alone over the same problem and pauses it on a new one (an SRM);
+    ``r-heal``'s pages are fixed meanwhile, which ends its acknowledgement, so failing again pauses it again,
+    after another restart too."""
+    db = tmp_path / "restart.duckdb"
+    keys = seed_database(db)
+    both = ("r-content", "r-heal")
+    started = datetime.now(UTC) - timedelta(days=1)
+    con = connect(db)
+    try:
+        for key in both:
+            upsert_experiment(con, spec(key))
+            set_status(con, key, "running", at=started)
+            _failing_pages(con, db, key, fail=6, ok=2)
+    finally:
+        con.close()
+    lab = Lab(db, Server(db, extra_args=["--health-interval", "0.2"]), keys)
+    try:
+        lab.server.start()
+        for key in both:
+            lab.wait_health(key, lambda h: h["paused"], "the monitor's pause")
+        with lab.client("admin") as c:
+            for key in both:
+                r = c.post(f"/v1/experiments/{key}/resume", json={"note": "regenerating the failing pages"})
+                assert r.status_code == 200 and r.json()["changed"], r.text
+        time.sleep(1.0)  # monitor rounds: still critical, acknowledged
+        for key in both:
+            h = lab.health(key)
+            assert h["status"] == "critical" and not h["paused"] and "content_fail_rate" in _codes(h), h
+        lab.server.stop()
+
+        con = connect(db)
+        try:
+            assert {k: acknowledgement(con, k) for k in both} == dict.fromkeys(both, frozenset({"content_fail_rate"}))
+            con.execute("UPDATE content SET verdict = 'pass' WHERE experiment = 'r-heal'")  # fixed while down
+        finally:
+            con.close()
+        lab.server.start()
+        lab.wait_health("r-heal", lambda h: h["status"] == "ok", "r-heal healthy")
+        time.sleep(1.5)  # monitor rounds of the restarted server: the same problem, acknowledged before
+        h = lab.health("r-content")
+        assert h["status"] == "critical" and not h["paused"] and _codes(h) == {"content_fail_rate"}, h
+        with lab.client("client") as c:  # a new critical problem: visitors of the ARMOR arm only
+            for user in users("r-content", "armor", 75, "restart"):
+                assert c.get("/v1/experiments/r-content/assignment", params={"user_id": user}).status_code == 200
+        h = lab.wait_health("r-content", lambda h: h["paused"], "the pause on a new critical problem")
+        assert "sample ratio mismatch" in h["pause_cause"], h
+        assert not lab.health("r-heal")["paused"]
+        lab.server.stop()
+
+        con = connect(db)
+        try:
+            history = {k: [(r.action, r.note) for r in experiment_history(con, k)
+                           if r.action not in ("create", "start")] for k in both}
+            assert {k: acknowledgement(con, k) for k in both} == dict.fromkeys(both, frozenset())
+            con.execute("UPDATE content SET verdict = 'fail' WHERE experiment = 'r-heal' AND list_contains(?, item_id)",
+                        [[f"r-heal-item-{i}" for i in range(6)]])  # failing again, as before
+        finally:
+            con.close()
+        for key in both:
+            actions = [a for a, _ in history[key]]
+            assert actions[:2] == ["pause", "resume"], history[key]
+            assert "checked pages fail" in history[key][0][1] and history[key][0][1].endswith("(by health)")
+            assert history[key][1][1] == ("regenerating the failing pages (by test-admin) "
+                                          "[acknowledged: content_fail_rate]"), history[key]
+        assert [a for a, _ in history["r-content"]] == ["pause", "resume", "pause"], history
+        assert "sample ratio mismatch" in history["r-content"][2][1]
+        assert [a for a, _ in history["r-heal"]] == ["pause", "resume", "acknowledgement_end"], history
+        assert history["r-heal"][2][1].startswith("no longer critical: the problems acknowledged at the resume "
+                                                  "(content_fail_rate)"), history
+        lab.server.start()  # the acknowledgement ended: the same problem, back, pauses r-heal again
+        h = lab.wait_health("r-heal", lambda h: h["paused"], "r-heal's pause after its acknowledgement ended")
+        assert "6 of 8 checked pages fail" in h["pause_cause"], h
+    finally:
+        lab.server.stop()
 
 
 # ---- the rules and the monitor, without a server --------------------------------------------------------------
@@ -467,7 +563,11 @@ def test_the_monitor_survives_a_failing_check() -> None:
         writes.append((fn.__name__, args, kwargs))
         return experiments[args[0]].record, True
 
-    state = SimpleNamespace(experiments=experiments, metrics=metrics, write=write,
+    async def read(fn, *args, **kwargs):  # the history: no resume acknowledged anything
+        assert fn is acknowledgement
+        return frozenset()
+
+    state = SimpleNamespace(experiments=experiments, metrics=metrics, write=write, read=read,
                             settings=SimpleNamespace(report_timeout_s=5.0))
     service = HealthService(state)  # type: ignore[arg-type]
     checked: list[str] = []
@@ -509,3 +609,117 @@ def test_a_report_refused_for_its_budget_is_not_asked_again_at_once(monkeypatch:
     third = asyncio.run(service._guardrails(rec))
     assert second.state == third.state == "unavailable" and "report_timeout" in third.message
     assert calls == ["unit", "unit"]
+
+
+def test_the_fallback_rate_forgets_fallbacks_older_than_its_window() -> None:
+    """The rate reads the last ``health.fallback_window_minutes`` of per-minute counts (the clock is the
+    metrics' own); the Prometheus counters keep counting since the start."""
+    t0 = 1_700_000_040.0  # the server's start: second 0 of a minute
+    clock = [t0]
+    metrics = Metrics(lambda: 0, clock=lambda: clock[0])
+    rec = _record()  # the default window: 15 minutes
+    assert rec.spec.health.fallback_window_minutes == 15
+
+    def at(minutes: float, fallback: str | None, n: int) -> None:
+        clock[0] = t0 + minutes * 60
+        for _ in range(n):
+            metrics.count_armor_content("unit", fallback)
+
+    def health(minutes: float, window: int = 15) -> ExperimentHealth:
+        clock[0] = t0 + minutes * 60
+        r = rec if window == 15 else _record(fallback_window_minutes=window)
+        counts = metrics.fallback_window.read("unit", window)
+        return assess(r, HealthReads(), counts.requests, counts.fallbacks, GuardrailHealth("not_configured"),
+                      datetime.fromtimestamp(clock[0], UTC), datetime.fromtimestamp(counts.since, UTC))
+
+    at(0, "missing", 40)  # a burst of fallbacks at the start
+    at(5, None, 30)
+    h = health(5)
+    assert [p.code for p in h.problems] == ["fallback_rate"], h.problems
+    assert h.fallback["armor_requests"] == 70 and h.fallback["fallbacks"] == {"missing": 40}
+    assert h.fallback["window_s"] == 900.0
+    assert h.fallback["since"] == datetime.fromtimestamp(t0, UTC).isoformat()  # started less than a window ago
+    assert "of the last 15 min" in h.problems[0].message
+    h = health(14.9)  # the burst's minute is the window's first (whole minutes: the current one and 14 before)
+    assert h.fallback["armor_requests"] == 70 and h.status == "warn"
+    h = health(15)  # ... and now out of it: forgotten
+    assert h.status == "ok" and h.fallback["armor_requests"] == 30 and h.fallback["fallbacks"] == {}
+    assert h.fallback["rate"] == 0.0
+    assert h.fallback["since"] == datetime.fromtimestamp(t0 + 60, UTC).isoformat()  # the window's first minute
+    assert health(15, window=60).fallback["armor_requests"] == 70  # a longer window still holds it
+
+    # An outage after a long good run warns at once; over the counts since the start it would not.
+    at(60, None, 1_000)
+    at(120, "generation_failed", 25)
+    at(121, None, 5)
+    h = health(121)
+    assert [p.code for p in h.problems] == ["fallback_rate"] and h.fallback["rate"] == pytest.approx(25 / 30)
+    assert h.fallback["fallbacks"] == {"generation_failed": 25}
+    assert (65 / 1_100) < rec.spec.health.max_fallback_rate  # what the cumulative counts say
+    # Paused answers stay out of the rate, within the window too.
+    at(122, "paused", 100)
+    h = health(122)
+    assert h.fallback["armor_requests"] == 130 and h.fallback["rate"] == pytest.approx(25 / 30)
+
+    # The ring holds a day of minutes: the same slot a day later is a new minute, not the old one plus.
+    at(24 * 60, "missing", 1)
+    h = health(24 * 60)
+    assert h.fallback["armor_requests"] == 1 and h.fallback["fallbacks"] == {"missing": 1}
+    assert health(24 * 60 + 30).fallback["armor_requests"] == 0  # nothing in the last 15 minutes
+    # Prometheus keeps the counts since the start.
+    get = metrics.registry.get_sample_value
+    assert get("armor_ab_content_armor_requests_total", {"experiment": "unit"}) == 70 + 1_030 + 100 + 1
+    assert get("armor_ab_content_fallback_total", {"experiment": "unit", "reason": "missing"}) == 41
+
+
+def test_the_fallback_window_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from armor_ab.experiments.content_checks import HealthSpec
+
+    assert HealthSpec().fallback_window_minutes == 15
+    assert HealthSpec(fallback_window_minutes=24 * 60).fallback_window_minutes == 1440
+    for bad in (0, -5, 24 * 60 + 1, 1.5, "soon"):
+        with pytest.raises(ValidationError, match="fallback_window_minutes"):
+            HealthSpec(fallback_window_minutes=bad)
+
+
+def test_the_acknowledgement_of_a_resume_lasts_until_the_history_ends_it(tmp_path: Path) -> None:
+    """``acknowledgement`` reads the last resume's codes back from a real database; a pause, a stop or an
+    ``acknowledgement_end`` after it ends it."""
+    db = tmp_path / "ack.duckdb"
+    con = connect(db)
+    try:
+        upsert_experiment(con, spec("a"))
+        set_status(con, "a", "running")
+        assert acknowledgement(con, "a") == frozenset()
+        set_paused(con, "a", True, cause="critical", by="health")
+        assert acknowledgement(con, "a") == frozenset()
+        codes = frozenset({"srm_mismatch", "content_fail_rate"})
+        set_paused(con, "a", False, cause="seen [acknowledged: bot_share]", by="ann", acknowledged=codes)
+        assert acknowledgement(con, "a") == codes
+        upsert_experiment(con, spec("a").model_copy(update={"name": "renamed"}))  # an update keeps it
+        assert acknowledgement(con, "a") == codes
+        assert not end_acknowledgement(con, "a", {"srm_mismatch"}, by="health")  # not what the history holds
+        assert end_acknowledgement(con, "a", codes, by="health")
+        assert acknowledgement(con, "a") == frozenset()
+        assert not end_acknowledgement(con, "a", codes, by="health")  # once
+        set_paused(con, "a", True, cause="critical", by="health")
+        set_paused(con, "a", False, cause="again", by="ann", acknowledged={"srm_mismatch"})
+        assert acknowledgement(con, "a") == {"srm_mismatch"}
+        set_paused(con, "a", True, cause="a new problem", by="health")  # a pause after the resume ends it
+        assert acknowledgement(con, "a") == frozenset()
+        set_paused(con, "a", False, cause="again", by="ann", acknowledged={"srm_mismatch"})
+        set_status(con, "a", "stopped")  # so does a stop
+        assert acknowledgement(con, "a") == frozenset()
+        set_status(con, "a", "running")
+        set_paused(con, "a", True, cause="x", by="health")
+        set_paused(con, "a", False, cause="without problems", by="ann")
+        assert acknowledgement(con, "a") == frozenset()
+        with pytest.raises(ValueError, match="only a resume"):
+            set_paused(con, "a", True, cause="x", by="ann", acknowledged={"srm_mismatch"})
+        notes = [r.note for r in experiment_history(con, "a") if r.action == "resume"]
+    finally:
+        con.close()
+    assert notes[0] == "seen [acknowledged: bot_share] (by ann) [acknowledged: content_fail_rate, srm_mismatch]"
+    assert notes[-1] == "without problems (by ann)"

@@ -208,7 +208,10 @@ class FallbackHealthPublic(BaseModel):
     fallbacks: dict[str, int] = Field(description="those served control's copy, by reason")
     rate: float | None = Field(description="fallbacks / requests, leaving out the paused ones; null without requests")
     max_rate: float = Field(description="health.max_fallback_rate")
-    since: str = Field(description="when the server started counting")
+    window_s: float = Field(description="health.fallback_window_minutes in seconds: the counts cover the current "
+                                        "minute and the ones before it")
+    since: str = Field(description="where the counts start: the window's first minute, or the server's start "
+                                   "when that is later")
 
 
 class ContentHealthPublic(BaseModel):

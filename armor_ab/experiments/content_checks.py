@@ -26,6 +26,7 @@ CheckAction = Literal["block", "warn", "off"]
 AutoApprove = Literal["never", "when_all_pass"]
 MAX_TERMS = 200
 MAX_TERM_CHARS = 200
+MAX_FALLBACK_WINDOW_MINUTES = 24 * 60  # the per-minute counts the server keeps (services.metrics.FallbackWindow)
 
 
 class _Strict(BaseModel):
@@ -171,6 +172,8 @@ class HealthSpec(_Strict):
 
     auto_pause: bool = True
     max_fallback_rate: float = Field(default=0.2, ge=0.0, le=1.0)  # share of ARMOR-arm content requests
+    # ... over the last this many minutes (whole minutes; at most a day: the server keeps a day of them)
+    fallback_window_minutes: int = Field(default=15, ge=1, le=MAX_FALLBACK_WINDOW_MINUTES)
     max_ingestion_lag_s: float = Field(default=300.0, gt=0.0)  # p95 of received_at - ts
     max_bot_share: float = Field(default=0.3, ge=0.0, le=1.0)  # of exposures
     min_exposures_per_hour: float = Field(default=0.0, ge=0.0)  # 0: no floor

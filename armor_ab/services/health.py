@@ -6,9 +6,10 @@
   the visitors' first exposures since the start, counted as the analysis counts them
   (``armor_ab.store.health``: ``analysis.exposures``, multi-variant, unknown-variant and bot exclusions);
 * **traffic**: exposures and events over the last hour (by event time) and since the start;
-* **fallbacks**: the share of ARMOR-arm content requests served control's copy, by reason, since the
-  server started (``Metrics.armor_requests``/``fallbacks``; ``paused`` answers are left out of the rate:
-  the pause is a problem of its own);
+* **fallbacks**: the share of ARMOR-arm content requests served control's copy, by reason, over the last
+  ``health.fallback_window_minutes`` (``Metrics.fallback_window``: per-minute counts of this server, so
+  since its start when that is more recent; ``paused`` answers are left out of the rate: the pause is a
+  problem of its own);
 * **content**: the experiment's pages by review status and guardrail verdict; the fail rate is
   ``fail`` / pages checked (a verdict set);
 * **ingestion lag**: p50 and p95 of ``received_at - ts`` of the client-sent events received in the
@@ -29,11 +30,15 @@ The **monitor** (``run``, started in the API's lifespan) checks every running ex
 ``health_interval_s`` and publishes the result as Prometheus series (``Metrics.set_health``). A
 critical experiment whose spec says ``health.auto_pause`` is paused (its ARMOR arms serve control's
 copy; ``store.experiments.set_paused`` with ``by="health"`` and the critical problems as the cause).
-It never resumes one: a human does (API, CLI, dashboards). A human resume acknowledges the critical
-problems of that moment: the monitor pauses again only for a critical problem not among them, and
-forgets them once the experiment is no longer critical (in memory: a restarted server checks afresh).
-The monitor reads through the database process's read pool, never the writer, and a failing check is
-logged and counted (``armor_ab_health_checks_failed_total``), never raised.
+It never resumes one: a human does (API, CLI, dashboards). A human resume through the API acknowledges
+the critical problems of that moment: the monitor pauses again only for a critical problem not among
+them, and forgets them once the experiment is no longer critical. Both are kept in the experiment's
+history, so a restarted server goes on where it was: the resume's note ends with the codes
+(``[acknowledged: ...]``; ``store.experiments.acknowledgement`` reads them back on the monitor's first
+round for the experiment), and the end is a row of its own (``acknowledgement_end``); a pause, stop,
+start or repair after the resume ends it too. The monitor reads through the database process's read
+pool, never the writer, and a failing check is logged and counted
+(``armor_ab_health_checks_failed_total``), never raised.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from armor_ab.services.errors import ServiceError
 from armor_ab.services.reports import report_json
 from armor_ab.services.state import AppState
 from armor_ab.stats.srm import sequential_srm
-from armor_ab.store.experiments import ExperimentRecord, set_paused
+from armor_ab.store.experiments import ExperimentRecord, acknowledgement, end_acknowledgement, set_paused
 from armor_ab.store.health import HealthReads, health_reads
 
 log = logging.getLogger("armor_ab.health")
@@ -148,7 +153,8 @@ def assess(
     record: ExperimentRecord, reads: HealthReads, armor_requests: int, fallbacks: dict[str, int],
     guardrails: GuardrailHealth, now: datetime, fallback_since: datetime,
 ) -> ExperimentHealth:
-    """The health of ``record`` from what was read: its numbers, its problems and status."""
+    """The health of ``record`` from what was read: its numbers, its problems and status. ``armor_requests``
+    and ``fallbacks`` are counted over the last ``health.fallback_window_minutes``, from ``fallback_since``."""
     spec, h = record.spec, record.spec.health
     problems: list[Problem] = []
 
@@ -182,7 +188,8 @@ def assess(
     if fallback_rate is not None and served >= MIN_FALLBACK_REQUESTS and fallback_rate > h.max_fallback_rate:
         reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(fallbacks.items()) if r != "paused" and n)
         problems.append(Problem("fallback_rate", "warn",
-                                f"{fell_back:,} of {served:,} ARMOR content requests served control's copy "
+                                f"{fell_back:,} of {served:,} ARMOR content requests of the last "
+                                f"{h.fallback_window_minutes} min served control's copy "
                                 f"({_pct(fallback_rate)} > {_pct(h.max_fallback_rate)}; {reasons})"))
 
     if reads.lag_p95_s is not None and reads.lag_p95_s > h.max_ingestion_lag_s:
@@ -219,7 +226,8 @@ def assess(
                  "exposures_total": reads.exposures_total, "events_total": reads.events_total,
                  "since": start.isoformat() if start else None, "min_exposures_per_hour": h.min_exposures_per_hour},
         fallback={"armor_requests": armor_requests, "fallbacks": dict(fallbacks), "rate": fallback_rate,
-                  "max_rate": h.max_fallback_rate, "since": fallback_since.isoformat()},
+                  "max_rate": h.max_fallback_rate, "window_s": h.fallback_window_minutes * 60.0,
+                  "since": fallback_since.isoformat()},
         content={"pages": sum(reads.pages_by_status.values()), "checked": checked, "by_verdict": dict(by_verdict),
                  "by_status": dict(reads.pages_by_status), "fail_rate": fail_rate, "max_fail_rate": max_fail,
                  "min_checked": MIN_CHECKED_PAGES},
@@ -236,9 +244,9 @@ class HealthService:
     """One server's health checks, the monitor, and what they remember (acknowledged problems, refusals)."""
 
     state: AppState
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     last: dict[str, ExperimentHealth] = field(default_factory=dict)
     _acknowledged: dict[str, frozenset[str]] = field(default_factory=dict)
+    _restored: set[str] = field(default_factory=set)  # experiments whose acknowledgement was read from the store
     _refused: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (monotonic time, message)
     _parsed: dict[str, tuple[bytes, tuple[dict, ...]]] = field(default_factory=dict)  # key -> (report, breaches)
     _stopping: asyncio.Event | None = None  # made by ``run``, in the loop it runs in
@@ -262,9 +270,9 @@ class HealthService:
         else:
             last = self.last.get(key)
             guardrails = last.guardrails if last is not None else GuardrailHealth("not_computed")
-        metrics = self.state.metrics
-        health = assess(record, reads, metrics.armor_requests.get(key, 0), dict(metrics.fallbacks.get(key, {})),
-                        guardrails, now, self.started_at)
+        recent = self.state.metrics.fallback_window.read(key, spec.health.fallback_window_minutes, now.timestamp())
+        health = assess(record, reads, recent.requests, recent.fallbacks, guardrails, now,
+                        datetime.fromtimestamp(recent.since, UTC))
         self.last[key] = health
         self.publish(health)
         return health
@@ -389,13 +397,18 @@ class HealthService:
             self.state.metrics.clear_health(key)
         for key in set(self._acknowledged) - set(running):
             del self._acknowledged[key]
+        self._restored &= set(running)
 
     async def protect(self, health: ExperimentHealth) -> bool:
         """Pause the experiment when its health is critical and its spec says ``auto_pause``, unless a human
         resumed it over these same problems. Returns whether it paused it."""
         key = health.experiment
+        if key not in self._restored:
+            await self._restore(key)
         if health.status != "critical":
-            self._acknowledged.pop(key, None)
+            ended = self._acknowledged.pop(key, None)
+            if ended:
+                await self._end(key, ended)
             return False
         live = self.state.experiments.get(key)
         if live is None or not health.auto_pause:
@@ -423,16 +436,54 @@ class HealthService:
         if live is not None and live.record.status == "running" and key in self.state.metrics.health_experiments():
             self.state.metrics.paused.labels(key).set(1.0 if live.record.paused_at is not None else 0.0)
 
-    async def acknowledge(self, key: str) -> frozenset[str]:
-        """A human resumed the experiment: its current critical problems no longer pause it (until it is
-        healthy again, or another critical problem appears). Returns the problems acknowledged."""
+    async def _restore(self, key: str) -> None:
+        """The acknowledgement of the experiment's last resume, from its history (a restarted server's first
+        round); one this server made meanwhile stays. A failing read is tried again next round."""
+        try:
+            codes = await self.state.read(acknowledgement, key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - without it the monitor may pause again; the log says why
+            self.state.metrics.health_failures.inc()
+            log.exception("the acknowledgement of the last resume could not be read", extra={"experiment": key})
+            return
+        self._restored.add(key)
+        if codes:
+            self._acknowledged.setdefault(key, codes)
+
+    async def _end(self, key: str, codes: frozenset[str]) -> None:
+        """The experiment is no longer critical: its acknowledged problems pause it again should they return,
+        after a restart too (the history says the acknowledgement ended)."""
+        log.info("the problems acknowledged at the resume are over", extra={"experiment": key,
+                                                                           "problems": sorted(codes)})
+        try:
+            await asyncio.shield(self.state.write(end_acknowledgement, key, codes, by=PAUSED_BY))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a restart would restore it; the log says so
+            self.state.metrics.health_failures.inc()
+            log.exception("the end of an acknowledgement could not be recorded", extra={"experiment": key})
+
+    async def to_acknowledge(self, key: str) -> frozenset[str]:
+        """The critical problems a human resuming the experiment now acknowledges: the last check's and a
+        fresh one's (without a report: a resume must not wait for one)."""
         seen = self.last.get(key)
-        health = await self.check(key, report=False)  # a resume must not wait for a report
-        codes = frozenset(p.code for p in health.critical)
-        if seen is not None:
-            codes |= {p.code for p in seen.critical}
+        codes = {p.code for p in seen.critical} if seen is not None else set()
+        try:
+            health = await self.check(key, report=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the resume goes on with what the last check saw
+            log.exception("resuming without a fresh health check", extra={"experiment": key})
+        else:
+            codes |= {p.code for p in health.critical}
+        return frozenset(codes)
+
+    def acknowledge(self, key: str, codes: frozenset[str]) -> None:
+        """A human resumed the experiment over ``codes`` (``to_acknowledge``; the resume's history row holds
+        them): they no longer pause it, until it is no longer critical or another critical problem appears."""
+        self._restored.add(key)  # this server's word is the history's newest
         if codes:
             self._acknowledged[key] = codes
         else:
             self._acknowledged.pop(key, None)
-        return codes

@@ -1,19 +1,107 @@
-"""Prometheus metrics of one server (its own registry, so tests can build many apps in one process)."""
+"""Prometheus metrics of one server (its own registry, so tests can build many apps in one process), and the
+recent ARMOR-arm content answers the live health reads its fallback rate from (``FallbackWindow``)."""
 
 from __future__ import annotations
 
+import time
+from array import array
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from armor_ab.experiments.content_checks import MAX_FALLBACK_WINDOW_MINUTES
 
 # One sample of an experiment's health series: the gauge, its labels after ``experiment``, the value.
 HealthSample = tuple[Gauge, tuple[str, ...], float]
 
 
+@dataclass(frozen=True)
+class WindowCounts:
+    """An experiment's ARMOR-arm content answers over a trailing window (``FallbackWindow.read``)."""
+
+    requests: int  # content requests of visitors in an ARMOR arm
+    fallbacks: dict[str, int]  # of them served control's copy, by reason
+    since: float  # Unix time the counts start: the window's first minute, or the server's start if later
+
+
+class _Ring:
+    """One experiment's per-minute counts: slot ``m % size`` holds minute ``m`` (Unix time // 60) while
+    ``stamps`` says so; an older minute's slot is zeroed when a new minute takes it."""
+
+    __slots__ = ("by_reason", "requests", "stamps")
+
+    def __init__(self, size: int) -> None:
+        self.stamps = array("q", [-1]) * size
+        self.requests = array("q", [0]) * size
+        self.by_reason: dict[str, array] = {}  # reason -> per-slot counts (a handful of reasons)
+
+    def slot(self, minute: int) -> int:
+        i = minute % len(self.stamps)
+        if self.stamps[i] != minute:
+            self.stamps[i] = minute
+            self.requests[i] = 0
+            for counts in self.by_reason.values():
+                counts[i] = 0
+        return i
+
+
+class FallbackWindow:
+    """The ARMOR-arm content answers of the last ``minutes`` (a day by default), by experiment and minute.
+
+    Fixed memory whatever the traffic: a ring of per-minute buckets per experiment (two integers a minute,
+    and one per fallback reason seen). ``clock`` (Unix seconds) is the time of a count or read without an
+    explicit ``now``; the window starts counting at its construction (the server's start). Counted on the
+    event loop, like the Prometheus counters beside it."""
+
+    def __init__(self, minutes: int = MAX_FALLBACK_WINDOW_MINUTES, clock: Callable[[], float] = time.time) -> None:
+        if minutes < 1:
+            raise ValueError(f"a window keeps at least one minute, got {minutes}")
+        self.minutes = minutes
+        self.clock = clock
+        self.started = clock()
+        self._rings: dict[str, _Ring] = {}
+
+    def count(self, experiment: str, fallback: str | None, now: float | None = None) -> None:
+        """One content answer to a visitor of an ARMOR arm: its page (``fallback`` None) or control's copy."""
+        ring = self._rings.get(experiment)
+        if ring is None:
+            ring = self._rings[experiment] = _Ring(self.minutes)
+        i = ring.slot(int((self.clock() if now is None else now) // 60))
+        ring.requests[i] += 1
+        if fallback is not None:
+            counts = ring.by_reason.get(fallback)
+            if counts is None:
+                counts = ring.by_reason[fallback] = array("q", [0]) * self.minutes
+            counts[i] += 1
+
+    def read(self, experiment: str, minutes: int, now: float | None = None) -> WindowCounts:
+        """The answers of the current minute and the ``minutes - 1`` before it (so between ``minutes - 1``
+        and ``minutes`` of them; at most the ring's)."""
+        now = self.clock() if now is None else now
+        minutes = max(1, min(minutes, self.minutes))
+        last = int(now // 60)
+        first = last - minutes + 1
+        since = max(self.started, first * 60.0)
+        ring = self._rings.get(experiment)
+        if ring is None:
+            return WindowCounts(0, {}, since)
+        requests = 0
+        fallbacks = dict.fromkeys(ring.by_reason, 0)
+        for minute in range(first, last + 1):
+            i = minute % self.minutes
+            if ring.stamps[i] != minute:
+                continue
+            requests += ring.requests[i]
+            for reason, counts in ring.by_reason.items():
+                fallbacks[reason] += counts[i]
+        return WindowCounts(requests, {r: n for r, n in fallbacks.items() if n}, since)
+
+
 class Metrics:
     """Prometheus metrics of one app instance (own registry, so tests can build many apps)."""
 
-    def __init__(self, writer_depth: Callable[[], float]) -> None:
+    def __init__(self, writer_depth: Callable[[], float], clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "armor_ab_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
@@ -65,9 +153,9 @@ class Metrics:
             "content requests of visitors in an ARMOR arm (the denominator of the fallback rate), by experiment",
             ["experiment"], registry=self.registry,
         )
-        # The same counts as plain numbers for the health check (reading a Counter back is private API).
-        self.armor_requests: dict[str, int] = {}
-        self.fallbacks: dict[str, dict[str, int]] = {}
+        # The same answers over the last minutes, for the health check's fallback rate: the counters above
+        # count since the server started (as Prometheus wants), which a recent outage would barely move.
+        self.fallback_window = FallbackWindow(clock=clock)
         self.events_refused = Counter(
             "armor_ab_events_refused_total",
             "client events refused one by one (the rest of their batch committed), by reason",
@@ -146,8 +234,6 @@ class Metrics:
     def count_armor_content(self, experiment: str, fallback: str | None) -> None:
         """One content answer to a visitor of an ARMOR arm: its page (``fallback`` None) or control's copy."""
         self.content_armor_requests.labels(experiment).inc()
-        self.armor_requests[experiment] = self.armor_requests.get(experiment, 0) + 1
         if fallback is not None:
             self.content_fallback.labels(experiment, fallback).inc()
-            by_reason = self.fallbacks.setdefault(experiment, {})
-            by_reason[fallback] = by_reason.get(fallback, 0) + 1
+        self.fallback_window.count(experiment, fallback)

@@ -5,12 +5,12 @@ ARMOR arms serve control's copy (fallback ``paused``) until someone resumes it. 
 (``services.health``) pauses a critical experiment by itself and never resumes one. Only a running
 experiment pauses or resumes (409 ``invalid_transition`` otherwise); pausing a paused one keeps its
 first cause, resuming a running one that is not paused changes nothing (``changed`` false). The history
-row (``pause``/``resume``) records the cause or note and who: the API key's name (its id when it has none).
+row (``pause``/``resume``) records the cause or note and who: the API key's name (its id when it has none),
+and a resume's row the critical problems it acknowledged (``[acknowledged: ...]`` at its end), which the
+monitor reads back after a restart.
 """
 
 from __future__ import annotations
-
-import logging
 
 from armor_ab.services.assignment import live_experiment
 from armor_ab.services.auth import Principal
@@ -21,7 +21,6 @@ from armor_ab.store.experiments import ExperimentError, ExperimentRecord, set_pa
 from armor_ab.store.health import api_key_name
 
 RESUMED = "resumed"  # the history note of a resume without one
-log = logging.getLogger("armor_ab.health")
 
 
 async def actor(state: AppState, principal: Principal) -> str:
@@ -39,10 +38,11 @@ def _running(state: AppState, key: str) -> ExperimentRecord:
     return record
 
 
-async def _set(state: AppState, key: str, paused: bool, cause: str, by: str) -> tuple[ExperimentRecord, bool]:
+async def _set(state: AppState, key: str, paused: bool, cause: str, by: str,
+               acknowledged: frozenset[str] = frozenset()) -> tuple[ExperimentRecord, bool]:
     _running(state, key)
     try:
-        return await state.write(set_paused, key, paused, cause=cause, by=by)
+        return await state.write(set_paused, key, paused, cause=cause, by=by, acknowledged=acknowledged)
     except ExperimentError as exc:
         raise ServiceError(404 if exc.code == "experiment_not_found" else 409, exc.code, exc.message,
                            exc.field) from None
@@ -60,14 +60,15 @@ async def resume_experiment(
     state: AppState, key: str, note: str | None, by: str, health: HealthService | None = None,
 ) -> tuple[ExperimentRecord, bool]:
     """Resume a paused experiment; the live-health monitor (``health``) then leaves the critical problems
-    of this moment alone (the human saw them) and pauses again only for a new one."""
+    of this moment alone (the human saw them: the history row names them, so a restart keeps them) and
+    pauses again only for a new one."""
     note = (note or "").strip() or RESUMED
-    record, changed = await _set(state, key, False, note, by)
+    codes: frozenset[str] = frozenset()
+    if health is not None and _running(state, key).paused_at is not None:
+        codes = await health.to_acknowledge(key)
+    record, changed = await _set(state, key, False, note, by, codes)
     if changed and health is not None:
-        try:
-            await health.acknowledge(key)
-        except Exception:  # noqa: BLE001 - it is resumed; the monitor may pause it again, which the log says
-            log.exception("resumed, but its current problems could not be acknowledged", extra={"experiment": key})
+        health.acknowledge(key, codes)
     return record, changed
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -310,11 +312,28 @@ def set_status(
     return _save(con, rec, "start" if status == "running" else "stop")
 
 
+# The end of a resume's history note that names the critical problems the human acknowledged (live health).
+_ACKNOWLEDGED = re.compile(r" \[acknowledged: ([a-z_]+(?:, [a-z_]+)*)\]$")
+ACKNOWLEDGEMENT_END = "acknowledgement_end"  # the history action: the acknowledged problems are over
+
+
+def acknowledged_codes(note: str | None) -> frozenset[str]:
+    """The problem codes a resume's history note acknowledges (``set_paused(..., acknowledged=...)``)."""
+    match = _ACKNOWLEDGED.search(note or "")
+    return frozenset(match.group(1).split(", ")) if match else frozenset()
+
+
 def set_paused(con: duckdb.DuckDBPyConnection, key: str, paused: bool, *, cause: str,
-               by: str | None = None) -> tuple[ExperimentRecord, bool]:
+               by: str | None = None, acknowledged: Collection[str] = ()) -> tuple[ExperimentRecord, bool]:
     """Pause (the ARMOR arms serve control's copy; assignment is unchanged) or resume a running
     experiment; returns the record and whether anything changed (pausing a paused one keeps the
-    first cause). The history row (``pause``/``resume``) carries the cause and who."""
+    first cause). The history row (``pause``/``resume``) carries the cause and who, and a resume's the
+    live-health problem codes the human ``acknowledged`` (`` [acknowledged: a, b]`` at its end, read back
+    by ``acknowledged_codes``)."""
+    if paused and acknowledged:
+        raise ValueError("only a resume acknowledges problems")
+    if any(not re.fullmatch(r"[a-z_]+", c) for c in acknowledged):
+        raise ValueError(f"problem codes are lower-case words, got {sorted(acknowledged)}")
     old = get_experiment(con, key)
     if old is None:
         raise ExperimentError("experiment_not_found", f"no experiment {key!r}", field="key")
@@ -327,8 +346,41 @@ def set_paused(con: duckdb.DuckDBPyConnection, key: str, paused: bool, *, cause:
     rec = dataclasses.replace(old, updated_at=now, paused_at=now if paused else None,
                               pause_cause=cause if paused else None)
     note = f"{cause} (by {by})" if by else cause
+    if acknowledged:
+        note += f" [acknowledged: {', '.join(sorted(acknowledged))}]"
     return _save(con, rec, "pause" if paused else "resume", note), True
 
 
-def spec_json(rec: ExperimentRecord) -> str:
-    return json.dumps(rec.public())
+# The history actions after which a resume's acknowledgement no longer holds, and the resume itself.
+_ACK_ACTIONS = ("resume", "pause", "start", "stop", "repair", ACKNOWLEDGEMENT_END)
+
+
+def acknowledgement(con: duckdb.DuckDBPyConnection, key: str) -> frozenset[str]:
+    """The live-health problem codes the experiment's last resume acknowledged, while that resume still
+    holds: no pause, stop, start, repair or ``acknowledgement_end`` after it. Empty otherwise."""
+    row = con.execute(
+        f"""SELECT action, note FROM experiment_history
+            WHERE key = ? AND action IN ({", ".join("?" * len(_ACK_ACTIONS))})
+            ORDER BY revision DESC LIMIT 1""",
+        [key, *_ACK_ACTIONS],
+    ).fetchone()
+    return acknowledged_codes(row[1]) if row is not None and row[0] == "resume" else frozenset()
+
+
+def end_acknowledgement(con: duckdb.DuckDBPyConnection, key: str, codes: Collection[str], *, by: str) -> bool:
+    """Record in the history (action ``acknowledgement_end``) that the problems the last resume acknowledged,
+    ``codes``, are over (the experiment was no longer critical); the record itself is unchanged. Writes
+    nothing, and returns False, unless the history's acknowledgement is still ``codes``."""
+    rec = get_experiment(con, key)
+    if rec is None or not codes or acknowledgement(con, key) != frozenset(codes):
+        return False
+    con.execute("BEGIN")
+    try:
+        _history(con, rec, ACKNOWLEDGEMENT_END, datetime.now(UTC),
+                 f"no longer critical: the problems acknowledged at the resume ({', '.join(sorted(codes))}) "
+                 f"pause it again should they return (by {by})")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return True

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS experiment_history (
     key VARCHAR NOT NULL,
     revision INTEGER NOT NULL,
     action VARCHAR NOT NULL,                  -- create | update | start | stop | rebucket | repair | pause | resume
+                                              -- | acknowledgement_end (the monitor: a resume's acknowledgement ended)
     status VARCHAR NOT NULL,
     bucket_version INTEGER NOT NULL,
     spec JSON NOT NULL,
