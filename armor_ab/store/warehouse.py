@@ -26,6 +26,8 @@ the aggregates (a few hundred rows) come back. Every warehouse has:
 ``sc://host:port``                  a Spark Connect server
 ==================================  ===============================================================
 
+Spark URLs also take Spark settings as options (``spark://local[2]?spark.driver.memory=4g``).
+
 Query options on any URL: ``table=NAME`` (the events table, default ``events``), ``parquet=PATH``
 (register ``table`` as a view over that Parquet file or directory, e.g. an exported event lake:
 ``PATH/**/*.parquet`` globs work where the engine takes them), ``unique=1`` (the table keeps
@@ -167,9 +169,11 @@ class ChdbWarehouse(_Base):
         """Run a statement without parameters (DDL, inserts)."""
         self.session.query(sql)
 
-    def attach_parquet(self, path: str | Path, table: str | None = None, *, copy: bool = True) -> None:
-        """``table`` over a Parquet file (or glob): a MergeTree copy (``copy``: the query reads the
-        events several times, ClickHouse inlines CTEs) or a view over ``file()``."""
+    def attach_parquet(self, path: str | Path, table: str | None = None, *, copy: bool = False) -> None:
+        """``table`` over a Parquet file (or glob): a view over ``file()`` (default), or a MergeTree copy
+        (``copy``). The report's staged query reads the events once (its ``src`` step), so the copy's load
+        (2.4 s for 10M events) bought nothing in benchmarks/bench_warehouse.py (4.79 s a report against
+        4.78 s over the view); copy when many reports will read the same files."""
         name = check_source(table or _name(self.table))
         source = f"file({_sql_string(str(path), clickhouse=True)}, Parquet)"
         self.command(f"DROP TABLE IF EXISTS {name}")
@@ -328,10 +332,11 @@ def open_warehouse(url: str, *, table: str | None = None, parquet: str | Path | 
             database=unquote(parts.path.lstrip("/")) or "default", secure=secure,
         )
         wh = ClickHouseWarehouse(client, table, bool(unique_opt))
-    elif kind == "spark":
-        wh = SparkWarehouse(spark_session(target), table, bool(unique_opt), owned=True)
-    else:  # sc: Spark Connect
-        wh = SparkWarehouse(spark_session(remote=target), table, bool(unique_opt), owned=True)
+    elif kind in ("spark", "sc"):
+        # Spark settings ride on the URL: spark://local[2]?spark.driver.memory=4g
+        conf = {k: v for k, v in options.items() if k.startswith("spark.")}
+        session = spark_session(target, **conf) if kind == "spark" else spark_session(remote=target, **conf)
+        wh = SparkWarehouse(session, table, bool(unique_opt), owned=True)
     try:
         if parquet is not None:
             wh.attach_parquet(parquet)
