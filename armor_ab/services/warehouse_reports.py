@@ -19,7 +19,6 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
 
 from armor_ab.services.errors import ServiceError
 from armor_ab.store.experiments import ExperimentRecord
@@ -88,7 +87,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:500] if text else ""
 
-
-def describe(reports: WarehouseReports | None) -> dict[str, Any]:
-    """Where reports are computed, for ``/healthz``-style answers (no password)."""
-    return {"reports": "store"} if reports is None else {"reports": "warehouse", "warehouse": reports.where}

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -337,13 +337,3 @@ def render(mapping: EventMapping, dialect: str | Dialect, *, unique: bool | None
         unique = not mapping.has_event_ids()
     return Relation(sql, unique=unique, dialect=d.name)
 
-
-def describe(mapping: EventMapping | None) -> dict[str, Any]:
-    """What a mapping reads, for logs and reports (table names and types only: never a URL)."""
-    if mapping is None:
-        return {"form": "events table"}
-    if mapping.events is not None:
-        return {"form": "events renamed", "table": mapping.events.table or "(sql)"}
-    assert mapping.exposures is not None
-    return {"form": "exposures and conversions", "exposures": mapping.exposures.table or "(sql)",
-            "conversions": [{"type": c.type, "table": c.table or "(sql)"} for c in mapping.conversions]}
