@@ -1,7 +1,9 @@
 """GPU engines (marked ``gpu``; skipped where CUDA / TensorRT / the CUDA execution provider are absent).
 
-TensorRT fp16 vs PyTorch fp32: max |diff| <= 2e-2 x max(1, max |reference|) per graph, and top-1 agreement of
-every logits graph >= 0.99 (docs/engine.md). ONNX Runtime's CUDA EP: the fp32 1e-4 bound of the CPU EP.
+TensorRT fp16 vs PyTorch fp32: max |diff| <= 2e-2 x max(1, max |reference|) per graph, hidden states and logits
+apart (RoPE positions up to the model's last one included), and top-1 agreement of every logits graph >= 0.99
+(docs/engine.md); greedy generation is reported (agreement, first divergence), not required. ONNX Runtime's
+CUDA EP: the fp32 1e-4 bound of the CPU EP.
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ def test_tensorrt_fp16_parity(tmp_path_factory: pytest.TempPathFactory, loaded) 
     root = tmp_path_factory.mktemp("trt")
     directory: Path = build_tensorrt(load_recipe(TINY_RECIPE), out_root=root, progress=False)
     be = open_engine_backend(directory, "tensorrt", loaded.model.config)
+    assert be.manifest.kv_dtype == "float16" and be.manifest.parity["within_tolerance"], be.manifest.parity
+    assert be.stream.cuda_stream != torch.cuda.default_stream().cuda_stream  # not the legacy default stream
     report = step_parity(loaded.model, be)  # reference: PyTorch fp32 on the CPU
-    assert report.failures(FP16_TOLERANCE, relative=True) == {}, report.max_abs_diff
-    assert min(report.top1_agreement.values()) >= TOP1, report.top1_agreement
-    greedy = greedy_parity(loaded.model, loaded.tokenizer, be)
-    assert greedy["token_agreement"] >= 0.9
+    assert be.lm_kv.dtype == torch.float16 and be.lm_kv.data_ptr() % 256 == 0
+    assert report.failures(FP16_TOLERANCE, relative=True) == {}, report.to_json()
+    assert report.top1_failures(TOP1) == {}, report.top1_agreement
+    greedy = greedy_parity(loaded.model, loaded.tokenizer, be)  # reported, not required (fp16 near-ties)
+    assert greedy["images"] == 4 and len(greedy["first_divergence"]) == 2, greedy
 
 
 @pytest.mark.skipif(not _cuda_ep(), reason="needs CUDA and onnxruntime-gpu (CUDAExecutionProvider)")

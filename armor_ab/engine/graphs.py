@@ -21,7 +21,9 @@ so that ``torch.onnx.export(..., dynamo=True)`` captures it and ONNX Runtime / T
 
 Dynamic axes: R = ``rows``, T = ``tokens``, S = ``cache``, N/B = ``images``; every other dim is fixed by the
 config. ``decode`` is the LM step fused with the embedding and the text head; ``adapter`` ends with the
-visual head at the chunk's last position (the runtime skips the separate head calls when it can).
+visual head at the chunk's last position (the runtime skips the separate head calls when it can). Float I/O
+is fp32, in the exported files always; an fp16 TensorRT engine makes its KV I/O (PAST, ``new_kv``) fp16 at
+build time (``graph_specs(config, kv_dtype)``).
 
 KV cache protocol (the same for every backend). The runtime owns one fixed-size buffer per stack,
 ``(layers, 2, rows, kv_heads, S, head_dim)``: for one layer, K or V, and any contiguous range of rows
@@ -30,6 +32,11 @@ by pointer - no copy. A graph *reads* the whole past buffer (static size S; slot
 masked by ``past_valid``) and *returns only its new tokens' keys/values* (``new_kv``), which the runtime writes
 into the buffer at ``[start, start + T)``. A decode step therefore moves (L, 2, R, H, 1, D) numbers, never the
 whole cache, and no graph aliases an input with an output (which ONNX does not define).
+
+RoPE. cos/sin are rows of a precomputed fp32 table ``(max_position_embeddings, head_dim)`` (``rope_table``: the
+model's own rotary embedding evaluated once at every position), gathered by position id - not position x
+inv_freq and cos/sin computed in the graph, which TensorRT may run in fp16: the angle of position 1000 in
+fp16 is off by up to 0.25 rad, while a table entry rounded to fp16 is off by at most 2.5e-4.
 
 Attention (``decoder_block``) runs over [past buffer | new tokens] without concatenating them: scores against
 the past keys where they lie, scores against the new keys, one softmax over both parts. A query sees the valid
@@ -48,6 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.models.llama import modeling_llama
 from transformers.models.qwen2 import modeling_qwen2
@@ -189,17 +197,40 @@ def decoder_block(
     return x, k, v  # (R, T, C), new keys and values (R, Hkv, T, D)
 
 
+@torch.no_grad()
+def rope_table(rotary_emb: nn.Module, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (P, D) in fp32 for positions 0..P-1: the model's own rotary embedding (its frequencies, its
+    attention scaling) evaluated once at every position, so a graph gathers rows instead of computing angles."""
+    position_ids = torch.arange(positions, device=rotary_emb.inv_freq.device)[None]  # (1, P)
+    x = torch.zeros(1, dtype=torch.float32, device=position_ids.device)  # only its dtype and device are used
+    cos, sin = rotary_emb(x, position_ids)  # (1, P, D) each
+    return cos[0].float().contiguous(), sin[0].float().contiguous()
+
+
+class RopeTable(nn.Module):
+    """cos/sin rows by position id: the table is a constant of the exported graph (an ONNX Gather on it)."""
+
+    def __init__(self, rotary_emb: nn.Module, positions: int) -> None:
+        super().__init__()
+        cos, sin = rope_table(rotary_emb, positions)
+        self.register_buffer("cos", cos, persistent=False)  # (P, D)
+        self.register_buffer("sin", sin, persistent=False)  # (P, D)
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.embedding(position_ids, self.cos), F.embedding(position_ids, self.sin)  # (R, T, D) each
+
+
 def run_blocks(
     layers: nn.ModuleList,
     norm: nn.Module,
-    rotary_emb: nn.Module,
+    rope: RopeTable,
     h: torch.Tensor,  # (R, T, C)
     position_ids: torch.Tensor,  # (R, T)
     past_valid: torch.Tensor,  # (R, S)
     new_valid: torch.Tensor,  # (R, T)
     past: list[torch.Tensor],  # [k_0, v_0, k_1, v_1, ...], each (R, Hkv, S, D)
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    cos, sin = rotary_emb(h, position_ids)  # (R, T, D) each
+    cos, sin = rope(position_ids)  # (R, T, D) each, fp32 rows of the table
     groups = layers[0].self_attn.num_key_value_groups
     mask_past, mask_new = step_masks(past_valid, new_valid, groups)
     new = []
@@ -207,6 +238,11 @@ def run_blocks(
         h, k, v = decoder_block(layer, h, cos, sin, past[2 * i], past[2 * i + 1], mask_past, mask_new)
         new.append(torch.stack([k, v]))  # (2, R, Hkv, T, D)
     return rms_norm(h, norm), torch.stack(new)  # (R, T, C), (L, 2, R, Hkv, T, D)
+
+
+def max_positions(model: ArmorForInterleavedGeneration) -> int:
+    """Rows of the RoPE tables: every position a request may use (``generate`` refuses longer ones)."""
+    return model.config.text_config.max_position_embeddings
 
 
 class VisionGraph(nn.Module):
@@ -233,6 +269,7 @@ class PrefillGraph(nn.Module):
     def __init__(self, model: ArmorForInterleavedGeneration) -> None:
         super().__init__()
         self.lm = model.model.language_model
+        self.rope = RopeTable(self.lm.rotary_emb, max_positions(model))
 
     def forward(
         self,
@@ -244,7 +281,7 @@ class PrefillGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         lm = self.lm
         return run_blocks(
-            lm.layers, lm.norm, lm.rotary_emb, embeds, position_ids, past_valid, new_valid, list(past)
+            lm.layers, lm.norm, self.rope, embeds, position_ids, past_valid, new_valid, list(past)
         )
 
 
@@ -255,6 +292,7 @@ class DecodeGraph(nn.Module):
         super().__init__()
         self.model = model
         self.lm = model.model.language_model
+        self.rope = RopeTable(self.lm.rotary_emb, max_positions(model))
 
     def forward(
         self,
@@ -269,7 +307,7 @@ class DecodeGraph(nn.Module):
         h, new_kv = run_blocks(
             lm.layers,
             lm.norm,
-            lm.rotary_emb,
+            self.rope,
             embeds,
             position_ids[:, None],
             past_valid,
@@ -296,6 +334,7 @@ class AdapterGraph(nn.Module):
         super().__init__()
         self.model = model
         self.adapter = model.adapter
+        self.rope = RopeTable(model.adapter.rotary_emb, max_positions(model))
 
     def forward(
         self,
@@ -307,7 +346,7 @@ class AdapterGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ad = self.adapter
         a, new_kv = run_blocks(
-            ad.layers, ad.norm, ad.rotary_emb, hidden, position_ids, past_valid, new_valid, list(past)
+            ad.layers, ad.norm, self.rope, hidden, position_ids, past_valid, new_valid, list(past)
         )  # (R, T, C), (La, 2, R, H, T, D)
         return a, self.model.visual_logits(a[:, -1]), new_kv  # (R, T, C), (R, N + 2), (La, 2, R, H, T, D)
 
@@ -338,7 +377,7 @@ class TensorSpec:
     """A graph input or output: name, dtype and shape; a str dim is a dynamic axis with that name."""
 
     name: str
-    dtype: str  # "float32", "int64", "bool"
+    dtype: str  # "float32", "float16" (an fp16 engine's KV cache), "int64", "bool"
     shape: tuple[int | str, ...]
 
     def to_json(self) -> dict:
@@ -390,18 +429,26 @@ class Dims:
         )
 
 
-def graph_specs(config: ArmorConfig) -> dict[str, GraphSpec]:
-    """Names, dtypes and shapes of every graph's inputs and outputs (dynamic axes by name)."""
+KV_DTYPES = ("float32", "float16")  # the KV cache's I/O dtype: fp32, or fp16 for fp16 TensorRT engines
+
+
+def graph_specs(config: ArmorConfig, kv_dtype: str = "float32") -> dict[str, GraphSpec]:
+    """Names, dtypes and shapes of every graph's inputs and outputs (dynamic axes by name). ``kv_dtype`` is the
+    dtype of the KV cache I/O (``past_*``, ``new_kv``); every other float tensor is fp32."""
+    if kv_dtype not in KV_DTYPES:
+        raise ValueError(f"KV dtype {kv_dtype!r}: expected one of {KV_DTYPES}")
     d = Dims.of(config)
     f, i, b = "float32", "int64", "bool"
     T = TensorSpec
 
     def past(layers: int) -> tuple[TensorSpec, ...]:
         shape = ("rows", d.kv_heads, "cache", d.head_dim)
-        return tuple(T(f"past_{kind}_{i}", f, shape) for i in range(layers) for kind in ("key", "value"))
+        return tuple(
+            T(f"past_{kind}_{i}", kv_dtype, shape) for i in range(layers) for kind in ("key", "value")
+        )
 
     def new_kv(layers: int, t: int | str) -> TensorSpec:
-        return T("new_kv", f, (layers, 2, "rows", d.kv_heads, t, d.head_dim))
+        return T("new_kv", kv_dtype, (layers, 2, "rows", d.kv_heads, t, d.head_dim))
 
     return {
         "vision": GraphSpec(

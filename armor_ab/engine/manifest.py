@@ -14,6 +14,8 @@ The manifest records the model config (whole, and its hash), every graph's file,
 outputs (names, dtypes, shapes with named dynamic axes), the opset, the precision, the TensorRT optimisation
 profiles, the parity figures measured at build time and the tool versions; ``tokenizer`` is
 ``{"kind", "file" (the main one), "files" (all of them)}`` and every tokenizer file has its SHA-256 in ``files``.
+``kv_cache.dtype`` is the KV cache's I/O dtype: float32, or float16 for fp16 TensorRT engines (absent in
+older manifests: float32).
 
 ``verify_engine_dir`` runs every check that does not need a runtime: the manifest parses and is of a known
 format, the config matches its hash (and the caller's model, if given), the graph I/O the manifest declares is
@@ -37,7 +39,7 @@ from armor_ab.model.configuration import ArmorConfig
 from armor_ab.model.tokenizer import TOKENIZER_FILE, TextTokenizer, load_tokenizer
 
 from .errors import EngineError
-from .graphs import GRAPH_NAMES, GraphSpec, TensorSpec, graph_specs
+from .graphs import GRAPH_NAMES, KV_DTYPES, GraphSpec, TensorSpec, graph_specs
 
 __all__ = ["EngineError", "Manifest", "GraphEntry", "verify_engine_dir"]
 
@@ -167,6 +169,12 @@ class Manifest:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
         return path
 
+    @property
+    def kv_dtype(self) -> str:
+        """The KV cache's I/O dtype (``kv_cache.dtype``): fp32, or fp16 for fp16 TensorRT engines; manifests
+        written before it was recorded are fp32."""
+        return self.kv_cache.get("dtype", "float32")
+
     def armor_config(self) -> ArmorConfig:
         return ArmorConfig.from_dict(self.config)
 
@@ -195,7 +203,8 @@ def tool_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
-    for dist in ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
+    dists = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu")
+    for dist in (*dists, "tensorrt", "tensorrt-cu12", "tensorrt-cu13"):
         try:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -261,7 +270,9 @@ def check_config(manifest: Manifest, directory: Path, expected: ArmorConfig | No
 def check_graph_specs(manifest: Manifest, directory: Path, config: ArmorConfig) -> None:
     """Every graph is present and its declared I/O is what the config implies."""
     path = Path(directory) / MANIFEST_FILE
-    expected = graph_specs(config)
+    if manifest.kv_dtype not in KV_DTYPES:
+        raise EngineError(path, f"kv_cache.dtype {manifest.kv_dtype!r} is not one of {KV_DTYPES}")
+    expected = graph_specs(config, manifest.kv_dtype)
     missing = [name for name in GRAPH_NAMES if name not in manifest.graphs]
     if missing:
         raise EngineError(path, f"graphs missing from the manifest: {', '.join(missing)}")

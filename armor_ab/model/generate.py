@@ -166,9 +166,16 @@ class _Run:
             self.ids[B:] = unconditional_ids(self.ids[:B], cfg)
             self.valid[B:] = self.valid[:B]
 
+        # Everything the request needs, checked against the backend's limits before any graph runs: rows, KV
+        # positions, the longest prefill chunk (the prompt; with images, a catch-up of the unconditional rows or
+        # the adapter over prompt + text: at most T0 + max_new_tokens; without the cache, the whole sequence)
+        # and the input images.
+        with_image = [b for b in range(B) if images[b] is not None]
+        chunk = T0 if s.max_images == 0 else min(self.max_len, T0 + s.max_new_tokens)
+        be.check_capacity(R, self.max_len, chunk if s.use_cache else self.max_len, len(with_image))
+
         # Prompt embeddings; the conditional rows get projected ViT features in their image placeholders.
         embeds = be.embed(self.ids[:, :T0])  # (R, T0, C)
-        with_image = [b for b in range(B) if images[b] is not None]
         if with_image:
             pixels = torch.stack([preprocess_image(images[b], cfg.input_image_size) for b in with_image])
             features = be.image_features(pixels).to(embeds.dtype)  # (n, T_img, C)

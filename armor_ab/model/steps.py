@@ -40,6 +40,11 @@ class StepBackend(Protocol):
 
     def allocate(self, rows: int, max_len: int) -> None: ...
 
+    def check_capacity(self, rows: int, max_len: int, tokens: int = 0, images: int = 0) -> None:
+        """Raise before anything runs if a request of ``rows`` rows, ``max_len`` KV positions, prefill chunks of
+        up to ``tokens`` tokens and ``images`` input images exceeds the backend's fixed limits."""
+        ...
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor: ...
@@ -106,6 +111,9 @@ class TorchBackend:
         )
         self.lm_cache = FixedKVCache(num_layers=text.num_hidden_layers, **kw)
         self.adapter_cache = FixedKVCache(num_layers=self.config.adapter_num_layers, **kw)
+
+    def check_capacity(self, rows: int, max_len: int, tokens: int = 0, images: int = 0) -> None:
+        """Eager PyTorch has no fixed limits (``generate`` checks max_position_embeddings itself)."""
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.image_features(pixel_values.to(self.device, self.dtype))  # (N, T_img, C)

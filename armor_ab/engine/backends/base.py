@@ -7,8 +7,9 @@ picks one by name). So ``InterleavedGenerator`` runs unchanged on PyTorch, ONNX 
 This module imports no backend: the backends import it, never the other way round.
 
 KV cache. Two buffers (LM, adapter) of shape ``(layers, 2, rows, kv_heads, S, head_dim)`` are allocated once
-per generation by ``allocate`` (and reused while they are big enough), on the compute device, together with a
-``(rows, S)`` validity mask per stack. A step binds ``kv[layer, k_or_v, rows]`` - each a contiguous block - as
+per generation by ``allocate`` (and reused while they are big enough), on the compute device, in the
+manifest's KV dtype (fp32; fp16 for fp16 TensorRT engines), together with a ``(r, S)`` validity mask per stack
+and row range. A step binds ``kv[layer, k_or_v, rows]`` - each a contiguous block - as
 the graph's ``past_key_i`` / ``past_value_i`` inputs by pointer (``io_binding`` on ONNX Runtime, tensor
 addresses on TensorRT): no copy. The graph returns only the new tokens' keys/values (``new_kv``), which are
 written into ``kv[:, :, rows, :, start:start+T]``.
@@ -18,12 +19,21 @@ the ``adapter`` graph ends with the visual head at the last position; their logi
 ``text_head`` / ``visual_head`` call returns them when its input is exactly the hidden state they came from
 (checked with ``torch.equal``), so a text token is one graph call and an image code two (LM + adapter).
 
+Alignment. TensorRT takes only 256-byte aligned tensor addresses, and ``kv[i, k_or_v, rows]`` lies at
+``rows.start`` times the row stride ``kv_heads * S * head_dim * itemsize``. So the cache length S is
+``max_len`` padded up until that stride is a multiple of ``ALIGN`` (``cache_len``; the extra slots are never
+valid, hence masked like any stale slot), the buffers start at an aligned address (``aligned_empty``), and
+each row range gets its own ``past_valid`` buffer (a row slice of one ``(rows, S)`` bool buffer would lie at
+``rows.start * S`` bytes). Every row range that can be bound is then aligned; TensorRT checks it again at
+bind time.
+
 The generation loop keeps its own buffers on the CPU (``device``); graph I/O moves to and from the compute
 device (a no-op on the CPU; a few KB per step on CUDA, while the KV cache stays on the GPU).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +43,34 @@ from armor_ab.model.configuration import ArmorConfig
 from armor_ab.model.tokenizer import TextTokenizer
 
 from ..graphs import TORCH_DTYPES, Dims, GraphSpec
-from ..manifest import EngineError, Manifest
+from ..manifest import MANIFEST_FILE, EngineError, Manifest
+
+ALIGN = 256  # bytes: TensorRT's alignment for tensor addresses (and more than any other runtime asks)
+AXES_NEED = {  # what each dynamic axis of the profiles bounds, for the capacity error
+    "rows": "rows (prompts, doubled by classifier-free guidance)",
+    "cache": "KV positions (prompt + text + images x (codes + 1))",
+    "tokens": "tokens in one prefill chunk (the prompt, or a catch-up before an image)",
+    "images": "input images",
+}
+
+
+def aligned_empty(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, align: int = ALIGN
+) -> torch.Tensor:
+    """An uninitialised contiguous tensor whose first element lies at a multiple of ``align`` bytes."""
+    if align <= 1:
+        return torch.empty(shape, dtype=dtype, device=device)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = torch.empty(nbytes + align, dtype=torch.uint8, device=device)
+    skip = -raw.data_ptr() % align  # 0 on CUDA (the caching allocator aligns to 512 bytes)
+    return raw[skip : skip + nbytes].view(dtype).view(shape)
+
+
+def cache_len(max_len: int, row_bytes: int, align: int = ALIGN) -> int:
+    """``max_len`` padded up so that ``S * row_bytes`` (one KV row: kv_heads * S * head_dim * itemsize) is a
+    multiple of ``align``: then ``kv[i, k_or_v, rows]`` is aligned for every ``rows.start``."""
+    step = align // math.gcd(align, row_bytes)
+    return -(-max_len // step) * step
 
 
 @dataclass
@@ -55,6 +92,8 @@ class GraphBackend:
     """``StepBackend`` over exported graphs; subclasses provide ``_run``."""
 
     kind = "graphs"
+    fixed_profiles = False  # True: requests beyond the manifest's profiles are refused (TensorRT)
+    address_alignment = 1  # bytes every bound address must be a multiple of (TensorRT: ALIGN)
 
     def __init__(
         self, manifest: Manifest, config: ArmorConfig, directory: Path, compute_device: torch.device
@@ -67,10 +106,14 @@ class GraphBackend:
         self.compute_device = compute_device
         self.device = torch.device("cpu")  # where the generation loop keeps its buffers
         self.dtype = torch.float32  # graph I/O is fp32 (TensorRT runs fp16/bf16 inside)
-        self.lm_kv: torch.Tensor | None = None
-        self.ad_kv: torch.Tensor | None = None
-        self.lm_valid: torch.Tensor | None = None
-        self.ad_valid: torch.Tensor | None = None
+        self.kv_dtype = TORCH_DTYPES[manifest.kv_dtype]  # fp32, or fp16 for an fp16 TensorRT engine
+        # Largest size per dynamic axis, from the optimisation profiles of backends that have fixed ones.
+        self.limits: dict[str, int] = (
+            {axis: int(prof[2]) for axis, prof in manifest.profiles.items()} if self.fixed_profiles else {}
+        )
+        self.lm_kv: torch.Tensor | None = None  # (L, 2, rows, H, S, D)
+        self.ad_kv: torch.Tensor | None = None  # (La, 2, rows, H, S, D)
+        self._valid: dict[tuple[str, int, int], torch.Tensor] = {}  # (stack, row range) -> (r, S) bool
         self._text_memo: _Memo | None = None
         self._visual_memo: _Memo | None = None
         self.tokenizer: TextTokenizer | None = None  # the engine's own, set by ``loader.open_engine_backend``
@@ -120,7 +163,7 @@ class GraphBackend:
             buf = self._out_bufs.get(key)
             if buf is None or tuple(buf.shape) != shape:
                 dtype = TORCH_DTYPES[self._out_dtypes[key]]
-                buf = self._out_bufs[key] = torch.empty(shape, dtype=dtype, device=self.compute_device)
+                buf = self._out_bufs[key] = aligned_empty(shape, dtype, self.compute_device)
             out[name] = buf
         return out
 
@@ -131,31 +174,61 @@ class GraphBackend:
         return {name: buf if name == "new_kv" else buf.clone() for name, buf in outputs.items()}
 
     def _prepare(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Inputs as contiguous tensors of the graph's dtypes on the compute device."""
-        spec = self.specs[graph]
-        return {
-            t.name: inputs[t.name].to(self.compute_device, TORCH_DTYPES[t.dtype]).contiguous()
-            for t in spec.inputs
-        }
+        """Inputs as contiguous tensors of the graph's dtypes on the compute device (copied to an aligned
+        address where the runtime needs one and the tensor is not: a view into the caller's buffer)."""
+        spec, align = self.specs[graph], self.address_alignment
+        out = {}
+        for t in spec.inputs:
+            x = inputs[t.name].to(self.compute_device, TORCH_DTYPES[t.dtype]).contiguous()
+            if x.data_ptr() % align:
+                x = aligned_empty(tuple(x.shape), x.dtype, x.device, align).copy_(x)
+            out[t.name] = x
+        return out
 
     # --- KV state ---
+    def cache_len(self, max_len: int) -> int:
+        """The cache length S the buffers get for ``max_len`` positions (padded for alignment)."""
+        d = self.dims
+        return cache_len(max_len, d.kv_heads * d.head_dim * self.kv_dtype.itemsize)
+
     def allocate(self, rows: int, max_len: int) -> None:
         self.check_capacity(rows, max_len)
         self._text_memo = self._visual_memo = None
         if self.lm_kv is not None and self.lm_kv.shape[2] == rows and self.lm_kv.shape[4] >= max_len:
             return  # same batch, enough room: keep the buffers (stale slots are masked by past_valid)
-        d, dev = self.dims, self.compute_device
-        self.lm_kv = torch.zeros((d.layers, 2, rows, d.kv_heads, max_len, d.head_dim), device=dev)
-        self.ad_kv = torch.zeros((d.adapter_layers, 2, rows, d.kv_heads, max_len, d.head_dim), device=dev)
-        self.lm_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
-        self.ad_valid = torch.zeros((rows, max_len), dtype=torch.bool, device=dev)
+        d, dev, s = self.dims, self.compute_device, self.cache_len(max_len)
+        shape = (rows, d.kv_heads, s, d.head_dim)  # per layer, K or V
+        self.lm_kv = aligned_empty((d.layers, 2, *shape), self.kv_dtype, dev).zero_()
+        self.ad_kv = aligned_empty((d.adapter_layers, 2, *shape), self.kv_dtype, dev).zero_()
+        self._valid = {}
 
-    def check_capacity(self, rows: int, max_len: int) -> None:
-        """Engines with fixed limits (TensorRT profiles) refuse a request here, before it starts."""
+    def check_capacity(self, rows: int, max_len: int, tokens: int = 0, images: int = 0) -> None:
+        """Refuse a request beyond the engine's optimisation profiles (TensorRT) before any graph runs: rows,
+        KV positions (``max_len``, as padded by ``cache_len``), the longest prefill chunk (``tokens``) and the
+        number of input images. A backend without fixed profiles (ONNX Runtime) takes any size."""
+        if not self.limits:
+            return
+        need = {"rows": rows, "cache": self.cache_len(max_len), "tokens": tokens, "images": images}
+        over = [
+            f"{axis} {n} ({AXES_NEED[axis]}) > {self.limits[axis]}"
+            for axis, n in need.items()
+            if axis in self.limits and n > self.limits[axis]
+        ]
+        if over:
+            raise EngineError(
+                self.directory / MANIFEST_FILE,
+                f"request too large for this {self.kind} engine's optimisation profiles: {'; '.join(over)}; "
+                "rebuild the engine with a larger recipe (max_batch, max_seq_len, profiles)",
+            )
 
-    @staticmethod
-    def _past_valid(buf: torch.Tensor, rows: slice, key_valid: torch.Tensor, start: int) -> torch.Tensor:
-        v = buf[rows]  # (r, S) view, contiguous
+    def _past_valid(
+        self, stack: str, rows: slice, key_valid: torch.Tensor, start: int, s: int
+    ) -> torch.Tensor:
+        """``past_valid`` for a row range: its own (r, S) buffer (aligned, reused while S stays the same)."""
+        r0, r1 = rows.start or 0, rows.stop
+        v = self._valid.get((stack, r0, r1))
+        if v is None or v.shape[1] != s:
+            v = self._valid[(stack, r0, r1)] = aligned_empty((r1 - r0, s), torch.bool, self.compute_device)
         v[:, :start] = key_valid[:, :start].to(v.device)
         v[:, start:] = False  # the chunk's own slots and beyond: stale, never visible as "past"
         return v
@@ -164,7 +237,7 @@ class GraphBackend:
         self,
         graph: str,
         kv: torch.Tensor,
-        valid: torch.Tensor,
+        stack: str,
         inputs: dict[str, torch.Tensor],
         key_valid: torch.Tensor,
         rows: slice,
@@ -173,8 +246,8 @@ class GraphBackend:
     ) -> dict[str, torch.Tensor]:
         if start + t > kv.shape[4]:
             raise RuntimeError(f"KV cache full: writing up to {start + t} > max_len {kv.shape[4]}")
-        inputs["past_valid"] = self._past_valid(valid, rows, key_valid, start)
-        for i in range(kv.shape[0]):  # (r, H, S, D) views, contiguous: bound by pointer, not copied
+        inputs["past_valid"] = self._past_valid(stack, rows, key_valid, start, kv.shape[4])  # (r, S)
+        for i in range(kv.shape[0]):  # (r, H, S, D) views, contiguous, aligned: bound by pointer, not copied
             inputs[f"past_key_{i}"] = kv[i, 0, rows]
             inputs[f"past_value_{i}"] = kv[i, 1, rows]
         out = self._run(graph, inputs)
@@ -202,14 +275,14 @@ class GraphBackend:
             "position_ids": position_ids,
             "new_valid": key_valid[:, start : start + t],
         }
-        out = self._chunk("prefill", self.lm_kv, self.lm_valid, inputs, key_valid, rows, start, t)
+        out = self._chunk("prefill", self.lm_kv, "lm", inputs, key_valid, rows, start, t)
         return out["hidden"].to(self.device)  # (r, T, C)
 
     def decode_step(
         self, ids: torch.Tensor, position_ids: torch.Tensor, key_valid: torch.Tensor, rows: slice, start: int
     ) -> torch.Tensor:
         inputs = {"ids": ids, "position_ids": position_ids}
-        out = self._chunk("decode", self.lm_kv, self.lm_valid, inputs, key_valid, rows, start, 1)
+        out = self._chunk("decode", self.lm_kv, "lm", inputs, key_valid, rows, start, 1)
         h = out["hidden"].to(self.device)  # (r, C)
         self._text_memo = _Memo(rows.start or 0, h, out["text_logits"].to(self.device))
         return h
@@ -224,7 +297,7 @@ class GraphBackend:
     ) -> torch.Tensor:
         t = h.shape[1]
         inputs = {"hidden": h, "position_ids": position_ids, "new_valid": key_valid[:, start : start + t]}
-        out = self._chunk("adapter", self.ad_kv, self.ad_valid, inputs, key_valid, rows, start, t)
+        out = self._chunk("adapter", self.ad_kv, "ad", inputs, key_valid, rows, start, t)
         a = out["adapter_hidden"].to(self.device)  # (r, T, C)
         self._visual_memo = _Memo(rows.start or 0, a[:, -1], out["visual_logits"].to(self.device))
         return a
@@ -238,7 +311,8 @@ class GraphBackend:
         return self._run("vq_decode", {"codes": codes})["pixels"].to(self.device)  # (B, 3, H, W)
 
     def close(self) -> None:
-        self.lm_kv = self.ad_kv = self.lm_valid = self.ad_valid = None
+        self.lm_kv = self.ad_kv = None
+        self._valid = {}
 
 
 def first_line(exc: BaseException) -> str:

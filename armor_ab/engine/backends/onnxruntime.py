@@ -3,6 +3,11 @@
 Importing this module does not import ``onnxruntime``: the sessions are created (and the package imported) when
 an ``OnnxRuntimeBackend`` is constructed. ``ort_session_options`` are the session options every engine session
 uses (small-batch decoding; ``ARMOR_ORT_THREADS`` / ``ARMOR_ORT_SPINNING``).
+
+ONNX Runtime falls back to the CPU without an error when the CUDA execution provider cannot load (missing
+CUDA / cuDNN libraries, the CPU-only ``onnxruntime`` package shadowing ``onnxruntime-gpu``): only a warning,
+which log level 3 would hide. So every session's providers are compared with the ones asked for
+(``check_providers``), and warnings are shown when CUDA is asked for.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ _ORT_TYPES = {
 }
 
 
-def ort_session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
+def ort_session_options(
+    threads: int | None = None, spinning: bool | None = None, log_severity: int = 3
+) -> Any:
     """Session options for small-batch decoding: all graph optimisations, sequential execution, one inter-op
     thread; ``threads`` intra-op threads (default: $ARMOR_ORT_THREADS or ONNX Runtime's choice). Spinning is off
-    by default: between two graph calls the Python loop runs, and spinning workers would only steal its core."""
+    by default: between two graph calls the Python loop runs, and spinning workers would only steal its core.
+    ``log_severity``: 3 (errors) on the CPU; 2 (warnings) when CUDA is asked for, so a fallback shows."""
     import onnxruntime as ort
 
     from armor_ab.config import env_settings
@@ -46,8 +54,22 @@ def ort_session_options(threads: int | None = None, spinning: bool | None = None
     if spinning is None:
         spinning = env.ort_spinning
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    so.log_severity_level = 3
+    so.log_severity_level = log_severity
     return so
+
+
+def check_providers(path: Path, session: Any, requested: list[str]) -> None:
+    """``EngineError`` when a session did not get the execution providers asked for: above all CUDA asked for
+    first and not given (ONNX Runtime then runs on the CPU with only a warning)."""
+    got = list(session.get_providers())
+    missing = [p for p in requested if p not in got]
+    if (requested and got[:1] != requested[:1]) or missing:
+        raise EngineError(
+            path,
+            f"ONNX Runtime gave this session the providers {got}, not the ones asked for {requested} "
+            "(for CUDA: onnxruntime-gpu installed alone, with the CUDA and cuDNN libraries it needs; "
+            "see ONNX Runtime's warnings above)",
+        )
 
 
 class OnnxRuntimeBackend(GraphBackend):
@@ -75,7 +97,7 @@ class OnnxRuntimeBackend(GraphBackend):
         super().__init__(manifest, config, directory, torch.device("cuda" if use_cuda else "cpu"))
         self.providers = providers
         self._device_type, self._device_id = ("cuda", 0) if use_cuda else ("cpu", 0)
-        so = ort_session_options(threads, spinning)
+        so = ort_session_options(threads, spinning, log_severity=2 if use_cuda else 3)
         self.sessions: dict[str, Any] = {}
         self.bindings: dict[str, Any] = {}
         for name, entry in manifest.graphs.items():
@@ -84,6 +106,7 @@ class OnnxRuntimeBackend(GraphBackend):
                 session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
             except Exception as exc:  # noqa: BLE001 - ORT raises its own hierarchy; all mean "bad file"
                 raise EngineError(path, f"ONNX Runtime cannot load this graph ({first_line(exc)})") from exc
+            check_providers(path, session, providers)
             check_session_io(
                 path,
                 entry,
