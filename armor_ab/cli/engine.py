@@ -133,6 +133,13 @@ def _model_config(model: str):
         fail(f"--model {model}: {exc}")
 
 
+
+def _tolerance(tol: object) -> str:
+    """The parity tolerance as written: one number (older manifests) or one per kind of output."""
+    if isinstance(tol, dict):
+        return ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}" for k, v in tol.items())
+    return str(tol)
+
 def _summary(directory: Path, manifest: dict, verified: bool = False) -> None:
     parity = manifest.get("parity", {})
     diffs = parity.get("max_abs_diff", {})
@@ -145,7 +152,7 @@ def _summary(directory: Path, manifest: dict, verified: bool = False) -> None:
     )
     if worst is not None:
         typer.echo(
-            f"  parity vs PyTorch: max |diff| {worst:.2e} (tolerance {parity.get('tolerance')}), "
+            f"  parity vs PyTorch: max |diff| {worst:.2e} (tolerance {_tolerance(parity.get('tolerance'))}), "
             f"greedy tokens identical: {greedy.get('identical_tokens')}, codes identical: {greedy.get('identical_codes')}"
         )
     if manifest["model"].get("random_weights"):
