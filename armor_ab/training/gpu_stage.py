@@ -1,5 +1,5 @@
 """A few WoHG stage-2 steps of a random-initialised ``armor-1b`` on one GPU, in bf16: the training figures of
-``engine/gpu_check.sh`` (at most 90 s there).
+``engine/gpu_check.sh`` (its last stage, within its own cap there).
 
     python -m armor_ab.training.gpu_stage --out build/gpu_training.json           # CUDA: armor-1b
     python -m armor_ab.training.gpu_stage --device cpu --config armor-tiny        # the same code, tested in CI
@@ -8,7 +8,9 @@ Stage 2 trains the new embedding rows, the adapter and the visual head (``set_wo
 visual head only, AdamW on the trainable tensors, bf16 autocast over fp32 master weights, gradient
 checkpointing. Each row is a text-to-picture sequence: a prompt of text ids, ``<imgbos>``, the picture's
 codes, ``<imgend>``. Records per-step wall time (median after warm-up), tokens/s, the peak memory the CUDA
-allocator saw, and ``memory.estimate_stage_memory`` for the same settings next to it.
+allocator saw, and ``memory.estimate_stage_memory`` for the same settings next to it. ``--out`` is rewritten
+after the build and after every step, and ``--max-seconds`` ends the steps early (with the ones measured), so
+a run cut off by its caller still leaves figures.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def batch(config, rows: int, prompt: int, generator: torch.Generator, device) ->
     return Batch(ids.to(device), torch.ones_like(ids, device=device), labels.to(device), None)
 
 
-def run(config_name: str, device: str, steps: int, warmup: int, rows: int, prompt: int) -> dict:
+def run(config_name: str, device: str, steps: int, warmup: int, rows: int, prompt: int,
+        out: Path | None = None, max_seconds: float | None = None) -> dict:  # fmt: skip
+    started = time.monotonic()
     config = get_config(config_name)
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -60,7 +64,27 @@ def run(config_name: str, device: str, steps: int, warmup: int, rows: int, promp
         torch.cuda.reset_peak_memory_stats()
     times, losses = [], []
     seq_len = prompt + config.codes_per_image + 2
+    estimate = estimate_stage_memory(config, 2, rows, seq_len, precision="bf16", gradient_checkpointing=True)
+    figures = {
+        "what": "WoHG stage 2 (new rows, adapter, visual head), random-initialised, bf16 autocast, "
+                "gradient checkpointing, AdamW",
+        "config": config_name,
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "rows": rows,
+        "seq_len": seq_len,
+        "steps_measured": 0,
+        "warmup_steps": warmup,
+        "build_s": round(build_s, 2),
+        "step_s_all": times,
+        "losses": losses,
+        "estimate": estimate.to_json(),
+        "versions": {"torch": torch.__version__},
+    }
+    _save(out, figures)
     for step in range(warmup + steps):
+        if max_seconds is not None and step > warmup and time.monotonic() - started > max_seconds:
+            figures["stopped_early"] = f"after {step - warmup} measured steps: --max-seconds {max_seconds:g}"
+            break
         step_batch = batch(config, rows, prompt, generator, dev)
         if cuda:
             torch.cuda.synchronize()
@@ -73,28 +97,24 @@ def run(config_name: str, device: str, steps: int, warmup: int, rows: int, promp
         if cuda:
             torch.cuda.synchronize()
         if step >= warmup:
-            times.append(time.perf_counter() - t)
+            times.append(round(time.perf_counter() - t, 4))
         losses.append(round(loss.item(), 4))
-    step_s = statistics.median(times)
-    estimate = estimate_stage_memory(config, 2, rows, seq_len, precision="bf16", gradient_checkpointing=True)
-    return {
-        "what": "WoHG stage 2 (new rows, adapter, visual head), random-initialised, bf16 autocast, "
-                "gradient checkpointing, AdamW",
-        "config": config_name,
-        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
-        "rows": rows,
-        "seq_len": seq_len,
-        "steps_measured": steps,
-        "warmup_steps": warmup,
-        "build_s": round(build_s, 2),
-        "step_s_median": round(step_s, 4),
-        "step_s_all": [round(x, 4) for x in times],
-        "tokens_per_s": round(rows * seq_len / step_s, 1),
-        "losses": losses,
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if cuda else None,
-        "estimate": estimate.to_json(),
-        "versions": {"torch": torch.__version__},
-    }
+        if times:
+            step_s = statistics.median(times)
+            figures |= {"steps_measured": len(times), "step_s_median": round(step_s, 4),
+                        "tokens_per_s": round(rows * seq_len / step_s, 1)}  # fmt: skip
+        figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if cuda else None
+        _save(out, figures)
+    return figures
+
+
+def _save(path: Path | None, figures: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,16 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop the measured steps after this")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_stage: refusing to run: no CUDA device visible to torch", file=sys.stderr)
         return 3
-    figures = run(args.config, args.device, args.steps, args.warmup, args.rows, args.prompt)
-    text = json.dumps(figures, indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    figures = run(args.config, args.device, args.steps, args.warmup, args.rows, args.prompt, args.out,
+                  args.max_seconds)  # fmt: skip
+    print(json.dumps(figures, indent=2))
     return 0
 
 
