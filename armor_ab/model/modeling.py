@@ -141,6 +141,9 @@ class ArmorForInterleavedGeneration(ArmorPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> ArmorForInterleavedGeneration:
+        # transformers turns on Hugging Face hub kernels by default: layers downloaded at load time, with
+        # their own numerics. Never here (no network in production, parity against our own graphs).
+        kwargs.setdefault("use_kernels", False)
         model = super().from_pretrained(*args, **kwargs)
         model.set_wohg_stage(3)  # loading re-creates parameters and forgets requires_grad
         return model
