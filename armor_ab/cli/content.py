@@ -67,7 +67,7 @@ def generate(
         "--items", help="comma-separated item ids and/or categories of the imported catalog (default: every item)")
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="model dir or name (default: the variant's)")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="torch | torch-cuda | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=64)] = 4,
     ray: Annotated[str | None, typer.Option(
@@ -76,7 +76,7 @@ def generate(
              "cluster or a new local one; --ray ADDRESS joins that cluster (auto, ray://head:10001)")] = None,
     ray_actors: Annotated[int | None, typer.Option(
         "--ray-actors", min=1, help="Ray actors, each with its own engine session (default: one per GPU for "
-                                    "--backend onnxruntime/tensorrt, else one per CPU)")] = None,
+                                    "--backend torch-cuda/onnxruntime/tensorrt, else one per CPU)")] = None,
     db: DbOption = None,
 ) -> None:
     """Generate the missing pages of every ARMOR variant for the imported catalog's items (stored as
@@ -191,7 +191,7 @@ def list_(key: str, status: Annotated[str | None, typer.Option("--status")] = No
 def check(
     key: str,
     model: Annotated[str | None, typer.Option("--model", help="model dir or name (default: the variant's)")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnxruntime | tensorrt")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="torch | torch-cuda | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option("--engine", help="built engine dir for onnxruntime/tensorrt")] = None,
     variant: VariantOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the counts as JSON")] = False,

@@ -11,6 +11,8 @@ checkpoint (its Hugging Face tokenizer and chat template). The output directory 
 ``--backend onnxruntime|tensorrt --engine DIR`` runs the same generation loop over an engine built by
 ``armor-ab engine build`` (docs/engine.md); ``--model`` is then optional and, if given, must match the
 engine's config. A bad engine (missing/corrupt file, config or shape mismatch) fails before generating.
+``--backend torch-cuda`` runs ``--model`` itself with a static KV cache and a compiled decode step (CUDA
+graphs, bfloat16 on a GPU; compiled float32 on the CPU), no engine.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def generate(
         typer.Option("--model", help="Named config (armor-tiny, armor-demo) or model directory"),
     ] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="torch | onnxruntime | tensorrt (the last two need --engine)")
+        str,
+        typer.Option(
+            "--backend", help="torch | torch-cuda | onnxruntime | tensorrt (the last two need --engine)"
+        ),
     ] = "torch",
     engine: Annotated[
         Path | None, typer.Option("--engine", help="Engine directory, e.g. engine/build/armor-tiny/onnx")
@@ -70,11 +75,11 @@ def generate(
             input_image = Image.open(image).convert("RGB")
         except (OSError, UnidentifiedImageError) as exc:
             fail(f"--image {image}: cannot read the image ({exc})")
-    if backend == "torch":
+    if backend in ("torch", "torch-cuda"):
         if model is None:
-            fail("--model is required with --backend torch")
+            fail(f"--model is required with --backend {backend}")
         if engine is not None:
-            fail("--engine runs with --backend onnxruntime or tensorrt, not torch")
+            fail(f"--engine runs with --backend onnxruntime or tensorrt, not {backend}")
         try:
             loaded = load_model(model)
         except (ValueError, OSError) as exc:
@@ -85,7 +90,12 @@ def generate(
                 err=True,
             )
         config = loaded.model.config
-        generator = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
+        if backend == "torch-cuda":
+            from armor_ab.engine.loader import open_torch_cuda_generator
+
+            generator = open_torch_cuda_generator(loaded.model, loaded.tokenizer, loaded.name)
+        else:
+            generator = InterleavedGenerator.from_model(loaded.model, loaded.tokenizer, loaded.name)
     else:
         generator = _engine_generator(backend, engine, model, threads)
         config = generator.backend.config

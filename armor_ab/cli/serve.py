@@ -22,7 +22,7 @@ def serve_command(
                                                  help="gone: the catalog is the database's")] = None,
     on_demand_timeout: Annotated[float, typer.Option(
         help="seconds a visitor waits for a page generated on demand (variants with on_demand: true)")] = 2.0,
-    generate_backend: Annotated[str, typer.Option(help="backend for on-demand pages: torch | onnxruntime | tensorrt")] = "torch",
+    generate_backend: Annotated[str, typer.Option(help="backend for on-demand pages: torch | torch-cuda | onnxruntime | tensorrt")] = "torch",
     engine: Annotated[Path | None, typer.Option(help="built engine directory (onnxruntime, tensorrt backends)")] = None,
     header_timeout: Annotated[float, typer.Option(
         help="seconds a request's line and headers may take to arrive (then 408 and close)")] = 10.0,
@@ -71,9 +71,9 @@ def serve_command(
     settings = settings_from_env(db)
     if cors_origin:
         settings = replace(settings, cors_origins=tuple(cors_origin))
-    if generate_backend not in ("torch", "onnxruntime", "tensorrt"):
-        fail(f"--generate-backend must be torch, onnxruntime or tensorrt, not {generate_backend!r}")
-    if generate_backend != "torch" and engine is None:
+    if generate_backend not in ("torch", "torch-cuda", "onnxruntime", "tensorrt"):
+        fail(f"--generate-backend must be torch, torch-cuda, onnxruntime or tensorrt, not {generate_backend!r}")
+    if generate_backend not in ("torch", "torch-cuda") and engine is None:
         fail(f"--generate-backend {generate_backend} needs --engine DIR (built by `armor-ab engine build`)")
     if on_demand_timeout < 0:
         fail("--on-demand-timeout cannot be negative")

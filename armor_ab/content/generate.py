@@ -206,10 +206,23 @@ def page_sampling(content: ContentSpec, index: int):
 def load_generator(name: str, backend: str = "torch", engine_dir: Path | None = None):
     """An ``InterleavedGenerator`` for a model name or directory on the chosen backend.
 
+    ``torch-cuda`` runs the model itself (no engine) under ``TorchCudaBackend``: on the GPU in bfloat16 with
+    CUDA graphs when CUDA is there, else compiled on the CPU in float32 (docs/engine.md).
     The pages it writes name the model by its name (``armor-demo``) and config hash, never by the
     directory it was loaded from: visitors receive that metadata."""
     from armor_ab.model import load_model
 
+    if backend == "torch-cuda":
+        from armor_ab.engine.loader import open_torch_cuda_generator, torch_cuda_placement
+
+        if engine_dir is not None:
+            raise ContentError("--backend torch-cuda runs the model itself: it takes no --engine")
+        device, dtype = torch_cuda_placement()
+        loaded = load_model(name, dtype=dtype)  # loaded in the backend's dtype: no converted copy
+        if loaded.random_weights:
+            log.warning("model has random weights", extra={"model": name})
+        return open_torch_cuda_generator(loaded.model, loaded.tokenizer, model_name(loaded.name), device=device,
+                                         dtype=dtype)
     loaded = load_model(name)
     if loaded.random_weights:
         log.warning("model has random weights", extra={"model": name})

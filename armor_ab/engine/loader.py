@@ -2,13 +2,16 @@
 
     open_engine_backend(DIR, "onnxruntime" | "tensorrt")    -> a ``GraphBackend`` (the bare ``StepBackend``)
     open_engine_generator(DIR, "onnxruntime" | "tensorrt")  -> an ``InterleavedGenerator`` over it
+    open_torch_cuda_generator(model, tokenizer)             -> one over ``TorchCudaBackend`` (no engine)
 
 Every load verifies the manifest against the files first (``manifest.verify_engine_dir``: hashes, config,
 shapes) and loads the engine's own tokenizer (``manifest.load_engine_tokenizer``: byte or Hugging Face, as the
 config says, with the config's special ids) into ``backend.tokenizer``; errors are ``EngineError`` (a bad
 file, named) or ``BackendUnavailable`` (no CUDA / TensorRT).
-``tensorrt`` is imported only when the TensorRT backend is asked for. The PyTorch path (``--backend torch``)
-needs no engine: ``InterleavedGenerator.from_model`` (``armor_ab.content.generate.load_generator`` picks it).
+``tensorrt`` is imported only when the TensorRT backend is asked for. The PyTorch paths need no engine:
+``--backend torch`` is ``InterleavedGenerator.from_model`` (eager), ``--backend torch-cuda`` the same model
+under ``TorchCudaBackend`` (static KV cache, compiled decode step, CUDA graphs on a GPU;
+``backends/torch_cuda.py``); ``armor_ab.content.generate.load_generator`` picks either by name.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ from .backends.base import GraphBackend
 from .manifest import load_engine_tokenizer, verify_engine_dir
 
 if TYPE_CHECKING:
-    from armor_ab.model.generate import InterleavedGenerator
+    import torch
 
-RUNTIME_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # what `armor-ab generate --backend` accepts
+    from armor_ab.model.generate import InterleavedGenerator
+    from armor_ab.model.modeling import ArmorForInterleavedGeneration
+    from armor_ab.model.tokenizer import TextTokenizer
+
+RUNTIME_BACKENDS = ("torch", "torch-cuda", "onnxruntime", "tensorrt")  # what `armor-ab generate --backend` accepts
 ENGINE_BACKENDS = ("onnxruntime", "tensorrt")  # the ones that run an engine directory
+MODEL_BACKENDS = ("torch", "torch-cuda")  # the ones that run the PyTorch model itself (--model, no --engine)
 
 
 def open_engine_backend(
@@ -70,3 +78,40 @@ def open_engine_generator(
     be = open_engine_backend(engine_dir, backend, expected_config, threads=threads)
     # Content metadata names the model as the PyTorch path does: the named config or directory it came from.
     return InterleavedGenerator(be, be.tokenizer, be.manifest.model.get("source") or be.config.model_name)
+
+
+def torch_cuda_placement() -> tuple[torch.device, torch.dtype]:
+    """Where ``--backend torch-cuda`` runs a model: the GPU in bfloat16 when CUDA is there, else the CPU in
+    float32 (compiled, without CUDA graphs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def open_torch_cuda_generator(
+    model: ArmorForInterleavedGeneration,
+    tokenizer: TextTokenizer,
+    model_name: str | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    compile: bool = True,  # noqa: A002 - TorchCudaBackend's keyword
+    cuda_graphs: bool | None = None,
+) -> InterleavedGenerator:
+    """An ``InterleavedGenerator`` over ``TorchCudaBackend``: the model is moved to ``device`` and converted to
+    ``dtype`` in place (defaults: ``torch_cuda_placement()``), then served with a static KV cache and compiled
+    one-token steps (CUDA graphs on CUDA unless ``cuda_graphs=False``)."""
+    import torch
+
+    from armor_ab.model.generate import InterleavedGenerator
+
+    from .backends.torch_cuda import TorchCudaBackend
+
+    device = torch.device(device) if device is not None else torch_cuda_placement()[0]
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = model.to(device=device, dtype=dtype)
+    be = TorchCudaBackend(model, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
+    return InterleavedGenerator(be, tokenizer, model_name)
