@@ -10,6 +10,7 @@
       base.py             GraphBackend: the step protocol over graphs, shared by every backend
       onnxruntime.py      OnnxRuntimeBackend, ort_session_options
       tensorrt.py         TensorRT builder and backend (imports tensorrt lazily: CUDA only)
+      torch_cuda.py       TorchCudaBackend: the PyTorch model with static KV caches and compiled steps
     loader.py             open_engine_backend / open_engine_generator: pick a backend by name, verify, open
     parity.py             step-by-step and greedy-generation parity against PyTorch eager
     gpu_check.py          the GPU check behind engine/gpu_check.sh (run from a checkout)

@@ -70,7 +70,7 @@ class ServerSettings:
     fast_path: bool = True  # serve GET …/assignment and …/content below FastAPI (see api/fastpath.py)
     images_dir: Path | None = None  # default: images/ beside the database
     on_demand_timeout: float = 2.0  # seconds a visitor waits for a page generated on demand
-    generate_backend: str = "torch"  # torch | onnxruntime | tensorrt, for on-demand pages
+    generate_backend: str = "torch"  # torch | torch-cuda | onnxruntime | tensorrt, for on-demand pages
     engine_dir: Path | None = None  # the built engine the onnxruntime and tensorrt backends need
     # Seconds between the health monitor's checks of every running experiment (armor-ab serve
     # --health-interval; 0: no monitor, GET …/health still answers). See armor_ab.services.health.
