@@ -61,7 +61,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     trap 'rm -rf "$SITE"' EXIT
     if "$PY" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
             --upgrade --target "$SITE" .whl/*.whl; then
-        export PYTHONPATH="$SITE:$PYTHONPATH" ARMOR_GPU_SITE="$SITE"
+        export PYTHONPATH="$SITE:$PYTHONPATH"
+        ARGS+=(--carried-site "$SITE")
         wheels=(.whl/*.whl)
         echo "gpu_check: ${#wheels[@]} carried wheels installed into $SITE ($((SECONDS - START)) s)" >&2
     else

@@ -823,7 +823,7 @@ def _import_origins() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------------------
 # The driver: environment, carried wheels, stages with their caps, the report
 # --------------------------------------------------------------------------------------------------------------
-def environment() -> dict[str, Any]:
+def environment(carried_site: str | None = None) -> dict[str, Any]:
     import importlib.metadata as md
 
     import torch
@@ -834,7 +834,7 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda or "none (a CPU build of torch)",
         "cuda_available": torch.cuda.is_available(),
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-        "carried_site": os.environ.get("ARMOR_GPU_SITE") or None,
+        "carried_site": carried_site or None,  # where gpu_check.sh installed the carried wheels
         "USE_HUB_KERNELS": os.environ.get("USE_HUB_KERNELS"),
     }
     if torch.cuda.is_available():
@@ -1031,6 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ENGINE_ROOT / "gpu_check.json"))
     parser.add_argument("--budget-s", type=float, default=BUDGET_S - 10, help="seconds for all the stages")
     parser.add_argument("--dry-run", action="store_true", help="on a CPU: imports, shapes, arithmetic, wheels")
+    parser.add_argument("--carried-site", default=None, help="where gpu_check.sh installed the carried wheels")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma list, in this order: " + ",".join(STAGES))
     parser.add_argument("--cap", action="append", default=[], metavar="STAGE=SECONDS", help="a stage's own cap")
     parser.add_argument("--torch-cuda-compile", choices=("on", "off"), default="on",
@@ -1056,7 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.budget_s
     out = Path(args.out)
-    env = environment()
+    env = environment(args.carried_site)
     print_environment(env)
     if not args.dry_run and not env["cuda_available"]:
         log(f"refusing to run: no CUDA device visible to torch (torch {env['torch']})")
