@@ -12,6 +12,13 @@ _SECRET = re.compile(r"aab_([0-9a-f]{12})_[A-Za-z0-9-]+")
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (at most ``limit`` characters; its type's name when it has
+    none), for an error message that names what failed without a traceback."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__
+
+
 def mask_secrets(text: str) -> str:
     """API keys keep their public id and lose their secret part."""
     return _SECRET.sub(r"aab_\1_***", text)

@@ -16,6 +16,7 @@ import duckdb
 import typer
 
 from armor_ab.cli._common import DbOption, fail, open_db
+from armor_ab.logs import first_line
 from armor_ab.store.experiments import ExperimentRecord, get_experiment
 
 
@@ -132,18 +133,14 @@ def _warehouse_report(setting: str, record: ExperimentRecord, cuped: bool | None
     except ValueError as exc:
         fail(f"--warehouse {where}: {exc}")
     except Exception as exc:  # noqa: BLE001 - the engine's own error (no such file, cannot connect), named
-        fail(f"--warehouse {where}: cannot open it: {type(exc).__name__}: {_first_line(exc)}")
+        fail(f"--warehouse {where}: cannot open it: {type(exc).__name__}: {first_line(exc, 500)}")
     try:
         return experiment_report(wh, record, cuped=cuped)
     except Exception as exc:  # noqa: BLE001 - a missing table or column is the user's to fix: say which
-        fail(f"--warehouse {where}: the analysis failed there: {type(exc).__name__}: {_first_line(exc)}")
+        fail(f"--warehouse {where}: the analysis failed there: {type(exc).__name__}: {first_line(exc, 500)}")
     finally:
         wh.close()
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else ""
 
 
 KeyArg = Annotated[str, typer.Argument(help="experiment key")]

@@ -30,12 +30,12 @@ async def report_json(state: AppState, key: str, cuped: bool | None = None) -> t
     and ``report_timeout_s``), apart from the writer: over it, 503 ``report_timeout`` (with Retry-After)
     or ``report_too_large``, and the event log is not disturbed."""
     record = live_experiment(state, key).record
+    version = (record.updated_at, record.status, record.bucket_version)
     warehouse = state.warehouse
     if warehouse is not None:  # the statistics run where the events are (services.warehouse_reports)
         # The store's event count says nothing of the warehouse's events: a report is recomputed once it is
         # older than report_max_age, whatever the store commits meanwhile.
         bucket = int(time.monotonic() // max(state.reports.max_age, 1e-3))
-        version = (record.updated_at, record.status, record.bucket_version)
         return await state.reports.get((key, cuped), version,
                                        lambda: warehouse.report_json(record, cuped=cuped), events=bucket)
 
@@ -50,7 +50,6 @@ async def report_json(state: AppState, key: str, cuped: bool | None = None) -> t
             headers = {"Retry-After": str(REPORT_RETRY_AFTER)} if exc.code == "report_timeout" else None
             raise ServiceError(503, exc.code, exc.message, headers=headers) from None
 
-    version = (record.updated_at, record.status, record.bucket_version)
     return await state.reports.get((key, cuped), version, compute, events=state.store.committed_events)
 
 

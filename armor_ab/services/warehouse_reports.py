@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 
+from armor_ab.logs import first_line
 from armor_ab.services.errors import ServiceError
 from armor_ab.store.experiments import ExperimentRecord
 from armor_ab.store.warehouse import Warehouse, open_warehouse_setting, redact
@@ -54,7 +55,7 @@ class WarehouseReports:
                                                               "error": type(exc).__name__})
                 raise ServiceError(503, "warehouse_unavailable",
                                    f"the warehouse {self.where} could not compute the report: "
-                                   f"{type(exc).__name__}: {_first_line(exc)}",
+                                   f"{type(exc).__name__}: {first_line(exc, 500)}",
                                    headers={"Retry-After": str(RETRY_AFTER_S)}) from None
             log.info("warehouse report", extra={"warehouse": self.where, "experiment": record.spec.key,
                                                 "seconds": round(time.perf_counter() - started, 3)})
@@ -81,9 +82,4 @@ class WarehouseReports:
     def close(self) -> None:
         with self._lock:
             self._drop()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else ""
 

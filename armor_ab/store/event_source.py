@@ -155,11 +155,22 @@ _EXPOSURE_COLUMNS = ("user_id", "experiment", "variant", "ts", "item_id", "event
 _CONVERSION_COLUMNS = ("user_id", "ts", "value", "item_id", "event_id")
 
 
-class ExposureTable(_Table):
+class _SegmentedTable(_Table):
+    """An operator's table whose segment attributes are columns (a mapping key -> expression, built into
+    JSON by the dialect) or one expression that already gives JSON text."""
+
+    properties: dict[str, Expression] | Expression | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _props(cls, v: dict[str, str] | str | None) -> dict[str, str] | str | None:
+        return _check_properties(v)
+
+
+class ExposureTable(_SegmentedTable):
     """The operator's exposures: one row per time a visitor saw a variant."""
 
     columns: dict[str, Expression | None]
-    properties: dict[str, Expression] | Expression | None = None
 
     @field_validator("columns")
     @classmethod
@@ -170,19 +181,13 @@ class ExposureTable(_Table):
             raise ValueError(f"columns.{missing[0]} is required for exposures")
         return v
 
-    @field_validator("properties")
-    @classmethod
-    def _props(cls, v: dict[str, str] | str | None) -> dict[str, str] | str | None:
-        return _check_properties(v)
 
-
-class ConversionTable(_Table):
+class ConversionTable(_SegmentedTable):
     """One event type's rows in the operator's table: ``page_view``, ``dwell`` (``value``: milliseconds)
     or ``inquiry`` (``value``: an optional amount)."""
 
     type: Literal["page_view", "dwell", "inquiry"]
     columns: dict[str, Expression | None]
-    properties: dict[str, Expression] | Expression | None = None
 
     @field_validator("columns")
     @classmethod
@@ -198,11 +203,6 @@ class ConversionTable(_Table):
         if self.type == "dwell" and not self.columns.get("value"):
             raise ValueError("a dwell table needs columns.value (milliseconds)")
         return self
-
-    @field_validator("properties")
-    @classmethod
-    def _props(cls, v: dict[str, str] | str | None) -> dict[str, str] | str | None:
-        return _check_properties(v)
 
 
 class EventMapping(BaseModel):

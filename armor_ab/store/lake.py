@@ -444,12 +444,8 @@ def _finish(m: _Manifest, files: list[LakeFile], started: datetime, schema_versi
 def _export_locked(con: duckdb.DuckDBPyConnection, root: Path, *, since: str | None, rows_per_file: int,
                    database: str | None) -> ExportResult:
     clock = time.perf_counter()
+    check_lake(root)
     m = _load(root)
-    if not m.exports and m.pending is None and read_manifest(root) is None:
-        strays = [p for p in (root / TABLE).rglob("*.parquet")] if (root / TABLE).is_dir() else []
-        if strays:
-            raise LakeError(f"{root / TABLE} holds Parquet files but {root} has no {MANIFEST}: not a lake this "
-                            "command made, or its manifest was lost; export to an empty directory")
     if since is not None and m.since != since and (m.exports or m.pending):
         raise LakeError(f"the lake {root} was started with --since {m.since or '(none)'}, not {since}: "
                         "a lake keeps the start it was made with")

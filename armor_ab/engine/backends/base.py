@@ -314,8 +314,3 @@ class GraphBackend:
         self.lm_kv = self.ad_kv = None
         self._valid = {}
 
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 300 characters), for an ``EngineError``."""
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

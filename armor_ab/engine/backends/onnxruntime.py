@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from armor_ab.logs import first_line
 from armor_ab.model.configuration import ArmorConfig
 
 from ..manifest import EngineError, Manifest, check_session_io
-from .base import GraphBackend, first_line
+from .base import GraphBackend
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "bool": np.bool_}
 _ORT_TYPES = {
